@@ -1,0 +1,1 @@
+"""export application package (see README)."""

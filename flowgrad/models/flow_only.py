@@ -1,0 +1,41 @@
+"""The optical-flow-only baseline: the flow magnitude is the map."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..inputs import flow_magnitude
+from ..maps import minmax
+from .base import Localiser, check_wave
+
+
+@dataclass(frozen=True)
+class FlowOnlyConfig:
+    """audio_rate / audio_seconds only describe the (ignored) audio input."""
+
+    audio_rate: int = 16000
+    audio_seconds: float = 5.0
+
+
+class FlowOnly(Localiser):
+    """map = min-max normalised |flow|; anything that moves is taken as sounding.
+
+    No parameters; ``embed_audio`` returns a (B, 0) embedding and
+    ``uses_audio`` is False so pipelines can skip audio altogether.
+    """
+
+    Config = FlowOnlyConfig
+    uses_audio = False
+
+    @property
+    def embed_dim(self) -> int:
+        return 0
+
+    def embed_audio(self, wave: torch.Tensor) -> torch.Tensor:
+        check_wave(wave, self.name)
+        return wave.new_zeros(wave.shape[0], 0)
+
+    def forward(self, frame, flow, audio_embedding):
+        self.check_inputs(frame, flow, audio_embedding)
+        return minmax(flow_magnitude(flow))

@@ -1,0 +1,1 @@
+"""realtime application package (see README)."""

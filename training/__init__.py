@@ -1,0 +1,1 @@
+"""training application package (see README)."""
