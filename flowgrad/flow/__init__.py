@@ -1,0 +1,4 @@
+"""Optical flow: OpenCV-exact Farneback in torch (any device, batched)."""
+from .farneback import FarnebackParams, farneback
+
+__all__ = ["farneback", "FarnebackParams"]

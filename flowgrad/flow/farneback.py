@@ -1,0 +1,289 @@
+"""Gunnar Farneback dense optical flow in torch, following OpenCV step by step.
+
+Every model we ship was defined on ``cv2.calcOpticalFlowFarneback`` output, so
+this re-implementation reproduces OpenCV's algorithm (REFERENCE section 4): the
+pyramid level rule, the level-0 3-tap blur, the replicate/reflect borders, the
+border weights and the 1e-3 in the 2x2 solve. It runs on any torch device and
+on a batch of frame pairs in one call (the GPU path for many camera streams).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+_MIN_SIZE = 32  # OpenCV stops adding pyramid levels below this many pixels
+_BORDER_WEIGHTS = (0.14, 0.14, 0.4472, 0.4472, 0.4472)
+
+
+@dataclass(frozen=True)
+class FarnebackParams:
+    """OpenCV's parameters; defaults are the papers' (REFERENCE section 4).
+
+    pyr_scale: image scale (< 1) between pyramid levels.
+    levels: maximum number of levels above the full-resolution one.
+    winsize: averaging window, pixels (odd values behave as OpenCV's).
+    iterations: solver iterations per level.
+    poly_n: half-size of the polynomial-expansion neighbourhood (5 or 7).
+    poly_sigma: Gaussian sigma of the polynomial expansion, pixels.
+    gaussian: Gaussian instead of box averaging window (OPTFLOW_FARNEBACK_GAUSSIAN).
+    """
+
+    pyr_scale: float = 0.5
+    levels: int = 3
+    winsize: int = 15
+    iterations: int = 3
+    poly_n: int = 5
+    poly_sigma: float = 1.2
+    gaussian: bool = False
+
+    def __post_init__(self):
+        if not 0 < self.pyr_scale < 1:
+            raise ValueError(f"pyr_scale must be in (0, 1), got {self.pyr_scale}")
+        if self.levels < 0 or self.iterations < 1:
+            raise ValueError("levels must be >= 0 and iterations >= 1")
+        if self.winsize < 1:
+            raise ValueError(f"winsize must be >= 1, got {self.winsize}")
+        if self.poly_n not in (5, 7):
+            raise ValueError(f"poly_n must be 5 or 7, got {self.poly_n}")
+        if self.poly_sigma <= 0:
+            raise ValueError(f"poly_sigma must be > 0, got {self.poly_sigma}")
+
+
+def farneback(
+    prev: torch.Tensor,
+    next: torch.Tensor,
+    *,
+    pyr_scale: float = 0.5,
+    levels: int = 3,
+    winsize: int = 15,
+    iterations: int = 3,
+    poly_n: int = 5,
+    poly_sigma: float = 1.2,
+    gaussian: bool = False,
+) -> torch.Tensor:
+    """Dense flow from ``prev`` to ``next``, as ``cv2.calcOpticalFlowFarneback``.
+
+    prev, next: grayscale frames, (H, W) or (B, H, W), uint8 or floating point
+        (same scale as uint8: 0..255), on any device.
+    Returns (B, 2, H, W) float32 on the frames' device: (dx, dy) in pixels of
+    the input frames, OpenCV's convention (next(x + dx, y + dy) ~ prev(x, y);
+    x to the right, y down).
+    Raises ValueError for mismatched, empty, too small or non-finite frames.
+    """
+    params = FarnebackParams(pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, gaussian)
+    prev, next = _check_frames(prev, next)
+    return _farneback(prev, next, params)
+
+
+def _check_frames(prev: torch.Tensor, next: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    frames = []
+    for name, x in (("prev", prev), ("next", next)):
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"farneback: {name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3:
+            raise ValueError(f"farneback: {name} must be (H, W) or (B, H, W) grayscale, got {tuple(x.shape)}")
+        if x.dtype != torch.uint8 and not x.is_floating_point():
+            raise ValueError(f"farneback: {name} must be uint8 or floating point, got {x.dtype}")
+        frames.append(x.float())
+    prev, next = frames
+    if prev.shape != next.shape:
+        raise ValueError(f"farneback: prev {tuple(prev.shape)} and next {tuple(next.shape)} differ in shape")
+    if prev.device != next.device:
+        raise ValueError(f"farneback: prev on {prev.device} and next on {next.device}")
+    if prev.numel() == 0:
+        raise ValueError("farneback: empty frames")
+    h, w = prev.shape[-2:]
+    if min(h, w) < 16:
+        raise ValueError(f"farneback: frames of {w}x{h} are smaller than the 16-pixel minimum")
+    if not (torch.isfinite(prev).all() and torch.isfinite(next).all()):
+        raise ValueError("farneback: frames contain NaN or infinite values")
+    return prev, next
+
+
+def _farneback(prev: torch.Tensor, next: torch.Tensor, p: FarnebackParams) -> torch.Tensor:
+    b, h, w = prev.shape
+    levels, scale = 0, 1.0
+    while levels < p.levels:
+        scale *= p.pyr_scale
+        if w * scale < _MIN_SIZE or h * scale < _MIN_SIZE:
+            break
+        levels += 1
+    poly = _poly_filters(p.poly_n, p.poly_sigma, prev.device)
+    flow = None
+    for k in range(levels, -1, -1):
+        scale = p.pyr_scale**k
+        size = (_cv_round(h * scale), _cv_round(w * scale))
+        if flow is None:
+            flow = prev.new_zeros(b, 2, *size)
+        else:
+            flow = F.interpolate(flow, size=size, mode="bilinear", align_corners=False) / p.pyr_scale
+        r0 = _poly_exp(_pyramid_level(prev, scale, size), poly)
+        r1 = _poly_exp(_pyramid_level(next, scale, size), poly)
+        m = _update_matrices(r0, r1, flow)
+        for i in range(p.iterations):
+            flow = _solve(_window_average(m, p), flow)
+            if i < p.iterations - 1:
+                m = _update_matrices(r0, r1, flow)
+    return flow
+
+
+def _cv_round(x: float) -> int:
+    """cvRound: round half to even, as lrint."""
+    return int(round(x))
+
+
+def _gaussian_kernel(ksize: int, sigma: float, device) -> torch.Tensor:
+    """cv::getGaussianKernel for float images (the fixed 3-tap table when sigma <= 0)."""
+    if sigma <= 0 and ksize == 3:
+        return torch.tensor([0.25, 0.5, 0.25], device=device)
+    if sigma <= 0:
+        sigma = 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8
+    x = torch.arange(ksize, dtype=torch.float64) - (ksize - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma * sigma))
+    return (g / g.sum()).float().to(device)
+
+
+def _pyramid_level(img: torch.Tensor, scale: float, size: tuple[int, int]) -> torch.Tensor:
+    """Full-resolution (B, H, W) -> blurred and resized (B, *size), as OpenCV builds each level."""
+    sigma = (1.0 / scale - 1.0) * 0.5
+    ksize = max(3, _cv_round(sigma * 5) | 1)
+    kernel = _gaussian_kernel(ksize, sigma, img.device)
+    r = ksize // 2
+    x = img[:, None]
+    # separable blur, border reflect-101 (torch's "reflect")
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), kernel.view(1, 1, -1, 1))
+    if tuple(x.shape[-2:]) != size:
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return x[:, 0]
+
+
+def _poly_filters(n: int, sigma: float, device):
+    """1-D filters g, x g, x^2 g over x = -n..n and the inverse-moment entries."""
+    x = torch.arange(-n, n + 1, dtype=torch.float64)
+    g = torch.exp(-(x**2) / (2 * sigma * sigma))
+    g = (g / g.sum()).float().double()  # OpenCV stores the weights as float
+    xg, xxg = (x * g).float().double(), (x * x * g).float().double()
+    gy, gx = g[:, None], g[None, :]
+    xx = x[None, :] ** 2
+    yy = x[:, None] ** 2
+    G = torch.zeros(6, 6, dtype=torch.float64)
+    G[0, 0] = (gy * gx).sum()
+    G[1, 1] = (gy * gx * xx).sum()
+    G[3, 3] = (gy * gx * xx * xx).sum()
+    G[5, 5] = (gy * gx * xx * yy).sum()
+    G[2, 2] = G[0, 3] = G[0, 4] = G[3, 0] = G[4, 0] = G[1, 1]
+    G[4, 4] = G[3, 3]
+    G[3, 4] = G[4, 3] = G[5, 5]
+    inv = torch.linalg.inv(G)
+    ig = {"11": inv[1, 1].item(), "03": inv[0, 3].item(), "33": inv[3, 3].item(), "55": inv[5, 5].item()}
+    filters = torch.stack([g, xg, xxg]).float().to(device)  # (3, 2n+1)
+    return filters, ig
+
+
+def _poly_exp(img: torch.Tensor, poly) -> torch.Tensor:
+    """Polynomial expansion: (B, H, W) -> (B, 5, H, W) coefficients
+    (linear y, linear x, yy, xx, xy), replicate border, as FarnebackPolyExp."""
+    filters, ig = poly
+    n = filters.shape[1] // 2
+    g, xg, xxg = filters
+    # vertical pass: 1, y, y^2 moments
+    x = F.pad(img[:, None], (0, 0, n, n), mode="replicate")
+    vert = F.conv2d(x, torch.stack([g, xg, xxg])[:, None, :, None])  # (B, 3, H, W)
+    v = F.pad(vert, (n, n, 0, 0), mode="replicate")
+    b, _, h, w = vert.shape
+    # horizontal pass: b1 = g*v0, b2 = xg*v0, b4 = xxg*v0, b3 = g*v1, b6 = xg*v1, b5 = g*v2
+    k0 = torch.stack([g, xg, xxg])[:, None, None, :]
+    m0 = F.conv2d(v[:, 0:1], k0)
+    m1 = F.conv2d(v[:, 1:2], k0[:2])
+    m2 = F.conv2d(v[:, 2:3], k0[:1])
+    b1, b2, b4 = m0[:, 0], m0[:, 1], m0[:, 2]
+    b3, b6 = m1[:, 0], m1[:, 1]
+    b5 = m2[:, 0]
+    return torch.stack(
+        [b3 * ig["11"], b2 * ig["11"], b1 * ig["03"] + b5 * ig["33"], b1 * ig["03"] + b4 * ig["33"], b6 * ig["55"]],
+        dim=1,
+    )
+
+
+def _border_scale(h: int, w: int, device) -> torch.Tensor:
+    """(h, w) weights that damp the 5-pixel frame border, as OpenCV."""
+    def axis(n):
+        s = torch.ones(n, device=device)
+        for i, v in enumerate(_BORDER_WEIGHTS):
+            if i < n:
+                s[i] = s[i] * v
+            if n - 1 - i >= 0:
+                s[n - 1 - i] = s[n - 1 - i] * v
+        return s
+
+    ys, xs = axis(h), axis(w)
+    inner = torch.zeros(h, w, dtype=torch.bool, device=device)
+    inner[5 : h - 5, 5 : w - 5] = True
+    # OpenCV multiplies the per-axis weights only outside the inner rectangle
+    scale = ys[:, None] * xs[None, :]
+    return torch.where(inner, torch.ones_like(scale), scale)
+
+
+def _update_matrices(r0: torch.Tensor, r1: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """The five terms (G11, G12, G22, h1, h2) of each pixel's 2x2 system, (B, 5, H, W)."""
+    b, _, h, w = r0.shape
+    dev = r0.device
+    dx, dy = flow[:, 0], flow[:, 1]
+    fx = torch.arange(w, device=dev, dtype=torch.float32)[None, None, :] + dx
+    fy = torch.arange(h, device=dev, dtype=torch.float32)[None, :, None] + dy
+    x1, y1 = torch.floor(fx), torch.floor(fy)
+    ax, ay = fx - x1, fy - y1
+    x1, y1 = x1.long(), y1.long()
+    inside = (x1 >= 0) & (x1 < w - 1) & (y1 >= 0) & (y1 < h - 1)
+    x1c, y1c = x1.clamp(0, w - 2), y1.clamp(0, h - 2)
+    flat = r1.flatten(2)  # (B, 5, H*W)
+    idx = (y1c * w + x1c).flatten(1)[:, None, :].expand(-1, 5, -1)
+
+    def tap(offset):
+        return torch.gather(flat, 2, idx + offset).view(b, 5, h, w)
+
+    a00, a01 = ((1 - ax) * (1 - ay))[:, None], (ax * (1 - ay))[:, None]
+    a10, a11 = ((1 - ax) * ay)[:, None], (ax * ay)[:, None]
+    s = a00 * tap(0) + a01 * tap(1) + a10 * tap(w) + a11 * tap(w + 1)
+    ins = inside[:, None]
+    zero = torch.zeros_like(s[:, :2])
+    r23 = torch.where(ins, s[:, :2], zero)
+    r4 = torch.where(inside, (r0[:, 2] + s[:, 2]) * 0.5, r0[:, 2])
+    r5 = torch.where(inside, (r0[:, 3] + s[:, 3]) * 0.5, r0[:, 3])
+    r6 = torch.where(inside, (r0[:, 4] + s[:, 4]) * 0.25, r0[:, 4] * 0.5)
+    r2 = (r0[:, 0] - r23[:, 0]) * 0.5 + r4 * dy + r6 * dx
+    r3 = (r0[:, 1] - r23[:, 1]) * 0.5 + r6 * dy + r5 * dx
+    scale = _border_scale(h, w, dev)
+    r2, r3, r4, r5, r6 = (t * scale for t in (r2, r3, r4, r5, r6))
+    return torch.stack([r4 * r4 + r6 * r6, (r4 + r5) * r6, r5 * r5 + r6 * r6, r4 * r2 + r6 * r3, r6 * r2 + r5 * r3], 1)
+
+
+def _window_average(m: torch.Tensor, p: FarnebackParams) -> torch.Tensor:
+    """Average the system terms over the winsize x winsize window (replicate border)."""
+    r = p.winsize // 2
+    if p.gaussian:
+        sigma = r * 0.3
+        i = torch.arange(-r, r + 1, dtype=torch.float64)
+        k = torch.exp(-(i**2) / (2 * sigma * sigma)) if r > 0 else torch.ones(1, dtype=torch.float64)
+        k = (k / k.sum()).float().to(m.device)
+    else:
+        k = torch.full((2 * r + 1,), 1.0 / (2 * r + 1), device=m.device)
+    c = m.shape[1]
+    x = F.pad(m, (0, 0, r, r), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    x = F.pad(x, (r, r, 0, 0), mode="replicate")
+    return F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+
+
+def _solve(g: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Per-pixel 2x2 solve with OpenCV's 1e-3 regulariser -> (B, 2, H, W)."""
+    g = g.double()  # OpenCV solves in double; float32 loses digits in the determinant
+    g11, g12, g22, h1, h2 = g.unbind(1)
+    idet = 1.0 / (g11 * g22 - g12 * g12 + 1e-3)
+    return torch.stack([(g11 * h2 - g12 * h1) * idet, (g22 * h1 - g12 * h2) * idet], 1).float()
