@@ -5,7 +5,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-FARNEBACK_CV = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
+from flowgrad.flow import FarnebackParams
+
+FARNEBACK_CV = FarnebackParams().opencv_kwargs()  # the papers' settings
 
 
 def bikes_path() -> Path | None:

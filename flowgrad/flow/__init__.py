@@ -1,4 +1,5 @@
-"""Optical flow: OpenCV-exact Farneback in torch (any device, batched)."""
+"""Optical flow: OpenCV-exact Farneback in torch (any device, batched) and rolling flow for live streams."""
 from .farneback import FarnebackParams, farneback
+from .rolling import FlowResult, RollingFlow, RollingFlowConfig
 
-__all__ = ["farneback", "FarnebackParams"]
+__all__ = ["farneback", "FarnebackParams", "RollingFlow", "RollingFlowConfig", "FlowResult"]

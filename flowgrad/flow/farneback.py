@@ -40,6 +40,10 @@ class FarnebackParams:
     gaussian: bool = False
 
     def __post_init__(self):
+        for name in ("levels", "winsize", "iterations", "poly_n"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{name} must be an int, got {v!r}")
         if not 0 < self.pyr_scale < 1:
             raise ValueError(f"pyr_scale must be in (0, 1), got {self.pyr_scale}")
         if self.levels < 0 or self.iterations < 1:
@@ -50,6 +54,14 @@ class FarnebackParams:
             raise ValueError(f"poly_n must be 5 or 7, got {self.poly_n}")
         if self.poly_sigma <= 0:
             raise ValueError(f"poly_sigma must be > 0, got {self.poly_sigma}")
+
+    def opencv_kwargs(self) -> dict:
+        """Keyword arguments for ``cv2.calcOpticalFlowFarneback`` with these parameters."""
+        import cv2  # only the OpenCV path needs it
+
+        flags = cv2.OPTFLOW_FARNEBACK_GAUSSIAN if self.gaussian else 0
+        return dict(pyr_scale=self.pyr_scale, levels=self.levels, winsize=self.winsize,
+                    iterations=self.iterations, poly_n=self.poly_n, poly_sigma=self.poly_sigma, flags=flags)
 
 
 def farneback(

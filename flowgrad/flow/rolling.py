@@ -1,0 +1,352 @@
+"""Rolling optical flow over a live camera stream of any frame rate.
+
+The models were trained on Farneback flow between consecutive frames of 8 fps
+video, i.e. frames 0.125 s apart, measured in pixels of the full camera frame
+(REFERENCE.md section 4). A live camera runs at 5 to 60 fps with jitter and
+dropped frames, so :class:`RollingFlow` keeps a short history of grayscale
+frames and, for every new frame, pairs it with the kept frame whose age is
+closest to the nominal interval. The flow is always reported in pixels of the
+full camera frame, whatever working resolution it was computed at.
+
+Units everywhere: times in seconds (the caller's monotonic clock), flow in
+pixels of the full camera frame, sizes as (width, height) in pixels.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional
+
+import cv2
+import numpy as np
+import torch
+
+from .farneback import FarnebackParams, farneback
+
+FlowFn = Callable[[np.ndarray, np.ndarray], Any]
+"""flow_fn(prev_gray, next_gray) -> flow.
+
+Both inputs are (h, w) uint8 numpy arrays at the working resolution. The result
+is the flow from prev to next in pixels of that working grid: a float numpy
+array (h, w, 2) as OpenCV returns it, or a torch tensor (2, h, w) or (1, 2, h, w).
+"""
+
+_BACKENDS = ("opencv", "torch")
+# Two timestamps this close are treated as equally good pairing candidates, so
+# that float rounding of ages like 7/60 and 8/60 cannot decide a tie.
+_TIE_S = 1e-9
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True)
+class RollingFlowConfig:
+    """Settings of :class:`RollingFlow`.
+
+    interval_s: nominal spacing, seconds, between the two frames of a flow pair
+        (0.125 s = the 8 fps spacing the models were trained on).
+    working_size: (width, height) in pixels at which flow is computed; frames
+        are resized to it with cv2.INTER_AREA. None = the camera's own size.
+    farneback: Farneback parameters (OpenCV's meaning; the reference values).
+    backend: "opencv" (cv2.calcOpticalFlowFarneback on CPU: the fastest choice
+        without a GPU) or "torch" (:func:`flowgrad.flow.farneback` on ``device``,
+        same answer to ~1e-4 px; the GPU path).
+    device: torch device for backend "torch", e.g. "cuda" or "cpu".
+    history_s: how far back, seconds, frames are kept (must be >= interval_s).
+    max_frames: hard cap on kept frames whatever the frame rate, so memory is
+        bounded even for a camera faster than expected.
+    """
+
+    interval_s: float = 0.125
+    working_size: Optional[tuple[int, int]] = None
+    farneback: FarnebackParams = FarnebackParams()
+    backend: str = "opencv"
+    device: str = "cpu"
+    history_s: float = 1.0
+    max_frames: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("interval_s", "history_s"):
+            v = getattr(self, name)
+            if not _is_real(v) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        if self.history_s < self.interval_s:
+            raise ValueError(
+                f"history_s ({self.history_s}) must be >= interval_s ({self.interval_s}), "
+                "otherwise the frame to pair with is never kept"
+            )
+        if not _is_int(self.max_frames) or self.max_frames < 2:
+            raise ValueError(f"max_frames must be an int >= 2, got {self.max_frames!r}")
+        if not isinstance(self.farneback, FarnebackParams):
+            raise ValueError(f"farneback must be a FarnebackParams, got {type(self.farneback).__name__}")
+        if self.backend not in _BACKENDS:
+            raise ValueError(f"backend must be one of {_BACKENDS}, got {self.backend!r}")
+        if self.working_size is not None:
+            ws = self.working_size
+            if (not isinstance(ws, (tuple, list)) or len(ws) != 2
+                    or not all(_is_int(v) and v > 0 for v in ws)):
+                raise ValueError(
+                    f"working_size must be None or (width, height) positive ints, got {ws!r}"
+                )
+            # Lists are accepted for convenience but stored as a tuple to keep the
+            # config hashable.
+            object.__setattr__(self, "working_size", (int(ws[0]), int(ws[1])))
+
+
+@dataclass(frozen=True, eq=False)
+class FlowResult:
+    """One flow field from the rolling pairing.
+
+    flow: (2, h, w) float32 numpy, (dx, dy) from the frame at t_prev to the frame
+        at t, in PIXELS OF THE FULL CAMERA FRAME, sampled on the working grid
+        (h, w) = work_size[::-1]. dx is scaled by frame_width / work_width and dy by
+        frame_height / work_height.
+    dt: t - t_prev, seconds actually spanned (close to, not equal to, interval_s).
+    t: capture time of the newest frame, seconds.
+    t_prev: capture time of the earlier frame, seconds.
+    frame_size: (width, height) of the camera frame, pixels.
+    work_size: (width, height) of the grid the flow was computed on, pixels.
+    interval_s: the configured nominal interval, seconds.
+    """
+
+    flow: np.ndarray
+    dt: float
+    t: float
+    t_prev: float
+    frame_size: tuple[int, int]
+    work_size: tuple[int, int]
+    interval_s: float
+
+    def per_interval(self) -> np.ndarray:
+        """Flow rescaled to the nominal interval: flow * interval_s / dt.
+
+        (2, h, w) float32, full-frame pixels per interval_s. The models' flow
+        encodings (magnitude thresholds, (m + 5) / 200, HTF's u/v) expect the
+        magnitudes of frames exactly interval_s apart, so feed them this rather
+        than the raw flow when the camera's spacing does not hit interval_s.
+        Assumes the motion is roughly steady over dt.
+        """
+        return (self.flow * np.float32(self.interval_s / self.dt)).astype(np.float32)
+
+
+@dataclass
+class RollingFlowStats:
+    """Lifetime counters of a :class:`RollingFlow` (not cleared by reset()).
+
+    pushed: valid push() calls (including ignored out-of-order ones).
+    computed: flow fields returned.
+    out_of_order: frames ignored because t <= the newest kept timestamp.
+    gaps: times history was cleared because t jumped more than history_s ahead.
+    resets: times history was cleared because the camera resolution changed.
+    """
+
+    pushed: int = 0
+    computed: int = 0
+    out_of_order: int = 0
+    gaps: int = 0
+    resets: int = 0
+
+
+class RollingFlow:
+    """Flow between each new camera frame and the kept frame ~interval_s older.
+
+    config: a :class:`RollingFlowConfig` (default one when None).
+    flow_fn: optional ``flow_fn(prev_gray, next_gray)`` (see :data:`FlowFn`); when
+        given it replaces OpenCV, which is how the torch/GPU Farneback is plugged
+        in. Required for backend="torch".
+
+    Feed frames with :meth:`push`; it returns a :class:`FlowResult` once a frame
+    at least interval_s / 2 old is kept, else None. Not thread-safe.
+    """
+
+    def __init__(self, config: Optional[RollingFlowConfig] = None,
+                 flow_fn: Optional[FlowFn] = None) -> None:
+        self.config = config if config is not None else RollingFlowConfig()
+        if not isinstance(self.config, RollingFlowConfig):
+            raise ValueError(f"config must be a RollingFlowConfig, got {type(config).__name__}")
+        if flow_fn is not None and not callable(flow_fn):
+            raise ValueError("flow_fn must be callable")
+        if flow_fn is None and self.config.backend == "torch":
+            flow_fn = self._torch_farneback
+        self.flow_fn = flow_fn
+        self.stats = RollingFlowStats()
+        self._history: deque[tuple[float, np.ndarray]] = deque(maxlen=self.config.max_frames)
+        self._frame_size: Optional[tuple[int, int]] = None
+
+    @property
+    def frame_size(self) -> Optional[tuple[int, int]]:
+        """(width, height) of the current camera frames in pixels; None before the first."""
+        return self._frame_size
+
+    @property
+    def work_size(self) -> Optional[tuple[int, int]]:
+        """(width, height) of the flow grid in pixels; None before the first frame."""
+        if self.config.working_size is not None:
+            return self.config.working_size
+        return self._frame_size
+
+    def __len__(self) -> int:
+        """Number of kept frames (never more than config.max_frames)."""
+        return len(self._history)
+
+    def reset(self) -> None:
+        """Forget all kept frames (e.g. on a camera switch); stats are kept.
+
+        After a reset any timestamp is accepted again, and the next frame
+        returns None.
+        """
+        self._history.clear()
+
+    def push(self, frame: np.ndarray, t: float) -> Optional[FlowResult]:
+        """Add a camera frame and return the flow ending at it, if one can be made.
+
+        frame: (H, W, 3) uint8 BGR or (H, W) / (H, W, 1) uint8 grayscale, any size.
+        t: capture time in seconds on a monotonic clock.
+        Returns a :class:`FlowResult` from the kept frame whose age is closest to
+        interval_s (among those at least interval_s / 2 old; ties go to the older
+        one) to this frame, or None when there is no such frame yet or the frame
+        was ignored for being out of order.
+        Raises ValueError for a non-uint8 or badly shaped frame or a non-finite t.
+        """
+        gray_full = self._to_gray(frame)
+        t = self._check_time(t)
+        self.stats.pushed += 1
+
+        if self._history and t <= self._history[-1][0]:
+            # A stale or repeated frame cannot be paired forwards in time; dropping
+            # it keeps the history strictly increasing.
+            self.stats.out_of_order += 1
+            return None
+
+        h, w = gray_full.shape
+        if self._frame_size is not None and (w, h) != self._frame_size:
+            self._history.clear()
+            self.stats.resets += 1
+        self._frame_size = (w, h)
+
+        if self._history and t - self._history[-1][0] > self.config.history_s:
+            self._history.clear()
+            self.stats.gaps += 1
+
+        gray = self._resize(gray_full)
+        self._history.append((t, gray))
+        while t - self._history[0][0] > self.config.history_s:
+            self._history.popleft()
+
+        prev = self._pick_prev(t)
+        if prev is None:
+            return None
+        t_prev, prev_gray = prev
+        flow = self._flow(prev_gray, gray)
+        work_h, work_w = gray.shape
+        # Each axis has its own scale, since the working size need not keep the
+        # camera's aspect ratio.
+        flow[0] *= np.float32(w / work_w)
+        flow[1] *= np.float32(h / work_h)
+        self.stats.computed += 1
+        return FlowResult(
+            flow=flow,
+            dt=t - t_prev,
+            t=t,
+            t_prev=t_prev,
+            frame_size=(w, h),
+            work_size=(work_w, work_h),
+            interval_s=self.config.interval_s,
+        )
+
+    # -- internals ---------------------------------------------------------
+
+    @staticmethod
+    def _check_time(t: Any) -> float:
+        if not _is_real(t):
+            raise ValueError(f"t must be a real number of seconds, got {type(t).__name__}")
+        t = float(t)
+        if not math.isfinite(t):
+            raise ValueError(f"t must be finite, got {t}")
+        return t
+
+    @staticmethod
+    def _to_gray(frame: Any) -> np.ndarray:
+        if not isinstance(frame, np.ndarray):
+            raise ValueError(f"frame must be a numpy array, got {type(frame).__name__}")
+        if frame.dtype != np.uint8:
+            raise ValueError(f"frame must be uint8 (camera pixels), got dtype {frame.dtype}")
+        if frame.ndim == 3 and frame.shape[2] == 1:
+            frame = frame[:, :, 0]
+        if frame.ndim == 2:
+            gray = frame
+        elif frame.ndim == 3 and frame.shape[2] == 3:
+            gray = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGR2GRAY)
+        else:
+            raise ValueError(
+                f"frame must be (H, W, 3) BGR or (H, W) gray, got shape {frame.shape}"
+            )
+        if gray.shape[0] < 2 or gray.shape[1] < 2:
+            raise ValueError(f"frame is too small for optical flow: shape {frame.shape}")
+        # Copy so that a caller reusing its capture buffer cannot alter kept history.
+        return np.array(gray, dtype=np.uint8, copy=True, order="C")
+
+    def _resize(self, gray: np.ndarray) -> np.ndarray:
+        ws = self.config.working_size
+        if ws is None or (gray.shape[1], gray.shape[0]) == ws:
+            return gray
+        return cv2.resize(gray, ws, interpolation=cv2.INTER_AREA)
+
+    def _pick_prev(self, t: float) -> Optional[tuple[float, np.ndarray]]:
+        target = self.config.interval_s
+        best = None
+        best_err = math.inf
+        # Oldest first, replacing only on a clearly smaller error, so ties keep the
+        # older frame (the longer baseline measures motion more precisely).
+        for i in range(len(self._history) - 1):
+            t_k, g_k = self._history[i]
+            age = t - t_k
+            if age < target / 2:
+                break
+            err = abs(age - target)
+            if err < best_err - _TIE_S:
+                best, best_err = (t_k, g_k), err
+        return best
+
+    def _torch_farneback(self, prev: np.ndarray, nxt: np.ndarray):
+        c = self.config
+        return farneback(
+            torch.from_numpy(prev).to(c.device), torch.from_numpy(nxt).to(c.device), **asdict(c.farneback)
+        )
+
+    def _flow(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        h, w = nxt.shape
+        if self.flow_fn is None:
+            out = cv2.calcOpticalFlowFarneback(prev, nxt, None, **self.config.farneback.opencv_kwargs())
+            return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32)
+        out = self.flow_fn(prev, nxt)
+        if isinstance(out, np.ndarray):
+            if out.shape != (h, w, 2):
+                raise ValueError(
+                    f"flow_fn returned numpy shape {out.shape}, expected (h, w, 2) = {(h, w, 2)}"
+                )
+            arr = out.transpose(2, 0, 1)
+        elif hasattr(out, "detach") and hasattr(out, "cpu"):
+            shape = tuple(out.shape)
+            if shape == (1, 2, h, w):
+                out = out[0]
+            elif shape != (2, h, w):
+                raise ValueError(
+                    f"flow_fn returned tensor shape {shape}, expected (2, h, w) or "
+                    f"(1, 2, h, w) with (h, w) = {(h, w)}"
+                )
+            arr = out.detach().float().cpu().numpy()
+        else:
+            raise ValueError(
+                f"flow_fn must return a numpy array or torch tensor, got {type(out).__name__}"
+            )
+        # Always a fresh float32 array: scaling happens in place afterwards and must
+        # not write into a buffer flow_fn may reuse.
+        return np.array(arr, dtype=np.float32, copy=True, order="C")
