@@ -36,6 +36,15 @@ def test_real_footage_matches_opencv(size):
         assert_parity(ours(prev, next), opencv(prev, next))
 
 
+@needs_bikes
+def test_float64_matches_opencv_and_float32():
+    prev, next = bikes_pairs((320, 180), pairs=1)[0]
+    f64 = ours(prev, next, dtype=torch.float64)
+    assert f64.dtype == np.float64
+    assert_parity(f64, opencv(prev, next))
+    assert parity(f64, ours(prev, next))["mean"] < 1e-3
+
+
 @pytest.mark.parametrize("dx,dy", [(2.3, -1.4), (-5.7, 3.2), (0.4, 0.0), (11.0, -8.5)])
 def test_synthetic_shift_matches_opencv_and_truth(dx, dy):
     prev, next = shifted_pair(224, 160, dx, dy)

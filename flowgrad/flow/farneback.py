@@ -75,19 +75,24 @@ def farneback(
     poly_n: int = 5,
     poly_sigma: float = 1.2,
     gaussian: bool = False,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Dense flow from ``prev`` to ``next``, as ``cv2.calcOpticalFlowFarneback``.
 
     prev, next: grayscale frames, (H, W) or (B, H, W), uint8 or floating point
         (same scale as uint8: 0..255), on any device.
-    Returns (B, 2, H, W) float32 on the frames' device: (dx, dy) in pixels of
+    dtype: computation and output dtype; float32 (the default, as OpenCV) or
+        float64 (for parity studies; slower, and unavailable on some GPUs).
+    Returns (B, 2, H, W) ``dtype`` on the frames' device: (dx, dy) in pixels of
     the input frames, OpenCV's convention (next(x + dx, y + dy) ~ prev(x, y);
     x to the right, y down).
     Raises ValueError for mismatched, empty, too small or non-finite frames.
     """
     params = FarnebackParams(pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, gaussian)
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"farneback: dtype must be torch.float32 or torch.float64, got {dtype}")
     prev, next = _check_frames(prev, next)
-    return _farneback(prev, next, params)
+    return _farneback(prev.to(dtype), next.to(dtype), params)
 
 
 def _check_frames(prev: torch.Tensor, next: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,8 +255,8 @@ def _update_matrices(r0: torch.Tensor, r1: torch.Tensor, flow: torch.Tensor) -> 
     b, _, h, w = r0.shape
     dev = r0.device
     dx, dy = flow[:, 0], flow[:, 1]
-    fx = torch.arange(w, device=dev, dtype=torch.float32)[None, None, :] + dx
-    fy = torch.arange(h, device=dev, dtype=torch.float32)[None, :, None] + dy
+    fx = torch.arange(w, device=dev, dtype=flow.dtype)[None, None, :] + dx
+    fy = torch.arange(h, device=dev, dtype=flow.dtype)[None, :, None] + dy
     x1, y1 = torch.floor(fx), torch.floor(fy)
     ax, ay = fx - x1, fy - y1
     x1, y1 = x1.long(), y1.long()
@@ -294,7 +299,7 @@ def _window_average(m: torch.Tensor, p: FarnebackParams) -> torch.Tensor:
 
 def _solve(g: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Per-pixel 2x2 solve with OpenCV's 1e-3 regulariser -> (B, 2, H, W)."""
-    g = g.double()  # OpenCV solves in double; float32 loses digits in the determinant
-    g11, g12, g22, h1, h2 = g.unbind(1)
+    # OpenCV solves in double; float32 loses digits in the determinant
+    g11, g12, g22, h1, h2 = g.double().unbind(1)
     idet = 1.0 / (g11 * g22 - g12 * g12 + 1e-3)
-    return torch.stack([(g11 * h2 - g12 * h1) * idet, (g22 * h1 - g12 * h2) * idet], 1).float()
+    return torch.stack([(g11 * h2 - g12 * h1) * idet, (g22 * h1 - g12 * h2) * idet], 1).to(flow.dtype)
