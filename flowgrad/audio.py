@@ -380,3 +380,107 @@ def resample(
     y = F.conv1d(x, kernels, stride=orig)  # (N, new, blocks)
     y = y.transpose(1, 2).reshape(x.shape[0], -1)[:, :target]
     return y.reshape(*lead, target)
+
+
+# --------------------------------------------------------------------------
+# Export-friendly front-ends (fixed real-DFT basis as a convolution)
+# --------------------------------------------------------------------------
+#
+# TensorRT's ONNX parser has no STFT / DFT / window ops. The functions below
+# compute the same spectrograms as their torch.stft / torch.fft counterparts
+# with only Pad, Conv, Mul, Add, Log, Reduce* and Sqrt, so the whole audio
+# front-end can live inside an exported graph. They do no data-dependent
+# validation (no ``.item()`` / ``bool(tensor)``), so they also trace.
+
+
+def _dft_basis(window64: torch.Tensor, n_fft: int, detrend: bool) -> torch.Tensor:
+    """(2 * (n_fft // 2 + 1), 1, n_fft) float64 conv1d weight: rows
+    ``w[n] cos(2 pi k n / n_fft)`` then ``w[n] sin(2 pi k n / n_fft)`` for
+    k = 0 .. n_fft // 2 (the sign of the sine rows does not matter for power).
+
+    ``detrend=True`` folds scipy's ``detrend='constant'`` into the basis: the
+    DFT of ``w * (x - mean(x))`` is ``sum_n x[n] (w[n] e_k[n] - W_k / n_fft)``
+    with ``W_k = sum_m w[m] e_k[m]``, still linear in ``x``.
+    """
+    n = torch.arange(n_fft, dtype=torch.float64, device=window64.device)
+    k = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device=window64.device)
+    # Reduce k * n modulo n_fft in integers so the angle stays exact.
+    kn = (k[:, None] * n[None, :]).remainder(n_fft)
+    angle = 2.0 * math.pi * kn / n_fft
+    cos = torch.cos(angle) * window64
+    sin = torch.sin(angle) * window64
+    if detrend:
+        cos = cos - cos.sum(dim=1, keepdim=True) / n_fft
+        sin = sin - sin.sum(dim=1, keepdim=True) / n_fft
+    return torch.cat([cos, sin], dim=0).unsqueeze(1)
+
+
+def power_spectrogram_dft(wave: torch.Tensor, n_fft: int = RCGRAD_N_FFT, hop: int = RCGRAD_HOP) -> torch.Tensor:
+    """:func:`power_spectrogram` computed as reflect padding + one ``conv1d``.
+
+    The conv1d kernel is the fixed real DFT basis (cos and sin rows times the
+    periodic Hann window, built in float64 then cast to ``wave.dtype``), stride
+    ``hop``; power is ``cos_part**2 + sin_part**2``. Same shapes, units and
+    framing as :func:`power_spectrogram` (``(B, n_fft // 2 + 1, 1 + T // hop)``);
+    agrees with it to float32 rounding. Exports to ONNX as Pad (reflect), Conv,
+    Slice, Mul and Add only. Requires ``T > n_fft // 2``; not checked here
+    (data-independent so that it traces).
+    """
+    window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64, device=wave.device)
+    basis = _dft_basis(window, n_fft, detrend=False).to(wave.dtype)
+    x = F.pad(wave.unsqueeze(1), (n_fft // 2, n_fft // 2), mode="reflect")
+    out = F.conv1d(x, basis, stride=hop)  # (B, 2 * bins, frames)
+    bins = n_fft // 2 + 1
+    re, im = out[:, :bins], out[:, bins:]
+    return re * re + im * im
+
+
+def rcgrad_spectrogram_dft(wave: torch.Tensor, stats: str = "clip") -> torch.Tensor:
+    """:func:`rcgrad_spectrogram` built on :func:`power_spectrogram_dft`.
+
+    The standardisation is written out (mean, unbiased variance, sqrt) with
+    ReduceMean-style reductions, so it exports without ``aten::std``.
+    ``stats`` as in :func:`rcgrad_spectrogram`. Returns ``(B, 1, 257, N)``.
+    """
+    if stats not in ("clip", "batch"):
+        raise ValueError(f"rcgrad_spectrogram_dft: stats must be 'clip' or 'batch', got {stats!r}")
+    logspec = torch.log(power_spectrogram_dft(wave, RCGRAD_N_FFT, RCGRAD_HOP) + _LOG_EPS)
+    bins, frames = logspec.shape[1], logspec.shape[2]
+    if stats == "batch":
+        mean = logspec.mean(dim=(0, 1, 2), keepdim=True)
+        count = logspec.shape[0] * bins * frames
+        dev = logspec - mean
+        var = (dev * dev).mean(dim=(0, 1, 2), keepdim=True) * (count / (count - 1))
+    else:
+        mean = logspec.mean(dim=(1, 2), keepdim=True)
+        count = bins * frames
+        dev = logspec - mean
+        var = (dev * dev).mean(dim=(1, 2), keepdim=True) * (count / (count - 1))
+    return (dev / (torch.sqrt(var) + _STD_EPS)).unsqueeze(1)
+
+
+def htf_spectrogram_dft(wave: torch.Tensor, sample_rate: int = 22050) -> torch.Tensor:
+    """:func:`htf_spectrogram` as one ``conv1d`` with a fixed basis.
+
+    No padding, stride 238 (= 512 - 274), periodic Tukey(0.25) window; the
+    per-segment mean removal (scipy's ``detrend='constant'``) is folded into
+    the basis (see :func:`_dft_basis`), the density scaling and the one-sided
+    doubling are one constant per-bin multiply. Then ``log(x + 1e-7) / 12``.
+    Returns ``(B, 1, 257, (T - 512) // 238 + 1)``; requires ``T >= 512``
+    (not checked here, so that it traces).
+    """
+    window = tukey_window(HTF_NPERSEG, 0.25, periodic=True, dtype=torch.float64, device=wave.device)
+    basis = _dft_basis(window, HTF_NPERSEG, detrend=True).to(wave.dtype)
+    step = HTF_NPERSEG - HTF_NOVERLAP
+    out = F.conv1d(wave.unsqueeze(1), basis, stride=step)
+    bins = HTF_NPERSEG // 2 + 1
+    re, im = out[:, :bins], out[:, bins:]
+    # Built from a Python list (not by item assignment) so that it traces to one
+    # constant instead of ScatterND ops.
+    gain = torch.tensor([1.0] + [2.0] * (bins - 2) + [1.0], dtype=torch.float64, device=wave.device)
+    scale = (gain / (sample_rate * window.square().sum())).to(wave.dtype)[:, None]
+    power = (re * re + im * im) * scale
+    return (torch.log(power + _LOG_EPS) / 12.0).unsqueeze(1)
+
+
+__all__ += ["power_spectrogram_dft", "rcgrad_spectrogram_dft", "htf_spectrogram_dft"]

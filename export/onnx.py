@@ -1,0 +1,452 @@
+"""ONNX export of registry localisers: one frame graph and one audio graph per model.
+
+``export_onnx(model, out)`` writes
+
+* ``<out>.frame.onnx``: inputs ``frame`` (B, 3, H, W) float32 RGB in [0, 1],
+  ``flow`` (B, 2, H, W) float32 in pixels of the full camera frame and
+  ``audio_embedding`` (B, embed_dim) float32 -> ``heatmap`` (B, H, W) in [0, 1];
+* ``<out>.audio.onnx``: input ``wave`` (B, T) float32 mono at the model's
+  ``audio_rate`` Hz, T = round(audio_rate * audio_seconds) fixed -> ``embedding``
+  (B, embed_dim). The spectrogram is inside the graph, computed as a
+  convolution with a fixed real-DFT basis (TensorRT's parser has no STFT/DFT).
+
+``flow_only`` (``uses_audio`` False, embed_dim 0): only the frame graph is
+written and it takes just ``frame`` and ``flow`` (a zero-width embedding input
+is not representable in TensorRT and carries nothing). ``frame`` is kept as an
+input although the map does not depend on it, so every frame graph has the
+same leading inputs.
+
+Both files are written with the legacy TorchScript exporter
+(``torch.onnx.export(..., dynamo=False)``), which embeds the weights in the one
+file. ``metadata_props`` hold JSON strings describing the graph (see
+:func:`_metadata`).
+
+Export-side rewrites (the torch model is not changed):
+
+* ``torch.einsum("bchw,bc->bhw", ...)`` (closed-form Grad-CAM, HTF cosine map)
+  is traced as ``(a * b[:, :, None, None]).sum(1)`` (Mul + ReduceSum), so no
+  Einsum op reaches the graph;
+* reference mode's input-statistics BatchNorm is traced as explicit
+  reductions (the exporter's training-mode BatchNormalization needs a static
+  batch and TensorRT does not parse it);
+* the audio graph calls the export-friendly front-ends of
+  :mod:`flowgrad.audio` (``*_dft``) directly instead of ``embed_audio``,
+  whose input checks call ``bool(tensor)`` and cannot be traced.
+
+CLI: ``python -m export.onnx MODEL.ckpt [-o OUT] [--opset N] [--batch dynamic|N] [--size HxW]``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import io
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flowgrad import audio as fg_audio
+from flowgrad import models as fg_models
+
+FORMAT = "flowgrad-onnx"
+VERSION = 1
+FRAME_NOTE = "RGB in [0,1], colour order RGB"
+FLOW_UNITS = "pixels of the full camera frame"
+
+__all__ = ["FORMAT", "VERSION", "export_onnx", "load_session", "read_metadata", "main"]
+
+
+# --------------------------------------------------------------------------- wrappers
+
+
+class FrameGraph(nn.Module):
+    """(frame, flow, audio_embedding) -> heatmap; (frame, flow) for models without audio."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.uses_audio = bool(model.uses_audio)
+
+    def forward(self, frame, flow, audio_embedding=None):
+        if audio_embedding is None:
+            audio_embedding = frame.new_zeros(frame.shape[0], 0)
+        return self.model(frame, flow, audio_embedding)
+
+
+class AudioGraph(nn.Module):
+    """wave (B, T) -> embedding, through the export-friendly spectrogram front-ends."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        from flowgrad.models.flowgrad_family import RCGrad
+        from flowgrad.models.htf import HearTheFlow
+
+        self.model = model
+        if isinstance(model, RCGrad):
+            self.kind = "rcgrad"
+        elif isinstance(model, HearTheFlow):
+            self.kind = "htf"
+        else:
+            raise ValueError(f"{model.name}: no export-friendly audio path for {type(model).__name__}")
+
+    def forward(self, wave):
+        m = self.model
+        if self.kind == "rcgrad":
+            stats = "batch" if m.config.reference else "clip"
+            return m.audio_encoder(fg_audio.rcgrad_spectrogram_dft(wave, stats=stats))
+        spec = fg_audio.htf_spectrogram_dft(wave, sample_rate=m.config.audio_rate)
+        return F.normalize(m.audnet(spec), dim=1)
+
+
+@contextlib.contextmanager
+def _export_rewrites():
+    """While tracing: replace the one einsum pattern the models use by Mul + ReduceSum,
+    and input-statistics BatchNorm (reference mode) by explicit reductions."""
+    original = torch.einsum
+
+    def einsum(equation, *operands):
+        ops = operands[0] if len(operands) == 1 and isinstance(operands[0], (list, tuple)) else operands
+        if equation.replace(" ", "") == "bchw,bc->bhw" and len(ops) == 2:
+            a, b = ops
+            return (a * b[:, :, None, None]).sum(dim=1)
+        return original(equation, *operands)
+
+    from flowgrad.backbones import BatchNorm2d
+
+    original_bn = BatchNorm2d.forward
+
+    def batch_norm(self, x):
+        # Reference mode: BatchNorm with the input's own statistics. The exporter's
+        # training-mode BatchNormalization needs a static batch and is not
+        # TensorRT-parsable; write it out (ReduceMean, Sub, Mul, Sqrt, Div).
+        if self.use_input_stats and not self.training:
+            mean = x.mean(dim=(0, 2, 3), keepdim=True)
+            dev = x - mean
+            var = (dev * dev).mean(dim=(0, 2, 3), keepdim=True)
+            y = dev / torch.sqrt(var + self.eps)
+            return y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return original_bn(self, x)
+
+    torch.einsum = einsum
+    BatchNorm2d.forward = batch_norm
+    try:
+        yield
+    finally:
+        torch.einsum = original
+        BatchNorm2d.forward = original_bn
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _parse_batch(batch) -> int | None:
+    if batch == "dynamic" or batch is None:
+        return None
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be 'dynamic' or a positive int, got {batch!r}")
+    return batch
+
+
+def _config_dict(model) -> dict:
+    config = getattr(model, "config", None)
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+
+
+def _metadata(model, role: str, inputs: dict, outputs: dict, batch, size, wave_len: int | None) -> dict[str, str]:
+    """metadata_props of one graph, every value a JSON string."""
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model.name,
+        "config": _config_dict(model),
+        "role": role,
+        "inputs": inputs,
+        "outputs": outputs,
+        "batch": "dynamic" if batch is None else batch,
+        "frame_normalisation": FRAME_NOTE,
+        "flow_units": FLOW_UNITS,
+        "input_size": list(size),
+        "uses_audio": bool(model.uses_audio),
+        "embed_dim": int(model.embed_dim),
+        "audio_rate_hz": int(model.audio_rate),
+        "audio_window_s": float(model.audio_seconds),
+    }
+    if wave_len is not None:
+        meta["audio_samples"] = wave_len
+    return {k: json.dumps(v) for k, v in meta.items()}
+
+
+def _spec(shape, batch) -> dict:
+    return {"shape": ["batch" if batch is None else batch, *shape[1:]], "dtype": "float32"}
+
+
+def _restore_unused_inputs(proto, input_names, args, batch) -> None:
+    """The tracer drops inputs the output does not depend on (``frame`` for
+    flow_only); put them back, in order, so every frame graph has the same inputs."""
+    from onnx import TensorProto, helper
+
+    present = {i.name: i for i in proto.graph.input}
+    if all(n in present for n in input_names):
+        return
+    rebuilt = []
+    for name, arg in zip(input_names, args):
+        if name in present:
+            rebuilt.append(present[name])
+        else:
+            dims = ["batch" if (batch is None and d == 0) else s for d, s in enumerate(arg.shape)]
+            rebuilt.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
+    extra = [i for i in proto.graph.input if i.name not in input_names]  # initialisers listed as inputs
+    del proto.graph.input[:]
+    proto.graph.input.extend(rebuilt + extra)
+
+
+def _export_one(module, args, path: Path, input_names, output_names, batch, opset, meta) -> None:
+    import onnx
+
+    dynamic_axes = None
+    if batch is None:
+        dynamic_axes = {n: {0: "batch"} for n in (*input_names, *output_names)}
+    # Wrappers are fresh modules (training=True); the exporter restores the
+    # wrapper's mode recursively afterwards, which would leave the wrapped model
+    # in training mode (BatchNorm updating its running statistics). Keep eval.
+    module.eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), _export_rewrites(), torch.no_grad():
+        # The legacy exporter warns that it is deprecated, and the models' Python
+        # shape checks raise TracerWarnings; dynamic batch is verified by the tests.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            args,
+            buf,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    module.eval()
+    proto = onnx.load_from_string(buf.getvalue())
+    _restore_unused_inputs(proto, input_names, args, batch)
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "flowgrad.export.onnx"
+    onnx.checker.check_model(proto)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(proto.SerializeToString())
+    tmp.replace(path)
+
+
+def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", size=(224, 224)) -> list[Path]:
+    """Export ``model``'s frame graph (and audio graph when it uses audio) to ONNX.
+
+    Args:
+        model: a registry localiser (``flowgrad.models.create`` / ``checkpoint.load``).
+        out_dir_or_prefix: an existing directory (files are named after the
+            model: ``<dir>/<name>.frame.onnx``) or a path prefix
+            (``<prefix>.frame.onnx``, ``<prefix>.audio.onnx``).
+        opset: ONNX opset (17 default; the legacy exporter supports up to 20).
+        batch: ``"dynamic"`` (a symbolic ``batch`` axis on every input and
+            output) or a fixed positive int.
+        size: (H, W) of the frame / flow inputs and of the heatmap. Models are
+            defined at 224x224; another size exports a copy of the model with
+            that input and map size (fully convolutional nets follow; the
+            weights were trained at 224x224), with a warning.
+
+    Returns:
+        The written paths, frame graph first.
+    """
+    fixed = _parse_batch(batch)
+    size = tuple(int(s) for s in size)
+    if len(size) != 2 or min(size) < 32:
+        raise ValueError(f"size must be (H, W) with both >= 32, got {size}")
+    name = getattr(model, "name", "") or type(model).__name__
+    model = model.eval()
+    if size != tuple(model.input_size):
+        warnings.warn(f"{name}: exporting at {size[0]}x{size[1]}; the model was defined at "
+                      f"{model.input_size[0]}x{model.input_size[1]}", stacklevel=2)
+        model = copy.deepcopy(model)
+        model.input_size = size
+        model.map_size = size
+
+    out = Path(out_dir_or_prefix)
+    prefix = out / name if out.is_dir() else out
+    b = 2 if fixed is None else fixed  # trace at 2 so nothing specific to 1 gets baked in
+    h, w = size
+    frame = torch.rand(b, 3, h, w)
+    flow = torch.randn(b, 2, h, w)
+    written = []
+
+    frame_path = prefix.with_name(prefix.name + ".frame.onnx")
+    if model.uses_audio:
+        args = (frame, flow, torch.randn(b, model.embed_dim))
+        in_names = ("frame", "flow", "audio_embedding")
+    else:
+        args = (frame, flow)
+        in_names = ("frame", "flow")
+    inputs = {n: _spec(a.shape, fixed) for n, a in zip(in_names, args)}
+    outputs = {"heatmap": _spec((b, h, w), fixed)}
+    meta = _metadata(model, "frame", inputs, outputs, fixed, size, None)
+    _export_one(FrameGraph(model), args, frame_path, in_names, ("heatmap",), fixed, opset, meta)
+    written.append(frame_path)
+
+    if model.uses_audio:
+        audio_path = prefix.with_name(prefix.name + ".audio.onnx")
+        n = int(round(model.audio_rate * model.audio_seconds))
+        wave = torch.randn(b, n) * 0.1
+        inputs = {"wave": _spec(wave.shape, fixed)}
+        outputs = {"embedding": _spec((b, model.embed_dim), fixed)}
+        meta = _metadata(model, "audio", inputs, outputs, fixed, size, n)
+        _export_one(AudioGraph(model), (wave,), audio_path, ("wave",), ("embedding",), fixed, opset, meta)
+        written.append(audio_path)
+    return written
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_metadata(path) -> dict:
+    """The ``metadata_props`` of an exported file, JSON-decoded. Raises ValueError naming the file."""
+    proto = _load_proto(path)
+    return _decode_meta(proto, path)
+
+
+def _load_proto(path):
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot read ONNX file ({exc.strerror or exc})") from None
+    try:
+        proto = onnx.load_from_string(data)
+        onnx.checker.check_model(proto)
+    except (DecodeError, onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{p}: not a valid ONNX model (truncated or corrupt?): {msg[:200]}") from None
+    if not proto.graph.node:
+        raise ValueError(f"{p}: not a valid ONNX model (empty graph; truncated or corrupt?)")
+    return proto
+
+
+def _decode_meta(proto, path) -> dict:
+    meta = {}
+    for entry in proto.metadata_props:
+        try:
+            meta[entry.key] = json.loads(entry.value)
+        except json.JSONDecodeError:
+            meta[entry.key] = entry.value
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a flowgrad ONNX export (metadata format is {meta.get('format')!r})")
+    if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
+        raise ValueError(f"{path}: flowgrad-onnx version {meta.get('version')!r} is newer than this reader ({VERSION})")
+    return meta
+
+
+def load_session(path, providers=("CPUExecutionProvider",)):
+    """Open an exported graph with onnxruntime.
+
+    Returns ``(session, metadata)``. Raises ValueError naming the file when it
+    is missing, truncated, corrupt or not a flowgrad export.
+    """
+    import onnxruntime as ort
+
+    proto = _load_proto(path)
+    meta = _decode_meta(proto, path)
+    try:
+        session = ort.InferenceSession(proto.SerializeToString(), providers=list(providers))
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ValueError(f"{path}: onnxruntime cannot load it: {str(exc).splitlines()[0][:200]}") from None
+    return session, meta
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 224x224, got {text!r}") from None
+    return h, w
+
+
+def _parse_batch_arg(text: str):
+    if text == "dynamic":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"batch must be 'dynamic' or a positive integer, got {text!r}")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m export.onnx",
+        description="Export a flowgrad localiser to ONNX: <OUT>.frame.onnx (frame, flow, "
+        "audio_embedding -> heatmap) and, for models that use audio, <OUT>.audio.onnx "
+        "(wave at the model's rate, fixed window -> embedding).",
+    )
+    parser.add_argument("model", metavar="MODEL",
+                        help="a flowgrad checkpoint (.ckpt written by flowgrad.checkpoint.save), or a registry "
+                        f"name ({', '.join(fg_models.names())}) to export freshly initialised weights")
+    parser.add_argument("-o", "--out", metavar="OUT",
+                        help="output prefix or existing directory (default: the checkpoint path without its "
+                        "suffix, or the registry name in the current directory)")
+    parser.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset version (default 17)")
+    parser.add_argument("--batch", type=_parse_batch_arg, default="dynamic", metavar="dynamic|N",
+                        help="'dynamic' for a symbolic batch axis (default) or a fixed batch size N")
+    parser.add_argument("--size", type=_parse_size, default=(224, 224), metavar="HxW",
+                        help="frame/flow input and heatmap size (default 224x224, the size the models are defined at)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _build_parser().parse_args(argv)
+    from flowgrad import checkpoint
+
+    target = args.model
+    path = Path(target)
+    if path.exists() or path.suffix:
+        try:
+            model = checkpoint.load(path)
+        except (checkpoint.CheckpointError, OSError, ValueError) as exc:
+            msg = " ".join(str(exc).split())
+            print(msg if str(path) in msg else f"{path}: {msg}", file=sys.stderr)
+            return 2
+        default_out = path.with_suffix("")
+    elif target in fg_models.names():
+        print(f"warning: exporting freshly initialised (untrained) weights of {target!r}", file=sys.stderr)
+        model = fg_models.create(target)
+        default_out = Path(target)
+    else:
+        print(f"{target}: no such checkpoint file and not a registered model "
+              f"({', '.join(fg_models.names())})", file=sys.stderr)
+        return 2
+    try:
+        written = export_onnx(model, args.out or default_out, opset=args.opset, batch=args.batch, size=args.size)
+    except (ValueError, OSError) as exc:
+        print(f"{target}: export failed: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    for p in written:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""ONNX export (export/onnx.py): parity with torch under onnxruntime, TensorRT-parsable ops,
+metadata, the export-friendly spectrograms, loader errors and the CLI's errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+
+from conftest import make_inputs, small_config  # noqa: E402
+from export.onnx import export_onnx, load_session, main  # noqa: E402
+from flowgrad import audio, checkpoint, models  # noqa: E402
+
+# Operators the TensorRT ONNX parser supports, written from onnx-tensorrt's
+# docs/operators.md for TensorRT 10.x (release/10.x branch). Only operators known to be
+# supported are listed; DFT / STFT / window / MelWeightMatrix are NOT supported there.
+# Per-op restrictions still apply (e.g. TopK needs K <= 3840; Pad reflect needs TRT >= 8.5).
+TRT10_SUPPORTED_OPS = frozenset("""
+    Abs Add And ArgMax ArgMin AveragePool BatchNormalization Cast Ceil Clip Concat Constant
+    ConstantOfShape Conv ConvTranspose Cos Div Einsum Equal Erf Exp Expand Flatten Floor Gather
+    GatherElements Gemm GlobalAveragePool GlobalMaxPool Greater Identity LeakyRelu Less Log
+    MatMul Max MaxPool Min Mul Neg Not Pad Pow Range Reciprocal ReduceL2 ReduceMax ReduceMean
+    ReduceMin ReduceSum Relu Reshape Resize Round ScatterND Shape Sigmoid Sin Slice Softmax
+    Split Sqrt Squeeze Sub Tanh Tile TopK Transpose Unsqueeze Where
+""".split())
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Every registry model (test size) exported once with a dynamic batch."""
+    out = tmp_path_factory.mktemp("onnx")
+    result = {}
+    for name in models.names():
+        torch.manual_seed(0)
+        model = models.create(name, **small_config(name))
+        result[name] = (model, export_onnx(model, out / name))
+    return result
+
+
+def _run_frame(session, model, frame, flow, emb):
+    feeds = {"frame": frame.numpy(), "flow": flow.numpy()}
+    if model.uses_audio:
+        feeds["audio_embedding"] = emb.numpy()
+    return session.run(None, feeds)[0]
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_onnxruntime_matches_torch_dynamic_batch(exported, name):
+    model, paths = exported[name]
+    assert [p.name for p in paths] == (
+        [f"{name}.frame.onnx", f"{name}.audio.onnx"] if model.uses_audio else [f"{name}.frame.onnx"]
+    )
+    frame_sess, meta = load_session(paths[0])
+    assert [i.name for i in frame_sess.get_inputs()] == (
+        ["frame", "flow", "audio_embedding"] if model.uses_audio else ["frame", "flow"]
+    )
+    audio_sess = load_session(paths[1])[0] if model.uses_audio else None
+    for batch in (1, 4):
+        frame, flow, wave = make_inputs(model, batch, seed=batch)
+        with torch.no_grad():
+            emb = model.embed_audio(wave)
+            ref = model(frame, flow, emb)
+        if audio_sess is not None:
+            got_emb = audio_sess.run(None, {"wave": wave.numpy()})[0]
+            assert got_emb.shape == tuple(emb.shape)
+            assert np.abs(got_emb - emb.numpy()).max() <= TOL
+        got = _run_frame(frame_sess, model, frame, flow, emb)
+        assert got.shape == (batch, *model.map_size)
+        assert np.abs(got - ref.numpy()).max() <= TOL
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_ops_are_tensorrt_parsable_and_metadata(exported, name):
+    model, paths = exported[name]
+    for path, role in zip(paths, ("frame", "audio")):
+        proto = onnx.load(str(path))
+        ops = {n.op_type for n in proto.graph.node}
+        assert ops <= TRT10_SUPPORTED_OPS, f"{path.name}: not TensorRT-parsable: {sorted(ops - TRT10_SUPPORTED_OPS)}"
+        assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+        meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
+        assert meta["format"] == "flowgrad-onnx" and meta["version"] == 1
+        assert meta["model"] == name and meta["role"] == role
+        assert meta["config"] == json.loads(json.dumps(dict(model.config.__dict__)))
+        assert meta["frame_normalisation"] == "RGB in [0,1], colour order RGB"
+        assert meta["flow_units"] == "pixels of the full camera frame"
+        assert meta["audio_rate_hz"] == model.audio_rate
+        assert meta["audio_window_s"] == model.audio_seconds
+        assert all(v["dtype"] == "float32" and v["shape"][0] == "batch" for v in meta["inputs"].values())
+        if role == "audio":
+            assert meta["inputs"]["wave"]["shape"] == ["batch", round(model.audio_rate * model.audio_seconds)]
+
+
+def test_reference_mode_median_clean_pixel_agreement(tmp_path):
+    """rcgrad reference=True ends in a median clean (a hard step): compare the fraction of
+    differing pixels (REFERENCE section 7), with the embedding from the exported audio graph."""
+    torch.manual_seed(0)
+    model = models.create("rcgrad", width=0.25, reference=True)
+    frame_path, audio_path = export_onnx(model, tmp_path / "ref")
+    frame, flow, wave = make_inputs(model, 4, seed=3)
+    with torch.no_grad():
+        emb = model.embed_audio(wave)
+        ref = model(frame, flow, emb).numpy()
+    got_emb = load_session(audio_path)[0].run(None, {"wave": wave.numpy()})[0]
+    assert np.abs(got_emb - emb.numpy()).max() <= TOL  # batch-wide standardisation, input-stat BN
+    got = _run_frame(load_session(frame_path)[0], model, frame, flow, emb)
+    assert np.mean(np.abs(got - ref) > TOL) < 1e-3
+    ops = {n.op_type for p in (frame_path, audio_path) for n in onnx.load(str(p)).graph.node}
+    assert ops <= TRT10_SUPPORTED_OPS, sorted(ops - TRT10_SUPPORTED_OPS)
+
+
+def test_fixed_batch_export(tmp_path):
+    torch.manual_seed(0)
+    model = models.create("flowgrad_h", width=0.25)
+    frame_path, _ = export_onnx(model, tmp_path / "fixed", batch=2)
+    sess, meta = load_session(frame_path)
+    assert [i.shape[0] for i in sess.get_inputs()] == [2, 2, 2]
+    assert meta["batch"] == 2
+
+
+def _rel_err(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def test_power_spectrogram_dft_matches_stft():
+    g = torch.Generator().manual_seed(0)
+    for n in (16000 * 5, 22050, 1000):
+        wave = torch.randn(2, n, generator=g) * 0.1
+        ref = audio.power_spectrogram(wave)
+        got = audio.power_spectrogram_dft(wave)
+        assert got.shape == ref.shape
+        assert _rel_err(got, ref) < 1e-4
+
+
+def test_rcgrad_and_htf_spectrogram_dft_match():
+    g = torch.Generator().manual_seed(1)
+    wave = torch.randn(2, 16000 * 5, generator=g) * 0.1
+    for stats in ("clip", "batch"):
+        ref = audio.rcgrad_spectrogram(wave, stats=stats)
+        got = audio.rcgrad_spectrogram_dft(wave, stats=stats)
+        assert got.shape == ref.shape and _rel_err(got, ref) < 1e-4
+    wave = torch.randn(2, 22050 * 3, generator=g) * 0.1 + 0.05  # an offset exercises the detrend
+    ref = audio.htf_spectrogram(wave)
+    got = audio.htf_spectrogram_dft(wave)
+    assert got.shape == ref.shape == (2, 1, 257, 276)
+    assert (got - ref).abs().max() < 1e-4
+
+
+def test_truncated_onnx_file_gives_clear_error(exported, tmp_path):
+    _, paths = exported["rcgrad"]
+    data = paths[0].read_bytes()
+    bad = tmp_path / "truncated.frame.onnx"
+    bad.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match="truncated.frame.onnx"):
+        load_session(bad)
+    with pytest.raises(ValueError, match="missing.onnx"):
+        load_session(tmp_path / "missing.onnx")
+
+
+def test_cli_checkpoint_and_errors(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = models.create("flow_only")
+    ckpt = tmp_path / "fo.ckpt"
+    checkpoint.save(ckpt, model)
+    assert main([str(ckpt), "-o", str(tmp_path / "out"), "--batch", "3"]) == 0
+    assert (tmp_path / "out.frame.onnx").exists() and not (tmp_path / "out.audio.onnx").exists()
+    capsys.readouterr()
+
+    assert main(["no_such_model"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no_such_model" in err
+
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(ckpt.read_bytes()[:100])
+    assert main([str(broken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "broken.ckpt" in err
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("MODEL", "--out", "--opset", "--batch", "--size"):
+        assert option in text
