@@ -421,23 +421,14 @@ def main(argv=None) -> int:
     from flowgrad import checkpoint
 
     target = args.model
-    path = Path(target)
-    if path.exists() or path.suffix:
-        try:
-            model = checkpoint.load(path)
-        except (checkpoint.CheckpointError, OSError, ValueError) as exc:
-            msg = " ".join(str(exc).split())
-            print(msg if str(path) in msg else f"{path}: {msg}", file=sys.stderr)
-            return 2
-        default_out = path.with_suffix("")
-    elif target in fg_models.names():
-        print(f"warning: exporting freshly initialised (untrained) weights of {target!r}", file=sys.stderr)
-        model = fg_models.create(target)
-        default_out = Path(target)
-    else:
-        print(f"{target}: no such checkpoint file and not a registered model "
-              f"({', '.join(fg_models.names())})", file=sys.stderr)
+    try:
+        model, trained = checkpoint.load_or_create(target)
+    except checkpoint.CheckpointError as exc:
+        print(exc, file=sys.stderr)
         return 2
+    if not trained:
+        print(f"warning: exporting freshly initialised (untrained) weights of {target!r}", file=sys.stderr)
+    default_out = Path(target).with_suffix("") if trained else Path(target)
     try:
         written = export_onnx(model, args.out or default_out, opset=args.opset, batch=args.batch, size=args.size)
     except (ValueError, OSError) as exc:

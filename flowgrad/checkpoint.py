@@ -654,3 +654,21 @@ def import_published(path: Any, layout: str | None = None, *, model: str | None 
         ignored=ignored,
     )
     return net, report
+
+
+def load_or_create(spec: Any, map_location: Any = "cpu") -> tuple[torch.nn.Module, bool]:
+    """Resolve a command-line model argument: a checkpoint file or a registry name.
+
+    Returns (model in eval mode, trained) where trained is False for a registry
+    name (freshly initialised weights). Raises :class:`CheckpointError` for a
+    file that cannot be loaded, or for a spec that is neither an existing file
+    nor a registered name (the message lists the names).
+    """
+    path = os.fspath(spec)
+    if os.path.exists(path) or os.path.splitext(path)[1]:
+        return load(path, map_location=map_location), True
+    models = _models()
+    if path in models.names():
+        return models.create(path), False
+    raise CheckpointError(path, "no such checkpoint file and not a registered model",
+                          f"registered models: {', '.join(models.names())}")

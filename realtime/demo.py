@@ -56,14 +56,13 @@ def read_frame(path: Path) -> np.ndarray:
 
 def load_model(spec: str):
     """A registry name (weights as initialised) or a FlowGrad checkpoint path."""
-    if spec in models.names():
-        if spec != "flow_only":
-            print(f"demo: note: {spec} is untrained here (random weights); pass a checkpoint for real maps")
-        return models.create(spec)
     try:
-        return checkpoint.load(spec)
+        model, trained = checkpoint.load_or_create(spec)
     except checkpoint.CheckpointError as e:
         raise DemoError(str(e)) from None
+    if not trained and model.uses_audio:
+        print(f"demo: note: {spec} is untrained here (random weights); pass a checkpoint for real maps")
+    return model
 
 
 def audio_window(samples: np.ndarray, rate: int, model) -> torch.Tensor:

@@ -348,3 +348,14 @@ def test_import_unrecognised_layout_and_own_format(tmp_path):
     assert_one_line_error(excinfo, own, "flowgrad.checkpoint.load")
     with pytest.raises(ValueError):
         ckpt.import_published(own, layout="nonsense")
+
+
+def test_load_or_create_resolves_files_and_names(tmp_path):
+    model, trained = ckpt.load_or_create("flow_only")
+    assert model.name == "flow_only" and not trained
+    path = tmp_path / "m.ckpt"
+    ckpt.save(path, models.create("rcgrad", width=0.25))
+    model, trained = ckpt.load_or_create(str(path))
+    assert model.name == "rcgrad" and trained
+    with pytest.raises(ckpt.CheckpointError, match="not a registered model.*rcgrad"):
+        ckpt.load_or_create("no_such_model")
