@@ -53,9 +53,11 @@ from torch import nn
 
 from flowgrad import audio as fg_audio
 from flowgrad import models as fg_models
+from flowgrad.engine import ONNX_FORMAT, ONNX_VERSION, read_onnx
 
-FORMAT = "flowgrad-onnx"
-VERSION = 1
+# The reader lives in the core (flowgrad.engine); the writer uses its format tag.
+FORMAT = ONNX_FORMAT
+VERSION = ONNX_VERSION
 FRAME_NOTE = "RGB in [0,1], colour order RGB"
 FLOW_UNITS = "pixels of the full camera frame"
 
@@ -317,42 +319,7 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
 
 def read_metadata(path) -> dict:
     """The ``metadata_props`` of an exported file, JSON-decoded. Raises ValueError naming the file."""
-    proto = _load_proto(path)
-    return _decode_meta(proto, path)
-
-
-def _load_proto(path):
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{p}: cannot read ONNX file ({exc.strerror or exc})") from None
-    try:
-        proto = onnx.load_from_string(data)
-        onnx.checker.check_model(proto)
-    except (DecodeError, onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{p}: not a valid ONNX model (truncated or corrupt?): {msg[:200]}") from None
-    if not proto.graph.node:
-        raise ValueError(f"{p}: not a valid ONNX model (empty graph; truncated or corrupt?)")
-    return proto
-
-
-def _decode_meta(proto, path) -> dict:
-    meta = {}
-    for entry in proto.metadata_props:
-        try:
-            meta[entry.key] = json.loads(entry.value)
-        except json.JSONDecodeError:
-            meta[entry.key] = entry.value
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a flowgrad ONNX export (metadata format is {meta.get('format')!r})")
-    if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
-        raise ValueError(f"{path}: flowgrad-onnx version {meta.get('version')!r} is newer than this reader ({VERSION})")
-    return meta
+    return read_onnx(path)[1]
 
 
 def load_session(path, providers=("CPUExecutionProvider",)):
@@ -363,16 +330,12 @@ def load_session(path, providers=("CPUExecutionProvider",)):
     """
     import onnxruntime as ort
 
-    proto = _load_proto(path)
-    meta = _decode_meta(proto, path)
+    data, meta = read_onnx(path)
     try:
-        session = ort.InferenceSession(proto.SerializeToString(), providers=list(providers))
+        session = ort.InferenceSession(data, providers=list(providers))
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ValueError(f"{path}: onnxruntime cannot load it: {str(exc).splitlines()[0][:200]}") from None
     return session, meta
-
-
-# --------------------------------------------------------------------------- CLI
 
 
 def _parse_size(text: str) -> tuple[int, int]:

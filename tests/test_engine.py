@@ -1,0 +1,184 @@
+"""flowgrad.engine: the same embeddings and heatmaps from a checkpoint (torch) and its
+ONNX export (onnxruntime), for every registry model; path resolution and errors."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_inputs, small_config
+from export.onnx import export_onnx
+from flowgrad import checkpoint, engine, models
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Per model (test size): the torch model, its checkpoint and its ONNX prefix (dynamic batch)."""
+    out = tmp_path_factory.mktemp("engine")
+    result = {}
+    for name in models.names():
+        torch.manual_seed(0)
+        model = models.create(name, **small_config(name))
+        ckpt = out / f"{name}.ckpt"
+        checkpoint.save(ckpt, model)
+        export_onnx(model, out / name)
+        result[name] = (model, ckpt, out / name)
+    return result
+
+
+def _inputs(model, batch, seed=0):
+    frame, flow, wave = make_inputs(model, batch, seed)
+    return frame.numpy(), flow.numpy(), wave.numpy()
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_checkpoint_and_onnx_agree(saved, name):
+    model, ckpt, prefix = saved[name]
+    eng_t = engine.open(ckpt)
+    suffix = ".audio.onnx" if model.uses_audio else ".frame.onnx"
+    eng_o = engine.open(f"{prefix}{suffix}")
+    assert (eng_t.backend, eng_o.backend) == ("torch", "onnxruntime")
+    for attr in ("name", "input_size", "map_size", "audio_rate", "audio_seconds", "uses_audio", "embed_dim"):
+        assert getattr(eng_t, attr) == getattr(eng_o, attr) == getattr(model, attr), attr
+    for batch in (1, 3):
+        frame, flow, wave = _inputs(model, batch, seed=batch)
+        emb_t, emb_o = eng_t.embed_audio(wave), eng_o.embed_audio(wave)
+        assert emb_t.shape == emb_o.shape == (batch, model.embed_dim)
+        assert emb_t.dtype == emb_o.dtype == np.float32
+        if model.embed_dim:
+            assert np.abs(emb_t - emb_o).max() <= TOL
+        maps_t = eng_t.heatmaps(frame, flow, emb_t)
+        maps_o = eng_o.heatmaps(frame, flow, emb_t)
+        assert maps_t.shape == maps_o.shape == (batch, *model.map_size)
+        assert maps_t.dtype == maps_o.dtype == np.float32
+        assert np.abs(maps_t - maps_o).max() <= TOL
+        assert maps_t.min() >= 0.0 and maps_t.max() <= 1.0
+        # the torch engine is the model itself
+        with torch.inference_mode():
+            ref = model(torch.from_numpy(frame), torch.from_numpy(flow), torch.from_numpy(emb_t)).numpy()
+        assert np.abs(maps_t - ref).max() <= 1e-6
+
+
+def test_prefix_and_frame_path_open_the_same_pair(saved):
+    model, _, prefix = saved["flowgrad_en"]
+    a, b = engine.open(prefix), engine.open(f"{prefix}.frame.onnx")
+    assert a.source == b.source == f"{prefix}.frame.onnx"
+    assert a.audio_source == f"{prefix}.audio.onnx"
+
+
+def test_registry_name_and_open_engine_alias():
+    eng = engine.open_engine("flow_only")
+    assert eng.backend == "torch" and eng.name == "flow_only" and not eng.uses_audio
+    frame, flow, wave = _inputs(eng.model, 2)
+    emb = eng.embed_audio(wave)
+    assert emb.shape == (2, 0)
+    assert eng.heatmaps(frame, flow, emb).shape == (2, 224, 224)
+    assert eng.heatmaps(frame, flow).shape == (2, 224, 224)  # no embedding needed without audio
+    assert engine.open is engine.open_engine
+
+
+def test_onnx_wave_is_cropped_to_newest_or_left_padded(saved):
+    model, _, prefix = saved["rcgrad"]
+    eng = engine.open(prefix)
+    n = eng.samples
+    rng = np.random.default_rng(0)
+    wave = (rng.standard_normal((1, n + 500)) * 0.1).astype(np.float32)
+    np.testing.assert_array_equal(eng.fit_wave(wave), wave[:, 500:])
+    short = wave[:, : n - 100]
+    fitted = eng.fit_wave(short)
+    assert fitted.shape == (1, n) and not fitted[:, :100].any()
+    np.testing.assert_array_equal(fitted[:, 100:], short)
+    np.testing.assert_allclose(eng.embed_audio(wave), eng.embed_audio(wave[:, 500:]), atol=0)
+
+
+def test_fixed_batch_graph_rejects_other_batch(tmp_path):
+    torch.manual_seed(0)
+    model = models.create("rcgrad", **small_config("rcgrad"))
+    export_onnx(model, tmp_path / "fixed", batch=2)
+    eng = engine.open(tmp_path / "fixed")
+    frame, flow, wave = _inputs(model, 3)
+    with pytest.raises(ValueError, match=r"fixed\.audio\.onnx.*fixed batch of 2.*--batch dynamic"):
+        eng.embed_audio(wave)
+    with pytest.raises(ValueError, match=r"fixed\.frame\.onnx.*fixed batch of 2.*--batch dynamic"):
+        eng.heatmaps(frame, flow, np.zeros((3, eng.embed_dim), np.float32))
+    assert eng.embed_audio(wave[:2]).shape == (2, eng.embed_dim)
+
+
+def test_errors(saved, tmp_path):
+    model, ckpt, prefix = saved["flowgrad_en"]
+    with pytest.raises(ValueError, match=r"model\.xyz.*unknown model file type"):
+        (tmp_path / "model.xyz").write_bytes(b"x")
+        engine.open(tmp_path / "model.xyz")
+    with pytest.raises(ValueError, match=r"missing\.ckpt: no such checkpoint"):
+        engine.open(tmp_path / "missing.ckpt")
+    with pytest.raises(ValueError, match=r"nothing\.frame\.onnx: no such file.*export\.onnx"):
+        engine.open(tmp_path / "nothing.frame.onnx")
+    with pytest.raises(ValueError, match="not a registered model"):
+        engine.open("no_such_model")
+    # truncated frame graph
+    data = open(f"{prefix}.frame.onnx", "rb").read()
+    (tmp_path / "cut.frame.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"cut\.frame\.onnx: not a valid ONNX model \(truncated"):
+        engine.open(tmp_path / "cut.frame.onnx")
+    # frame graph of an audio model without its audio sibling
+    (tmp_path / "alone.frame.onnx").write_bytes(data)
+    with pytest.raises(ValueError, match=r"alone\.audio\.onnx: no such file"):
+        engine.open(tmp_path / "alone")
+    # truncated checkpoint
+    raw = ckpt.read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match=r"cut\.ckpt"):
+        engine.open(tmp_path / "cut.ckpt")
+    for suffix in (".ep", ".ts", ".trt"):
+        with pytest.raises(ValueError, match="torch-tensorrt and a CUDA GPU.*pip install torch-tensorrt"):
+            engine.open(tmp_path / f"model.frame{suffix}")
+    with pytest.raises(ValueError, match="device must be"):
+        engine.open(ckpt, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device.*device='cpu'"):
+            engine.open(ckpt, device="cuda")
+    with pytest.raises(ValueError, match="backend='onnxruntime'"):
+        engine.open(ckpt, backend="onnxruntime")
+    with pytest.raises(ValueError, match="backend must be"):
+        engine.open(ckpt, backend="tensorrt")
+
+
+def test_input_shape_errors(saved):
+    model, ckpt, prefix = saved["htf"]
+    frame, flow, wave = _inputs(model, 2)
+    for eng in (engine.open(ckpt), engine.open(prefix)):
+        emb = eng.embed_audio(wave)
+        with pytest.raises(ValueError, match="flow must have shape"):
+            eng.heatmaps(frame, flow[:1], emb)
+        with pytest.raises(ValueError, match="frame must have shape"):
+            eng.heatmaps(frame[:, :, :100], flow, emb)
+        with pytest.raises(ValueError, match="embedding must have shape"):
+            eng.heatmaps(frame, flow, emb[:, :3])
+        with pytest.raises(ValueError, match="wave must be"):
+            eng.embed_audio(wave[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_engines_agree(saved):
+    model, ckpt, prefix = saved["flowgrad_en"]
+    frame, flow, wave = _inputs(model, 2)
+    eng = engine.open(ckpt, device="cuda")
+    emb = eng.embed_audio(wave)
+    ref = engine.open(ckpt).heatmaps(frame, flow, emb)
+    assert np.abs(eng.heatmaps(frame, flow, emb) - ref).max() <= 1e-3
+    try:
+        eng_o = engine.open(prefix, device="cuda")
+    except ValueError as exc:
+        assert "onnxruntime-gpu" in str(exc) or "CUDA" in str(exc)
+        return
+    assert np.abs(eng_o.heatmaps(frame, flow, emb) - ref).max() <= 1e-3
+
+
+def test_onnx_cuda_without_provider_names_the_fix(saved):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDAExecutionProvider is available here")
+    _, _, prefix = saved["rcgrad"]
+    with pytest.raises(ValueError, match="onnxruntime-gpu"):
+        engine.open(prefix, device="cuda")
