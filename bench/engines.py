@@ -18,10 +18,8 @@ import argparse
 import dataclasses
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -31,18 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for `export` when run as a script
 
 from flowgrad import engine, models  # noqa: E402
-
-
-def median_ms(fn, repeat: int, warmup: int = 2) -> float:
-    """Median wall time of fn() in ms after warm-up calls (fn returns host numpy, so it is synchronous)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
+from timing import median_ms  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def cpu_name() -> str:

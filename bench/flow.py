@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -24,19 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from flow_data import FARNEBACK_CV, bikes_pairs, bikes_path, parity, shifted_pair  # noqa: E402
 
 from flowgrad.flow import farneback  # noqa: E402
-
-
-def timed(fn, repeat, sync=lambda: None) -> float:
-    """Median wall time of fn() in ms after one warm-up call."""
-    fn()
-    sync()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append(1000 * (time.perf_counter() - t))
-    return statistics.median(times)
+from timing import median_ms  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def main() -> None:
@@ -56,14 +42,14 @@ def main() -> None:
     for w, h in sizes:
         prev, next = shifted_pair(w, h, 3.2, -1.7)
         for n in args.streams:
-            ms = timed(lambda: [cv2.calcOpticalFlowFarneback(prev, next, None, **FARNEBACK_CV) for _ in range(n)],
+            ms = median_ms(lambda: [cv2.calcOpticalFlowFarneback(prev, next, None, **FARNEBACK_CV) for _ in range(n)],
                        args.repeat)
             print(f"| {w}x{h} | {n} | OpenCV CPU | {ms:.1f} | {ms / n:.1f} | {1000 * n / ms:.1f} |")
             for dev in devices:
                 p = torch.from_numpy(prev).to(dev).expand(n, h, w).contiguous()
                 q = torch.from_numpy(next).to(dev).expand(n, h, w).contiguous()
                 sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-                ms = timed(lambda: farneback(p, q), args.repeat, sync)
+                ms = median_ms(lambda: farneback(p, q), args.repeat, sync=sync)
                 print(f"| {w}x{h} | {n} | ours {dev} | {ms:.1f} | {ms / n:.1f} | {1000 * n / ms:.1f} |")
 
     if bikes_path() is None:

@@ -11,26 +11,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import platform
-import statistics
-import time
 
 import torch
 
 from flowgrad import models
-
-
-def median_ms(fn, repeat: int, sync) -> float:
-    """Median wall time of fn() in ms after two warm-up calls."""
-    for _ in range(2):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
+from timing import median_ms  # bench/ is on sys.path when run as a script
 
 
 def main() -> None:
@@ -59,10 +44,10 @@ def main() -> None:
                 frame = torch.rand(b, 3, h, w, device=device)
                 flow = torch.randn(b, 2, h, w, device=device)
                 emb = emb1.expand(b, -1).contiguous()
-                ms = median_ms(lambda: model(frame, flow, emb), args.repeat, sync)
+                ms = median_ms(lambda: model(frame, flow, emb), args.repeat, warmup=2, sync=sync)
                 row.append(f"{ms:.1f}")
             row.append(f"{1000 * args.batch[-1] / ms:.1f}")
-            row.append(f"{median_ms(lambda: model.embed_audio(wave), args.repeat, sync):.1f}")
+            row.append(f"{median_ms(lambda: model.embed_audio(wave), args.repeat, warmup=2, sync=sync):.1f}")
         print("| " + " | ".join(row) + " |")
 
 
