@@ -28,3 +28,21 @@ def make_inputs(model, batch: int, seed: int = 0):
 def model(request):
     torch.manual_seed(0)
     return models.create(request.param, **small_config(request.param))
+
+
+@pytest.fixture(scope="session")
+def onnx_exports(tmp_path_factory):
+    """Every registry model (test size, seed 0) exported once with a dynamic batch.
+
+    {name: (model, prefix, written paths)}; shared by the export and engine
+    tests so the suite exports each model once.
+    """
+    from export.onnx import export_onnx
+
+    out = tmp_path_factory.mktemp("onnx")
+    result = {}
+    for name in models.names():
+        torch.manual_seed(0)
+        model = models.create(name, **small_config(name))
+        result[name] = (model, out / name, export_onnx(model, out / name))
+    return result

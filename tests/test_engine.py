@@ -12,17 +12,13 @@ TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
+def saved(onnx_exports):
     """Per model (test size): the torch model, its checkpoint and its ONNX prefix (dynamic batch)."""
-    out = tmp_path_factory.mktemp("engine")
     result = {}
-    for name in models.names():
-        torch.manual_seed(0)
-        model = models.create(name, **small_config(name))
-        ckpt = out / f"{name}.ckpt"
+    for name, (model, prefix, _) in onnx_exports.items():
+        ckpt = prefix.with_suffix(".ckpt")
         checkpoint.save(ckpt, model)
-        export_onnx(model, out / name)
-        result[name] = (model, ckpt, out / name)
+        result[name] = (model, ckpt, prefix)
     return result
 
 

@@ -30,15 +30,9 @@ TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """Every registry model (test size) exported once with a dynamic batch."""
-    out = tmp_path_factory.mktemp("onnx")
-    result = {}
-    for name in models.names():
-        torch.manual_seed(0)
-        model = models.create(name, **small_config(name))
-        result[name] = (model, export_onnx(model, out / name))
-    return result
+def exported(onnx_exports):
+    """{name: (model, written paths)} from the shared session export."""
+    return {name: (model, paths) for name, (model, _, paths) in onnx_exports.items()}
 
 
 def _run_frame(session, model, frame, flow, emb):
