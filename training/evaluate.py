@@ -1,8 +1,17 @@
-"""``python -m training.evaluate``: the papers' localisation metrics on Urbansas-layout data.
+"""``python -m training.evaluate``: the papers' localisation metrics on a benchmark.
 
     python -m training.evaluate --data synth_test/ --model runs/en/best.ckpt --model flow_only
     python -m training.evaluate --data urbansas/ --model flowgrad_h:runs/rc/best.ckpt \\
         --model detector:yolo.onnx --json results.json --plots plots/
+    python -m training.evaluate --benchmark flickr --data flickr_test/ --model runs/htf/best.ckpt
+    python -m training.evaluate --benchmark vggss --data vggss_test/ --model runs/htf/best.ckpt
+
+Benchmarks (``--benchmark``; readers and folder layouts in training/data/):
+urbansas (default: Urbansas layout, binary box union, maps binarised at 0.5),
+flickr (Flickr-SoundNet test: soft consensus of the annotators' boxes) and
+vggss (VGG-SS test: binary box union); the last two binarise each map at its
+median, as the LVS / Hear The Flow evaluation code. The published figures of
+the benchmark's paper are printed after ours.
 
 Models (``--model``, repeatable): a ``.ckpt`` checkpoint, an ONNX export (its
 ``.frame.onnx`` or prefix), a registry name (fresh weights: only meaningful
@@ -11,7 +20,7 @@ RCGrad) or ``detector:DETECTOR.onnx`` (the vision-only + class filter +
 temporal filter baseline; detector output format in training/detector.py).
 
 Per model (REFERENCE section 6): cIoU of each evaluation pair with the map
-binarised at ``--map-threshold`` (0.5); the success rate at cIoU 0.5 (RCGrad,
+binarised by ``--map-threshold`` (the benchmark's rule); the success rate at cIoU 0.5 (RCGrad,
 LVS, Hear The Flow) and at 0.3 (FlowGrad's code), the AUC of the success rate
 over cIoU thresholds 0..1 and the number of pairs, printed as a table like
 the FlowGrad paper's Table 1. ``--plots`` writes success rate against cIoU
@@ -38,8 +47,11 @@ from flowgrad import checkpoint
 from flowgrad import engine as engines
 
 from . import metrics
-from .data import AnnotationError, DataConfig, DataError, UrbansasEval, collate
+from .benchmarks import BENCHMARKS, MEDIAN, Benchmark, published_table
+from .data import AnnotationError, DataConfig, DataError, collate
+from .data.flickr import FlickrError
 from .data.flowcache import FlowCache
+from .data.vggss import VGGSSError
 from .data.media import MediaError, read_frames
 from .detector import DetectorError, OnnxDetector, baseline_map
 from .objectives import derive_flowgrad_h
@@ -105,37 +117,70 @@ def open_localiser(spec: str, device: str) -> Localiser:
         raise EvaluateError(str(e)) from None
 
 
+def _read(data, indices: list[int], still: bool) -> tuple[list[int], list]:
+    """The samples of ``indices`` that can be read. A still-frame set counts an unreadable
+    entry and goes on; an Urbansas read failure (a file changed after indexing) stops."""
+    kept, samples = [], []
+    for i in indices:
+        try:
+            samples.append(data[i])
+            kept.append(i)
+        except DataError as e:
+            if not still:
+                raise EvaluateError(str(e)) from None
+            data.count_unreadable(str(e))
+    return kept, samples
+
+
+def pair_ciou(heatmap: np.ndarray, gt: np.ndarray, map_rule) -> float:
+    """cIoU of one map under a benchmark's binarisation rule (a threshold or MEDIAN).
+
+    An empty gt scores 0 (the formula's value whenever anything is predicted).
+    """
+    if not gt.any():
+        return 0.0
+    if map_rule == MEDIAN:
+        return metrics.ciou(metrics.binarise_median(heatmap), gt, 0.5)
+    return metrics.ciou(heatmap, gt, map_rule)
+
+
 @torch.inference_mode()
-def evaluate_one(loc: Localiser, root: Path, cache: FlowCache, batch_size: int, threshold: float,
-                 show: bool) -> tuple[dict, list[float], list[dict]]:
-    """cIoUs of one model over every evaluation pair; returns (summary, cious, examples)."""
+def evaluate_one(loc: Localiser, root: Path, cache: FlowCache, batch_size: int, map_rule,
+                 show: bool, benchmark: Benchmark = BENCHMARKS["urbansas"]) -> tuple[dict, list[float], list[dict]]:
+    """cIoUs of one model over every evaluation pair; returns (summary, cious, examples).
+
+    map_rule: a binarisation threshold in (0, 1) or MEDIAN (see :func:`pair_ciou`).
+    """
     config = DataConfig(audio_rate=loc.audio_rate, audio_seconds=loc.audio_seconds)
-    data = UrbansasEval(root, config, cache=cache)
+    data = benchmark.dataset(root, config, cache)
     if len(data) == 0:
-        raise EvaluateError(f"{root}: no evaluation pairs ({data.skipped or 'none selected by the annotations'})")
+        raise EvaluateError(f"{root}: no {benchmark.title} evaluation pairs "
+                            f"({data.skipped or 'none selected by the annotations'})")
     loader = DataLoader(range(len(data)), batch_size=batch_size, collate_fn=lambda idx: idx)
     cious: list[float] = []
     examples: list[dict] = []
     picks = set(np.linspace(0, len(data) - 1, EXAMPLES).round().astype(int).tolist())
     for indices in tqdm(loader, desc=loc.label, disable=not show, unit="batch", leave=False):
-        try:
-            batch = collate([data[i] for i in indices])
-        except DataError as e:
-            raise EvaluateError(str(e)) from None
+        indices, samples = _read(data, indices, benchmark.still)
+        if not samples:
+            continue
+        batch = collate(samples)
         maps = loc.maps(batch, data, indices)
         for k, i in enumerate(indices):
             gt = batch.gt[k].numpy()
-            cious.append(metrics.ciou(maps[k], gt, threshold) if gt.any() else 0.0)
+            cious.append(pair_ciou(maps[k], gt, map_rule))
             if i in picks:
                 examples.append({"frame": batch.frame[k].numpy(), "map": maps[k], "gt": gt,
                                  "title": f"{batch.clip[k]} t={batch.t[k]:.1f}s cIoU {cious[-1]:.2f}"})
+    if not cious:
+        raise EvaluateError(f"{root}: no {benchmark.title} pair could be read ({data.skipped})")
     summary = metrics.summarise(cious)
     summary["skipped"] = data.skipped
     return summary, cious, examples
 
 
 def table(results: dict[str, dict]) -> str:
-    """A Markdown table like Table 1 of the FlowGrad paper."""
+    """Our figures as a Markdown table like Table 1 of the FlowGrad paper."""
     lines = ["| model | success @ cIoU 0.5 | success @ cIoU 0.3 | AUC | pairs |", "|---|---|---|---|---|"]
     for label, r in results.items():
         lines.append(f"| {label} | {r['success@0.5']:.3f} | {r['success@0.3']:.3f} | {r['auc']:.3f} | {r['n']} |")
@@ -185,13 +230,30 @@ def write_plots(out: Path, curves: dict[str, list[float]], examples: dict[str, l
     return [curve, grid]
 
 
+def _map_rule(text: str):
+    if text == MEDIAN:
+        return MEDIAN
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or 'median', got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="Urbansas-layout folder (e.g. made by python -m training.synth)")
+    p.add_argument("--data", required=True,
+                   help="the benchmark's folder (urbansas: Urbansas layout, e.g. made by python -m training.synth)")
+    p.add_argument("--benchmark", choices=sorted(BENCHMARKS), default="urbansas",
+                   help="reader, ground-truth rule, map binarisation and published figures (urbansas)")
     p.add_argument("--model", action="append", required=True, metavar="SPEC",
                    help="CKPT, ONNX, registry name, flowgrad_h:RCGRAD.ckpt or detector:DETECTOR.onnx (repeatable)")
-    p.add_argument("--map-threshold", type=float, default=0.5, help="heatmap binarisation threshold (0.5)")
+    p.add_argument("--map-threshold", type=_map_rule, default=None,
+                   help="heatmap binarisation: a threshold in (0, 1) or 'median' "
+                        "(default: the benchmark's: 0.5 for urbansas, median for flickr and vggss)")
     p.add_argument("--batch-size", type=int, default=8, help="pairs per inference batch (8)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--flow-cache", default=None, help="folder caching flow between runs (default: a temporary one)")
@@ -204,31 +266,38 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     show = sys.stderr.isatty()
     results, curves, examples = {}, {}, {}
+    benchmark = BENCHMARKS[args.benchmark]
+    map_rule = args.map_threshold if args.map_threshold is not None else benchmark.map_rule
     try:
-        if not 0 < args.map_threshold < 1:
-            raise EvaluateError(f"--map-threshold must be in (0, 1), got {args.map_threshold}")
         if not Path(args.data).is_dir():
             raise EvaluateError(f"{args.data}: no such folder")
+        if benchmark.still and any(spec.startswith("detector:") for spec in args.model):
+            raise EvaluateError(f"the detector baseline (vehicles moving between video frames) is for urbansas, "
+                                f"not {args.benchmark}")
         localisers = [open_localiser(spec, args.device) for spec in args.model]
         with tempfile.TemporaryDirectory() as tmp:
             cache = FlowCache(Path(args.flow_cache or tmp))
             for loc in localisers:
                 summary, cious, ex = evaluate_one(loc, Path(args.data), cache, args.batch_size,
-                                                  args.map_threshold, show)
+                                                  map_rule, show, benchmark)
                 label = loc.label if loc.label not in results else f"{loc.label} #{len(results) + 1}"
                 results[label], curves[label], examples[label] = summary, cious, ex
                 print(f"evaluate: {label}: done ({summary['n']} pairs)", file=sys.stderr)
         plots = write_plots(args.plots, curves, examples) if args.plots else []
-    except (EvaluateError, AnnotationError, MediaError) as e:
+    except (EvaluateError, AnnotationError, MediaError, FlickrError, VGGSSError) as e:
         print(f"evaluate: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    print(f"{benchmark.title}, maps binarised at "
+          f"{'their median' if map_rule == MEDIAN else map_rule}:\n")
     print(table(results))
+    print()
+    print(published_table(benchmark))
     skipped = {k: v["skipped"] for k, v in results.items() if v["skipped"]}
     if skipped:
         print(f"evaluate: skipped inputs: {skipped}", file=sys.stderr)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"data": str(args.data), "map_threshold": args.map_threshold,
+        args.json.write_text(json.dumps({"data": str(args.data), "benchmark": args.benchmark, "map_threshold": map_rule,
                                          "models": {k: {**results[k], "cious": curves[k]} for k in results}},
                                         indent=2) + "\n")
     for path in plots:

@@ -41,6 +41,28 @@ def ciou(heatmap: np.ndarray, gt: np.ndarray, threshold: float = 0.5) -> float:
     return float((binary * gt).sum() / denominator)
 
 
+def binarise_median(heatmap: np.ndarray) -> np.ndarray:
+    """LVS / Hear The Flow binarisation: the map's top half of pixels -> (H, W) float64 in {0, 1}.
+
+    heatmap: (H, W) float. As their evaluation code: min-max normalise, take
+    the value at sorted position int(H * W / 2) as the threshold, keep pixels
+    strictly above it and pixels at the maximum (1 after normalising). Ties at
+    the threshold are therefore dropped, so a map with many equal values keeps
+    fewer than half. A constant map keeps every pixel (their code does too).
+    """
+    heatmap = np.asarray(heatmap, dtype=np.float64)
+    if heatmap.ndim != 2 or heatmap.size == 0:
+        raise ValueError(f"binarise_median: expected a non-empty (H, W) map, got {heatmap.shape}")
+    if not np.isfinite(heatmap).all():
+        raise ValueError("binarise_median: heatmap holds NaN or infinite values")
+    low, high = heatmap.min(), heatmap.max()
+    if high == low:
+        return np.ones_like(heatmap)
+    pred = (heatmap - low) / (high - low)
+    threshold = np.sort(pred, axis=None)[int(pred.size / 2)]
+    return ((pred > threshold) | (pred >= 1.0)).astype(np.float64)
+
+
 def _as_cious(cious: Iterable[float]) -> np.ndarray:
     values = np.asarray(list(cious), dtype=np.float64)
     if values.ndim != 1 or values.size == 0:

@@ -89,8 +89,12 @@ class FlowCache:
             st = os.stat(video.path)
         except OSError as e:
             raise MediaError(f"{video.path}: cannot stat the clip for the flow cache ({e})") from e
-        payload = {"format": FORMAT_VERSION, "dtype": np.dtype(STORED_DTYPE).name, "clip": str(Path(video.path).resolve()),
-                   "size": st.st_size, "mtime_ns": st.st_mtime_ns, "t": round(float(t), 6),
+        return self._path({"clip": str(Path(video.path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                           "t": round(float(t), 6)}, config)
+
+    def _path(self, source: dict, config: DataConfig) -> Path:
+        """Entry file of a flow source (what identifies the input files) under ``config``."""
+        payload = {"format": FORMAT_VERSION, "dtype": np.dtype(STORED_DTYPE).name, **source,
                    **config_fingerprint(config)}
         key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return self.directory / key[:2] / f"{key}.npy"
@@ -124,15 +128,25 @@ class FlowCache:
     def _entry(self, path: Path, video: VideoInfo, t: float, config: DataConfig,
                compute: ComputeFn) -> tuple[Optional[np.ndarray], np.ndarray]:
         """(frame if it was computed else None, stored entry), computing on a miss."""
+        made = []
+
+        def make() -> torch.Tensor:
+            frame, flow = compute(video, t, config)
+            made.append(frame)
+            return flow
+        stored = self._get_or_make(path, config, make)
+        return (made[0] if made else None), stored
+
+    def _get_or_make(self, path: Path, config: DataConfig, make: Callable[[], torch.Tensor]) -> np.ndarray:
+        """The stored entry at ``path``; on a miss ``make()`` -> flow px is quantised and stored."""
         stored = self._load(path, config)
         if stored is not None:
             self.stats.hits += 1
-            return None, stored
+            return stored
         self.stats.misses += 1
-        frame, flow = compute(video, t, config)
-        stored = quantise(flow.numpy())
+        stored = quantise(make().numpy())
         self._store(path, stored)
-        return frame, stored
+        return stored
 
     def flow(self, video: VideoInfo, t: float, config: DataConfig,
              compute: ComputeFn = compute_flow) -> tuple[np.ndarray, torch.Tensor]:
@@ -147,6 +161,26 @@ class FlowCache:
         if frame is None:
             frame = read_frames(video, [flow_frame_times(video, t, config)[0]])[0][1]
         return frame, torch.from_numpy(dequantise(stored))
+
+    def still_flow(self, entry, frame_bgr: np.ndarray, config: DataConfig, compute) -> torch.Tensor:
+        """Flow of a still-frame evaluation entry (training.data.stills) through the cache.
+
+        The key is made of the entry's frame and flow-source files as they are
+        now (path, size, mtime) and the flow settings. ``compute(entry,
+        frame_bgr, config)`` -> (2, *input_size) float32 px runs on a miss.
+        Returns the stored (float16-quantised) flow as float32. Raises MediaError.
+        """
+        files = [entry.frame] + ([entry.next_frame] if entry.next_frame is not None else list(entry.flow_images))
+        stamps = []
+        for f in files:
+            try:
+                st = os.stat(f)
+            except OSError as e:
+                raise MediaError(f"{f}: cannot stat the file for the flow cache ({e})") from e
+            stamps.append([str(Path(f).resolve()), st.st_size, st.st_mtime_ns])
+        stored = self._get_or_make(self._path({"still": stamps}, config), config,
+                                   lambda: compute(entry, frame_bgr, config))
+        return torch.from_numpy(dequantise(stored))
 
     def ensure(self, video: VideoInfo, t: float, config: DataConfig, compute: ComputeFn = compute_flow) -> None:
         """Make sure a valid entry exists for (video, t, config); no frame is decoded on a hit."""
