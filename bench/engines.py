@@ -1,6 +1,6 @@
 """Latency and throughput of every registry model through flowgrad.engine, per backend.
 
-    .venv/bin/python bench/engines.py [--models NAME ...] [--repeat 10] [--width 1.0] [--no-compile]
+    .venv/bin/python bench/engines.py [--models NAME ...] [--repeat 10] [--width 1.0] [--no-compile] [--no-int8]
 
 Per model (full width by default) and backend: the frame path through
 ``Engine.heatmaps`` (numpy in, numpy out, so host<->device copies are included)
@@ -8,7 +8,8 @@ at batch 1 (latency, ms) and batch 8 (ms and maps/s), and the audio path
 ``Engine.embed_audio`` at batch 1 (ms); medians of --repeat runs after warm-up.
 
 Backends: torch eager (fp32), torch.compile (fp32; skipped with a note if it
-fails), onnxruntime CPU; with CUDA: torch eager fp16 and onnxruntime
+fails), onnxruntime CPU in float32 and int8 (``export.onnx --int8``, calibrated
+on 16 frames of the bundled street clip); with CUDA: torch eager fp16 and onnxruntime
 CUDAExecutionProvider (when onnxruntime-gpu is installed). ONNX files are
 exported to a temporary directory with a dynamic batch.
 """
@@ -57,9 +58,12 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA backends even where CUDA is available")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 onnxruntime export (export.onnx --int8)")
     args = parser.parse_args()
 
     from export.onnx import export_onnx
+    from export.quantize import calibration_feeds
+    from realtime.assets import DEMO_CLIP
     import onnxruntime as ort
 
     cuda = torch.cuda.is_available() and not args.no_cuda
@@ -84,6 +88,9 @@ def main() -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 export_onnx(model, Path(tmp) / name)
+                if not args.no_int8:
+                    export_onnx(model, Path(tmp) / f"{name}.int8", calibration_source=DEMO_CLIP.name,
+                                int8_feeds=calibration_feeds(model, DEMO_CLIP, 16))
 
             variants = [("torch eager fp32 cpu", lambda: engine.TorchEngine(model, "cpu", source=name))]
             if not args.no_compile:
@@ -93,6 +100,8 @@ def main() -> None:
                     return eng
                 variants.append(("torch.compile fp32 cpu", compiled))
             variants.append(("onnxruntime cpu", lambda: engine.open(Path(tmp) / name)))
+            if not args.no_int8:
+                variants.append(("onnxruntime int8 cpu", lambda: engine.open(Path(tmp) / f"{name}.int8")))
             if cuda:
                 import copy
 

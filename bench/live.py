@@ -1,7 +1,7 @@
 """Sustained live throughput and latency of the whole pipeline, per model and backend.
 
     .venv/bin/python bench/live.py [--seconds 60] [--models flow_only flowgrad_en] [--backends torch onnxruntime]
-                                   [--flow-size 320x180] [--clip assets/demo/street.mp4]
+                                   [--flow-size 320x180] [--clip assets/demo/street.mp4] [--int8]
 
 The bundled 640x360, 24 fps street clip is played in real time as the camera
 (its sound track as the microphone); every heatmap is published over a real
@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from export.onnx import export_onnx  # noqa: E402
+from export.quantize import calibration_feeds  # noqa: E402
 from flowgrad import engine as engines  # noqa: E402
 from flowgrad import models  # noqa: E402
 from flowgrad.flow import RollingFlowConfig  # noqa: E402
@@ -72,6 +73,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--flow-size", type=parse_size, default=(320, 180), metavar="WxH")
     p.add_argument("--clip", type=Path, default=DEMO_CLIP)
+    p.add_argument("--int8", action="store_true",
+                   help="with the onnxruntime backend, also run the int8 export (export.onnx --int8)")
     args = p.parse_args(argv)
     print(f"# {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}, "
           f"clip {args.clip.name} played in real time, flow at {args.flow_size[0]}x{args.flow_size[1]}, "
@@ -81,9 +84,14 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            for backend in args.backends:
-                if backend == "onnxruntime":
-                    export_onnx(models.create(name).eval(), Path(tmp) / name, batch=1)
+            runs = list(args.backends)
+            if args.int8 and "onnxruntime" in runs:
+                runs.insert(runs.index("onnxruntime") + 1, "onnxruntime int8")
+            for backend in runs:
+                if backend.startswith("onnxruntime"):
+                    model = models.create(name).eval()
+                    feeds = calibration_feeds(model, DEMO_CLIP, 16) if backend.endswith("int8") else None
+                    export_onnx(model, Path(tmp) / name, batch=1, int8_feeds=feeds, calibration_source=DEMO_CLIP.name)
                     eng = engines.open(Path(tmp) / name, device=args.device)
                 else:
                     eng = engines.open(name, device=args.device)

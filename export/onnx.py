@@ -33,7 +33,11 @@ Export-side rewrites (the torch model is not changed):
   :mod:`flowgrad.audio` (``*_dft``) directly instead of ``embed_audio``,
   whose input checks call ``bool(tensor)`` and cannot be traced.
 
-CLI: ``python -m export.onnx MODEL.ckpt [-o OUT] [--opset N] [--batch dynamic|N] [--size HxW]``.
+``--int8`` quantises the frame graph's convolutions to int8 for CPUs
+(:mod:`export.quantize`); the audio graph stays float32.
+
+CLI: ``python -m export.onnx MODEL.ckpt [-o OUT] [--opset N] [--batch dynamic|N] [--size HxW]
+[--int8 [--calibrate VIDEO] [--calibration-frames N]]``.
 """
 from __future__ import annotations
 
@@ -249,7 +253,8 @@ def _export_one(module, args, path: Path, input_names, output_names, batch, opse
     tmp.replace(path)
 
 
-def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", size=(224, 224)) -> list[Path]:
+def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", size=(224, 224),
+                int8_feeds: list | None = None, calibration_source: str = "") -> list[Path]:
     """Export ``model``'s frame graph (and audio graph when it uses audio) to ONNX.
 
     Args:
@@ -264,6 +269,10 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
             defined at 224x224; another size exports a copy of the model with
             that input and map size (fully convolutional nets follow; the
             weights were trained at 224x224), with a warning.
+        int8_feeds: calibration inputs (``export.quantize.calibration_feeds``):
+            when given, the frame graph is written int8-quantised
+            (``export.quantize.quantize_frame_graph``; metadata ``precision``).
+        calibration_source: what the feeds came from, for the metadata.
 
     Returns:
         The written paths, frame graph first.
@@ -300,6 +309,10 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
     outputs = {"heatmap": _spec((b, h, w), fixed)}
     meta = _metadata(model, "frame", inputs, outputs, fixed, size, None)
     _export_one(FrameGraph(model), args, frame_path, in_names, ("heatmap",), fixed, opset, meta)
+    if int8_feeds is not None:
+        from .quantize import quantize_frame_graph
+
+        quantize_frame_graph(frame_path, frame_path, int8_feeds, calibration_source)
     written.append(frame_path)
 
     if model.uses_audio:
@@ -376,6 +389,14 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="'dynamic' for a symbolic batch axis (default) or a fixed batch size N")
     parser.add_argument("--size", type=_parse_size, default=(224, 224), metavar="HxW",
                         help="frame/flow input and heatmap size (default 224x224, the size the models are defined at)")
+    parser.add_argument("--int8", action="store_true",
+                        help="quantise the frame graph's convolutions to int8 for onnxruntime on CPUs (about 3x "
+                        "faster on AVX-512 VNNI; not for TensorRT); the default output prefix gains '.int8'")
+    parser.add_argument("--calibrate", type=Path, default=None, metavar="VIDEO",
+                        help="--int8: video whose frames and flow calibrate the activation ranges "
+                        "(default: the bundled street clip, assets/demo/street.mp4)")
+    parser.add_argument("--calibration-frames", type=int, default=16, metavar="N",
+                        help="--int8: frames taken evenly from the video (default 16)")
     return parser
 
 
@@ -392,8 +413,19 @@ def main(argv=None) -> int:
     if not trained:
         print(f"warning: exporting freshly initialised (untrained) weights of {target!r}", file=sys.stderr)
     default_out = Path(target).with_suffix("") if trained else Path(target)
+    feeds, source = None, ""
     try:
-        written = export_onnx(model, args.out or default_out, opset=args.opset, batch=args.batch, size=args.size)
+        if args.int8:
+            from realtime.assets import DEMO_CLIP
+
+            from .quantize import calibration_feeds
+
+            default_out = default_out.with_name(default_out.name + ".int8")
+            video = args.calibrate or DEMO_CLIP
+            source = video.name
+            feeds = calibration_feeds(model, video, args.calibration_frames)
+        written = export_onnx(model, args.out or default_out, opset=args.opset, batch=args.batch, size=args.size,
+                              int8_feeds=feeds, calibration_source=source)
     except (ValueError, OSError) as exc:
         print(f"{target}: export failed: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -303,6 +303,7 @@ class OnnxEngine(Engine):
         self.audio_rate = int(meta.get("audio_rate_hz", 16000))
         self.audio_seconds = float(meta.get("audio_window_s", 1.0))
         self.batch = meta.get("batch", "dynamic")
+        self.precision = str(meta.get("precision", "float32"))  # "int8": export.onnx --int8
         self.frame_session = _session(data, frame_path, providers, threads)
         self._frame_inputs = [i.name for i in self.frame_session.get_inputs()]
         self.audio_session = None

@@ -242,7 +242,8 @@ def main(argv=None) -> int:
             sink.publisher.close()
             print(f"run_live: error: dashboard: {e}", file=sys.stderr)
             return 2
-    print(f"run_live: {engine.name} ({engine.backend}, {args.device}) on {args.camera}, "
+    precision = "" if getattr(engine, "precision", "float32") == "float32" else f" {engine.precision}"
+    print(f"run_live: {engine.name} ({engine.backend}{precision}, {args.device}) on {args.camera}, "
           f"publishing '{args.stream}' on {sink.publisher.address}", file=sys.stderr)
     if dashboard is not None:
         print(f"run_live: dashboard on {dashboard.url}", file=sys.stderr, flush=True)

@@ -179,3 +179,65 @@ def test_cli_checkpoint_and_errors(tmp_path, capsys):
     text = capsys.readouterr().out
     for option in ("MODEL", "--out", "--opset", "--batch", "--size"):
         assert option in text
+
+
+# --------------------------------------------------------------------------- int8 (export.quantize)
+
+
+@pytest.fixture(scope="module")
+def demo_feeds():
+    """Calibration and test inputs per model: frames + flow of the bundled street clip."""
+    from export.quantize import calibration_feeds
+    from realtime.assets import DEMO_CLIP
+
+    def feeds(model, n):
+        return calibration_feeds(model, DEMO_CLIP, n)
+    return feeds
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_int8_frame_graph_tracks_torch(name, demo_feeds, tmp_path):
+    """Quantised convolutions move the maps a little, never their shape: per map the
+    correlation with torch stays >= 0.98 and the mean |difference| <= 0.03 (measured at test
+    size: correlation >= 0.9987, mean <= 0.01); a broken scale or zero point drops the
+    correlation towards 0. The graph is QDQ around every Conv, metadata kept + precision."""
+    torch.manual_seed(0)
+    model = models.create(name, **small_config(name)).eval()
+    paths = export_onnx(model, tmp_path / name, int8_feeds=demo_feeds(model, 4), calibration_source="street.mp4")
+    proto = onnx.load(str(paths[0]))
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("DequantizeLinear") >= 2 * ops.count("Conv")  # weight and activation of each
+    assert ("QuantizeLinear" in ops) == ("Conv" in ops)
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    assert meta["precision"] == "int8" and meta["calibration"] == "4 frames of street.mp4"
+    assert meta["model"] == name and meta["role"] == "frame"
+    if model.uses_audio:
+        assert "precision" not in {p.key for p in onnx.load(str(paths[1])).metadata_props}  # audio stays float32
+    tests = demo_feeds(model, 7)[1::2]  # other frames than the calibration ones
+    frame = np.concatenate([f["frame"] for f in tests])
+    flow = np.concatenate([f["flow"] for f in tests])
+    emb = np.concatenate([f["audio_embedding"] for f in tests]) if model.uses_audio else np.zeros((3, 0), np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(frame), torch.from_numpy(flow), torch.from_numpy(emb)).numpy()
+    got = _run_frame(load_session(paths[0])[0], model, torch.from_numpy(frame), torch.from_numpy(flow),
+                     torch.from_numpy(emb))
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).mean() <= 0.03
+    for g, r in zip(got, ref):
+        assert np.corrcoef(g.ravel(), r.ravel())[0, 1] >= 0.98
+
+
+def test_int8_cli_default_prefix_and_bad_video(tmp_path, capsys):
+    ckpt = tmp_path / "rc.ckpt"
+    torch.manual_seed(0)
+    checkpoint.save(ckpt, models.create("rcgrad", width=0.125).eval())
+    assert main([str(ckpt), "--int8", "--calibration-frames", "2"]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "rc.int8.frame.onnx"), str(tmp_path / "rc.int8.audio.onnx")]
+    from flowgrad import engine
+    assert engine.open(tmp_path / "rc.int8").precision == "int8"
+    assert engine.open(tmp_path / "rc.int8.frame.onnx").name == "rcgrad"
+    bad = tmp_path / "not_a_video.mp4"
+    bad.write_bytes(b"garbage")
+    assert main([str(ckpt), "--int8", "--calibrate", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not_a_video.mp4" in err[0]

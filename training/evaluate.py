@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 from flowgrad import checkpoint
 from flowgrad import engine as engines
+from flowgrad import models as fg_models
 
 from . import metrics
 from .benchmarks import BENCHMARKS, MEDIAN, Benchmark, published_table
@@ -111,7 +112,12 @@ def open_localiser(spec: str, device: str) -> Localiser:
             return _engine_localiser(f"flowgrad_h ({Path(spec[11:]).parent.name or spec[11:]})", eng)
         eng = engines.open(spec, device=device)
         path = Path(spec)
-        label = eng.name if not path.suffix and not path.exists() else f"{eng.name} ({path.parent.name or path.name})"
+        if spec in fg_models.names():
+            label = eng.name
+        elif path.suffix == ".ckpt":
+            label = f"{eng.name} ({path.parent.name or path.name})"
+        else:  # an ONNX file or prefix: its name tells exports apart (e.g. en.int8)
+            label = f"{eng.name} ({path.name.removesuffix('.frame.onnx').removesuffix('.onnx')})"
         return _engine_localiser(label, eng)
     except (checkpoint.CheckpointError, DetectorError, ValueError) as e:
         raise EvaluateError(str(e)) from None
