@@ -1,0 +1,111 @@
+"""Many camera streams on one machine: heatmaps/s per stream with one shared, batching engine.
+
+    .venv/bin/python bench/streams.py [--streams 1 4 16] [--model flowgrad_en] [--backend torch|onnxruntime]
+                                      [--int8] [--device cuda] [--seconds 30] [--flow-size 320x180]
+
+Every stream plays the bundled 640x360, 24 fps street clip in real time as its
+camera with the clip's sound track as its microphone, runs its own rolling
+flow (OpenCV on a CPU, our torch Farneback with --device cuda), and sends its
+maps through one shared ZeroMQ PUB socket on loopback. Inference goes through
+one realtime.batching.BatchingEngine, so concurrent streams share engine calls.
+Reported per stream count: the median and the lowest maps/s over the streams,
+capture-to-publish latency p50 / p95 (median over streams), the mean batch
+size of the shared engine, and frames/flows dropped.
+
+Target (issue 6): on one H100, >= 16 streams at 25 heatmaps/s each (the clip
+gives at most 24 frames/s per stream).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from export.onnx import export_onnx  # noqa: E402
+from export.quantize import calibration_feeds  # noqa: E402
+from flowgrad import engine as engines  # noqa: E402
+from flowgrad import models  # noqa: E402
+from flowgrad.flow import RollingFlowConfig  # noqa: E402
+from realtime.assets import DEMO_CLIP  # noqa: E402
+from realtime.audio_source import AudioSourceConfig, open_audio_source  # noqa: E402
+from realtime.batching import BatchingEngine  # noqa: E402
+from realtime.cli import parse_size  # noqa: E402
+from realtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
+from realtime.publisher import Publisher, PublisherConfig  # noqa: E402
+from realtime.ring import AudioRing  # noqa: E402
+from realtime.streams import SharedPublish, run_streams  # noqa: E402
+from realtime.video_source import VideoSource, VideoSourceConfig  # noqa: E402
+from timing import cpu_name  # noqa: E402
+
+
+def open_engine(args, tmp: Path):
+    if args.backend == "onnxruntime":
+        model = models.create(args.model).eval()
+        feeds = calibration_feeds(model, DEMO_CLIP, 16) if args.int8 else None
+        export_onnx(model, tmp / args.model, int8_feeds=feeds, calibration_source=DEMO_CLIP.name)
+        return engines.open(tmp / args.model, device=args.device)
+    return engines.open(args.model, device=args.device)
+
+
+def run(n: int, base, args) -> str:
+    flow_backend = "torch" if args.device.startswith("cuda") else "opencv"
+    with Publisher(PublisherConfig("tcp://127.0.0.1:*")) as publisher, \
+            BatchingEngine(base, max_batch=max(1, n)) as shared:
+        send = SharedPublish(publisher.publish)
+        pipes = []
+        for k in range(n):
+            ring = audio = None
+            if base.uses_audio:
+                ring = AudioRing(base.audio_rate, max(5.0, base.audio_seconds))
+                audio = open_audio_source(AudioSourceConfig(str(DEMO_CLIP), base.audio_rate), ring)
+            config = PipelineConfig(stream=f"cam{k}", stats_window_s=args.seconds,
+                                    flow=RollingFlowConfig(working_size=args.flow_size, anchor="newest",
+                                                           backend=flow_backend, device=args.device))
+            pipes.append(Pipeline(config, VideoSource(VideoSourceConfig(str(DEMO_CLIP))), shared, send,
+                                  audio=audio, ring=ring))
+        stats = run_streams(pipes, duration=args.seconds)
+        fps = [s["fps"] for s in stats]
+        p50 = [s["latency_ms"]["p50"] for s in stats if s["latency_ms"]["p50"] is not None]
+        p95 = [s["latency_ms"]["p95"] for s in stats if s["latency_ms"]["p95"] is not None]
+        frames = sum(s["drops"]["frames"] for s in stats)
+        flows = sum(s["drops"]["flows"] for s in stats)
+        med = (lambda v: f"{statistics.median(v):.0f}" if v else "-")  # noqa: E731
+        return (f"| {n} | {statistics.median(fps):.1f} | {min(fps):.1f} | {med(p50)} | {med(p95)} | "
+                f"{shared.mean_batch:.1f} | {frames} | {flows} |")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--model", default="flowgrad_en", choices=models.names())
+    p.add_argument("--backend", default="torch", choices=engines.BACKENDS)
+    p.add_argument("--int8", action="store_true", help="onnxruntime: the int8 export (export.onnx --int8)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seconds", type=float, default=30.0, help="seconds per stream count (default 30)")
+    p.add_argument("--flow-size", type=parse_size, default=(320, 180), metavar="WxH")
+    args = p.parse_args(argv)
+    if any(n < 1 for n in args.streams):
+        p.error("--streams must be positive")
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if args.device.startswith("cuda") else ""
+    print(f"# {cpu_name()}, {os.cpu_count()} CPUs{gpu}, torch {torch.__version__}; {args.model} "
+          f"({args.backend}{' int8' if args.int8 else ''}, {args.device}), full width, flow at "
+          f"{args.flow_size[0]}x{args.flow_size[1]}, {args.seconds:g} s per row, clip {DEMO_CLIP.name} per stream")
+    print("| streams | maps/s per stream (median) | lowest | latency p50 ms | p95 | mean batch "
+          "| dropped frames | dropped flows |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        base = open_engine(args, Path(tmp))
+        for n in args.streams:
+            print(run(n, base, args), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
