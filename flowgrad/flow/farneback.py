@@ -139,13 +139,13 @@ def _farneback(prev: torch.Tensor, next: torch.Tensor, p: FarnebackParams) -> to
             flow = prev.new_zeros(b, 2, *size)
         else:
             flow = F.interpolate(flow, size=size, mode="bilinear", align_corners=False) / p.pyr_scale
-        r0 = _poly_exp(_pyramid_level(prev, scale, size), poly)
-        r1 = _poly_exp(_pyramid_level(next, scale, size), poly)
-        m = _update_matrices(r0, r1, flow)
+        level = _Level(_poly_exp(_pyramid_level(prev, scale, size), poly),
+                       _poly_exp(_pyramid_level(next, scale, size), poly))
+        m = _update_matrices(level, flow)
         for i in range(p.iterations):
             flow = _solve(_window_average(m, p), flow)
             if i < p.iterations - 1:
-                m = _update_matrices(r0, r1, flow)
+                m = _update_matrices(level, flow)
     return flow
 
 
@@ -250,23 +250,36 @@ def _border_scale(h: int, w: int, device) -> torch.Tensor:
     return torch.where(inner, torch.ones_like(scale), scale)
 
 
-def _update_matrices(r0: torch.Tensor, r1: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+class _Level:
+    """What the update step needs of one pyramid level, made once per level rather than per iteration.
+
+    r0, r1: (B, 5, H, W) coefficients of the two frames (r1 also flattened to
+    (B, 5, H*W) for the bilinear gathers); xs, ys: pixel coordinates; scale: border weights.
+    """
+
+    def __init__(self, r0: torch.Tensor, r1: torch.Tensor) -> None:
+        b, _, h, w = r0.shape
+        dev, dt = r0.device, r0.dtype
+        self.r0, self.flat1, self.shape = r0, r1.flatten(2), (b, h, w)
+        self.xs = torch.arange(w, device=dev, dtype=dt)[None, None, :]
+        self.ys = torch.arange(h, device=dev, dtype=dt)[None, :, None]
+        self.scale = _border_scale(h, w, dev).to(dt)
+
+
+def _update_matrices(level: _Level, flow: torch.Tensor) -> torch.Tensor:
     """The five terms (G11, G12, G22, h1, h2) of each pixel's 2x2 system, (B, 5, H, W)."""
-    b, _, h, w = r0.shape
-    dev = r0.device
+    b, h, w = level.shape
+    r0 = level.r0
     dx, dy = flow[:, 0], flow[:, 1]
-    fx = torch.arange(w, device=dev, dtype=flow.dtype)[None, None, :] + dx
-    fy = torch.arange(h, device=dev, dtype=flow.dtype)[None, :, None] + dy
+    fx, fy = level.xs + dx, level.ys + dy
     x1, y1 = torch.floor(fx), torch.floor(fy)
     ax, ay = fx - x1, fy - y1
     x1, y1 = x1.long(), y1.long()
     inside = (x1 >= 0) & (x1 < w - 1) & (y1 >= 0) & (y1 < h - 1)
-    x1c, y1c = x1.clamp(0, w - 2), y1.clamp(0, h - 2)
-    flat = r1.flatten(2)  # (B, 5, H*W)
-    idx = (y1c * w + x1c).flatten(1)[:, None, :].expand(-1, 5, -1)
+    idx = (y1.clamp(0, h - 2) * w + x1.clamp(0, w - 2)).view(b, 1, h * w)
 
-    def tap(offset):
-        return torch.gather(flat, 2, idx + offset).view(b, 5, h, w)
+    def tap(offset):  # the offset is added before expanding to 5 channels: 5x less index arithmetic
+        return torch.gather(level.flat1, 2, (idx + offset).expand(-1, 5, -1)).view(b, 5, h, w)
 
     a00, a01 = ((1 - ax) * (1 - ay))[:, None], (ax * (1 - ay))[:, None]
     a10, a11 = ((1 - ax) * ay)[:, None], (ax * ay)[:, None]
@@ -279,8 +292,7 @@ def _update_matrices(r0: torch.Tensor, r1: torch.Tensor, flow: torch.Tensor) -> 
     r6 = torch.where(inside, (r0[:, 4] + s[:, 4]) * 0.25, r0[:, 4] * 0.5)
     r2 = (r0[:, 0] - r23[:, 0]) * 0.5 + r4 * dy + r6 * dx
     r3 = (r0[:, 1] - r23[:, 1]) * 0.5 + r6 * dy + r5 * dx
-    scale = _border_scale(h, w, dev)
-    r2, r3, r4, r5, r6 = (t * scale for t in (r2, r3, r4, r5, r6))
+    r2, r3, r4, r5, r6 = (t * level.scale for t in (r2, r3, r4, r5, r6))
     return torch.stack([r4 * r4 + r6 * r6, (r4 + r5) * r6, r5 * r5 + r6 * r6, r4 * r2 + r6 * r3, r6 * r2 + r5 * r3], 1)
 
 
