@@ -1,6 +1,6 @@
 """Farneback flow: OpenCV on CPU vs ours (torch) on CPU and GPU; speed and parity tables.
 
-    .venv/bin/python bench/flow.py [--sizes 224x224 640x360 1280x720] [--streams 1 16] [--repeat 3]
+    .venv/bin/python bench/flow.py [--sizes 224x224 640x360 1280x720] [--streams 1 16] [--repeat 3] [--keep-freed-memory]
 
 Speed (float32): ms per call and frame pairs per second, for one stream and N streams
 batched into one call (OpenCV has no batching: N calls in a row). Parity: mean,
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from flow_data import FARNEBACK_CV, bikes_pairs, bikes_path, parity, shifted_pair  # noqa: E402
 
 from flowgrad.flow import farneback  # noqa: E402
-from timing import median_ms  # noqa: E402  (bench/ is on sys.path when run as a script)
+from timing import keep_freed_memory, median_ms  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def main() -> None:
@@ -30,12 +30,18 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["224x224", "640x360", "1280x720"])
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="glibc keeps freed memory for reuse (bench/timing.keep_freed_memory): "
+                             "fewer page faults for the torch path on a CPU")
     args = parser.parse_args()
+    if args.keep_freed_memory and not keep_freed_memory():
+        print("note: mallopt unavailable (not glibc); --keep-freed-memory had no effect")
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
     print(f"# {platform.machine()} CPU, {torch.get_num_threads()} torch threads, GPU: {gpu}; "
-          f"torch {torch.__version__}, OpenCV {cv2.__version__}")
+          f"torch {torch.__version__}, OpenCV {cv2.__version__}"
+          f"{'; glibc keeps freed memory' if args.keep_freed_memory else ''}")
 
     print("\n| size | streams | backend | ms per call | ms per pair | pairs/s |")
     print("|---|---|---|---|---|---|")
