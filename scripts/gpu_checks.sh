@@ -22,7 +22,7 @@ run() {  # run NAME SECONDS CMD...: one step, its own time limit, output kept wh
 }
 # CUDA parity of our Farneback and the CUDA engine paths (skip-marked on CPUs in CI).
 run tests.log 150 python3 -m pytest -q -p no:cacheprovider tests/test_farneback.py tests/test_rolling_flow.py \
-    tests/test_engine.py -k "cuda or gpu or parity"
+    tests/test_engine.py tests/test_train.py -k "cuda or gpu or parity"
 # Farneback: OpenCV CPU vs ours on the GPU, one stream and 16 batched (target: >= 500 pairs/s at 720p).
 run flow.md 120 python3 bench/flow.py --sizes 640x360 1280x720 --streams 1 16 --repeat 5
 # Engines: torch eager fp32 / fp16 on CUDA (onnxruntime-gpu and TensorRT cannot be carried here).

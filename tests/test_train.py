@@ -31,6 +31,17 @@ def _log(run):
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU (bf16 autocast runs on CUDA only)")
+@pytest.mark.parametrize("model", ["flowgrad_en", "htf"])
+def test_mixed_precision_training_on_cuda(tiny_set, tmp_path, model):
+    run = tmp_path / "run"
+    assert main(_args(tiny_set, run, "--epochs", "1", "--max-steps", "4", "--device", "cuda", "--amp",
+                      model=model)) == 0
+    log = _log(run)
+    assert log[-1]["steps"] == 4 and torch.isfinite(torch.tensor(log[-1]["train_loss"]))
+    assert next(checkpoint.load(run / "best.ckpt").parameters()).dtype == torch.float32  # weights stay fp32
+
+
 def test_split_by_clip_never_shares_a_clip():
     clips = ["a", "a", "b", "b", "b", "c", "d", "d"]
     train, val = split_by_clip(clips, 0.25, seed=0)
