@@ -5,6 +5,12 @@
     python run_live.py --camera udp://127.0.0.1:5000 --audio pulse --model runs/en/best.ckpt
     python run_live.py --camera street.mp4 --audio video --duration 60
     python run_live.py --demo --dashboard              # ... and the live picture on http://127.0.0.1:8080/
+    python run_live.py --camera 0 --camera rtsp://cam2/stream --audio mic --audio pulse   # two cameras, one model
+
+Several ``--camera`` options run one pipeline per camera in this process, each
+published as its own stream (``camera0``, ``camera1``, ... after ``--stream``),
+all sharing one model whose heatmap requests are batched across cameras
+(realtime.batching) and one ZeroMQ socket.
 
 Subscribe from another program with ``python -m realtime.subscribe
 tcp://127.0.0.1:5556`` or ``realtime.subscribe.subscribe(...)``; the wire
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -33,11 +40,13 @@ from flowgrad.flow import RollingFlowConfig
 
 from .assets import DEMO_CLIP, DEMO_MODEL, ROOT, default_model
 from .audio_source import AudioSourceConfig, open_audio_source
+from .batching import BatchingEngine
 from .dashboard import DashboardConfig, DashboardError, DashboardThread
 from .pipeline import Pipeline, PipelineConfig, PipelineError
 from .protocol import Heatmap
 from .publisher import CurveServer, Publisher, PublisherConfig, PublishError
 from .ring import AudioRing
+from .streams import SharedPublish, run_streams
 from .video_source import SourceError, VideoSource, VideoSourceConfig
 
 DEMO_SECONDS = 10.0
@@ -62,11 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python run_live.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("sources")
-    src.add_argument("--camera", metavar="INDEX|URL|FILE",
+    src.add_argument("--camera", metavar="INDEX|URL|FILE", action="append",
                      help="camera index (0), stream URL (udp://, rtsp://, http://) or video file (looped, "
-                          "played in real time)")
-    src.add_argument("--audio", metavar="DEVICE|FILE|video|mic",
-                     help="'mic' (default input), a microphone name or PortAudio index (e.g. 'pulse'), an audio "
+                          "played in real time); repeat for several cameras sharing one model")
+    src.add_argument("--audio", metavar="DEVICE|FILE|video|mic", action="append",
+                     help="one for every camera, or one per --camera in the same order: ""'mic' (default input), a microphone name or PortAudio index (e.g. 'pulse'), an audio "
                           "file (looped, real time) or 'video' (the camera file's own sound track). Default: "
                           "'video' for a file camera, else 'mic'")
     src.add_argument("--demo", action="store_true",
@@ -91,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--publish", default="tcp://127.0.0.1:5556", metavar="ADDRESS",
                      help="ZeroMQ PUB address to bind (default tcp://127.0.0.1:5556; loopback only unless you "
                           "give another interface)")
-    out.add_argument("--stream", default="camera", help="stream name subscribers filter on (default camera)")
+    out.add_argument("--stream", default="camera",
+                     help="stream name subscribers filter on (default camera; with several cameras camera0, "
+                          "camera1, ...)")
     out.add_argument("--heatmap-dtype", choices=("uint8", "float16"), default="uint8",
                      help="wire type of the heatmap (default uint8)")
     out.add_argument("--no-frame", action="store_true", help="do not send the JPEG camera frame with each map")
@@ -118,8 +129,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     if args.demo:
         if not DEMO_CLIP.is_file():
             raise StartError(f"{DEMO_CLIP}: the bundled demo clip is missing; restore it with git checkout")
-        args.camera = args.camera or str(DEMO_CLIP)
-        args.audio = args.audio or "video"
+        args.camera = args.camera or [str(DEMO_CLIP)]
+        args.audio = args.audio or ["video"]
         # Someone watching the dashboard needs more than the demo's few seconds.
         if args.duration is None and args.dashboard is None:
             args.duration = DEMO_SECONDS
@@ -136,23 +147,30 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.model = args.model or default_model()
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     args.flow_backend = args.flow_backend or ("torch" if args.device.startswith("cuda") else "opencv")
+    cameras = args.camera
     if args.audio is None:
-        args.audio = "video" if Path(str(args.camera)).is_file() else "mic"
+        args.audio = ["video" if Path(str(c)).is_file() else "mic" for c in cameras]
+    elif len(args.audio) == 1:
+        args.audio = args.audio * len(cameras)
+    elif len(args.audio) != len(cameras):
+        raise StartError(f"{len(args.audio)} --audio options for {len(cameras)} cameras: give one for all "
+                         "cameras or one per --camera")
+    args.streams = [args.stream] if len(cameras) == 1 else [f"{args.stream}{k}" for k in range(len(cameras))]
     return args
 
 
-def open_audio(args, engine, ring):
-    """The audio source for --audio, writing into ``ring`` at the model's rate."""
-    spec, device = args.audio, None
+def open_audio(spec: str, camera: str, engine, ring):
+    """The audio source for one --audio value (of ``camera``), writing into ``ring`` at the model's rate."""
+    device = None
     if spec == "video":
-        if not Path(str(args.camera)).is_file():
-            raise StartError(f"--audio video needs a video FILE as --camera, got {args.camera!r}")
-        spec = str(args.camera)
+        if not Path(str(camera)).is_file():
+            raise StartError(f"--audio video needs a video FILE as --camera, got {camera!r}")
+        spec = str(camera)
     elif spec != "mic" and not Path(spec).is_file():
         if "/" in spec or Path(spec).suffix:
             raise StartError(f"--audio {spec}: no such audio file; give an existing file, 'video', 'mic' "
                              "or a microphone name/index")
-        spec, device = "mic", (int(args.audio) if args.audio.isdigit() else args.audio)
+        spec, device = "mic", (int(spec) if spec.isdigit() else spec)
     return open_audio_source(AudioSourceConfig(spec, engine.audio_rate, device=device), ring)
 
 
@@ -164,13 +182,13 @@ def overlay(frame_bgr: np.ndarray, heat: np.ndarray) -> np.ndarray:
 
 
 class LastHeatmap:
-    """Publishes through ``publisher`` and keeps the newest heatmap message for the snapshot."""
+    """Publishes through ``publish`` and keeps the newest heatmap message for the snapshot."""
 
-    def __init__(self, publisher: Publisher):
-        self.publisher, self.last = publisher, None
+    def __init__(self, publish):
+        self.publish, self.last = publish, None
 
     def __call__(self, msg) -> None:
-        self.publisher.publish(msg)
+        self.publish(msg)
         if isinstance(msg, Heatmap):
             self.last = msg
 
@@ -196,79 +214,128 @@ def status_line(stats: dict) -> str:
             f"video {src['video']}{audio}")
 
 
-def start_pipeline(args):
-    """Open every part; StartError / SourceError / PublishError / ValueError on bad input."""
+@dataclass
+class Live:
+    """Everything ``main`` runs: one pipeline and snapshot sink per camera, the shared
+    engine (a BatchingEngine with several cameras) and the one publisher."""
+
+    pipelines: list
+    sinks: list
+    engine: object
+    publisher: Publisher
+
+    def close(self) -> None:
+        """Close the publisher and the shared engine (after the pipelines stopped)."""
+        self.publisher.close()
+        if isinstance(self.engine, BatchingEngine):
+            self.engine.close()
+
+
+def start_pipelines(args) -> Live:
+    """Open every part; StartError / SourceError / PublishError / ValueError on bad input
+    (whatever was opened before the error is closed again)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         engine = engines.open(args.model, device=args.device, backend=args.backend)
     except CheckpointError as e:
         raise StartError(str(e)) from None
-    video = VideoSource(VideoSourceConfig(args.camera))
-    ring = audio = None
+    opened, parts = [], []
     try:
-        if engine.uses_audio:
-            ring = AudioRing(engine.audio_rate, max(5.0, engine.audio_seconds))
-            audio = open_audio(args, engine, ring)
+        for camera, audio_spec in zip(args.camera, args.audio):
+            video = VideoSource(VideoSourceConfig(camera))
+            opened.append(video)
+            ring = audio = None
+            if engine.uses_audio:
+                ring = AudioRing(engine.audio_rate, max(5.0, engine.audio_seconds))
+                audio = open_audio(audio_spec, camera, engine, ring)
+            parts.append((video, audio, ring))
         curve = CurveServer(args.curve_secret, args.curve_clients) if args.curve_secret else None
         publisher = Publisher(PublisherConfig(args.publish, heatmap_dtype=args.heatmap_dtype, curve=curve))
     except BaseException:
-        video.close()
+        for video in opened:
+            video.close()
         raise
-    config = PipelineConfig(
-        stream=args.stream,
-        flow=RollingFlowConfig(working_size=args.flow_size, anchor="newest", backend=args.flow_backend,
-                               device=args.device),
-        jpeg_quality=None if args.no_frame else 80,
-    )
-    sink = LastHeatmap(publisher)
-    return Pipeline(config, video, engine, sink, audio=audio, ring=ring), sink, engine
+    shared = engine if len(parts) == 1 else BatchingEngine(engine, max_batch=len(parts))
+    publish = publisher.publish if len(parts) == 1 else SharedPublish(publisher.publish)
+    pipelines, sinks = [], []
+    for stream, (video, audio, ring) in zip(args.streams, parts):
+        config = PipelineConfig(
+            stream=stream,
+            flow=RollingFlowConfig(working_size=args.flow_size, anchor="newest", backend=args.flow_backend,
+                                   device=args.device),
+            jpeg_quality=None if args.no_frame else 80,
+        )
+        sinks.append(LastHeatmap(publish))
+        pipelines.append(Pipeline(config, video, shared, sinks[-1], audio=audio, ring=ring))
+    return Live(pipelines, sinks, shared, publisher)
+
+
+def streams_line(all_stats: list[dict], streams: list[str]) -> str:
+    """One line of live figures for several streams."""
+    def one(name, stats):
+        p95 = stats["latency_ms"]["p95"]
+        return f"{name} {stats['fps']:.1f}/s p95 {'-' if p95 is None else f'{p95:.0f}'} ms"
+    return "  ".join(one(n, s) for n, s in zip(streams, all_stats))
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args = resolve(args)
-        pipeline, sink, engine = start_pipeline(args)
+        live = start_pipelines(args)
     except (StartError, SourceError, PublishError, ValueError) as e:
         print(f"run_live: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    pipelines, engine, address = live.pipelines, live.engine, live.publisher.address
     dashboard = None
     if args.dashboard is not None:
         try:
-            dashboard = DashboardThread(DashboardConfig((sink.publisher.address,), port=args.dashboard))
+            dashboard = DashboardThread(DashboardConfig((address,), port=args.dashboard))
         except (DashboardError, ValueError) as e:
-            pipeline.stop()
-            sink.publisher.close()
+            for pipeline in pipelines:
+                pipeline.stop()
+            live.close()
             print(f"run_live: error: dashboard: {e}", file=sys.stderr)
             return 2
     precision = "" if getattr(engine, "precision", "float32") == "float32" else f" {engine.precision}"
-    print(f"run_live: {engine.name} ({engine.backend}{precision}, {args.device}) on {args.camera}, "
-          f"publishing '{args.stream}' on {sink.publisher.address}", file=sys.stderr)
+    cameras = args.camera[0] if len(args.camera) == 1 else f"{len(args.camera)} cameras"
+    streams = ", ".join(f"'{s}'" for s in args.streams)
+    print(f"run_live: {engine.name} ({engine.backend}{precision}, {args.device}) on {cameras}, "
+          f"publishing {streams} on {address}", file=sys.stderr)
     if dashboard is not None:
         print(f"run_live: dashboard on {dashboard.url}", file=sys.stderr, flush=True)
     tty = sys.stderr.isatty()
 
-    def show(stats):
+    def line(all_stats):
+        return status_line(all_stats[0]) if len(all_stats) == 1 else streams_line(all_stats, args.streams)
+
+    def show(all_stats):
         if not args.quiet:
-            print(("\r" if tty else "") + status_line(stats), end="" if tty else "\n", file=sys.stderr, flush=True)
+            print(("\r" if tty else "") + line(all_stats), end="" if tty else "\n", file=sys.stderr, flush=True)
 
     # A service manager's SIGTERM ends the run as Ctrl-C does: stages joined, summary printed.
-    signal.signal(signal.SIGTERM, lambda signum, frame: pipeline.request_stop())
+    signal.signal(signal.SIGTERM, lambda signum, frame: [p.request_stop() for p in pipelines])
     code = 0
     try:
-        stats = pipeline.run(duration=args.duration, on_status=show)
+        if len(pipelines) == 1:
+            final = [pipelines[0].run(duration=args.duration, on_status=lambda st: show([st]))]
+        else:
+            final = run_streams(pipelines, duration=args.duration, on_status=show)
     except PipelineError as e:
-        stats, code = pipeline.stats(), 1
+        final, code = [p.stats() for p in pipelines], 1
         print(f"\nrun_live: error: {e}", file=sys.stderr)
     finally:
         if dashboard is not None:
             dashboard.stop()
-        sink.publisher.close()
+        live.close()
     if tty and not args.quiet:
         print(file=sys.stderr)
-    print(f"run_live: done: {status_line(stats)}", file=sys.stderr)
+    print(f"run_live: done: {line(final)}", file=sys.stderr)
     if args.snapshot is not None:
-        written = sink.write_snapshot(args.snapshot)
-        print(f"run_live: {'wrote ' + str(written) if written else 'no heatmap to snapshot'}", file=sys.stderr)
+        for stream, sink in zip(args.streams, live.sinks):
+            path = args.snapshot if len(live.sinks) == 1 else \
+                args.snapshot.with_name(f"{args.snapshot.stem}_{stream}{args.snapshot.suffix}")
+            written = sink.write_snapshot(path)
+            print(f"run_live: {'wrote ' + str(written) if written else 'no heatmap to snapshot'}", file=sys.stderr)
     return code

@@ -72,6 +72,8 @@ def test_help_explains_every_option():
     (("--demo", "--model", "rcgrad", "--audio", "/nonexistent/sound.wav"), "no such audio file"),
     (("--demo", "--model", "rcgrad", "--audio", "no-such-microphone"), "no-such-microphone"),
     (("--demo", "--duration", "0"), "--duration"),
+    (("--camera", str(DEMO_CLIP), "--camera", str(DEMO_CLIP), "--camera", str(DEMO_CLIP),
+      "--audio", "video", "--audio", "video"), "2 --audio options for 3 cameras"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(args, message):
     start = time.monotonic()
@@ -113,6 +115,33 @@ def test_demo_publishes_heatmaps_a_subscriber_receives(tmp_path):
     assert all(b.seq > a.seq for a, b in zip(maps, maps[1:]))
     assert all(0 <= m.publish_time - m.capture_time < 2.0 for m in maps)
     assert cv2.imread(str(snap)).shape == (360, 640, 3)
+
+
+def test_two_cameras_one_model_two_streams(tmp_path):
+    """Two --camera options: one process, one socket, streams camera0 and camera1, each with
+    its own sequence numbers; the demo model (audio from each clip's track) is shared."""
+    port = _free_tcp_port()
+    snap = tmp_path / "live.png"
+    proc = _start_live("--camera", str(DEMO_CLIP), "--camera", str(DEMO_CLIP), "--duration", "10",
+                       "--publish", f"tcp://127.0.0.1:{port}", "--snapshot", str(snap))
+    got = {}
+    try:
+        gen = subscribe(f"tcp://127.0.0.1:{port}", kinds=("heatmap",), timeout_s=60)
+        end = None
+        for msg in gen:
+            got.setdefault(msg.stream, []).append(msg.seq)
+            end = end or time.monotonic() + 3
+            if time.monotonic() > end and len(got) == 2:
+                break
+        gen.close()
+    finally:
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert set(got) == {"camera0", "camera1"}, got
+    assert all(seqs == sorted(seqs) and len(seqs) >= 2 for seqs in got.values()), got
+    assert "camera0" in err and "camera1" in err  # the status line names both
+    for stream in ("camera0", "camera1"):
+        assert cv2.imread(str(tmp_path / f"live_{stream}.png")).shape == (360, 640, 3)
 
 
 def test_camera_stood_in_by_a_udp_stream():
