@@ -91,3 +91,16 @@ def test_gpu_matches_opencv():
 def test_bad_input(prev, next, match):
     with pytest.raises(ValueError, match=match):
         farneback(prev, next)
+
+
+@pytest.mark.parametrize("n", [1, 3, 5, 7, 9, 15, 21, 31])
+def test_window_sum_matches_a_direct_sum(n):
+    """The power-of-two window sum equals summing the n shifted copies of the padded input."""
+    from flowgrad.flow.farneback import _box_sum
+
+    x = torch.randn(2, 5, 23, 37, dtype=torch.float64)
+    r = n // 2
+    for dim in (-1, -2):
+        padded = torch.nn.functional.pad(x, (r, r, 0, 0) if dim == -1 else (0, 0, r, r), mode="replicate")
+        want = sum(padded.narrow(dim, i, x.shape[dim]) for i in range(n))
+        torch.testing.assert_close(_box_sum(x, n, dim), want, rtol=1e-12, atol=1e-12)

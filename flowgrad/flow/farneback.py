@@ -304,9 +304,36 @@ def _window_average(m: torch.Tensor, p: FarnebackParams) -> torch.Tensor:
         i = torch.arange(-r, r + 1, dtype=torch.float64)
         k = torch.exp(-(i**2) / (2 * sigma * sigma))
         taps = (k / k.sum()).float().tolist()
-    else:
-        taps = [1.0 / (2 * r + 1)] * (2 * r + 1)
-    return _correlate(_correlate(m, taps, -2, "replicate"), taps, -1, "replicate")
+        return _correlate(_correlate(m, taps, -2, "replicate"), taps, -1, "replicate")
+    n = 2 * r + 1
+    return _box_sum(_box_sum(m, n, -2), n, -1) * (1.0 / (n * n))
+
+
+def _box_sum(x: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+    """Sum over a centred window of odd width ``n`` along ``dim`` (replicate border).
+
+    Built from sums of power-of-two widths (1, 2, 4, ...), each the previous one
+    plus itself shifted: about 2 log2(n) additions instead of the n - 1 of a
+    shift-and-add filter (6 instead of 14 for the papers' 15-pixel window).
+    """
+    r = n // 2
+    y = F.pad(x, (r, r, 0, 0) if dim == -1 else (0, 0, r, r), mode="replicate")
+    length = y.shape[dim]
+    sums = {1: y}  # sums[w][i] = y[i] + ... + y[i + w - 1], valid for i < length - w + 1
+    w = 1
+    while 2 * w <= n:
+        prev = sums[w]
+        valid = length - 2 * w + 1
+        sums[2 * w] = prev.narrow(dim, 0, valid) + prev.narrow(dim, w, valid)
+        w *= 2
+    out_len = x.shape[dim]
+    out, offset = None, 0
+    for width in sorted(sums, reverse=True):  # n in binary: the widest parts first
+        if n - offset >= width:
+            part = sums[width].narrow(dim, offset, out_len)
+            out = part.clone() if out is None else out.add_(part)
+            offset += width
+    return out
 
 
 def _solve(g: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
