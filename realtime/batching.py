@@ -1,37 +1,132 @@
-"""One engine shared by several camera streams, with their heatmap requests batched.
+"""Work of several camera streams batched into shared calls: heatmaps (one engine) and flow (one Farneback).
 
-Each stream's inference thread calls :meth:`BatchingEngine.heatmaps` as it would
-call the engine itself and blocks until its map is ready. A worker thread takes
-the requests waiting at that moment (up to ``max_batch``; after the first it
-waits at most ``max_wait_s`` for more), runs the engine ONCE on the stacked
-batch, and hands each caller its own row. On a GPU this turns N streams' N small
+Each stream's thread calls :meth:`BatchingEngine.heatmaps` or a
+:class:`BatchingFlow` as it would call the engine or Farneback itself, and
+blocks until its own answer is ready. A worker thread takes the requests
+waiting at that moment (up to ``max_batch`` of the same kind; after the first
+it waits at most ``max_wait_s`` for more), makes ONE call on the stacked batch
+and hands each caller its own rows. On a GPU this turns N streams' N small
 calls into one large call; on a CPU it mostly saves per-call overhead.
 
 Memory stays bounded: every caller has at most one request in flight (it waits
 for the answer), so the queue never holds more than the number of streams.
-An engine error is returned to every caller of that batch; after :meth:`close`
-waiting callers get a RuntimeError at once rather than hanging.
+An error of a shared call is returned to every caller of that batch; after
+``close`` waiting callers get a RuntimeError at once rather than hanging.
 """
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, Hashable, Optional, Sequence
 
 import numpy as np
+import torch
+
+from flowgrad.flow import FarnebackParams, farneback
 
 _POLL_S = 0.1
 
 
-@dataclass
+@dataclass(eq=False)  # identity: requests hold arrays, and two equal requests are still two callers
 class _Request:
-    frame: np.ndarray
-    flow: np.ndarray
-    embedding: Optional[np.ndarray]
+    args: tuple
+    key: Hashable
     done: threading.Event = field(default_factory=threading.Event)
-    result: Optional[np.ndarray] = None
+    result: Any = None
     error: Optional[BaseException] = None
+
+
+class Batcher:
+    """Runs ``run(list of request args) -> list of results`` on batches of concurrent requests.
+
+    Requests with different ``key`` values (e.g. frame sizes) never share a
+    batch. name: the worker thread's name and the subject of error messages.
+    """
+
+    def __init__(self, run: Callable[[list[tuple]], Sequence[Any]], max_batch: int, max_wait_s: float,
+                 name: str) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if not max_wait_s >= 0:
+            raise ValueError(f"max_wait_s must be >= 0 seconds, got {max_wait_s!r}")
+        self._run, self.max_batch, self.max_wait_s, self.name = run, max_batch, max_wait_s, name
+        self._pending: list[_Request] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self.batches = 0  # shared calls made
+        self.items = 0  # requests answered by them
+        self._worker = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._worker.start()
+
+    @property
+    def mean_batch(self) -> float:
+        """Average requests per shared call so far (0 before the first)."""
+        return self.items / self.batches if self.batches else 0.0
+
+    def submit(self, *args, key: Hashable = None):
+        """Queue one request and wait for its result; raises the shared call's error, or
+        RuntimeError once closed."""
+        request = _Request(args, key)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"the shared {self.name} is closed")
+            self._pending.append(request)
+            self._cond.notify_all()
+        while not request.done.wait(_POLL_S):
+            if self._closed and not request.done.is_set():
+                raise RuntimeError(f"the shared {self.name} was closed while a request was pending")
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def close(self) -> None:
+        """Stop the worker; requests still waiting fail with RuntimeError. Idempotent."""
+        with self._cond:
+            self._closed = True
+            waiting, self._pending = self._pending, []
+            self._cond.notify_all()
+        for request in waiting:
+            request.error = RuntimeError(f"the shared {self.name} was closed while a request was pending")
+            request.done.set()
+        self._worker.join(timeout=5.0)
+
+    def _take(self) -> list[_Request]:
+        """The next batch: wait for a first request, then up to max_wait_s for company of its key."""
+        with self._cond:
+            while not self._pending and not self._closed:
+                self._cond.wait(_POLL_S)
+            if self._closed:
+                return []
+            key = self._pending[0].key
+            deadline = time.monotonic() + self.max_wait_s
+            while sum(r.key == key for r in self._pending) < self.max_batch and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            batch = [r for r in self._pending if r.key == key][:self.max_batch]
+            chosen = {id(r) for r in batch}
+            self._pending = [r for r in self._pending if id(r) not in chosen]
+            return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._take()
+            if not batch:
+                return
+            try:
+                results = self._run([r.args for r in batch])
+            except Exception as e:  # noqa: BLE001 - every caller of this batch gets the error
+                for request in batch:
+                    request.error = e
+                    request.done.set()
+                continue
+            self.batches += 1
+            self.items += len(batch)
+            for request, result in zip(batch, results):
+                request.result = result
+                request.done.set()
 
 
 class BatchingEngine:
@@ -46,36 +141,32 @@ class BatchingEngine:
     """
 
     def __init__(self, engine, max_batch: int = 16, max_wait_s: float = 0.004) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        if not max_wait_s >= 0:
-            raise ValueError(f"max_wait_s must be >= 0 seconds, got {max_wait_s!r}")
         fixed = getattr(engine, "batch", "dynamic")
         if fixed != "dynamic" and fixed != 1 and max_batch > 1:
             raise ValueError(f"{engine.source}: exported for a fixed batch of {fixed}; batching streams needs a "
                              "dynamic batch (`python -m export.onnx ... --batch dynamic`)")
-        if fixed == 1:
-            max_batch = 1
         self.engine = engine
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
-        self._pending: list[_Request] = []
-        self._cond = threading.Condition()
         self._audio_lock = threading.Lock()
-        self._closed = False
-        self.batches = 0  # engine calls made
-        self.maps = 0  # heatmaps returned
-        self._worker = threading.Thread(target=self._run, name="batching-engine", daemon=True)
-        self._worker.start()
+        self._batcher = Batcher(self._run, 1 if fixed == 1 else max_batch, max_wait_s, "heatmap engine")
 
     def __getattr__(self, name):
         # Everything but heatmaps / embed_audio is the wrapped engine's (name, input_size, ...).
         return getattr(self.__dict__["engine"], name)
 
     @property
+    def batches(self) -> int:
+        """Engine calls made."""
+        return self._batcher.batches
+
+    @property
+    def maps(self) -> int:
+        """Heatmap requests answered."""
+        return self._batcher.items
+
+    @property
     def mean_batch(self) -> float:
-        """Average heatmaps per engine call so far (0 before the first)."""
-        return self.maps / self.batches if self.batches else 0.0
+        """Average requests per engine call so far (0 before the first)."""
+        return self._batcher.mean_batch
 
     def embed_audio(self, wave: np.ndarray) -> np.ndarray:
         """The engine's ``embed_audio``, one caller at a time."""
@@ -89,29 +180,21 @@ class BatchingEngine:
         ``Engine.heatmaps``; returns (B, h, w) float32. Raises the engine's error
         for this batch, or RuntimeError once closed.
         """
-        request = _Request(frame, flow, embedding)
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("the shared engine is closed")
-            self._pending.append(request)
-            self._cond.notify_all()
-        while not request.done.wait(_POLL_S):
-            if self._closed and not request.done.is_set():
-                raise RuntimeError("the shared engine was closed while a heatmap was pending")
-        if request.error is not None:
-            raise request.error
-        return request.result
+        return self._batcher.submit(frame, flow, embedding)
+
+    def _run(self, requests: list[tuple]) -> list[np.ndarray]:
+        frames, flows, embeddings = zip(*requests)
+        emb = None if embeddings[0] is None else np.concatenate(embeddings)
+        maps = self.engine.heatmaps(np.concatenate(frames), np.concatenate(flows), emb)
+        out, start = [], 0
+        for f in frames:
+            out.append(maps[start:start + len(f)])
+            start += len(f)
+        return out
 
     def close(self) -> None:
         """Stop the worker; requests still waiting fail with RuntimeError. Idempotent."""
-        with self._cond:
-            self._closed = True
-            waiting, self._pending = self._pending, []
-            self._cond.notify_all()
-        for request in waiting:
-            request.error = RuntimeError("the shared engine was closed while a heatmap was pending")
-            request.done.set()
-        self._worker.join(timeout=5.0)
+        self._batcher.close()
 
     def __enter__(self) -> "BatchingEngine":
         return self
@@ -119,42 +202,48 @@ class BatchingEngine:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _take(self) -> list[_Request]:
-        """The next batch: wait for a first request, then up to max_wait_s for company."""
-        with self._cond:
-            while not self._pending and not self._closed:
-                self._cond.wait(_POLL_S)
-            if self._closed:
-                return []
-            deadline = time.monotonic() + self.max_wait_s
-            while len(self._pending) < self.max_batch and not self._closed:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
-            return batch
 
-    def _run(self) -> None:
-        while True:
-            batch = self._take()
-            if not batch:
-                return
-            sizes = [len(r.frame) for r in batch]
-            try:
-                frame = np.concatenate([r.frame for r in batch])
-                flow = np.concatenate([r.flow for r in batch])
-                emb = None if batch[0].embedding is None else np.concatenate([r.embedding for r in batch])
-                maps = self.engine.heatmaps(frame, flow, emb)
-            except Exception as e:  # noqa: BLE001 - every caller of this batch gets the error
-                for request in batch:
-                    request.error = e
-                    request.done.set()
-                continue
-            self.batches += 1
-            self.maps += len(maps)
-            start = 0
-            for request, n in zip(batch, sizes):
-                request.result = maps[start:start + n]
-                start += n
-                request.done.set()
+class BatchingFlow:
+    """A ``flow_fn`` for :class:`flowgrad.flow.RollingFlow` shared by several streams: concurrent
+    pairs of the same size go through ONE batched call of our torch Farneback on ``device``.
+
+    ``flow(prev, next)``: (h, w) uint8 grayscale frames -> (2, h, w) float32 tensor of
+    (dx, dy) pixels on the CPU, as ``flowgrad.flow.farneback`` gives for the pair alone.
+    """
+
+    def __init__(self, device: str = "cuda", params: FarnebackParams = FarnebackParams(),
+                 max_batch: int = 16, max_wait_s: float = 0.004) -> None:
+        self.device, self.params = device, params
+        self._batcher = Batcher(self._run, max_batch, max_wait_s, "flow")
+
+    @property
+    def batches(self) -> int:
+        """Farneback calls made."""
+        return self._batcher.batches
+
+    @property
+    def mean_batch(self) -> float:
+        """Average pairs per Farneback call so far (0 before the first)."""
+        return self._batcher.mean_batch
+
+    def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> torch.Tensor:
+        return self._batcher.submit(prev, nxt, key=(prev.shape, nxt.shape))
+
+    def _run(self, requests: list[tuple]) -> list[torch.Tensor]:
+        prev = torch.from_numpy(np.stack([p for p, _ in requests])).to(self.device)
+        nxt = torch.from_numpy(np.stack([n for _, n in requests])).to(self.device)
+        p = self.params
+        flow = farneback(prev, nxt, pyr_scale=p.pyr_scale, levels=p.levels, winsize=p.winsize,
+                         iterations=p.iterations, poly_n=p.poly_n, poly_sigma=p.poly_sigma,
+                         gaussian=p.gaussian).cpu()
+        return list(flow)
+
+    def close(self) -> None:
+        """Stop the worker; requests still waiting fail with RuntimeError. Idempotent."""
+        self._batcher.close()
+
+    def __enter__(self) -> "BatchingFlow":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

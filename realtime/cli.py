@@ -40,7 +40,7 @@ from flowgrad.flow import RollingFlowConfig
 
 from .assets import DEMO_CLIP, DEMO_MODEL, ROOT, default_model
 from .audio_source import AudioSourceConfig, open_audio_source
-from .batching import BatchingEngine
+from .batching import BatchingEngine, BatchingFlow
 from .dashboard import DashboardConfig, DashboardError, DashboardThread
 from .pipeline import Pipeline, PipelineConfig, PipelineError
 from .protocol import Heatmap
@@ -217,18 +217,22 @@ def status_line(stats: dict) -> str:
 @dataclass
 class Live:
     """Everything ``main`` runs: one pipeline and snapshot sink per camera, the shared
-    engine (a BatchingEngine with several cameras) and the one publisher."""
+    engine (a BatchingEngine with several cameras), the one publisher and, with several
+    cameras on the torch Farneback, the shared BatchingFlow."""
 
     pipelines: list
     sinks: list
     engine: object
     publisher: Publisher
+    flow: Optional[BatchingFlow] = None
 
     def close(self) -> None:
-        """Close the publisher and the shared engine (after the pipelines stopped)."""
+        """Close the publisher and the shared engine and flow (after the pipelines stopped)."""
         self.publisher.close()
         if isinstance(self.engine, BatchingEngine):
             self.engine.close()
+        if self.flow is not None:
+            self.flow.close()
 
 
 def start_pipelines(args) -> Live:
@@ -258,6 +262,9 @@ def start_pipelines(args) -> Live:
         raise
     shared = engine if len(parts) == 1 else BatchingEngine(engine, max_batch=len(parts))
     publish = publisher.publish if len(parts) == 1 else SharedPublish(publisher.publish)
+    # Several cameras on the torch Farneback (a GPU) share one batched flow call too.
+    flow_fn = BatchingFlow(args.device, max_batch=len(parts)) \
+        if len(parts) > 1 and args.flow_backend == "torch" else None
     pipelines, sinks = [], []
     for stream, (video, audio, ring) in zip(args.streams, parts):
         config = PipelineConfig(
@@ -267,8 +274,8 @@ def start_pipelines(args) -> Live:
             jpeg_quality=None if args.no_frame else 80,
         )
         sinks.append(LastHeatmap(publish))
-        pipelines.append(Pipeline(config, video, shared, sinks[-1], audio=audio, ring=ring))
-    return Live(pipelines, sinks, shared, publisher)
+        pipelines.append(Pipeline(config, video, shared, sinks[-1], audio=audio, ring=ring, flow_fn=flow_fn))
+    return Live(pipelines, sinks, shared, publisher, flow_fn)
 
 
 def streams_line(all_stats: list[dict], streams: list[str]) -> str:

@@ -107,10 +107,13 @@ class Pipeline:
     ring: the :class:`~realtime.ring.AudioRing` the audio source writes into
     (at ``engine.audio_rate``); may be None when ``audio`` is None.
     clock: monotonic clock, seconds (tests may pass their own).
+    flow_fn: replaces the flow computation of config.flow's backend (a
+    :class:`~realtime.batching.BatchingFlow` shared by several streams on a GPU).
     """
 
     def __init__(self, config: PipelineConfig, video, engine, publish: Callable[[Any], None],
-                 audio=None, ring=None, clock: Callable[[], float] = time.monotonic) -> None:
+                 audio=None, ring=None, clock: Callable[[], float] = time.monotonic,
+                 flow_fn: Optional[Callable] = None) -> None:
         if engine.uses_audio and (audio is None or ring is None):
             raise ValueError(f"model {engine.name!r} listens to audio: give an audio source and its ring")
         self.config = config
@@ -122,7 +125,7 @@ class Pipeline:
         self._errors: list[str] = []
         self._slots = {name: LatestSlot(name) for name in ("frames", "flows", "maps")}
         self._threads: list[threading.Thread] = []
-        self.rolling = RollingFlow(config.flow)
+        self.rolling = RollingFlow(config.flow, flow_fn)
         self.published = RollingStats(config.stats_window_s)
         self.stage_ms = {name: RollingStats(config.stats_window_s) for name in ("flow", "infer", "audio")}
         self.seq = 0

@@ -175,3 +175,35 @@ def cv2_writer(path, frames=75, size=(160, 96)):
         writer.write(cv2.cvtColor(np.roll(background, 2 * i, axis=1), cv2.COLOR_GRAY2BGR))
     writer.release()
     return path
+
+
+def test_batching_flow_gives_each_stream_its_own_pair_flow():
+    """Concurrent pairs of one size share a Farneback call; a pair of another size is never
+    stacked with them; every caller gets what farneback gives for its pair alone."""
+    from flowgrad.flow import farneback
+    from realtime.batching import BatchingFlow
+
+    rng = np.random.default_rng(0)
+
+    def pair(h, w, shift):
+        base = (rng.random((h // 4, w // 4)) * 255).astype(np.float32)
+        img = np.kron(base, np.ones((4, 4), np.float32))
+        return img.astype(np.uint8), np.roll(img, shift, axis=1).astype(np.uint8)
+    pairs = [pair(64, 96, s) for s in (1, 2, 3)] + [pair(48, 80, 2)]
+    got = [None] * len(pairs)
+    with BatchingFlow("cpu", max_batch=8, max_wait_s=0.2) as shared:
+        barrier = threading.Barrier(len(pairs))
+
+        def stream(i):
+            barrier.wait()
+            got[i] = shared(*pairs[i])
+        threads = [threading.Thread(target=stream, args=(i,)) for i in range(len(pairs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert shared.batches < len(pairs)  # the three pairs of one size shared a call
+    for (p, n), g in zip(pairs, got):
+        want = farneback(torch.from_numpy(p), torch.from_numpy(n))[0]
+        assert g.shape == want.shape
+        torch.testing.assert_close(g, want, atol=1e-4, rtol=0)
