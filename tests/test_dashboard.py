@@ -251,8 +251,10 @@ def test_page_in_headless_chromium_shows_updates_and_the_lost_state(tmp_path):
         with DashboardThread(DashboardConfig(tuple(c.address for c in cams), port=0, lost_after_s=1.0)) as dash:
             driver.get(dash.url)
             # Two tiles, one per publisher, drawn and updating, with the status figures.
-            wait_for(lambda: all(t["seq"] >= 0 and t["fps"] != "–" for t in _tiles(driver).values())
-                     and len(_tiles(driver)) == 2, 20, "two drawn tiles with status")
+            def two_drawn_tiles_with_status():
+                tiles = _tiles(driver)  # one snapshot: a second read may see a tile the first did not
+                return len(tiles) == 2 and all(t["seq"] >= 0 and t["fps"] != "–" for t in tiles.values())
+            wait_for(two_drawn_tiles_with_status, 20, "two drawn tiles with status")
             first = _tiles(driver)
             assert {s: t["source"] for s, t in first.items()} == {"cam1": 0, "cam2": 1}
             assert first["cam1"]["fps"] == "15.0" and first["cam1"]["latency"] == "12 / 34 ms"
