@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from flowgrad import checkpoint, models
 from training import metrics
@@ -78,3 +79,33 @@ def test_bad_models_are_one_line_exit_2(eval_set, spec, message, capsys):
     assert main(["--data", str(eval_set), "--model", spec]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_reference_mode_cleans_below_the_median(eval_set, tmp_path, capsys):
+    """--reference runs the published post-processing: every map is zero below its median,
+    so at least half of its pixels are 0; models without a reference mode are refused."""
+    from training.evaluate import as_reference
+
+    torch.manual_seed(0)
+    model = models.create("flowgrad_en", width=0.125).eval()
+    twin = as_reference(model, "x")
+    assert twin.config.reference and not model.config.reference
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
+    frame, flow = torch.rand(2, 3, 224, 224), torch.randn(2, 2, 224, 224) * 3
+    with torch.no_grad():
+        emb = model.embed_audio(torch.randn(2, 16000) * 0.1)
+        maps = twin(frame, flow, emb)
+        plain = model(frame, flow, emb)
+    assert all((m == 0).float().mean() >= 0.5 for m in maps)
+    assert any((m == 0).float().mean() < 0.5 for m in plain)  # the default does not clean
+
+    ckpt = tmp_path / "rc.ckpt"
+    checkpoint.save(ckpt, models.create("rcgrad", width=0.125).eval())
+    assert main(["--data", str(eval_set), "--reference", "--model", str(ckpt), "--model", f"flowgrad_h:{ckpt}",
+                 "--json", str(tmp_path / "r.json")]) == 0
+    labels = list(json.loads((tmp_path / "r.json").read_text())["models"])
+    assert labels == [f"rcgrad reference ({tmp_path.name})", f"flowgrad_h reference ({tmp_path.name})"]
+    capsys.readouterr()
+    assert main(["--data", str(eval_set), "--reference", "--model", "htf"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no reference mode" in err[0]

@@ -30,6 +30,7 @@ threshold (``success_curve.png``) and a grid of example overlays
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -99,23 +100,44 @@ def _detector_localiser(label: str, path: str, interval_s: float = 0.5) -> Local
     return Localiser(label, 16000, 1.0, maps)
 
 
-def open_localiser(spec: str, device: str) -> Localiser:
-    """A :class:`Localiser` for one ``--model`` value; EvaluateError when it cannot be opened."""
+def as_reference(model, spec: str):
+    """A copy of a FlowGrad-family ``model`` with ``reference=True`` (the published
+    post-processing: median clean, raw flow product, per-clip audio BatchNorm); the same weights."""
+    if "reference" not in {f.name for f in dataclasses.fields(model.config)}:
+        raise EvaluateError(f"{spec}: {model.name} has no reference mode (only the FlowGrad family has one)")
+    twin = fg_models.create(model.name, **{**dataclasses.asdict(model.config), "reference": True})
+    twin.load_state_dict(model.state_dict())
+    return twin.eval()
+
+
+def open_localiser(spec: str, device: str, reference: bool = False) -> Localiser:
+    """A :class:`Localiser` for one ``--model`` value; EvaluateError when it cannot be opened.
+
+    reference: run torch models with their published post-processing (:func:`as_reference`).
+    """
     try:
         if spec.startswith("detector:"):
             return _detector_localiser(f"vision-only+CF+TF ({Path(spec[9:]).name})", spec[9:])
+        mark = " reference" if reference else ""
         if spec.startswith("flowgrad_h:"):
             base = checkpoint.load(spec[11:])
             if base.name != "rcgrad":
                 raise EvaluateError(f"{spec[11:]}: flowgrad_h needs an rcgrad checkpoint, this is {base.name}")
-            eng = engines.TorchEngine(derive_flowgrad_h(base), device, source=spec)
-            return _engine_localiser(f"flowgrad_h ({Path(spec[11:]).parent.name or spec[11:]})", eng)
+            model = derive_flowgrad_h(base)
+            eng = engines.TorchEngine(as_reference(model, spec) if reference else model, device, source=spec)
+            return _engine_localiser(f"flowgrad_h{mark} ({Path(spec[11:]).parent.name or spec[11:]})", eng)
         eng = engines.open(spec, device=device)
+        if reference:
+            if not isinstance(eng, engines.TorchEngine):
+                raise EvaluateError(f"{spec}: --reference needs a checkpoint or registry name (an ONNX export "
+                                    "is fixed at export time: export a model built with reference=True)")
+            if eng.name != "flow_only":  # the flow baseline has no post-processing to switch
+                eng = engines.TorchEngine(as_reference(eng.model, spec), device, source=spec)
         path = Path(spec)
         if spec in fg_models.names():
-            label = eng.name
+            label = f"{eng.name}{mark}"
         elif path.suffix == ".ckpt":
-            label = f"{eng.name} ({path.parent.name or path.name})"
+            label = f"{eng.name}{mark} ({path.parent.name or path.name})"
         else:  # an ONNX file or prefix: its name tells exports apart (e.g. en.int8)
             label = f"{eng.name} ({path.name.removesuffix('.frame.onnx').removesuffix('.onnx')})"
         return _engine_localiser(label, eng)
@@ -260,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map-threshold", type=_map_rule, default=None,
                    help="heatmap binarisation: a threshold in (0, 1) or 'median' "
                         "(default: the benchmark's: 0.5 for urbansas, median for flickr and vggss)")
+    p.add_argument("--reference", action="store_true",
+                   help="run checkpoints with the published post-processing (reference=True: median clean, "
+                        "FlowGrad-H's raw flow product, audio BatchNorm on each clip's own statistics; "
+                        "one pair per batch)")
     p.add_argument("--batch-size", type=int, default=8, help="pairs per inference batch (8)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--flow-cache", default=None, help="folder caching flow between runs (default: a temporary one)")
@@ -280,11 +306,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         if benchmark.still and any(spec.startswith("detector:") for spec in args.model):
             raise EvaluateError(f"the detector baseline (vehicles moving between video frames) is for urbansas, "
                                 f"not {args.benchmark}")
-        localisers = [open_localiser(spec, args.device) for spec in args.model]
+        localisers = [open_localiser(spec, args.device, args.reference) for spec in args.model]
         with tempfile.TemporaryDirectory() as tmp:
             cache = FlowCache(Path(args.flow_cache or tmp))
             for loc in localisers:
-                summary, cious, ex = evaluate_one(loc, Path(args.data), cache, args.batch_size,
+                # Reference mode normalises audio with the batch's own statistics, as the
+                # published code does for one clip at a time: evaluate one pair per batch.
+                summary, cious, ex = evaluate_one(loc, Path(args.data), cache, 1 if args.reference else args.batch_size,
                                                   map_rule, show, benchmark)
                 label = loc.label if loc.label not in results else f"{loc.label} #{len(results) + 1}"
                 results[label], curves[label], examples[label] = summary, cious, ex
