@@ -312,7 +312,8 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
     if int8_feeds is not None:
         from .quantize import quantize_frame_graph
 
-        quantize_frame_graph(frame_path, frame_path, int8_feeds, calibration_source)
+        if quantize_frame_graph(frame_path, frame_path, int8_feeds, calibration_source) is None:
+            warnings.warn(f"{name}: the frame graph has no convolutions to quantise; kept in float32", stacklevel=2)
     written.append(frame_path)
 
     if model.uses_audio:

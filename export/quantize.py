@@ -92,12 +92,13 @@ def calibration_feeds(model, video: Path, frames: int = 16, seed: int = 0) -> li
 
 
 def quantize_frame_graph(fp32_path: Path, out_path: Path, feeds: list[dict[str, np.ndarray]],
-                         source: str = "") -> Path:
+                         source: str = "") -> Path | None:
     """Write an int8 (QDQ) copy of the float32 frame graph ``fp32_path`` to ``out_path``.
 
     feeds: calibration inputs (:func:`calibration_feeds`). source: what they
     came from, recorded in the metadata with ``precision: "int8"``. The
-    flowgrad metadata of the float32 graph is kept. Returns ``out_path``.
+    flowgrad metadata of the float32 graph is kept. Returns ``out_path``, or
+    None (nothing written) for a graph without convolutions (flow_only).
     """
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -112,7 +113,10 @@ def quantize_frame_graph(fp32_path: Path, out_path: Path, feeds: list[dict[str, 
             return next(self._feeds, None)
 
     fp32_path, out_path = Path(fp32_path), Path(out_path)
-    meta = {p.key: p.value for p in onnx.load(str(fp32_path), load_external_data=False).metadata_props}
+    original = onnx.load(str(fp32_path), load_external_data=False)
+    if not any(node.op_type == "Conv" for node in original.graph.node):
+        return None  # nothing to quantise (flow_only): the float32 graph stays as it is
+    meta = {p.key: p.value for p in original.metadata_props}
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quantised = Path(tmp) / "int8.onnx"
