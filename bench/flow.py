@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))

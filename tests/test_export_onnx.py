@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
 
 from conftest import make_inputs, small_config  # noqa: E402
 from export.onnx import export_onnx, load_session, main  # noqa: E402

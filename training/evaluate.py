@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader

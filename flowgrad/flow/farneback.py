@@ -8,7 +8,6 @@ on a batch of frame pairs in one call (the GPU path for many camera streams).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
