@@ -280,19 +280,28 @@ def _update_matrices(level: _Level, flow: torch.Tensor) -> torch.Tensor:
     def tap(offset):  # the offset is added before expanding to 5 channels: 5x less index arithmetic
         return torch.gather(level.flat1, 2, (idx + offset).expand(-1, 5, -1)).view(b, 5, h, w)
 
-    a00, a01 = ((1 - ax) * (1 - ay))[:, None], (ax * (1 - ay))[:, None]
-    a10, a11 = ((1 - ax) * ay)[:, None], (ax * ay)[:, None]
-    s = a00 * tap(0) + a01 * tap(1) + a10 * tap(w) + a11 * tap(w + 1)
+    bx, by = 1 - ax, 1 - ay
+    # In place where a fresh temporary would do: each one is a page-faulted allocation on a CPU.
+    s = tap(0).mul_((bx * by)[:, None])
+    s.add_(tap(1).mul_((ax * by)[:, None]))
+    s.add_(tap(w).mul_((bx * ay)[:, None]))
+    s.add_(tap(w + 1).mul_((ax * ay)[:, None]))
     ins = inside[:, None]
-    zero = torch.zeros_like(s[:, :2])
-    r23 = torch.where(ins, s[:, :2], zero)
-    r4 = torch.where(inside, (r0[:, 2] + s[:, 2]) * 0.5, r0[:, 2])
-    r5 = torch.where(inside, (r0[:, 3] + s[:, 3]) * 0.5, r0[:, 3])
-    r6 = torch.where(inside, (r0[:, 4] + s[:, 4]) * 0.25, r0[:, 4] * 0.5)
-    r2 = (r0[:, 0] - r23[:, 0]) * 0.5 + r4 * dy + r6 * dx
-    r3 = (r0[:, 1] - r23[:, 1]) * 0.5 + r6 * dy + r5 * dx
-    r2, r3, r4, r5, r6 = (t * level.scale for t in (r2, r3, r4, r5, r6))
-    return torch.stack([r4 * r4 + r6 * r6, (r4 + r5) * r6, r5 * r5 + r6 * r6, r4 * r2 + r6 * r3, r6 * r2 + r5 * r3], 1)
+    r23 = torch.where(ins, s[:, :2], 0.0)
+    r4 = torch.where(inside, s[:, 2].add_(r0[:, 2]).mul_(0.5), r0[:, 2])
+    r5 = torch.where(inside, s[:, 3].add_(r0[:, 3]).mul_(0.5), r0[:, 3])
+    r6 = torch.where(inside, s[:, 4].add_(r0[:, 4]).mul_(0.25), r0[:, 4] * 0.5)
+    r2 = (r0[:, 0] - r23[:, 0]).mul_(0.5).addcmul_(r4, dy).addcmul_(r6, dx)
+    r3 = (r0[:, 1] - r23[:, 1]).mul_(0.5).addcmul_(r6, dy).addcmul_(r5, dx)
+    for t in (r2, r3, r4, r5, r6):
+        t.mul_(level.scale)
+    out = torch.empty_like(r0)
+    torch.mul(r4, r4, out=out[:, 0]).addcmul_(r6, r6)
+    torch.add(r4, r5, out=out[:, 1]).mul_(r6)
+    torch.mul(r5, r5, out=out[:, 2]).addcmul_(r6, r6)
+    torch.mul(r4, r2, out=out[:, 3]).addcmul_(r6, r3)
+    torch.mul(r6, r2, out=out[:, 4]).addcmul_(r5, r3)
+    return out
 
 
 def _window_average(m: torch.Tensor, p: FarnebackParams) -> torch.Tensor:
