@@ -205,7 +205,12 @@ def run(config: TrainConfig, resume: bool = False) -> dict:
     """Train; returns {"best_val_loss", "epochs", "steps", "best"} (rank 0's view)."""
     rank, world = _distributed()
     try:
-        return _run(config, resume, rank, world)
+        result = _run(config, resume, rank, world)
+        if world > 1:
+            # Tear down together: a process that destroys the group while its peer still
+            # writes checkpoints can see the peer's connection drop and abort (seen once in CI).
+            dist.barrier()
+        return result
     finally:
         if world > 1:
             dist.destroy_process_group()
