@@ -62,7 +62,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from export.onnx import export_onnx
-    from export.quantize import calibration_feeds
     from realtime.assets import DEMO_CLIP
     import onnxruntime as ort
 
@@ -89,8 +88,7 @@ def main() -> None:
                 warnings.simplefilter("ignore")
                 export_onnx(model, Path(tmp) / name)
                 if not args.no_int8:
-                    export_onnx(model, Path(tmp) / f"{name}.int8", calibration_source=DEMO_CLIP.name,
-                                int8_feeds=calibration_feeds(model, DEMO_CLIP, 16))
+                    export_onnx(model, Path(tmp) / f"{name}.int8", int8_video=DEMO_CLIP)
 
             variants = [("torch eager fp32 cpu", lambda: engine.TorchEngine(model, "cpu", source=name))]
             if not args.no_compile:

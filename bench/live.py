@@ -25,7 +25,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from export.onnx import export_onnx  # noqa: E402
-from export.quantize import calibration_feeds  # noqa: E402
 from flowgrad import engine as engines  # noqa: E402
 from flowgrad import models  # noqa: E402
 from flowgrad.flow import RollingFlowConfig  # noqa: E402
@@ -89,8 +88,8 @@ def main(argv=None) -> int:
             for backend in runs:
                 if backend.startswith("onnxruntime"):
                     model = models.create(name).eval()
-                    feeds = calibration_feeds(model, DEMO_CLIP, 16) if backend.endswith("int8") else None
-                    export_onnx(model, Path(tmp) / name, batch=1, int8_feeds=feeds, calibration_source=DEMO_CLIP.name)
+                    export_onnx(model, Path(tmp) / name, batch=1,
+                                int8_video=DEMO_CLIP if backend.endswith("int8") else None)
                     eng = engines.open(Path(tmp) / name, device=args.device)
                 else:
                     eng = engines.open(name, device=args.device)

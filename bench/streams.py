@@ -30,7 +30,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from export.onnx import export_onnx  # noqa: E402
-from export.quantize import calibration_feeds  # noqa: E402
 from flowgrad import engine as engines  # noqa: E402
 from flowgrad import models  # noqa: E402
 from flowgrad.flow import RollingFlowConfig  # noqa: E402
@@ -49,8 +48,7 @@ from timing import cpu_name  # noqa: E402
 def open_engine(args, tmp: Path):
     if args.backend == "onnxruntime":
         model = models.create(args.model).eval()
-        feeds = calibration_feeds(model, DEMO_CLIP, 16) if args.int8 else None
-        export_onnx(model, tmp / args.model, int8_feeds=feeds, calibration_source=DEMO_CLIP.name)
+        export_onnx(model, tmp / args.model, int8_video=DEMO_CLIP if args.int8 else None)
         return engines.open(tmp / args.model, device=args.device)
     return engines.open(args.model, device=args.device)
 

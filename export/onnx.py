@@ -254,7 +254,7 @@ def _export_one(module, args, path: Path, input_names, output_names, batch, opse
 
 
 def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", size=(224, 224),
-                int8_feeds: list | None = None, calibration_source: str = "") -> list[Path]:
+                int8_video: str | Path | None = None, calibration_frames: int = 16) -> list[Path]:
     """Export ``model``'s frame graph (and audio graph when it uses audio) to ONNX.
 
     Args:
@@ -269,10 +269,10 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
             defined at 224x224; another size exports a copy of the model with
             that input and map size (fully convolutional nets follow; the
             weights were trained at 224x224), with a warning.
-        int8_feeds: calibration inputs (``export.quantize.calibration_feeds``):
-            when given, the frame graph is written int8-quantised
-            (``export.quantize.quantize_frame_graph``; metadata ``precision``).
-        calibration_source: what the feeds came from, for the metadata.
+        int8_video: when given, the frame graph is written int8-quantised
+            (``export.quantize``; metadata ``precision``), calibrated on
+            ``calibration_frames`` frames of this video and their flow, taken
+            at the exported input size.
 
     Returns:
         The written paths, frame graph first.
@@ -289,6 +289,12 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
         model = copy.deepcopy(model)
         model.input_size = size
         model.map_size = size
+
+    feeds = None
+    if int8_video is not None:  # before anything is written: a bad video must leave no half export
+        from .quantize import calibration_feeds
+
+        feeds = calibration_feeds(model, int8_video, calibration_frames)
 
     out = Path(out_dir_or_prefix)
     prefix = out / name if out.is_dir() else out
@@ -309,10 +315,10 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
     outputs = {"heatmap": _spec((b, h, w), fixed)}
     meta = _metadata(model, "frame", inputs, outputs, fixed, size, None)
     _export_one(FrameGraph(model), args, frame_path, in_names, ("heatmap",), fixed, opset, meta)
-    if int8_feeds is not None:
+    if feeds is not None:
         from .quantize import quantize_frame_graph
 
-        if quantize_frame_graph(frame_path, frame_path, int8_feeds, calibration_source) is None:
+        if quantize_frame_graph(frame_path, frame_path, feeds, Path(int8_video).name) is None:
             warnings.warn(f"{name}: the frame graph has no convolutions to quantise; kept in float32", stacklevel=2)
     written.append(frame_path)
 
@@ -414,19 +420,15 @@ def main(argv=None) -> int:
     if not trained:
         print(f"warning: exporting freshly initialised (untrained) weights of {target!r}", file=sys.stderr)
     default_out = Path(target).with_suffix("") if trained else Path(target)
-    feeds, source = None, ""
+    video = None
+    if args.int8:
+        from realtime.assets import DEMO_CLIP
+
+        default_out = default_out.with_name(default_out.name + ".int8")
+        video = args.calibrate or DEMO_CLIP
     try:
-        if args.int8:
-            from realtime.assets import DEMO_CLIP
-
-            from .quantize import calibration_feeds
-
-            default_out = default_out.with_name(default_out.name + ".int8")
-            video = args.calibrate or DEMO_CLIP
-            source = video.name
-            feeds = calibration_feeds(model, video, args.calibration_frames)
         written = export_onnx(model, args.out or default_out, opset=args.opset, batch=args.batch, size=args.size,
-                              int8_feeds=feeds, calibration_source=source)
+                              int8_video=video, calibration_frames=args.calibration_frames)
     except (ValueError, OSError) as exc:
         print(f"{target}: export failed: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Hashable, Optional, Sequence
 
 import numpy as np
@@ -129,7 +129,34 @@ class Batcher:
                 request.done.set()
 
 
-class BatchingEngine:
+class _SharedCalls:
+    """What both shared-call wrappers offer: counters, close, and use as a context manager.
+    Subclasses set ``self._batcher``."""
+
+    _batcher: Batcher
+
+    @property
+    def batches(self) -> int:
+        """Shared calls made."""
+        return self._batcher.batches
+
+    @property
+    def mean_batch(self) -> float:
+        """Average requests per shared call so far (0 before the first)."""
+        return self._batcher.mean_batch
+
+    def close(self) -> None:
+        """Stop the worker; requests still waiting fail with RuntimeError. Idempotent."""
+        self._batcher.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class BatchingEngine(_SharedCalls):
     """Wraps an :class:`flowgrad.engine.Engine` so that concurrent ``heatmaps`` calls share batches.
 
     engine: a dynamic-batch engine (torch, or an ONNX export with batch "dynamic").
@@ -154,19 +181,9 @@ class BatchingEngine:
         return getattr(self.__dict__["engine"], name)
 
     @property
-    def batches(self) -> int:
-        """Engine calls made."""
-        return self._batcher.batches
-
-    @property
     def maps(self) -> int:
         """Heatmap requests answered."""
         return self._batcher.items
-
-    @property
-    def mean_batch(self) -> float:
-        """Average requests per engine call so far (0 before the first)."""
-        return self._batcher.mean_batch
 
     def embed_audio(self, wave: np.ndarray) -> np.ndarray:
         """The engine's ``embed_audio``, one caller at a time."""
@@ -192,18 +209,8 @@ class BatchingEngine:
             start += len(f)
         return out
 
-    def close(self) -> None:
-        """Stop the worker; requests still waiting fail with RuntimeError. Idempotent."""
-        self._batcher.close()
 
-    def __enter__(self) -> "BatchingEngine":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class BatchingFlow:
+class BatchingFlow(_SharedCalls):
     """A ``flow_fn`` for :class:`flowgrad.flow.RollingFlow` shared by several streams: concurrent
     pairs of the same size go through ONE batched call of our torch Farneback on ``device``.
 
@@ -216,34 +223,10 @@ class BatchingFlow:
         self.device, self.params = device, params
         self._batcher = Batcher(self._run, max_batch, max_wait_s, "flow")
 
-    @property
-    def batches(self) -> int:
-        """Farneback calls made."""
-        return self._batcher.batches
-
-    @property
-    def mean_batch(self) -> float:
-        """Average pairs per Farneback call so far (0 before the first)."""
-        return self._batcher.mean_batch
-
     def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> torch.Tensor:
         return self._batcher.submit(prev, nxt, key=(prev.shape, nxt.shape))
 
     def _run(self, requests: list[tuple]) -> list[torch.Tensor]:
         prev = torch.from_numpy(np.stack([p for p, _ in requests])).to(self.device)
         nxt = torch.from_numpy(np.stack([n for _, n in requests])).to(self.device)
-        p = self.params
-        flow = farneback(prev, nxt, pyr_scale=p.pyr_scale, levels=p.levels, winsize=p.winsize,
-                         iterations=p.iterations, poly_n=p.poly_n, poly_sigma=p.poly_sigma,
-                         gaussian=p.gaussian).cpu()
-        return list(flow)
-
-    def close(self) -> None:
-        """Stop the worker; requests still waiting fail with RuntimeError. Idempotent."""
-        self._batcher.close()
-
-    def __enter__(self) -> "BatchingFlow":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        return list(farneback(prev, nxt, **asdict(self.params)).cpu())

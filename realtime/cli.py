@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="camera index (0), stream URL (udp://, rtsp://, http://) or video file (looped, "
                           "played in real time); repeat for several cameras sharing one model")
     src.add_argument("--audio", metavar="DEVICE|FILE|video|mic", action="append",
-                     help="one for every camera, or one per --camera in the same order: ""'mic' (default input), a microphone name or PortAudio index (e.g. 'pulse'), an audio "
+                     help="one for every camera, or one per --camera in the same order: 'mic' (default "
+                          "input), a microphone name or PortAudio index (e.g. 'pulse'), an audio "
                           "file (looped, real time) or 'video' (the camera file's own sound track). Default: "
                           "'video' for a file camera, else 'mic'")
     src.add_argument("--demo", action="store_true",

@@ -47,7 +47,7 @@ def run_streams(pipelines: Sequence[Pipeline], duration: Optional[float] = None,
             now = time.monotonic()
             if end is not None and now >= end:
                 break
-            time.sleep(min(0.05, max(0.0, (end or now + 1) - now)))
+            time.sleep(0.05 if end is None else min(0.05, end - now))
             if on_status is not None and time.monotonic() >= next_status:
                 next_status += status_every_s
                 on_status([p.stats() for p in pipelines])

@@ -11,7 +11,9 @@ import onnx  # noqa: E402
 
 from conftest import make_inputs, small_config  # noqa: E402
 from export.onnx import export_onnx, load_session, main  # noqa: E402
+from export.quantize import calibration_feeds  # noqa: E402
 from flowgrad import audio, checkpoint, models  # noqa: E402
+from realtime.assets import DEMO_CLIP  # noqa: E402
 
 # Operators the TensorRT ONNX parser supports, written from onnx-tensorrt's
 # docs/operators.md for TensorRT 10.x (release/10.x branch). Only operators known to be
@@ -184,19 +186,8 @@ def test_cli_checkpoint_and_errors(tmp_path, capsys):
 # --------------------------------------------------------------------------- int8 (export.quantize)
 
 
-@pytest.fixture(scope="module")
-def demo_feeds():
-    """Calibration and test inputs per model: frames + flow of the bundled street clip."""
-    from export.quantize import calibration_feeds
-    from realtime.assets import DEMO_CLIP
-
-    def feeds(model, n):
-        return calibration_feeds(model, DEMO_CLIP, n)
-    return feeds
-
-
 @pytest.mark.parametrize("name", models.names())
-def test_int8_frame_graph_tracks_torch(name, demo_feeds, tmp_path):
+def test_int8_frame_graph_tracks_torch(name, tmp_path):
     """Quantised convolutions move the maps a little, never their shape: per map the
     correlation with torch stays >= 0.98 and the mean |difference| <= 0.03 (measured at test
     size: correlation >= 0.9987, mean <= 0.01); a broken scale or zero point drops the
@@ -205,7 +196,7 @@ def test_int8_frame_graph_tracks_torch(name, demo_feeds, tmp_path):
     model = models.create(name, **small_config(name)).eval()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        paths = export_onnx(model, tmp_path / name, int8_feeds=demo_feeds(model, 4), calibration_source="street.mp4")
+        paths = export_onnx(model, tmp_path / name, int8_video=DEMO_CLIP, calibration_frames=4)
     proto = onnx.load(str(paths[0]))
     ops = [n.op_type for n in proto.graph.node]
     meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
@@ -219,7 +210,7 @@ def test_int8_frame_graph_tracks_torch(name, demo_feeds, tmp_path):
     assert meta["model"] == name and meta["role"] == "frame"
     if model.uses_audio:
         assert "precision" not in {p.key for p in onnx.load(str(paths[1])).metadata_props}  # audio stays float32
-    tests = demo_feeds(model, 7)[1::2]  # other frames than the calibration ones
+    tests = calibration_feeds(model, DEMO_CLIP, 7)[1::2]  # other frames than the calibration ones
     frame = np.concatenate([f["frame"] for f in tests])
     flow = np.concatenate([f["flow"] for f in tests])
     emb = np.concatenate([f["audio_embedding"] for f in tests]) if model.uses_audio else np.zeros((3, 0), np.float32)
@@ -242,8 +233,17 @@ def test_int8_cli_default_prefix_and_bad_video(tmp_path, capsys):
     from flowgrad import engine
     assert engine.open(tmp_path / "rc.int8").precision == "int8"
     assert engine.open(tmp_path / "rc.int8.frame.onnx").name == "rcgrad"
+    # Calibration frames follow --size (they are made at the exported input size).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "the model was defined at 224x224"
+        assert main([str(ckpt), "--int8", "--size", "256x256", "--calibration-frames", "2",
+                     "-o", str(tmp_path / "big")]) == 0
+    assert engine.open(tmp_path / "big").input_size == (256, 256)
+    capsys.readouterr()
     bad = tmp_path / "not_a_video.mp4"
     bad.write_bytes(b"garbage")
+    before = (tmp_path / "rc.int8.frame.onnx").stat().st_mtime_ns
     assert main([str(ckpt), "--int8", "--calibrate", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not_a_video.mp4" in err[0]
+    assert (tmp_path / "rc.int8.frame.onnx").stat().st_mtime_ns == before  # the earlier export is untouched

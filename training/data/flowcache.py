@@ -59,6 +59,15 @@ class FlowCacheStats:
     corrupt: int = 0
 
 
+def _stamp(path) -> tuple[str, int, int]:
+    """(resolved path, size in bytes, mtime in ns) of an input file, for cache keys; MediaError if gone."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise MediaError(f"{path}: cannot stat the file for the flow cache ({e})") from e
+    return str(Path(path).resolve()), st.st_size, st.st_mtime_ns
+
+
 def quantise(flow: np.ndarray) -> np.ndarray:
     """float flow in px -> float16 (round to nearest), saturating at +-65504 px rather than inf."""
     return np.clip(flow, -_FLOAT16_MAX, _FLOAT16_MAX).astype(STORED_DTYPE)
@@ -85,12 +94,8 @@ class FlowCache:
 
         Raises MediaError when the video file is gone.
         """
-        try:
-            st = os.stat(video.path)
-        except OSError as e:
-            raise MediaError(f"{video.path}: cannot stat the clip for the flow cache ({e})") from e
-        return self._path({"clip": str(Path(video.path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                           "t": round(float(t), 6)}, config)
+        clip, size, mtime_ns = _stamp(video.path)
+        return self._path({"clip": clip, "size": size, "mtime_ns": mtime_ns, "t": round(float(t), 6)}, config)
 
     def _path(self, source: dict, config: DataConfig) -> Path:
         """Entry file of a flow source (what identifies the input files) under ``config``."""
@@ -171,13 +176,7 @@ class FlowCache:
         Returns the stored (float16-quantised) flow as float32. Raises MediaError.
         """
         files = [entry.frame] + ([entry.next_frame] if entry.next_frame is not None else list(entry.flow_images))
-        stamps = []
-        for f in files:
-            try:
-                st = os.stat(f)
-            except OSError as e:
-                raise MediaError(f"{f}: cannot stat the file for the flow cache ({e})") from e
-            stamps.append([str(Path(f).resolve()), st.st_size, st.st_mtime_ns])
+        stamps = [list(_stamp(f)) for f in files]
         stored = self._get_or_make(self._path({"still": stamps}, config), config,
                                    lambda: compute(entry, frame_bgr, config))
         return torch.from_numpy(dequantise(stored))
