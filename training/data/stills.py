@@ -127,9 +127,9 @@ def middle_window(path: Path, config: DataConfig) -> np.ndarray:
     mono = np.clip(read_audio(info, 0, info.n_samples), -1.0, 1.0).mean(axis=0)
     wave = resample(torch.from_numpy(mono), info.rate, config.audio_rate).numpy()
     n = config.window_samples
-    start = max(int((len(wave) - n) / 2), 0) if len(wave) >= n else 0
     if len(wave) < n:
-        wave = np.tile(wave, math.ceil(n / len(wave)))
+        return np.tile(wave, math.ceil(n / len(wave)))[:n].astype(np.float32)
+    start = (len(wave) - n) // 2
     return np.ascontiguousarray(wave[start:start + n], dtype=np.float32)
 
 
