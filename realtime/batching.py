@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Optional, Sequence
 
 import numpy as np
 import torch
 
-from flowgrad.flow import FarnebackParams, farneback
+from flowgrad.flow import Farneback, FarnebackParams
 
 _POLL_S = 0.1
 
@@ -216,17 +216,30 @@ class BatchingFlow(_SharedCalls):
 
     ``flow(prev, next)``: (h, w) uint8 grayscale frames -> (2, h, w) float32 tensor of
     (dx, dy) pixels on the CPU, as ``flowgrad.flow.farneback`` gives for the pair alone.
+    compile: fuse the Farneback steps with ``torch.compile`` (:class:`flowgrad.flow.Farneback`);
+    every batch is then padded to ``max_batch`` pairs so that one graph serves all,
+    and :meth:`warm_up` compiles it before the first camera frame has to wait.
     """
 
     def __init__(self, device: str = "cuda", params: FarnebackParams = FarnebackParams(),
-                 max_batch: int = 16, max_wait_s: float = 0.004) -> None:
+                 max_batch: int = 16, max_wait_s: float = 0.004, compile: bool = False) -> None:
         self.device, self.params = device, params
+        self._farneback = Farneback(params, compile=compile)
         self._batcher = Batcher(self._run, max_batch, max_wait_s, "flow")
 
     def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> torch.Tensor:
         return self._batcher.submit(prev, nxt, key=(prev.shape, nxt.shape))
 
+    def warm_up(self, size: tuple[int, int]) -> None:
+        """Run one full batch of blank (width, height) pairs, so a compiled Farneback is built now."""
+        w, h = size
+        blank = np.zeros((h, w), np.uint8)
+        self._run([(blank, blank)])
+
     def _run(self, requests: list[tuple]) -> list[torch.Tensor]:
-        prev = torch.from_numpy(np.stack([p for p, _ in requests])).to(self.device)
-        nxt = torch.from_numpy(np.stack([n for _, n in requests])).to(self.device)
-        return list(farneback(prev, nxt, **asdict(self.params)).cpu())
+        pairs = list(requests)
+        if self._farneback.compiled:  # repeat the last pair: one batch size, one compiled graph
+            pairs += pairs[-1:] * (self._batcher.max_batch - len(pairs))
+        prev = torch.from_numpy(np.stack([p for p, _ in pairs])).to(self.device)
+        nxt = torch.from_numpy(np.stack([n for _, n in pairs])).to(self.device)
+        return list(self._farneback(prev, nxt)[: len(requests)].cpu())

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="resolution flow is computed at; magnitudes stay in camera pixels (default 320x180)")
     flo.add_argument("--flow-backend", choices=("opencv", "torch"), default=None,
                      help="opencv (CPU) or torch (our Farneback on --device); default: torch on cuda, else opencv")
+    flo.add_argument("--flow-compile", action="store_true",
+                     help="with the torch flow backend: fuse our Farneback with torch.compile (for a GPU); "
+                          "compiles for --flow-size before the cameras open (tens of seconds, once)")
     out = p.add_argument_group("publishing")
     out.add_argument("--publish", default="tcp://127.0.0.1:5556", metavar="ADDRESS",
                      help="ZeroMQ PUB address to bind (default tcp://127.0.0.1:5556; loopback only unless you "
@@ -148,6 +151,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.model = args.model or default_model()
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     args.flow_backend = args.flow_backend or ("torch" if args.device.startswith("cuda") else "opencv")
+    if args.flow_compile and args.flow_backend != "torch":
+        raise StartError("--flow-compile compiles our torch Farneback: use it with --flow-backend torch")
     cameras = args.camera
     if args.audio is None:
         args.audio = ["video" if Path(str(c)).is_file() else "mic" for c in cameras]
@@ -236,6 +241,34 @@ class Live:
             self.flow.close()
 
 
+def shared_flow(args) -> Optional[BatchingFlow]:
+    """The torch Farneback the cameras share, or None when each stream computes its own flow.
+
+    Several cameras on the torch backend (a GPU) share one batched call; a compiled
+    Farneback is shared even by one camera, and compiled here, before any source opens,
+    so that no camera frame waits for it.
+    """
+    cameras = len(args.camera)
+    if args.flow_backend != "torch" or (cameras == 1 and not args.flow_compile):
+        return None
+    flow = BatchingFlow(args.device, max_batch=cameras, compile=args.flow_compile)
+    if args.flow_compile:
+        w, h = args.flow_size
+        if not args.quiet:
+            print(f"run_live: compiling the flow for {w}x{h}, batch {cameras} (tens of seconds, once)",
+                  file=sys.stderr, flush=True)
+        try:
+            flow.warm_up(args.flow_size)
+        except Exception as e:  # a compiler missing or failing: say so in one line
+            flow.close()
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise StartError(f"--flow-compile: torch.compile failed ({type(e).__name__}: {first})") from None
+        except BaseException:
+            flow.close()
+            raise
+    return flow
+
+
 def start_pipelines(args) -> Live:
     """Open every part; StartError / SourceError / PublishError / ValueError on bad input
     (whatever was opened before the error is closed again)."""
@@ -245,6 +278,7 @@ def start_pipelines(args) -> Live:
         engine = engines.open(args.model, device=args.device, backend=args.backend)
     except CheckpointError as e:
         raise StartError(str(e)) from None
+    flow_fn = shared_flow(args)
     opened, parts = [], []
     try:
         for camera, audio_spec in zip(args.camera, args.audio):
@@ -260,12 +294,11 @@ def start_pipelines(args) -> Live:
     except BaseException:
         for video in opened:
             video.close()
+        if flow_fn is not None:
+            flow_fn.close()
         raise
     shared = engine if len(parts) == 1 else BatchingEngine(engine, max_batch=len(parts))
     publish = publisher.publish if len(parts) == 1 else SharedPublish(publisher.publish)
-    # Several cameras on the torch Farneback (a GPU) share one batched flow call too.
-    flow_fn = BatchingFlow(args.device, max_batch=len(parts)) \
-        if len(parts) > 1 and args.flow_backend == "torch" else None
     pipelines, sinks = [], []
     for stream, (video, audio, ring) in zip(args.streams, parts):
         config = PipelineConfig(

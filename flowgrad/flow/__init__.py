@@ -1,5 +1,5 @@
 """Optical flow: OpenCV-exact Farneback in torch (any device, batched) and rolling flow for live streams."""
-from .farneback import FarnebackParams, farneback
+from .farneback import Farneback, FarnebackParams, farneback
 from .rolling import FlowResult, RollingFlow, RollingFlowConfig
 
-__all__ = ["farneback", "FarnebackParams", "RollingFlow", "RollingFlowConfig", "FlowResult"]
+__all__ = ["farneback", "Farneback", "FarnebackParams", "RollingFlow", "RollingFlowConfig", "FlowResult"]

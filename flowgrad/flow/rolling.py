@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import cv2
 import numpy as np
 import torch
 
-from .farneback import FarnebackParams, farneback
+from .farneback import Farneback, FarnebackParams
 
 FlowFn = Callable[[np.ndarray, np.ndarray], Any]
 """flow_fn(prev_gray, next_gray) -> flow.
@@ -60,6 +60,9 @@ class RollingFlowConfig:
         without a GPU) or "torch" (:func:`flowgrad.flow.farneback` on ``device``,
         same answer to ~1e-4 px; the GPU path).
     device: torch device for backend "torch", e.g. "cuda" or "cpu".
+    compile: backend "torch" only: fuse the Farneback steps with torch.compile
+        (:class:`flowgrad.flow.Farneback`; worth it on a GPU). The first pair
+        of each working size compiles, which takes tens of seconds.
     history_s: how far back, seconds, frames are kept (must be >= interval_s).
     max_frames: hard cap on kept frames whatever the frame rate, so memory is
         bounded even for a camera faster than expected.
@@ -76,6 +79,7 @@ class RollingFlowConfig:
     farneback: FarnebackParams = FarnebackParams()
     backend: str = "opencv"
     device: str = "cpu"
+    compile: bool = False
     history_s: float = 1.0
     max_frames: int = 256
     anchor: str = "older"
@@ -96,6 +100,8 @@ class RollingFlowConfig:
             raise ValueError(f"farneback must be a FarnebackParams, got {type(self.farneback).__name__}")
         if self.backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {_BACKENDS}, got {self.backend!r}")
+        if self.compile and self.backend != "torch":
+            raise ValueError(f"compile applies to backend 'torch' only, not {self.backend!r}")
         if self.anchor not in _ANCHORS:
             raise ValueError(f"anchor must be one of {_ANCHORS}, got {self.anchor!r}")
         if self.working_size is not None:
@@ -185,6 +191,7 @@ class RollingFlow:
         if flow_fn is not None and not callable(flow_fn):
             raise ValueError("flow_fn must be callable")
         if flow_fn is None and self.config.backend == "torch":
+            self._farneback = Farneback(self.config.farneback, compile=self.config.compile)
             flow_fn = self._torch_farneback
         self.flow_fn = flow_fn
         self.stats = RollingFlowStats()
@@ -331,10 +338,8 @@ class RollingFlow:
         return best
 
     def _torch_farneback(self, prev: np.ndarray, nxt: np.ndarray):
-        c = self.config
-        return farneback(
-            torch.from_numpy(prev).to(c.device), torch.from_numpy(nxt).to(c.device), **asdict(c.farneback)
-        )
+        device = self.config.device
+        return self._farneback(torch.from_numpy(prev).to(device), torch.from_numpy(nxt).to(device))
 
     def _flow(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         h, w = nxt.shape
