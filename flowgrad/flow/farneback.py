@@ -96,14 +96,15 @@ class Farneback:
 
     params: Farneback parameters (the papers' when None).
     dtype: computation and output dtype, as in :func:`farneback`.
-    compile: compile each pyramid level's polynomial expansion and each solver
-        iteration with ``torch.compile``. Memory traffic, not arithmetic, bounds
-        this algorithm: eagerly every iteration is ~150 whole-frame kernels, which
-        fusion merges into a few, which is what a GPU needs. On a 2-core CPU it
-        gains ~15 %. Each (batch size, frame size) compiles on first use (tens of
-        seconds, once per process); torch falls back to eager, with a warning,
-        beyond 8 graphs per step, i.e. 2 (batch, size) pairs at 4 pyramid levels,
-        so keep batch sizes fixed (:class:`realtime.batching.BatchingFlow` pads).
+    compile: compile each pyramid level's polynomial expansion and the two halves
+        of each solver iteration with ``torch.compile``. Memory traffic, not
+        arithmetic, bounds this algorithm: eagerly one 1280x720 pair allocates
+        ~2.9 GB of temporaries in ~3,000 kernels, which fusion merges into a few
+        dozen; that is what a GPU needs. On a 2-core CPU it gains 10-40 %. Each
+        (batch size, frame size) compiles on first use (tens of seconds, once per
+        process); torch falls back to eager, with a warning, beyond 8 graphs per
+        step, i.e. 2 (batch, size) pairs at 4 pyramid levels, so keep batch sizes
+        fixed (:class:`realtime.batching.BatchingFlow` pads its batches).
 
     ``Farneback(params)(prev, next)`` takes and returns what :func:`farneback` does.
     """
@@ -121,7 +122,8 @@ class Farneback:
         # (symbolic sizes were 2x slower on a CPU). The pyramid blur stays eager: one channel,
         # and inductor's CPU code generator fails on its reflected border (torch 2.13).
         self._expand = torch.compile(_poly_exp, dynamic=False) if compile else _poly_exp
-        self._iterate = torch.compile(_iterate, dynamic=False) if compile else _iterate
+        self._update = torch.compile(_update_matrices, dynamic=False) if compile else _update_matrices
+        self._refine = torch.compile(_refine, dynamic=False) if compile else _refine
 
     def __call__(self, prev: torch.Tensor, next: torch.Tensor) -> torch.Tensor:
         prev, next = _check_frames(prev, next)
@@ -146,8 +148,13 @@ class Farneback:
                 flow = F.interpolate(flow, size=size, mode="bilinear", align_corners=False) / p.pyr_scale
             level = _Level(self._expand(_pyramid_level(prev, scale, size), self._poly),
                            self._expand(_pyramid_level(next, scale, size), self._poly))
-            for _ in range(p.iterations):
-                flow = self._iterate(level, flow, p)
+            # Each system is kept until the next is made: eagerly on a CPU this order
+            # page-faults a third less than freeing it at once (glibc reuses the block).
+            m = self._update(level, flow)
+            for i in range(p.iterations):
+                flow = self._refine(m, flow, p)
+                if i < p.iterations - 1:
+                    m = self._update(level, flow)
         return flow
 
 
@@ -260,9 +267,9 @@ def _poly_exp(img: torch.Tensor, poly) -> torch.Tensor:
     )
 
 
-def _iterate(level: "_Level", flow: torch.Tensor, p: FarnebackParams) -> torch.Tensor:
-    """One solver iteration at one level: (B, 2, H, W) flow in, refined flow out."""
-    return _solve(_window_average(_update_matrices(level, flow), p), flow)
+def _refine(m: torch.Tensor, flow: torch.Tensor, p: FarnebackParams) -> torch.Tensor:
+    """Window-average the (B, 5, H, W) system terms and solve: the refined (B, 2, H, W) flow."""
+    return _solve(_window_average(m, p), flow)
 
 
 def _border_scale(h: int, w: int, device) -> torch.Tensor:
