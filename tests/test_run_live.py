@@ -130,6 +130,26 @@ def test_compiled_torch_flow_is_built_before_the_camera_opens(tmp_path):
     assert cv2.imread(str(snap)).shape == (360, 640, 3)
 
 
+def test_a_failing_flow_compile_is_one_start_error_and_closes_the_flow(monkeypatch):
+    """A compiler missing or failing during --flow-compile's warm-up: StartError naming the
+    option and the cause, and the shared flow's worker thread is stopped, not leaked."""
+    from realtime import cli
+    from realtime.batching import BatchingFlow
+
+    made = []
+
+    def broken_warm_up(self, size):
+        made.append(self)
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+    monkeypatch.setattr(BatchingFlow, "warm_up", broken_warm_up)
+    args = cli.resolve(build_parser().parse_args(
+        ["--demo", "--flow-backend", "torch", "--flow-compile", "--device", "cpu", "--quiet"]))
+    with pytest.raises(cli.StartError, match=r"--flow-compile: torch.compile failed \(RuntimeError: "
+                                             r"InvalidCxxCompiler: No working C\+\+ compiler found\)$"):
+        cli.shared_flow(args)
+    assert len(made) == 1 and not made[0]._batcher._worker.is_alive()
+
+
 def test_two_cameras_one_model_two_streams(tmp_path):
     """Two --camera options: one process, one socket, streams camera0 and camera1, each with
     its own sequence numbers; the demo model (audio from each clip's track) is shared."""

@@ -100,7 +100,7 @@ class Farneback:
         of each solver iteration with ``torch.compile``. Memory traffic, not
         arithmetic, bounds this algorithm: eagerly one 1280x720 pair allocates
         ~2.9 GB of temporaries in ~3,000 kernels, which fusion merges into a few
-        dozen; that is what a GPU needs. On a 2-core CPU it gains 10-40 %. Each
+        dozen; that is what a GPU needs. On a 2-core CPU it takes 12-47 % off. Each
         (batch size, frame size) compiles on first use (tens of seconds, once per
         process); torch falls back to eager, with a warning, beyond 8 graphs per
         step, i.e. 2 (batch, size) pairs at 4 pyramid levels, so keep batch sizes
