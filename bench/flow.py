@@ -1,7 +1,7 @@
 """Farneback flow: OpenCV on CPU vs ours (torch) on CPU and GPU; speed and parity tables.
 
     .venv/bin/python bench/flow.py [--sizes 224x224 640x360 1280x720] [--streams 1 16] [--repeat 3]
-                                   [--keep-freed-memory] [--compile]
+                                   [--keep-freed-memory] [--compile] [--devices cpu cuda]
 
 Speed (float32): ms per call and frame pairs per second, for one stream and N streams
 batched into one call (OpenCV has no batching: N calls in a row); with --compile
@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="glibc keeps freed memory for reuse (bench/timing.keep_freed_memory): "
                              "fewer page faults for the torch path on a CPU")
+    parser.add_argument("--devices", nargs="+", choices=("cpu", "cuda"), default=None,
+                        help="devices for our Farneback (default: cpu, and cuda when there is one)")
     parser.add_argument("--compile", action="store_true",
                         help="also time our Farneback compiled by torch.compile (compiles once per size and "
                              "batch: tens of seconds each)")
@@ -43,7 +45,9 @@ def main() -> None:
     if args.keep_freed_memory and not keep_freed_memory():
         print("note: mallopt unavailable (not glibc); --keep-freed-memory had no effect")
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if "cuda" in devices and not torch.cuda.is_available():
+        parser.error("--devices cuda: no CUDA GPU here")
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
     print(f"# {platform.machine()} CPU, {torch.get_num_threads()} torch threads, GPU: {gpu}; "
           f"torch {torch.__version__}, OpenCV {cv2.__version__}"

@@ -25,7 +25,7 @@ run() {  # run NAME SECONDS CMD...: one step, its own time limit, output kept wh
 run tests.log 170 python3 -m pytest -q -p no:cacheprovider tests/test_farneback.py tests/test_rolling_flow.py \
     tests/test_engine.py tests/test_train.py -k "cuda or gpu or parity"
 # Farneback at the target: 16 batched 720p streams, eager and torch.compile'd (>= 500 pairs/s).
-run flow720.md 140 python3 bench/flow.py --sizes 1280x720 --streams 16 --repeat 5 --compile
+run flow720.md 140 python3 bench/flow.py --sizes 1280x720 --streams 16 --repeat 5 --compile --devices cuda
 # Many cameras, one batched engine on the GPU (target: >= 16 streams at 25 maps/s each).
 run streams.md 130 python3 bench/streams.py --device cuda --streams 1 16 --seconds 15 --model flowgrad_en
 # Farneback: OpenCV CPU vs ours on the GPU at 640x360, one stream and 16 batched.
