@@ -99,8 +99,8 @@ class Farneback:
     compile: compile each pyramid level's polynomial expansion and the two halves
         of each solver iteration with ``torch.compile``. Memory traffic, not
         arithmetic, bounds this algorithm: eagerly one 1280x720 pair allocates
-        ~2.9 GB of temporaries in ~3,000 kernels, which fusion merges into a few
-        dozen; that is what a GPU needs. On a 2-core CPU it takes 12-47 % off. Each
+        ~2.9 GB of temporaries in ~3,000 kernels, which fusion should cut to far
+        fewer (unmeasured on a GPU); that is what a GPU needs. On a 2-core CPU it takes 12-47 % off. Each
         (batch size, frame size) compiles on first use (tens of seconds, once per
         process); torch falls back to eager, with a warning, beyond 8 graphs per
         step, i.e. 2 (batch, size) pairs at 4 pyramid levels, so keep batch sizes
@@ -148,8 +148,6 @@ class Farneback:
                 flow = F.interpolate(flow, size=size, mode="bilinear", align_corners=False) / p.pyr_scale
             level = _Level(self._expand(_pyramid_level(prev, scale, size), self._poly),
                            self._expand(_pyramid_level(next, scale, size), self._poly))
-            # Each system is kept until the next is made: eagerly on a CPU this order
-            # page-faults a third less than freeing it at once (glibc reuses the block).
             m = self._update(level, flow)
             for i in range(p.iterations):
                 flow = self._refine(m, flow, p)
