@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import cv2
-import numpy as np
 import torch
 
 from flowgrad import engine as engines
@@ -43,8 +41,8 @@ from .audio_source import AudioSourceConfig, open_audio_source
 from .batching import BatchingEngine, BatchingFlow
 from .dashboard import DashboardConfig, DashboardError, DashboardThread
 from .pipeline import Pipeline, PipelineConfig, PipelineError
-from .protocol import Heatmap
 from .publisher import CurveServer, Publisher, PublisherConfig, PublishError
+from .snapshot import SnapshotSink
 from .ring import AudioRing
 from .streams import SharedPublish, run_streams
 from .video_source import SourceError, VideoSource, VideoSourceConfig
@@ -123,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                      help="stop after this many seconds (default: run until Ctrl-C)")
     run.add_argument("--snapshot", type=Path, default=None, metavar="PNG",
-                     help="at the end, write the last frame with its heatmap overlaid to this PNG")
+                     help="at the end, write a PNG of the clearest map of the last 5 s over its frame, with the "
+                          "stream, model, capture time and colour scale")
     run.add_argument("--quiet", action="store_true", help="no live status line")
     return p
 
@@ -178,34 +177,6 @@ def open_audio(spec: str, camera: str, engine, ring):
                              "or a microphone name/index")
         spec, device = "mic", (int(spec) if spec.isdigit() else spec)
     return open_audio_source(AudioSourceConfig(spec, engine.audio_rate, device=device), ring)
-
-
-def overlay(frame_bgr: np.ndarray, heat: np.ndarray) -> np.ndarray:
-    """The frame with the heatmap (h, w) in [0, 1] stretched over it in the JET colour map."""
-    heat = cv2.resize(heat, frame_bgr.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-    colour = cv2.applyColorMap(np.round(heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    return cv2.addWeighted(frame_bgr, 0.55, colour, 0.45, 0)
-
-
-class LastHeatmap:
-    """Publishes through ``publish`` and keeps the newest heatmap message for the snapshot."""
-
-    def __init__(self, publish):
-        self.publish, self.last = publish, None
-
-    def __call__(self, msg) -> None:
-        self.publish(msg)
-        if isinstance(msg, Heatmap):
-            self.last = msg
-
-    def write_snapshot(self, path: Path) -> Optional[Path]:
-        """Write the last frame + heatmap overlay PNG; None when no map (or frame) was published."""
-        if self.last is None or self.last.frame_jpeg is None:
-            return None
-        frame = cv2.imdecode(np.frombuffer(self.last.frame_jpeg, np.uint8), cv2.IMREAD_COLOR)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), overlay(frame, self.last.heatmap))
-        return path
 
 
 def status_line(stats: dict) -> str:
@@ -307,7 +278,7 @@ def start_pipelines(args) -> Live:
                                    device=args.device),
             jpeg_quality=None if args.no_frame else 80,
         )
-        sinks.append(LastHeatmap(publish))
+        sinks.append(SnapshotSink(publish))
         pipelines.append(Pipeline(config, video, shared, sinks[-1], audio=audio, ring=ring, flow_fn=flow_fn))
     return Live(pipelines, sinks, shared, publisher, flow_fn)
 
@@ -377,6 +348,6 @@ def main(argv=None) -> int:
         for stream, sink in zip(args.streams, live.sinks):
             path = args.snapshot if len(live.sinks) == 1 else \
                 args.snapshot.with_name(f"{args.snapshot.stem}_{stream}{args.snapshot.suffix}")
-            written = sink.write_snapshot(path)
+            written = sink.write(path)
             print(f"run_live: {'wrote ' + str(written) if written else 'no heatmap to snapshot'}", file=sys.stderr)
     return code

@@ -26,6 +26,7 @@ from flowgrad.flow import FarnebackParams
 from flowgrad.inputs import prepare_flow, prepare_frames
 
 from .assets import DEMO_DIR, default_model
+from .picture import blend, colourise, with_caption
 
 # The papers' Farneback settings (REFERENCE section 4), run by OpenCV: the fastest on a CPU.
 FARNEBACK = FarnebackParams().opencv_kwargs()
@@ -74,12 +75,11 @@ def audio_window(samples: np.ndarray, rate: int, model) -> torch.Tensor:
     return torch.nn.functional.pad(wave_t, (n - wave_t.shape[1], 0))
 
 
-def overlay(frame_bgr: np.ndarray, heat: np.ndarray) -> np.ndarray:
-    """Frame | heatmap | overlay, all at the frame's size. heat: (h, w) in [0, 1]."""
-    heat = cv2.resize(heat, frame_bgr.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-    colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    mixed = cv2.addWeighted(frame_bgr, 0.5, colour, 0.5, 0)
-    return np.concatenate([frame_bgr, colour, mixed], axis=1)
+def panels(frame_bgr: np.ndarray, heat: np.ndarray, caption: list[str]) -> np.ndarray:
+    """Frame | heatmap | overlay side by side at the frame's size, captioned; heat: (h, w) in [0, 1]."""
+    colour = colourise(heat, frame_bgr.shape[1::-1])
+    row = np.concatenate([frame_bgr, colour, blend(frame_bgr, heat)], axis=1)
+    return with_caption(row, caption)
 
 
 def localise_scene(model, data_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -111,7 +111,9 @@ def run(model_spec: str, data_dir: Path, out: Path) -> Path:
     model = load_model(model_spec)
     f0, heat, ms = localise_scene(model, data_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), overlay(f0, heat)):
+    caption = [f"scene {data_dir}   model {model.name}",
+               "left: frame   middle: heatmap   right: heatmap over the frame"]
+    if not cv2.imwrite(str(out), panels(f0, heat, caption)):
         raise DemoError(f"{out}: cannot write the image")
     sy, sx = f0.shape[0] / heat.shape[0], f0.shape[1] / heat.shape[1]
     iy, ix = np.unravel_index(np.argmax(heat), heat.shape)

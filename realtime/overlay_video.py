@@ -1,4 +1,5 @@
-"""Record a heatmap stream as a shareable video: the camera frame with the heatmap blended over it.
+"""Record a heatmap stream as a shareable video: the camera frame with the heatmap blended over it
+and a caption band (stream, model, capture time, colour scale) under it.
 
     with OverlayVideoWriter("out.mp4") as video:
         for msg in subscribe("tcp://127.0.0.1:5556", kinds=("heatmap",)):
@@ -19,6 +20,7 @@ import av
 import cv2
 import numpy as np
 
+from realtime.picture import OPACITY, band_height, blend, caption_lines, with_caption
 from realtime.protocol import Heatmap
 
 VIDEO_SUFFIXES = (".mp4", ".mkv")
@@ -38,10 +40,13 @@ class OverlayConfig:
     codec: FFmpeg encoder name; None = libx264 when PyAV has it, else mpeg4.
     crf: libx264 constant rate factor (lower = better quality, larger file).
     max_width: width in pixels of the black canvas used for maps sent without a frame.
+    caption: add a band under each picture with the stream, model, capture time
+        (local, with its UTC offset) and the colour scale (realtime.picture).
     """
 
-    opacity: float = 0.45
+    opacity: float = OPACITY
     threshold: float = 0.0
+    caption: bool = True
     codec: str | None = None
     crf: int = 23
     max_width: int = 640
@@ -53,29 +58,15 @@ class OverlayConfig:
             raise ValueError(f"max_width must be >= 16 pixels, got {self.max_width}")
 
 
-def blend(frame_bgr: np.ndarray, heatmap: np.ndarray, opacity: float, threshold: float) -> np.ndarray:
-    """The frame with the heatmap stretched over it in the JET colour map.
-
-    frame_bgr: (H, W, 3) uint8 BGR. heatmap: (h, w) float in [0, 1], covering the
-    whole frame (resized to W x H, bilinear). Pixels whose map value is below
-    ``threshold`` keep the frame; the others are (1 - opacity) * frame + opacity * colour.
-    Returns a new (H, W, 3) uint8 BGR image.
-    """
-    h, w = frame_bgr.shape[:2]
-    heat = cv2.resize(np.asarray(heatmap, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    colour = cv2.applyColorMap(np.rint(heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    mixed = cv2.addWeighted(frame_bgr, 1 - opacity, colour, opacity, 0)
-    return np.where((heat >= threshold)[..., None], mixed, frame_bgr)
-
-
 class OverlayVideoWriter:
     """Writes the Heatmap messages of one stream to a video file (.mp4 or .mkv, no audio).
 
     path: the output file; its folder must exist.
     stream: the stream to record; None = the first stream seen. Maps of other
         streams are skipped and their names collected in ``skipped_streams``.
-    The video's size is that of the first frame (rounded down to even numbers,
-    as yuv420p requires); later frames of another size are resized. Attributes:
+    The picture's size is that of the first frame (rounded down to even numbers,
+    as yuv420p requires); later frames of another size are resized. With
+    ``config.caption`` the video is ``band_height(width)`` rows taller. Attributes:
     ``frames`` written, ``duration_s`` of the video so far.
     """
 
@@ -114,6 +105,8 @@ class OverlayVideoWriter:
         if picture.shape[1::-1] != self._size:
             picture = cv2.resize(picture, self._size, interpolation=cv2.INTER_AREA)
         image = blend(picture, msg.heatmap, self.config.opacity, self.config.threshold)
+        if self.config.caption:
+            image = with_caption(image, caption_lines(msg.stream, msg.model, msg.capture_time))
         if self._t0 is None:
             self._t0 = msg.capture_time
         # Presentation times must rise: a publisher restart may send older capture times.
@@ -150,7 +143,8 @@ class OverlayVideoWriter:
         except (ValueError, av.FFmpegError) as e:
             raise OverlayVideoError(f"{self.path}: cannot encode with {codec} ({_reason(e)}); "
                                     "choose another codec") from None
-        video.width, video.height = self._size
+        band = band_height(self._size[0]) if self.config.caption else 0
+        video.width, video.height = self._size[0], self._size[1] + band
         video.pix_fmt = "yuv420p"
         video.time_base = video.codec_context.time_base = _TIME_BASE
         self._video = video

@@ -7,6 +7,7 @@ import numpy as np
 
 from flowgrad import models
 from realtime import demo
+from realtime.picture import band_height
 
 
 def test_demo_flow_only_finds_the_moving_bus(tmp_path):
@@ -19,7 +20,7 @@ def test_demo_flow_only_finds_the_moving_bus(tmp_path):
     assert ((xs >= 280) & (xs <= 546) & (ys >= 170) & (ys <= 340)).mean() > 0.95
     assert heat[220:300, 60:200].max() < 0.05
     out = demo.run("flow_only", demo.DEMO_DIR, tmp_path / "heat.png")
-    assert cv2.imread(str(out)).shape == (360, 3 * 640, 3)
+    assert cv2.imread(str(out)).shape == (360 + band_height(3 * 640), 3 * 640, 3)  # with the caption band
 
 
 def test_demo_cli_bad_input_exits_2(tmp_path):

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.overlay_video import OverlayConfig, OverlayVideoError, OverlayVideoWriter, blend
+from realtime.overlay_video import OverlayConfig, OverlayVideoError, OverlayVideoWriter
+from realtime.picture import band_height, blend
 from realtime.protocol import Heatmap
 from realtime.publisher import Publisher, PublisherConfig
 from realtime.subscribe import main as subscribe_main
@@ -60,7 +61,7 @@ def test_video_has_overlay_colours_and_capture_times(tmp_path):
             assert video.add(msg(i, 1000.0 + 0.1 * i))
     assert video.frames == 10 and video.duration_s == pytest.approx(0.9)
     frames, times = read_video(path)
-    assert len(frames) == 10 and frames[0].shape == (48, 64, 3)
+    assert len(frames) == 10 and frames[0].shape == (48 + band_height(64), 64, 3)  # the caption band below
     np.testing.assert_allclose(times, np.arange(10) * 0.1, atol=1e-3)
     rgb_left, rgb_right = (0.5 * GRAY + 0.5 * JET_1)[::-1], (0.5 * GRAY + 0.5 * JET_0)[::-1]
     for f in frames:  # away from the seam and the chroma-subsampled edges; H.264 is lossy
@@ -78,7 +79,7 @@ def test_one_stream_only_times_keep_rising_and_frameless_maps_use_black(tmp_path
         assert video.add(msg(0, 3.0, stream="cam2", jpeg=False, frame_size=(1280, 720)))
     assert video.skipped_streams == {"cam1"}
     frames, times = read_video(path)
-    assert [f.shape for f in frames] == [(360, 640, 3)] * 3  # capped at max_width 640, aspect kept
+    assert [f.shape for f in frames] == [(360 + band_height(640), 640, 3)] * 3  # capped at max_width 640, aspect kept
     assert times[0] == 0 and times[1] == pytest.approx(0.5, abs=1e-3) and times[2] > times[1]
     np.testing.assert_allclose(frames[0][100:260, 40:280].mean((0, 1)), JET_1[::-1], atol=6)
 
