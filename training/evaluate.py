@@ -19,7 +19,7 @@ for ``flow_only``), ``flowgrad_h:RCGRAD.ckpt`` (FlowGrad-H built on a trained
 RCGrad) or ``detector:DETECTOR.onnx`` (the vision-only + class filter +
 temporal filter baseline; detector output format in training/detector.py).
 
-Per model (REFERENCE section 6): cIoU of each evaluation pair with the map
+Per model (the FlowGrad and Hear The Flow papers' protocols): cIoU of each evaluation pair with the map
 binarised by ``--map-threshold`` (the benchmark's rule); the success rate at cIoU 0.5 (RCGrad,
 LVS, Hear The Flow) and at 0.3 (FlowGrad's code), the AUC of the success rate
 over cIoU thresholds 0..1 and the number of pairs, printed as a table like

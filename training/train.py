@@ -4,7 +4,7 @@
     python -m training.train --model flowgrad_en --data synth/ --out runs/en --init runs/rcgrad/best.ckpt
     torchrun --nproc_per_node 4 -m training.train --model flowgrad_en --data urbansas/ --out runs/en
 
-Recipe (REFERENCE section 5): Adam (lr 1e-3), the model's objective
+Recipe (the FlowGrad paper's training set-up): Adam (lr 1e-3), the model's objective
 (:mod:`training.objectives`), reduce-on-plateau x0.1 after ``--plateau``
 epochs without a better validation loss, early stop after ``--early-stop``,
 at most ``--epochs``. Validation is a held-out fraction of the CLIPS (never
