@@ -132,8 +132,8 @@ def _stalled_websocket(port):
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
-    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    sock.sendall(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
     return sock
 
 
@@ -195,7 +195,8 @@ def test_cli_help_explains_every_option(capsys):
         dashboard_main(["--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0
-    for flag in ("--connect", "--port", "--host", "--lost-after", "--curve-secret", "127.0.0.1"):
+    for flag in ("--connect", "--port", "--host", "--lost-after", "--curve-secret", "--token-file", "--allow-origin",
+                 "127.0.0.1"):
         assert flag in out
 
 
