@@ -318,6 +318,8 @@ class Pipeline:
             if now >= next_status:
                 self._publish(self._status(now))
                 next_status = now + self.config.status_every_s
+        # The last status tells displays the stream stopped on purpose, not that it was lost.
+        self._publish(self._status(self._clock(), "failed" if self._errors else "ended"))
 
     def _message(self, item: _Mapped, now: float) -> Heatmap:
         image = item.frame.image
@@ -343,14 +345,14 @@ class Pipeline:
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
         return buf.tobytes() if ok else None
 
-    def _status(self, now: float) -> Status:
+    def _status(self, now: float, state: str = "running") -> Status:
         s = self.stats()
         return Status(
             stream=self.config.stream,
             fps=s["fps"],
             latency_ms=s["latency_ms"],
             drops=s["drops"],
-            source=s["source"],
+            source={**s["source"], "pipeline": state},
             uptime_s=s["uptime_s"],
             publish_time=now + self._unix_offset,
         )

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging
 from pathlib import Path
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from realtime.addresses import endpoint_host, is_loopback
 from realtime.protocol import HEATMAP_DTYPES, Heatmap, Status, encode
+
+log = logging.getLogger(__name__)
 
 
 class PublishError(Exception):
@@ -43,7 +47,8 @@ class PublisherConfig:
     """Where and how to publish.
 
     address: ZeroMQ endpoint to bind; loopback by default. Use tcp://0.0.0.0:PORT
-        only to serve other machines, preferably with curve set.
+        only to serve other machines, preferably with curve set (without it the
+        publisher logs a warning: anyone who can connect gets the camera frames).
     heatmap_dtype: "uint8" (H*W bytes per map) or "float16" (2*H*W bytes).
     send_hwm: messages queued per subscriber before that subscriber misses
         messages; small, so a slow subscriber gets recent maps, not a backlog.
@@ -88,6 +93,11 @@ class Publisher:
             raise
         # The endpoint actually bound: a "*" port in the config becomes a number here.
         self.address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        host = endpoint_host(self.address)
+        if config.curve is None and host is not None and not is_loopback(host):
+            log.warning("publisher: warning: %s reaches beyond this machine without CURVE: anyone who can "
+                        "connect receives the streams and camera frames; bind tcp://127.0.0.1 or turn on "
+                        "CURVE (run_live --curve-secret/--curve-clients, docs/PROTOCOL.md)", self.address)
 
     def _setup_curve(self, curve: CurveServer) -> None:
         """Make the socket a CURVE server that admits only the keys in authorized_keys_dir."""

@@ -2,6 +2,7 @@
 client that never reads, the CLI's errors, and the page in headless Chromium (selenium
 driving Debian's chromium and chromium-driver; skipped with the reason when absent)."""
 import asyncio
+import base64
 import json
 import re
 import shutil
@@ -21,9 +22,12 @@ import numpy as np
 import pytest
 
 from realtime.dashboard import DashboardConfig, DashboardError, DashboardThread
+from flowgrad import engine as engines
 from realtime.dashboard.__main__ import main as dashboard_main
+from realtime.pipeline import Pipeline, PipelineConfig, PipelineError
 from realtime.protocol import Heatmap, Status, decode
 from realtime.publisher import Publisher, PublisherConfig
+from realtime.video_source import VideoSource, VideoSourceConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 ANY_PORT = "tcp://127.0.0.1:*"
@@ -41,13 +45,16 @@ def left_hot_map(h=9, w=16):
     return m
 
 
-def status(stream, fps=15.0):
+def status(stream, fps=15.0, pipeline="running"):
     return Status(stream=stream, fps=fps, latency_ms={"p50": 12.0, "p95": 34.0, "p99": 50.0},
-                  drops={"frames": 2, "maps": 3}, source={"video": "running"}, uptime_s=1.0)
+                  drops={"frames": 2, "maps": 3}, source={"video": "running", "pipeline": pipeline}, uptime_s=1.0)
 
 
 class Camera:
-    """A thread publishing one stream's maps (and a status every 10th) on a real Publisher."""
+    """A thread publishing one stream's maps (and a status every 10th) on a real Publisher.
+
+    ``stop(ended=True)`` ends like a pipeline stopped on purpose: a last status saying "ended".
+    """
 
     def __init__(self, stream, address=ANY_PORT, heatmap_dtype="uint8", period_s=0.05, jpeg=None):
         self.stream, self.period_s = stream, period_s
@@ -55,6 +62,7 @@ class Camera:
         self.publisher = Publisher(PublisherConfig(address, heatmap_dtype=heatmap_dtype))
         self.address = self.publisher.address
         self.seq = -1
+        self.ended = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run)
         self._thread.start()
@@ -68,10 +76,14 @@ class Camera:
                 if self.seq % 10 == 0:
                     self.publisher.publish(status(self.stream))
                 self._stop.wait(self.period_s)
+            if self.ended:
+                self.publisher.publish(status(self.stream, pipeline="ended"))
+                time.sleep(0.2)  # close() discards what ZeroMQ has not sent yet (LINGER 0)
         finally:
             self.publisher.close()
 
-    def stop(self):
+    def stop(self, ended=False):
+        self.ended = ended
         self._stop.set()
         self._thread.join()
 
@@ -132,8 +144,8 @@ def _stalled_websocket(port):
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
-    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    sock.sendall(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
     return sock
 
 
@@ -195,7 +207,8 @@ def test_cli_help_explains_every_option(capsys):
         dashboard_main(["--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0
-    for flag in ("--connect", "--port", "--host", "--lost-after", "--curve-secret", "127.0.0.1"):
+    for flag in ("--connect", "--port", "--host", "--lost-after", "--curve-secret", "--token-file", "--allow-origin",
+                 "127.0.0.1"):
         assert flag in out
 
 
@@ -218,14 +231,16 @@ def _chrome():
 
 
 def _tiles(driver):
-    """{stream: {"source", "seq", "lost", "fps", "latency", "drops"}} as the page shows them."""
+    """{stream: {"source", "seq", "state", "lost", "badge", "fps", "latency", "drops", "captured", "age"}}
+    as the page shows them ("seq" is the drawn map's, "seq_cell" the figure)."""
     return {t["stream"]: t for t in driver.execute_script("""
+        const text = (t, cls) => t.querySelector(cls)?.textContent ?? null;
         return [...document.querySelectorAll('.tile')].map(t => ({
             stream: t.dataset.stream, source: Number(t.dataset.source),
             seq: t.dataset.drawnSeq === undefined ? -1 : Number(t.dataset.drawnSeq),
-            lost: t.classList.contains('lost'), badge: t.querySelector('.badge').textContent,
-            fps: t.querySelector('.fps').textContent, latency: t.querySelector('.latency').textContent,
-            drops: t.querySelector('.drops').textContent}));""")}
+            state: t.dataset.state, lost: t.dataset.state === 'lost', badge: text(t, '.badge'),
+            seq_cell: text(t, '.seq'), fps: text(t, '.fps'), latency: text(t, '.latency'),
+            drops: text(t, '.drops'), captured: text(t, '.captured'), age: text(t, '.age')}));""")}
 
 
 def _pixel(driver, stream, fx, fy):
@@ -262,12 +277,14 @@ def test_page_in_headless_chromium_shows_updates_and_the_lost_state(tmp_path):
             wait_for(lambda: _tiles(driver)["cam1"]["seq"] > first["cam1"]["seq"] + 3, 10, "cam1 to advance")
 
             # The page's colour map is OpenCV's JET (within one level), and the overlay follows
-            # the sliders: opacity 0.45 by default, threshold hides the cold half.
+            # the sliders: opacity 0.45 and threshold 0.3 by default (the cold half is hidden).
             jet = np.array(driver.execute_script("return Array.from(JET)"), float).reshape(256, 3)
             ref = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)[:, 0, ::-1]
             assert np.abs(jet - ref).max() <= 1
             hot, cold = np.array([128, 0, 0]), np.array([0, 0, 128])
             np.testing.assert_allclose(_pixel(driver, "cam1", 0.2, 0.5), 0.55 * GRAY + 0.45 * hot, atol=4)
+            np.testing.assert_allclose(_pixel(driver, "cam1", 0.8, 0.5), [GRAY] * 3, atol=4)
+            _set_slider(driver, "cam1", "threshold", 0)
             np.testing.assert_allclose(_pixel(driver, "cam1", 0.8, 0.5), 0.55 * GRAY + 0.45 * cold, atol=4)
             _set_slider(driver, "cam1", "threshold", 0.5)
             _set_slider(driver, "cam1", "opacity", 1)
@@ -294,6 +311,214 @@ def test_page_in_headless_chromium_shows_updates_and_the_lost_state(tmp_path):
     for path in (lost_shot, shot):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         print(f"dashboard screenshot: {path}")
+
+
+def _inject(driver, data, source=0):
+    """Hand one binary WebSocket message (prefix, then ``data``) to the page's handler, as its socket does.
+
+    It runs synchronously: a script error in the handler fails the test here.
+    """
+    driver.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        onMessage({data: bytes.buffer});""", base64.b64encode(struct.pack(">Bf", source, 0.0) + data).decode())
+
+
+def _wire(header, payload=b"", replace=()):
+    """A hand-made wire message: any header, as a hostile publisher could send it.
+
+    replace: (placeholder, JSON text) pairs put into the header text, e.g. a 1e999 that json.dumps cannot write.
+    """
+    head = json.dumps(header)
+    for placeholder, text in replace:
+        head = head.replace(json.dumps(placeholder), text)
+    head = head.encode()
+    return f"{header['kind']}/{header['stream']}\n".encode() + struct.pack(">I", len(head)) + head + payload
+
+
+def _status_header(stream, **fields):
+    """A status header with valid fields, then ``fields`` replacing (or, as None, removing) some."""
+    header = {"version": 1, "kind": "status", "stream": stream, "publish_time": time.time(), "fps": 15.0,
+              "latency_ms": {"p50": 12.0, "p95": 34.0, "p99": 50.0}, "drops": {"frames": 2, "maps": 3},
+              "source": {"video": "running"}, "uptime_s": 1.0, "payloads": {}}
+    header.update(fields)
+    return {k: v for k, v in header.items() if v is not None}
+
+
+def _heatmap_wire(stream, seq, capture_time=None, shape=(9, 16), frame_size=(1280, 720), heat=None):
+    """A heatmap message with a uint8 map (left half hot); its fields may be made wrong by the caller."""
+    heat = (left_hot_map() * 255).astype(np.uint8).tobytes() if heat is None else heat
+    header = {"version": 1, "kind": "heatmap", "stream": stream, "seq": seq,
+              "capture_time": time.time() if capture_time is None else capture_time,
+              "publish_time": time.time(), "model": "test", "shape": list(shape), "dtype": "uint8",
+              "frame_size": list(frame_size), "payloads": {"heatmap": {"offset": 0, "length": len(heat)}}}
+    return _wire(header, heat)
+
+
+def test_page_skips_malformed_fields_and_keeps_drawing():
+    """A hostile publisher's status (string fps, infinite, wrong types, missing fields) or heatmap
+    header never stops the page's script: bad fields show "–", bad maps are skipped, later
+    valid messages are drawn."""
+    driver = _chrome()
+    cam = Camera("cam1")
+    try:
+        with DashboardThread(DashboardConfig((cam.address,), port=0)) as dash:
+            driver.get(dash.url)
+            wait_for(lambda: _tiles(driver).get("cam1", {}).get("fps") == "15.0", 20, "cam1 drawn with status")
+
+            # A separate stream, so that the camera's own messages cannot overwrite what is checked.
+            _inject(driver, _heatmap_wire("probe", 5))
+            wait_for(lambda: _tiles(driver)["probe"]["seq"] == 5, 10, "the valid probe map drawn")
+            for bad in (_heatmap_wire("probe", -1), _heatmap_wire("probe", "6"),
+                        _heatmap_wire("probe", 7, shape=("9", 16)), _heatmap_wire("probe", 8, shape=(90, 160)),
+                        _heatmap_wire("probe", 9, frame_size=(0, 0)), _heatmap_wire("probe", 10, frame_size="big")):
+                _inject(driver, bad)
+            time.sleep(0.3)  # drawing is asynchronous: give a wrongly accepted map time to show
+            probe = _tiles(driver)["probe"]
+            assert probe["seq"] == 5 and probe["seq_cell"] == "5", probe
+
+            cases = [  # (header fields, fps, latency, drops) the page must then show
+                (dict(fps="abc"), "–", "12 / 34 ms", "5"),
+                (dict(fps="__BIG__"), "–", "12 / 34 ms", "5"),  # 1e999: Infinity in JavaScript
+                (dict(fps=7.5, latency_ms=[1, 2]), "7.5", "– / – ms", "5"),
+                (dict(latency_ms={"p50": "12", "p95": None}, drops="many"), "15.0", "– / – ms", "–"),
+                (dict(drops={"frames": "2", "maps": 3, "flows": -1}, source="x"), "15.0", "12 / 34 ms", "3"),
+                (dict(fps=None, latency_ms=None, drops=None, source=None), "–", "– / – ms", "–"),
+            ]
+            for fields, fps, latency, drops in cases:
+                _inject(driver, _wire(_status_header("probe", **fields), replace=[("__BIG__", "1e999")]))
+                shown = _tiles(driver)["probe"]
+                assert (shown["fps"], shown["latency"], shown["drops"]) == (fps, latency, drops), fields
+
+            # Valid messages after all that are drawn again.
+            _inject(driver, _wire(_status_header("probe", fps=9.0)))
+            assert _tiles(driver)["probe"]["fps"] == "9.0"
+            _inject(driver, _heatmap_wire("probe", 11))
+            wait_for(lambda: _tiles(driver)["probe"]["seq"] == 11, 10, "a valid map after the bad ones")
+            seq = _tiles(driver)["cam1"]["seq"]
+            wait_for(lambda: _tiles(driver)["cam1"]["seq"] > seq + 3, 10, "cam1 to keep advancing")
+            assert not driver.execute_script("return [...document.querySelectorAll('.tile')]"
+                                             ".some(t => t.dataset.stream === '6')")
+    finally:
+        driver.quit()
+        cam.stop()
+
+
+def _legend(driver):
+    """The colour scale: its end labels, caption, and the RGB of its two ends."""
+    return driver.execute_script("""
+        const bar = document.getElementById('legend-bar');
+        const ctx = bar.getContext('2d');
+        const legend = document.getElementById('legend');
+        return {labels: [...legend.querySelectorAll('span')].map(s => s.textContent),
+                caption: legend.querySelector('figcaption').textContent,
+                left: Array.from(ctx.getImageData(0, 0, 1, 1).data.slice(0, 3)),
+                right: Array.from(ctx.getImageData(bar.width - 1, 0, 1, 1).data.slice(0, 3)),
+                shown: bar.getBoundingClientRect().width > 50};""")
+
+
+def test_page_shows_colour_scale_threshold_default_clock_and_ended_apart_from_lost():
+    driver = _chrome()
+    cams = [Camera("cam1"), Camera("cam2")]
+    try:
+        with DashboardThread(DashboardConfig(tuple(c.address for c in cams), port=0, lost_after_s=1.0)) as dash:
+            driver.get(dash.url)
+            wait_for(lambda: len(_tiles(driver)) == 2 and all(t["seq"] >= 0 for t in _tiles(driver).values()),
+                     20, "two drawn tiles")
+
+            # The colour scale: JET from blue at 0 to red at 1, and what the colours mean.
+            legend = _legend(driver)
+            assert legend["labels"] == ["0", "1"] and "relative sound-source likelihood" in legend["caption"]
+            assert legend["shown"]
+            np.testing.assert_allclose(legend["left"], [0, 0, 128], atol=2)
+            np.testing.assert_allclose(legend["right"], [128, 0, 0], atol=2)
+
+            # The threshold starts at 0.3 and says so.
+            slider = driver.execute_script("""
+                const t = document.querySelector('.tile[data-stream="cam1"] .threshold');
+                return {value: t.value, label: t.closest('label').textContent};""")
+            assert slider["value"] == "0.3" and "threshold 0.30 (default 0.3)" in " ".join(slider["label"].split())
+
+            # The clock: capture time of the shown frame (local time) and its age.
+            now = time.time()
+            tile = _tiles(driver)["cam1"]
+            recent = {time.strftime("%H:%M:%S", time.localtime(now + d)) for d in range(-5, 2)}
+            assert tile["captured"] in recent and 0 <= float(tile["age"].split()[0]) < 5, tile
+            old = now - 3600.5
+            _inject(driver, _heatmap_wire("probe", 0, capture_time=old))
+            wait_for(lambda: _tiles(driver)["probe"]["captured"] == time.strftime("%H:%M:%S", time.localtime(old)),
+                     10, "the probe's capture time")
+            wait_for(lambda: _tiles(driver)["probe"]["age"] != "–", 5, "the probe's age")
+            assert 3600 <= float(_tiles(driver)["probe"]["age"].split()[0]) < 3610
+
+            # cam1 stops on purpose (its last status says "ended"), cam2 just goes silent.
+            cams[0].stop(ended=True)
+            cams[1].stop()
+            wait_for(lambda: _tiles(driver)["cam1"]["state"] == "ended" and _tiles(driver)["cam2"]["lost"], 10,
+                     "cam1 ended and cam2 lost")
+            time.sleep(1.5)  # past lost_after_s: an ended stream stays "ended"
+            tiles = _tiles(driver)
+            assert tiles["cam1"]["state"] == "ended" and tiles["cam1"]["badge"] == "ended", tiles["cam1"]
+            assert tiles["cam2"]["badge"].startswith("stream lost"), tiles["cam2"]
+            # A browser that opens the page later learns the same from the dashboard.
+            driver.refresh()
+            wait_for(lambda: _tiles(driver).get("cam1", {}).get("state") == "ended", 10, "ended after reload")
+            # The stream starts again: live.
+            cams[0] = Camera("cam1", address=cams[0].address)
+            wait_for(lambda: _tiles(driver)["cam1"]["state"] == "live", 15, "cam1 live again")
+    finally:
+        driver.quit()
+        for c in cams:
+            c.stop()
+
+
+# ---------------------------------------------------------------------------- the end of a stream
+
+def _moving_video(path, frames=50, size=(160, 96)):
+    rng = np.random.default_rng(0)
+    background = cv2.GaussianBlur((rng.random(size[::-1]) * 200).astype(np.uint8), (0, 0), 2)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, size)
+    for i in range(frames):
+        writer.write(cv2.cvtColor(np.roll(background, 2 * i, axis=1), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+def _pipeline(path, engine, publish):
+    return Pipeline(PipelineConfig(stream="cam", status_every_s=0.5),
+                    VideoSource(VideoSourceConfig(str(path), loop=True)), engine, publish)
+
+
+def test_a_pipelines_last_status_says_ended_and_reaches_the_dashboard(tmp_path):
+    """The page tells "ended" from "stream lost" by the pipeline's last status (docs/PROTOCOL.md)."""
+    video = _moving_video(tmp_path / "moving.avi")
+    pub = Publisher(PublisherConfig(ANY_PORT))
+    try:
+        with DashboardThread(DashboardConfig((pub.address,), port=0)) as dash:
+            hub = dash.dashboard.hub
+            pipe = _pipeline(video, engines.open("flow_only"), pub.publish)
+            threading.Timer(1.5, pipe.request_stop).start()  # as Ctrl-C does
+            pipe.run()
+            pub.close()  # at once, as run_live closes its publisher after the pipelines stopped
+
+            def last_status():
+                statuses = [decode(e.data) for e in hub.since(0)[1] if e.kind == "status"]
+                return statuses[-1] if statuses else None
+            wait_for(lambda: last_status() is not None and last_status().source.get("pipeline") == "ended", 10,
+                     "the pipeline's last status at the dashboard")
+    finally:
+        pub.close()
+
+    class Broken:
+        name, input_size, uses_audio = "broken", (224, 224), False
+
+        def heatmaps(self, *a):
+            raise RuntimeError("model exploded")
+
+    sent = []
+    with pytest.raises(PipelineError):
+        _pipeline(video, Broken(), sent.append).run(duration=30)
+    states = [m.source["pipeline"] for m in sent if isinstance(m, Status)]
+    assert states[-1] == "failed" and set(states[:-1]) <= {"running"}, states
 
 
 # ---------------------------------------------------------------------------- run_live --dashboard

@@ -13,6 +13,12 @@
                                      always re-encoded with dtype "uint8", so the page
                                      colour-maps raw bytes without decoding float16
 
+Every request is checked first (access.py): its Host must name this dashboard
+and its Origin, if any, be the page's own or an allowed one; when a token is
+required (any bind beyond loopback, or DashboardConfig.token), /, /streams.json
+and /ws also need ``?token=TOKEN``; the page forwards the token in its own URL
+to /ws. Refused requests get 403 and a log line naming the Host, Origin or token.
+
 Each browser gets, per stream, only the newest heatmap and status it has not
 had yet; while a send to a slow browser is in progress newer messages replace
 older ones, so that browser skips frames and nothing queues. A browser that
@@ -25,22 +31,27 @@ import dataclasses
 import errno
 import json
 import logging
+import secrets
 import signal
 import struct
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from aiohttp import WSCloseCode, web
 
+from realtime.addresses import is_loopback
 from realtime.subscribe import CurveClient, SubscribeError
 
+from .access import Access, parse_origin
 from .hub import Entry, Hub
 from .intake import Intake
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 _PREFIX = struct.Struct(">Bf")
+_MAX_LOGGED = 100  # distinct refusal lines logged, so a hostile page's retries cannot flood the log
 
 
 class DashboardError(Exception):
@@ -58,6 +69,11 @@ class DashboardConfig:
     send_timeout_s: a browser that accepts no data for this many seconds is dropped.
     max_streams: streams shown per publisher; further ones are ignored (bounded memory).
     curve: CurveClient for CURVE publishers; None = plain TCP.
+    allow_origins: further origins ("https://dashboard.example", "http://10.0.0.5:8080")
+        whose pages may use the WebSocket; their hosts are accepted as Host too.
+        The page's own origin is always allowed.
+    token: the token the page, /streams.json and /ws require (?token=...), at least
+        16 characters; None = a random one when host is beyond loopback, none on loopback.
     """
 
     connect: tuple[str, ...]
@@ -67,6 +83,8 @@ class DashboardConfig:
     send_timeout_s: float = 10.0
     max_streams: int = 16
     curve: CurveClient | None = None
+    allow_origins: tuple[str, ...] = ()
+    token: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.connect) <= 255:
@@ -75,6 +93,12 @@ class DashboardConfig:
             raise ValueError(f"port {self.port} is not in 0..65535")
         if self.lost_after_s <= 0 or self.send_timeout_s <= 0 or self.max_streams < 1:
             raise ValueError("lost_after_s and send_timeout_s must be > 0 and max_streams >= 1")
+        for origin in self.allow_origins:
+            parse_origin(origin)  # ValueError naming a malformed one
+        if self.token is not None and (len(self.token) < 16 or not self.token.isprintable()
+                                       or any(c.isspace() for c in self.token)):
+            raise ValueError("the token must be at least 16 printable characters without spaces, e.g. "
+                             "python -c 'import secrets; print(secrets.token_urlsafe())'")
 
 
 class _Broadcast:
@@ -112,24 +136,29 @@ class Dashboard:
 
     ``await start()`` binds and subscribes (DashboardError on a busy port or bad
     address) and returns the page's URL; ``await stop()`` closes every browser
-    connection and intake thread. Attributes once started: ``url``, ``hub``
-    (counters), ``intake`` (``errors``), ``clients`` (open WebSockets).
+    connection and intake thread. Attributes once started: ``url`` (with
+    ``?token=`` when one is required), ``token`` (or None), ``hub`` (counters),
+    ``intake`` (``errors``), ``clients`` (open WebSockets), ``refused`` (requests refused).
     """
 
     def __init__(self, config: DashboardConfig):
         self.config = config
         self.url: str | None = None
+        self.token: str | None = None
+        self.refused = 0
         self.hub: Hub | None = None
         self.intake: Intake | None = None
         self.clients: dict[web.WebSocketResponse, web.Request] = {}
         self._runner: web.AppRunner | None = None
         self._wake: _Broadcast | None = None
+        self._access: Access | None = None
+        self._logged: set[str] = set()
 
     async def start(self) -> str:
         """Bind the web server, then subscribe; returns the URL of the page."""
         self._wake = _Broadcast(asyncio.get_running_loop())
         self.hub = Hub(len(self.config.connect), self.config.max_streams, self._wake)
-        app = web.Application()
+        app = web.Application(middlewares=[self._guard])
         app.router.add_get("/", self._index)
         app.router.add_get("/ws", self._websocket)
         app.router.add_get("/streams.json", self._streams)
@@ -149,7 +178,10 @@ class Dashboard:
             await self._runner.cleanup()
             raise DashboardError(str(e)) from None
         bound = self._runner.addresses[0][1]
-        self.url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}/"
+        self.token = self.config.token or (None if is_loopback(host) else secrets.token_urlsafe(24))
+        self._access = Access(host, bound, self.config.allow_origins, self.token)
+        self.url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}/" + \
+            (f"?token={quote(self.token, safe='')}" if self.token else "")
         return self.url
 
     async def stop(self) -> None:
@@ -164,6 +196,25 @@ class Dashboard:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    @web.middleware
+    async def _guard(self, request: web.Request, handler) -> web.StreamResponse:
+        """Refuse (403, one log line) what access.Access refuses; else serve, without Referer leaks."""
+        access = self._access
+        why = "the dashboard is starting" if access is None else access.refusal(
+            request.headers.get("Host"), request.headers.get("Origin"), request.query.get("token"),
+            not request.path.startswith("/static/"))  # the static files are public code
+        if why is not None:
+            self.refused += 1
+            if why not in self._logged and len(self._logged) < _MAX_LOGGED:
+                self._logged.add(why)
+                log.warning("dashboard: refused %s %s from %s: %s", request.method, request.path,
+                            request.remote, why)
+            return web.Response(status=403, text=f"403 refused: {why}\n")
+        response = await handler(request)
+        if not response.prepared:  # the token is in the page's URL: never send it on as a Referer
+            response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
     async def _index(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
 
@@ -171,7 +222,7 @@ class Dashboard:
         hub = self.hub
         return web.json_response({
             "sources": list(self.config.connect), "received": hub.received, "rejected": hub.rejected,
-            "ignored": hub.ignored, "clients": len(self.clients),
+            "ignored": hub.ignored, "clients": len(self.clients), "refused": self.refused,
             "intake_errors": list(self.intake.errors) if self.intake else [],
             "streams": hub.snapshot(time.monotonic())})
 

@@ -2,7 +2,9 @@
 // WebSocket (format in realtime/dashboard/server.py: 1 byte source index, float32
 // big-endian age in seconds, then a docs/PROTOCOL.md wire message whose heatmap is
 // uint8) and draws one tile per stream. Only the newest unseen message per tile is
-// drawn, so a slow browser skips frames instead of queueing them.
+// drawn, so a slow browser skips frames instead of queueing them. Publishers are not
+// trusted: every header field is type-checked before it is drawn, and a bad field is
+// shown as "–" (a bad heatmap is skipped) instead of stopping the script.
 "use strict";
 
 const tiles = new Map();          // "source/stream" -> tile state
@@ -10,6 +12,19 @@ let sources = [];                 // publisher addresses, from the hello message
 let lostAfterMs = 3000;
 let socket = null;
 const JET = jetTable();
+// A dashboard bound beyond loopback needs the token of the page's own URL on /ws too.
+const TOKEN = new URLSearchParams(location.search).get("token");
+const STREAM_NAME = /^[A-Za-z0-9_.\-]{1,64}$/;
+
+const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
+const isCount = (v) => Number.isInteger(v) && v >= 0;
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+const fixed = (v, digits) => (isNumber(v) ? v.toFixed(digits) : "–");
+const pad = (n) => String(n).padStart(2, "0");
+const clock = (unixSeconds) => {  // local HH:MM:SS
+  const t = new Date(1000 * unixSeconds);
+  return `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}`;
+};
 
 // Colour map: 256 RGB triples of the classic "jet" ramp (blue -> cyan -> yellow -> red).
 function jetTable() {
@@ -24,7 +39,8 @@ function jetTable() {
   return table;
 }
 
-// One wire message -> {header, payloads: {name: Uint8Array}}; throws on a malformed one.
+// One wire message -> {header, payloads: {name: Uint8Array}}; throws on a malformed one
+// (the header's fields are not checked here: onHeatmap and onStatus do that).
 function decodeWire(bytes) {
   const newline = bytes.indexOf(10);
   if (newline < 0 || newline > 80) throw new Error("no topic line");
@@ -32,10 +48,15 @@ function decodeWire(bytes) {
   const headerLength = view.getUint32(newline + 1, false);
   const start = newline + 5;
   const header = JSON.parse(new TextDecoder().decode(bytes.subarray(start, start + headerLength)));
-  if (header.version !== 1) throw new Error(`protocol version ${header.version} is not supported`);
+  if (!isObject(header) || header.version !== 1) throw new Error(`not a version 1 header`);
+  if (!isObject(header.payloads)) throw new Error("no payload table");
+  if (typeof header.stream !== "string" || !STREAM_NAME.test(header.stream)) throw new Error("bad stream name");
   const body = bytes.subarray(start + headerLength);
   const payloads = {};
   for (const [name, p] of Object.entries(header.payloads)) {
+    if (!isObject(p) || !isCount(p.offset) || !isCount(p.length) || p.offset + p.length > body.length) {
+      throw new Error(`payload ${name} does not fit the message`);
+    }
     payloads[name] = body.subarray(p.offset, p.offset + p.length);
   }
   return { header, payloads };
@@ -51,13 +72,18 @@ function tileFor(source, stream) {
   node.querySelector(".name").textContent = stream;
   node.querySelector(".source").textContent = sources[source] || "";
   tile = {
-    node, lastSeen: 0, pending: null, drawing: false, shown: null,
+    node, lastSeen: 0, pending: null, drawing: false, shown: null, endState: null,
     canvas: node.querySelector("canvas"), heatCanvas: document.createElement("canvas"),
     opacity: node.querySelector(".opacity"), threshold: node.querySelector(".threshold"),
   };
-  const redraw = () => { if (tile.shown) paint(tile, tile.shown); };
+  const redraw = () => {
+    node.querySelector(".opacity-value").textContent = Number(tile.opacity.value).toFixed(2);
+    node.querySelector(".threshold-value").textContent = Number(tile.threshold.value).toFixed(2);
+    if (tile.shown) paint(tile, tile.shown);
+  };
   tile.opacity.addEventListener("input", redraw);
   tile.threshold.addEventListener("input", redraw);
+  redraw();
   const all = [...tiles.values()].map((t) => t.node).concat(node);
   all.sort((a, b) => (a.dataset.source - b.dataset.source) || a.dataset.stream.localeCompare(b.dataset.stream));
   tiles.set(key, tile);
@@ -66,23 +92,40 @@ function tileFor(source, stream) {
   return tile;
 }
 
+// A heatmap is drawn only when everything paint() reads is of the right type and size.
+function validHeatmap(header, payloads) {
+  const shape = header.shape, size = header.frame_size, heat = payloads.heatmap;
+  return isCount(header.seq) && header.dtype === "uint8" && heat !== undefined
+    && Array.isArray(shape) && shape.length === 2 && shape.every((n) => Number.isInteger(n) && n > 0)
+    && heat.length === shape[0] * shape[1]
+    && Array.isArray(size) && size.length === 2 && size.every((n) => isNumber(n) && n >= 1);
+}
+
 function onHeatmap(tile, header, payloads) {
-  tile.node.dataset.seq = String(header.seq);
+  if (!validHeatmap(header, payloads)) {
+    console.warn(`tile ${header.stream}: skipped a heatmap with a malformed header`);
+    return;
+  }
+  tile.endState = null;  // maps after an end: the stream started again
   tile.node.querySelector(".seq").textContent = String(header.seq);
-  tile.node.querySelector(".name").title = `model ${header.model}, map ${header.shape[1]}x${header.shape[0]}`;
+  const model = typeof header.model === "string" ? header.model : "?";
+  tile.node.querySelector(".name").title = `model ${model}, map ${header.shape[1]}x${header.shape[0]}`;
   tile.pending = { header, heat: payloads.heatmap, jpeg: payloads.frame_jpeg || null };
   drawNewest(tile);
 }
 
+// Each figure is drawn only when its field has the right type; otherwise it shows "–".
 function onStatus(tile, header) {
-  const fmt = (v) => (v === null || v === undefined ? "–" : v.toFixed(0));
-  tile.node.querySelector(".fps").textContent = header.fps.toFixed(1);
-  tile.node.querySelector(".latency").textContent =
-    `${fmt(header.latency_ms.p50)} / ${fmt(header.latency_ms.p95)} ms`;
-  const drops = Object.entries(header.drops);
-  const drops_cell = tile.node.querySelector(".drops");
-  drops_cell.textContent = String(drops.reduce((sum, [, n]) => sum + n, 0));
-  drops_cell.title = drops.map(([k, n]) => `${k}: ${n}`).join(", ");
+  tile.node.querySelector(".fps").textContent = fixed(header.fps, 1);
+  const latency = isObject(header.latency_ms) ? header.latency_ms : {};
+  tile.node.querySelector(".latency").textContent = `${fixed(latency.p50, 0)} / ${fixed(latency.p95, 0)} ms`;
+  const drops = isObject(header.drops) ? Object.entries(header.drops).filter(([, n]) => isCount(n)) : [];
+  const dropsCell = tile.node.querySelector(".drops");
+  dropsCell.textContent = drops.length ? String(drops.reduce((sum, [, n]) => sum + n, 0)) : "–";
+  dropsCell.title = drops.map(([k, n]) => `${k}: ${n}`).join(", ");
+  // The pipeline's last status says "ended" (normal stop) or "failed" (docs/PROTOCOL.md).
+  const state = isObject(header.source) ? header.source.pipeline : undefined;
+  tile.endState = state === "ended" || state === "failed" ? state : null;
 }
 
 // Decode and draw the newest pending message; one decode at a time per tile.
@@ -98,6 +141,7 @@ async function drawNewest(tile) {
       tile.shown = { ...item, picture };
       paint(tile, tile.shown);
       tile.node.dataset.drawnSeq = String(item.header.seq);
+      showClock(tile);
     }
   } catch (err) {
     console.error(`tile ${tile.node.dataset.stream}: cannot draw: ${err}`);
@@ -106,12 +150,20 @@ async function drawNewest(tile) {
   }
 }
 
+// Capture time of the shown frame (local) and its age, now - capture time (needs synchronised clocks).
+function showClock(tile) {
+  const captured = tile.shown ? tile.shown.header.capture_time : undefined;
+  const known = isNumber(captured);
+  tile.node.querySelector(".captured").textContent = known ? clock(captured) : "–";
+  tile.node.querySelector(".age").textContent = known ? `${(Date.now() / 1000 - captured).toFixed(1)} s` : "–";
+}
+
 // Frame (or black at the frame's aspect) with the colour-mapped heatmap stretched over it.
 function paint(tile, shown) {
   const { header, heat, picture } = shown;
   const [frameW, frameH] = header.frame_size;
   const width = picture ? picture.width : Math.min(640, frameW);
-  const height = picture ? picture.height : Math.round(width * frameH / frameW);
+  const height = picture ? picture.height : Math.max(1, Math.min(4096, Math.round(width * frameH / frameW)));
   const canvas = tile.canvas;
   if (canvas.width !== width || canvas.height !== height) { canvas.width = width; canvas.height = height; }
   const ctx = canvas.getContext("2d");
@@ -148,7 +200,8 @@ function onMessage(event) {
   const bytes = new Uint8Array(event.data);
   const view = new DataView(event.data);
   const source = view.getUint8(0);
-  const ageMs = 1000 * view.getFloat32(1, false);
+  const age = view.getFloat32(1, false);
+  const ageMs = isNumber(age) && age > 0 ? 1000 * age : 0;
   let message;
   try {
     message = decodeWire(bytes.subarray(5));
@@ -169,20 +222,36 @@ function updateWaiting() {
   document.getElementById("waiting").textContent = idle.length ? `waiting for streams from ${idle.join(", ")}` : "";
 }
 
-// "stream lost" once a tile has heard nothing for lostAfterMs; cleared by the next message.
-function checkLost() {
+// Each tile's state: "ended" or "failed" after the pipeline's last status, else "stream
+// lost" once it has heard nothing for lostAfterMs (cleared by the next message), else
+// live; and the age of the shown frame.
+function tick() {
   const now = performance.now();
+  const connected = socket !== null && socket.readyState === WebSocket.OPEN;
   for (const tile of tiles.values()) {
     const silentMs = now - tile.lastSeen;
-    const lost = silentMs > lostAfterMs || !socket || socket.readyState !== WebSocket.OPEN;
-    tile.node.classList.toggle("lost", lost);
-    tile.node.querySelector(".badge").textContent = lost ? `stream lost (${Math.round(silentMs / 1000)} s)` : "live";
+    const state = tile.endState || (silentMs > lostAfterMs || !connected ? "lost" : "live");
+    tile.node.dataset.state = state;
+    tile.node.querySelector(".badge").textContent = state === "lost"
+      ? `stream lost (${Math.round(silentMs / 1000)} s)` : state === "failed" ? "stream failed" : state;
+    showClock(tile);
   }
+}
+
+// The colour scale of the maps: the JET ramp from 0 (left) to 1 (right).
+function drawLegend() {
+  const bar = document.getElementById("legend-bar");
+  const rgba = new ImageData(256, 1);
+  for (let i = 0; i < 256; i++) {
+    rgba.data.set([JET[3 * i], JET[3 * i + 1], JET[3 * i + 2], 255], 4 * i);
+  }
+  bar.getContext("2d").putImageData(rgba, 0, 0);
 }
 
 function connect() {
   const status = document.getElementById("connection");
-  socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+  const query = TOKEN === null ? "" : `?token=${encodeURIComponent(TOKEN)}`;
+  socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws${query}`);
   socket.binaryType = "arraybuffer";
   socket.onopen = () => { status.textContent = "connected"; status.className = "connection up"; };
   socket.onmessage = onMessage;
@@ -193,5 +262,6 @@ function connect() {
   };
 }
 
-setInterval(checkLost, 250);
+drawLegend();
+setInterval(tick, 250);
 connect();
