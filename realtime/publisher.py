@@ -23,6 +23,8 @@ from realtime.addresses import endpoint_host, is_loopback
 from realtime.protocol import HEATMAP_DTYPES, Heatmap, Status, encode
 
 log = logging.getLogger(__name__)
+# Long enough for the last messages to reach loopback subscribers; short enough for a 2 s Ctrl-C.
+CLOSE_LINGER_S = 0.2
 
 
 class PublishError(Exception):
@@ -126,12 +128,13 @@ class Publisher:
         return True
 
     def close(self) -> None:
-        """Close the socket (unsent messages are discarded) and stop authentication."""
+        """Close the socket and stop authentication; messages still queued get ``CLOSE_LINGER_S``
+        to leave (the pipeline's last "ended" status is sent just before), then are discarded."""
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
         if not self._context.closed:
-            self._socket.close(linger=0)
+            self._socket.close(linger=round(CLOSE_LINGER_S * 1000))
             self._context.term()
 
     def __enter__(self) -> "Publisher":
