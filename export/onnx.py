@@ -37,7 +37,12 @@ Export-side rewrites (the torch model is not changed):
 (:mod:`export.quantize`); the audio graph stays float32.
 
 CLI: ``python -m export.onnx MODEL.ckpt [-o OUT] [--opset N] [--batch dynamic|N] [--size HxW]
-[--int8 [--calibrate VIDEO] [--calibration-frames N]]``.
+[--int8 [--calibrate VIDEO] [--calibration-frames N]] [--untrained]``. MODEL is a
+checkpoint file; a bare file name that is not in the working directory but is
+one of the shipped checkpoints (``assets/models/flowgrad_en.ckpt``) is taken
+from there (said on stderr; the output still goes to the working directory). A
+registry name exports random, untrained weights and needs ``--untrained``
+(except ``flow_only``, which has no weights).
 """
 from __future__ import annotations
 
@@ -65,7 +70,7 @@ VERSION = ONNX_VERSION
 FRAME_NOTE = "RGB in [0,1], colour order RGB"
 FLOW_UNITS = "pixels of the full camera frame"
 
-__all__ = ["FORMAT", "VERSION", "export_onnx", "load_session", "read_metadata", "main"]
+__all__ = ["FORMAT", "VERSION", "export_onnx", "load_session", "read_metadata", "resolve_model", "main"]
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -358,6 +363,31 @@ def load_session(path, providers=("CPUExecutionProvider",)):
     return session, meta
 
 
+def resolve_model(spec: str, allow_untrained: bool, prog: str) -> tuple[nn.Module, Path]:
+    """The model a MODEL argument names and the default output prefix.
+
+    ``spec``: a checkpoint path; a bare file name of a shipped checkpoint
+    (``flowgrad_en.ckpt``) when no such file is in the working directory (a
+    note goes to stderr); or a registry name (untrained weights: refused
+    without ``allow_untrained`` for models with weights, warned about on
+    stderr otherwise). The default prefix is ``spec`` without its suffix, in
+    the working directory for a shipped checkpoint.
+    Raises CheckpointError (one line) when the model cannot be had.
+    """
+    from flowgrad import checkpoint
+
+    path = Path(spec)
+    shipped = {p.name: p for p in checkpoint.shipped()}
+    if not path.exists() and path.name == spec and spec in shipped:
+        print(f"{prog}: no {spec} in the working directory; using the shipped "
+              f"{checkpoint.display_path(shipped[spec])}", file=sys.stderr)
+        return checkpoint.load(shipped[spec]), path.with_suffix("")
+    model, trained = checkpoint.load_or_create(spec, allow_untrained=allow_untrained)
+    if not trained and model.state_dict():
+        print(f"{prog}: warning: exporting random, untrained weights of {spec!r} (--untrained)", file=sys.stderr)
+    return model, (path.with_suffix("") if trained else path)
+
+
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
@@ -386,8 +416,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "(wave at the model's rate, fixed window -> embedding).",
     )
     parser.add_argument("model", metavar="MODEL",
-                        help="a flowgrad checkpoint (.ckpt written by flowgrad.checkpoint.save), or a registry "
-                        f"name ({', '.join(fg_models.names())}) to export freshly initialised weights")
+                        help="a flowgrad checkpoint (.ckpt written by flowgrad.checkpoint.save; a bare name of a "
+                        "shipped one such as flowgrad_en.ckpt is found in assets/models/), or a registry "
+                        f"name ({', '.join(fg_models.names())}) with --untrained to export random weights")
     parser.add_argument("-o", "--out", metavar="OUT",
                         help="output prefix or existing directory (default: the checkpoint path without its "
                         "suffix, or the registry name in the current directory)")
@@ -404,6 +435,8 @@ def _build_parser() -> argparse.ArgumentParser:
                         "(default: the bundled street clip, assets/demo/street.mp4)")
     parser.add_argument("--calibration-frames", type=int, default=16, metavar="N",
                         help="--int8: frames taken evenly from the video (default 16)")
+    parser.add_argument("--untrained", action="store_true",
+                        help="allow a registry name of a model with weights: exports random, untrained weights")
     return parser
 
 
@@ -413,13 +446,10 @@ def main(argv=None) -> int:
 
     target = args.model
     try:
-        model, trained = checkpoint.load_or_create(target)
+        model, default_out = resolve_model(target, args.untrained, "export.onnx")
     except checkpoint.CheckpointError as exc:
-        print(exc, file=sys.stderr)
+        print(f"export.onnx: {exc}", file=sys.stderr)
         return 2
-    if not trained:
-        print(f"warning: exporting freshly initialised (untrained) weights of {target!r}", file=sys.stderr)
-    default_out = Path(target).with_suffix("") if trained else Path(target)
     video = None
     if args.int8:
         from realtime.assets import DEMO_CLIP

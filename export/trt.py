@@ -1,5 +1,9 @@
 """TensorRT export through torch-tensorrt: ``python -m export.trt MODEL.ckpt [-o OUT] [--fp16] [--batch N]``.
 
+MODEL is resolved as by ``export.onnx`` (a bare ``flowgrad_en.ckpt`` not in the
+working directory is the shipped ``assets/models/flowgrad_en.ckpt``; a registry
+name needs ``--untrained``).
+
 Writes ``<OUT>.frame.ep`` (frame, flow, audio_embedding -> heatmap) and, for
 models that use audio, ``<OUT>.audio.ep`` (wave -> embedding), each a
 torch-tensorrt ExportedProgram with the TensorRT engine embedded, for a fixed
@@ -21,7 +25,7 @@ import torch
 
 from flowgrad import checkpoint
 
-from .onnx import AudioGraph, FrameGraph, _export_rewrites
+from .onnx import AudioGraph, FrameGraph, _export_rewrites, resolve_model
 
 INSTALL_HINT = (
     "pip install 'torch-tensorrt>=2.13,<2.14' (TensorRT 11.0.x libraries come from NVIDIA's package index; "
@@ -95,7 +99,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m export.trt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("model", metavar="MODEL", help="a flowgrad .ckpt file (or a registry name: untrained weights)")
+    parser.add_argument("model", metavar="MODEL",
+                        help="a flowgrad .ckpt file (a bare shipped name such as flowgrad_en.ckpt is found in "
+                             "assets/models/), or a registry name with --untrained")
+    parser.add_argument("--untrained", action="store_true",
+                        help="allow a registry name of a model with weights: exports random, untrained weights")
     parser.add_argument("-o", "--out", help="output prefix (default: the checkpoint path without its suffix)")
     parser.add_argument("--fp16", action="store_true", help="allow fp16 kernels (tolerance 2e-2 instead of 1e-3)")
     parser.add_argument("--batch", type=int, default=1, help="fixed batch size of the engines (default 1)")
@@ -103,9 +111,8 @@ def main(argv=None) -> int:
     if args.batch < 1:
         parser.error("--batch must be >= 1")
     try:
-        model, trained = checkpoint.load_or_create(args.model)
-        written = export_trt(model, args.out or (Path(args.model).with_suffix("") if trained else args.model),
-                             fp16=args.fp16, batch=args.batch)
+        model, default_out = resolve_model(args.model, args.untrained, "export.trt")
+        written = export_trt(model, args.out or default_out, fp16=args.fp16, batch=args.batch)
     except (checkpoint.CheckpointError, MissingDependency, RuntimeError) as exc:
         print(f"export.trt: {exc}", file=sys.stderr)
         return 2

@@ -11,8 +11,18 @@ a checkpoint can never run code when it is opened.  All problems with a file
 are reported as a one-line :class:`CheckpointError` that names the file, the
 cause and what to do about it.
 
-Public API: :func:`save`, :func:`load`, :func:`read_meta`,
-:func:`import_published`, :class:`ImportReport`, :class:`CheckpointError`.
+Weights holding NaN or infinity are refused at load (the message names the
+first such tensor): such a model only ever produces NaN maps.
+
+A bare registry name (``flowgrad_en``) builds random, untrained weights; the
+command-line resolver :func:`load_or_create` refuses it unless untrained
+weights are asked for (``allow_untrained=True``, ``--untrained``), and its
+refusal names the checkpoints shipped in ``assets/models/`` (:func:`shipped`).
+
+Public API: :func:`save`, :func:`load`, :func:`read_meta`, :func:`read_tensors`,
+:func:`check_finite`, :func:`import_published`, :func:`create_registered`,
+:func:`load_or_create`, :func:`shipped`, :func:`display_path`, :class:`ImportReport`,
+:class:`CheckpointError`, :class:`UntrainedError`.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import secrets
 import warnings
 import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -33,11 +44,19 @@ __all__ = [
     "FORMAT",
     "VERSION",
     "CheckpointError",
+    "UntrainedError",
     "ImportReport",
     "save",
     "load",
     "read_meta",
+    "read_tensors",
+    "check_finite",
     "import_published",
+    "create_registered",
+    "load_or_create",
+    "shipped",
+    "display_path",
+    "SHIPPED_DIR",
     "LAYOUTS",
 ]
 
@@ -49,6 +68,8 @@ _MAX_LISTED = 5
 _FLOWGRAD_ENCODERS = ("image_encoder", "audio_encoder", "flow_encoder")
 _HTF_MODULES = ("imgnet", "audnet", "flownet", "flowatt")
 _WRAPPER_PREFIXES = ("module.", "model.")
+# The trained checkpoints that ship with the repository (scripts/train_demo_models.sh).
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 
 
 class CheckpointError(ValueError):
@@ -62,6 +83,15 @@ class CheckpointError(ValueError):
         if fix:
             text += f"; {fix}"
         super().__init__(_one_line(text))
+
+
+class UntrainedError(CheckpointError):
+    """A registry name was given where trained weights are expected, without
+    ``allow_untrained``; ``.model`` is the name."""
+
+    def __init__(self, model: str, fix: str):
+        self.model = model
+        super().__init__(model, "a registry name alone builds random, untrained weights", fix)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -163,6 +193,50 @@ def _torch_load(path: Any, map_location: Any = "cpu", *, what: str = "checkpoint
         raise CheckpointError(name, f"cannot read checkpoint: {kind}", "re-download or re-save the file") from None
     except OSError as exc:
         raise CheckpointError(name, f"cannot read file: {exc.strerror or exc}", "check permissions and the disk") from None
+
+
+def read_tensors(path: Any, what: str = "checkpoint") -> Any:
+    """Read any ``torch.save`` file of tensors and plain containers, never running code.
+
+    For files that are not FlowGrad checkpoints (e.g. training's ``state.pt``).
+
+    Args:
+        path: the file.
+        what: what the file is, for the refusal message (e.g. "training state").
+
+    Returns:
+        The loaded object, tensors on the CPU.
+
+    Raises:
+        CheckpointError: missing, unreadable, corrupt or truncated file, or one
+            holding executable objects (refused with this module's one line,
+            which never suggests ``weights_only=False``).
+    """
+    return _torch_load(path, "cpu", what=what)
+
+
+def check_finite(path: Any, tensors: Mapping[str, Any], where: str = "") -> None:
+    """Raise CheckpointError naming the first floating tensor holding NaN or infinity.
+
+    Args:
+        path: the file the tensors came from (for the message).
+        tensors: name -> value; values that are not floating tensors are ignored.
+        where: prefix for the names in the message (e.g. "model." for a nested dict).
+    """
+    bad = []
+    for key, value in tensors.items():
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            finite = torch.isfinite(value)
+            if not bool(finite.all()):
+                bad.append((key, int((~finite).sum()), value.numel()))
+    if bad:
+        key, count, total = bad[0]
+        more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+        raise CheckpointError(
+            path,
+            f"weights hold NaN or infinite values: tensor {where}{key} has {count} of {total}{more}",
+            "the file is damaged or its training diverged; use an earlier checkpoint",
+        )
 
 
 def _is_tensor_dict(obj: Any) -> bool:
@@ -366,8 +440,9 @@ def load(path: Any, map_location: Any = "cpu") -> torch.nn.Module:
             file is missing, unreadable, corrupt or truncated; it contains
             executable objects and was refused; it is not a FlowGrad checkpoint
             (use :func:`import_published` for published weights); its format
-            version is newer; the model name is unknown; or the state dict does
-            not match the model (missing/unexpected keys, shape mismatches).
+            version is newer; the model name is unknown; the state dict does
+            not match the model (missing/unexpected keys, shape mismatches); or
+            a weight tensor holds NaN or infinity (the message names it).
     """
     name = _fspath(path)
     obj = _torch_load(name, map_location)
@@ -389,6 +464,7 @@ def load(path: Any, map_location: Any = "cpu") -> torch.nn.Module:
             f"weights do not match model {obj['model']!r}: " + "; ".join(parts),
             "the file was saved from a different model or config; re-save it with flowgrad.checkpoint.save",
         )
+    check_finite(name, state_dict)
     try:
         model.load_state_dict(state_dict, strict=True)
     except (RuntimeError, TypeError, ValueError) as exc:
@@ -569,7 +645,8 @@ def import_published(path: Any, layout: str | None = None, *, model: str | None 
             cannot be loaded safely (e.g. a Lightning checkpoint with pickled
             hyper-parameter classes; the message says how to extract the
             weights); unrecognised key layout; unknown model name; or a tensor
-            whose shape differs from the model's (names the key, both shapes).
+            whose shape differs from the model's (names the key, both shapes);
+            or a tensor holding NaN or infinity (names the key).
         ValueError: ``layout`` is not a known layout.
     """
     name = _fspath(path)
@@ -639,6 +716,7 @@ def import_published(path: Any, layout: str | None = None, *, model: str | None 
                 "pick the matching model with model=... / layout=..., or matching config (e.g. width=)",
             )
         loaded_sd[ours] = value
+    check_finite(name, {mapping[k]: v for k, v in loaded_sd.items()})
     missing = [k for k in expected if k not in loaded_sd]
     try:
         net.load_state_dict(loaded_sd, strict=False)
@@ -656,19 +734,63 @@ def import_published(path: Any, layout: str | None = None, *, model: str | None 
     return net, report
 
 
-def load_or_create(spec: Any, map_location: Any = "cpu") -> tuple[torch.nn.Module, bool]:
+def shipped() -> list[Path]:
+    """The trained checkpoints shipped with the repository (``assets/models/*.ckpt``), sorted."""
+    return sorted(SHIPPED_DIR.glob("*.ckpt")) if SHIPPED_DIR.is_dir() else []
+
+
+def display_path(path: Any) -> str:
+    """``path`` for messages: relative to the working directory when it lies below it, else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except (ValueError, OSError):
+        return str(path)
+
+
+def create_registered(name: str, *, allow_untrained: bool = False) -> torch.nn.Module:
+    """Registry model ``name`` with freshly initialised (random, untrained) weights, in eval mode.
+
+    Models without weights (``flow_only``) are always built. For the others a
+    name alone is refused unless ``allow_untrained``: random full-width weights
+    make maps that look like output but mean nothing.
+
+    Raises:
+        UntrainedError: a model with weights and ``allow_untrained`` False; the
+            message points at the shipped checkpoints and at ``--untrained``.
+        ValueError: ``name`` is not registered.
+    """
+    models = _models()
+    model = models.create(name)
+    if allow_untrained or not model.state_dict():
+        return model
+    files = shipped()
+    same = [p for p in files if p.stem == name]
+    if same:
+        trained = f"the shipped {display_path(same[0])}"
+    elif files:
+        trained = f"a trained checkpoint (shipped: {', '.join(display_path(p) for p in files)})"
+    else:
+        trained = "a trained .ckpt checkpoint"
+    raise UntrainedError(name, f"pass {trained}, or ask for untrained weights explicitly with --untrained "
+                               "(allow_untrained=True in Python)")
+
+
+def load_or_create(spec: Any, map_location: Any = "cpu", *,
+                   allow_untrained: bool = False) -> tuple[torch.nn.Module, bool]:
     """Resolve a command-line model argument: a checkpoint file or a registry name.
 
     Returns (model in eval mode, trained) where trained is False for a registry
-    name (freshly initialised weights). Raises :class:`CheckpointError` for a
-    file that cannot be loaded, or for a spec that is neither an existing file
-    nor a registered name (the message lists the names).
+    name (freshly initialised weights, see :func:`create_registered`). Raises
+    :class:`CheckpointError` for a file that cannot be loaded, for a spec that
+    is neither an existing file nor a registered name (the message lists the
+    names), and :class:`UntrainedError` for the name of a model with weights
+    unless ``allow_untrained``.
     """
     path = os.fspath(spec)
     if os.path.exists(path) or os.path.splitext(path)[1]:
         return load(path, map_location=map_location), True
     models = _models()
     if path in models.names():
-        return models.create(path), False
+        return create_registered(path, allow_untrained=allow_untrained), False
     raise CheckpointError(path, "no such checkpoint file and not a registered model",
                           f"registered models: {', '.join(models.names())}")

@@ -4,13 +4,15 @@
 >>> eng = engine.open("runs/flowgrad_en.ckpt")           # torch, from a checkpoint
 >>> eng = engine.open("export/flowgrad_en.frame.onnx")   # onnxruntime (finds the .audio.onnx sibling)
 >>> eng = engine.open("export/flowgrad_en")              # the common prefix of the two ONNX files
->>> eng = engine.open("flow_only")                       # a registry name: freshly initialised weights
+>>> eng = engine.open("flow_only")                       # a registry name: a model without weights
+>>> eng = engine.open("rcgrad", allow_untrained=True)    # random, untrained weights: only when asked for
 >>> emb = eng.embed_audio(wave)                          # (B, T) float32 -> (B, embed_dim)
 >>> maps = eng.heatmaps(frame, flow, emb)                # -> (B, h, w) float32 in [0, 1]
 
 ``open`` (alias ``open_engine``) returns an :class:`Engine`. Every engine has the
 same attributes (``name``, ``input_size``, ``map_size``, ``audio_rate``,
-``audio_seconds``, ``uses_audio``, ``embed_dim``, ``backend``) and the same two
+``audio_seconds``, ``uses_audio``, ``embed_dim``, ``backend``, ``source``: the
+file it was loaded from, ``untrained``: True for random weights) and the same two
 numpy methods, following :mod:`flowgrad.models.base`:
 
 * ``embed_audio(wave)``: wave (B, T) float32 mono in [-1, 1] at ``audio_rate``
@@ -25,14 +27,15 @@ numpy methods, following :mod:`flowgrad.models.base`:
   embedding (B, embed_dim) from ``embed_audio`` -> (B, *map_size) float32.
 
 Backends: ``"torch"`` (``.ckpt`` via :func:`flowgrad.checkpoint.load`, or a
-registry name via :func:`flowgrad.models.create`; ``device`` "cpu" or "cuda";
+registry name via :func:`flowgrad.checkpoint.create_registered`: refused for a
+model with weights unless ``allow_untrained=True``; ``device`` "cpu" or "cuda";
 run under ``torch.inference_mode``) and ``"onnxruntime"`` (``.onnx`` files
 written by ``export.onnx``; CPUExecutionProvider, or CUDAExecutionProvider with
 ``device="cuda"``). TensorRT artefacts (``.ep``, ``.ts``, ``.trt``) are not
 opened here: they need torch-tensorrt and a CUDA GPU.
 
-Every problem with the path or the inputs raises ``ValueError`` with one line
-naming the file (or model) and the fix.
+Every problem with the path, its metadata or the inputs raises ``ValueError``
+with one line naming the file (or model) and the fix.
 """
 from __future__ import annotations
 
@@ -69,6 +72,7 @@ class Engine:
     uses_audio: bool = True
     embed_dim: int = 0
     source: str = ""
+    untrained: bool = False
 
     @property
     def samples(self) -> int:
@@ -142,11 +146,12 @@ class TorchEngine(Engine):
         dtype: torch dtype the model and inputs run in (float32; float16 on CUDA
             for speed); outputs are always float32 numpy.
         source: what the model was loaded from (for messages).
+        untrained: the weights are random (a registry name), not trained.
     """
 
     backend = "torch"
 
-    def __init__(self, model, device="cpu", *, dtype=None, source: str = ""):
+    def __init__(self, model, device="cpu", *, dtype=None, source: str = "", untrained: bool = False):
         import torch
 
         requested = device
@@ -163,6 +168,7 @@ class TorchEngine(Engine):
         self.model = model.eval().to(device=device, dtype=self.dtype)
         self.device = str(device)
         self.source = source
+        self.untrained = bool(untrained)
         self.name = model.name
         self.input_size = tuple(int(s) for s in model.input_size)
         self.map_size = tuple(int(s) for s in model.map_size)
@@ -191,12 +197,69 @@ class TorchEngine(Engine):
 # --------------------------------------------------------------------------- onnxruntime
 
 
+_META_INT_MAX = 2**31  # sizes, rates and counts; far larger values are edits, not exports
+
+
+def _is_int(value, low: int) -> bool:
+    return type(value) is int and low <= value < _META_INT_MAX
+
+
+def _is_positive_number(value) -> bool:
+    return type(value) in (int, float) and 0 < value < _META_INT_MAX  # False for NaN and infinity
+
+
+def _is_size(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(_is_int(v, 1) for v in value)
+
+
+def _heatmap_shape_ok(value) -> bool:
+    shape = value.get("heatmap", {}).get("shape") if isinstance(value.get("heatmap"), dict) else None
+    return (isinstance(shape, list) and len(shape) == 3 and (shape[0] == "batch" or _is_int(shape[0], 1))
+            and _is_size(shape[1:]))
+
+
+# metadata key -> (check, what it must be); every key is written by export.onnx
+_META_SCHEMA = {
+    "model": (lambda v: isinstance(v, str) and v != "", "a model name"),
+    "role": (lambda v: v in ("frame", "audio"), "'frame' or 'audio'"),
+    "config": (lambda v: isinstance(v, dict), "a JSON object"),
+    "inputs": (lambda v: isinstance(v, dict), "a JSON object"),
+    "outputs": (lambda v: isinstance(v, dict), "a JSON object"),
+    "batch": (lambda v: v == "dynamic" or _is_int(v, 1), "'dynamic' or a positive integer"),
+    "input_size": (_is_size, "[height, width] in positive integers"),
+    "uses_audio": (lambda v: type(v) is bool, "true or false"),
+    "embed_dim": (lambda v: _is_int(v, 0), "an integer >= 0"),
+    "audio_rate_hz": (lambda v: _is_int(v, 1), "a positive integer"),
+    "audio_window_s": (_is_positive_number, "a positive number of seconds"),
+}
+_META_BY_ROLE = {
+    "frame": {"outputs": (_heatmap_shape_ok, "a JSON object with heatmap.shape [batch, height, width]")},
+    "audio": {"audio_samples": (lambda v: _is_int(v, 1), "a positive integer")},
+}
+_META_OPTIONAL = {"precision": (lambda v: isinstance(v, str), "a string such as 'int8'")}
+
+
+def _check_metadata(path: Path, meta: dict, fix: str) -> None:
+    """Raise ValueError naming the file and the key for metadata that is missing or of the wrong type."""
+    role = meta.get("role")
+    rules = {**_META_SCHEMA, **_META_BY_ROLE.get(role if isinstance(role, str) else "", {})}
+    for key, (ok, what) in rules.items():
+        if key not in meta:
+            raise ValueError(f"{path}: metadata has no {key!r} entry (not written by export.onnx, or edited); {fix}")
+        if not ok(meta[key]):
+            raise ValueError(f"{path}: metadata {key!r} must be {what}, got {_one_line(repr(meta[key]))[:80]}; {fix}")
+    for key, (ok, what) in _META_OPTIONAL.items():
+        if key in meta and not ok(meta[key]):
+            raise ValueError(f"{path}: metadata {key!r} must be {what}, got {_one_line(repr(meta[key]))[:80]}; {fix}")
+
+
 def read_onnx(path, role: str | None = None) -> tuple[bytes, dict]:
     """(serialised model bytes, decoded metadata) of one exported graph.
 
     role: "frame" or "audio" to require that graph, None for either.
     Raises ValueError naming the file for a missing, truncated, corrupt or
-    foreign file, a newer format version or the wrong role.
+    foreign file, a newer format version, metadata that is missing or of the
+    wrong type (e.g. ``embed_dim`` a dict, ``input_size`` "abc"), or the wrong role.
     """
     path = Path(path)
     import onnx
@@ -226,9 +289,14 @@ def read_onnx(path, role: str | None = None) -> tuple[bytes, dict]:
     if meta.get("format") != ONNX_FORMAT:
         raise ValueError(f"{path}: not a flowgrad ONNX export (metadata format is {meta.get('format')!r}); "
                          f"export the model with `python -m export.onnx`")
-    if not isinstance(meta.get("version"), int) or meta["version"] > ONNX_VERSION:
-        raise ValueError(f"{path}: flowgrad-onnx version {meta.get('version')!r} is newer than this reader "
+    version = meta.get("version")
+    if not _is_int(version, 1):
+        raise ValueError(f"{path}: metadata 'version' must be a positive integer, got "
+                         f"{_one_line(repr(version))[:80]}; {fix}")
+    if version > ONNX_VERSION:
+        raise ValueError(f"{path}: flowgrad-onnx version {version!r} is newer than this reader "
                          f"({ONNX_VERSION}); upgrade flowgrad")
+    _check_metadata(path, meta, fix)
     if role is not None and meta.get("role") != role:
         raise ValueError(f"{path}: holds the {meta.get('role')!r} graph, expected the {role!r} graph; "
                          f"name the files <prefix>.frame.onnx / <prefix>.audio.onnx as export.onnx writes them")
@@ -273,6 +341,15 @@ def _session(data: bytes, path: Path, providers, threads: int | None):
     return session
 
 
+def _check_graph_inputs(path: Path, session, wanted: dict[str, list[int]]) -> None:
+    """Raise ValueError when the graph's inputs (names, and sizes after the batch axis)
+    differ from what its metadata describes (metadata edited after export)."""
+    got = {i.name: list(i.shape[1:]) for i in session.get_inputs()}
+    if got != wanted:
+        raise ValueError(f"{path}: the metadata describes inputs {wanted} (after the batch axis) but the graph "
+                         f"takes {got}; re-export it with `python -m export.onnx MODEL.ckpt -o PREFIX`")
+
+
 class OnnxEngine(Engine):
     """The frame graph (and audio graph, for models that use audio) of an
     ``export.onnx`` export run in onnxruntime.
@@ -294,18 +371,22 @@ class OnnxEngine(Engine):
         self.device = str(device)
         self.meta = meta
         providers = _providers(device, str(frame_path))
-        self.name = str(meta.get("model", ""))
-        self.input_size = tuple(int(s) for s in meta.get("input_size", (224, 224)))
-        out_shape = (meta.get("outputs", {}).get("heatmap", {}) or {}).get("shape")
-        self.map_size = tuple(int(s) for s in out_shape[1:]) if out_shape else self.input_size
-        self.uses_audio = bool(meta.get("uses_audio", True))
-        self.embed_dim = int(meta.get("embed_dim", 0))
-        self.audio_rate = int(meta.get("audio_rate_hz", 16000))
-        self.audio_seconds = float(meta.get("audio_window_s", 1.0))
-        self.batch = meta.get("batch", "dynamic")
-        self.precision = str(meta.get("precision", "float32"))  # "int8": export.onnx --int8
+        # read_onnx checked every key and its type
+        self.name = meta["model"]
+        self.input_size = tuple(meta["input_size"])
+        self.map_size = tuple(meta["outputs"]["heatmap"]["shape"][1:])
+        self.uses_audio = meta["uses_audio"]
+        self.embed_dim = meta["embed_dim"]
+        self.audio_rate = meta["audio_rate_hz"]
+        self.audio_seconds = float(meta["audio_window_s"])
+        self.batch = meta["batch"]
+        self.precision = meta.get("precision", "float32")  # "int8": export.onnx --int8
         self.frame_session = _session(data, frame_path, providers, threads)
         self._frame_inputs = [i.name for i in self.frame_session.get_inputs()]
+        wanted = {"frame": [3, *self.input_size], "flow": [2, *self.input_size]}
+        if self.uses_audio:
+            wanted["audio_embedding"] = [self.embed_dim]
+        _check_graph_inputs(frame_path, self.frame_session, wanted)
         self.audio_session = None
         self.audio_source = None
         if self.uses_audio:
@@ -323,8 +404,13 @@ class OnnxEngine(Engine):
                                  "re-export both files from the same checkpoint")
             self.audio_session = _session(adata, audio_path, providers, threads)
             self.audio_source = str(audio_path)
-            self._samples = int(ameta.get("audio_samples", self.samples))
-            self._audio_batch = ameta.get("batch", "dynamic")
+            self._samples = ameta["audio_samples"]
+            self._audio_batch = ameta["batch"]
+            _check_graph_inputs(audio_path, self.audio_session, {"wave": [self._samples]})
+            if self._samples != round(self.audio_rate * self.audio_seconds):
+                raise ValueError(f"{frame_path}: metadata audio_rate_hz {self.audio_rate} x audio_window_s "
+                                 f"{self.audio_seconds:g} does not give the audio graph's {self._samples} samples; "
+                                 "re-export both files with `python -m export.onnx MODEL.ckpt -o PREFIX`")
 
     @property
     def samples(self) -> int:
@@ -374,25 +460,32 @@ def _onnx_pair(path: Path) -> tuple[Path, Path]:
     return Path(text + ".frame.onnx"), Path(text + ".audio.onnx")
 
 
-def open_engine(path, device: str = "cpu", backend: str | None = None, *, threads: int | None = None) -> Engine:
+def open_engine(path, device: str = "cpu", backend: str | None = None, *, threads: int | None = None,
+                allow_untrained: bool = False) -> Engine:
     """Open a localiser for inference; see the module docstring.
 
     Args:
         path: a ``.ckpt`` checkpoint; an ONNX export (``<prefix>.frame.onnx``,
             ``<prefix>.audio.onnx`` or ``<prefix>``); or a registry name
-            (``flowgrad.models.names()``, freshly initialised weights).
+            (``flowgrad.models.names()``, freshly initialised weights: a model
+            with weights needs ``allow_untrained``).
         device: "cpu" or "cuda".
         backend: None (from the path), "torch" or "onnxruntime"; a backend that
             cannot run the path is an error.
         threads: onnxruntime intra-op threads (ignored by torch).
+        allow_untrained: open a registry name of a model with weights (random,
+            untrained weights; the engine's ``untrained`` is True). Without it
+            such a name raises :class:`flowgrad.checkpoint.UntrainedError`.
 
     Returns:
         An :class:`Engine`.
 
     Raises:
         ValueError: one line naming the file and the fix, for an unknown
-            suffix, a missing / truncated / corrupt file, a backend or device
-            that is not available, or a TensorRT artefact.
+            suffix, a missing / truncated / corrupt file, weights holding NaN,
+            ONNX metadata missing or of the wrong type, a backend or device
+            that is not available, a TensorRT artefact, or a registry name of
+            a model with weights without ``allow_untrained`` (UntrainedError).
     """
     from flowgrad import models
 
@@ -429,7 +522,10 @@ def open_engine(path, device: str = "cpu", backend: str | None = None, *, thread
         return OnnxEngine(frame_path, audio_path, device, threads=threads)
     if not p.exists() and text in models.names():
         need("torch")
-        return TorchEngine(models.create(text), device, source=text)
+        from flowgrad import checkpoint
+
+        model = checkpoint.create_registered(text, allow_untrained=allow_untrained)
+        return TorchEngine(model, device, source=text, untrained=bool(model.state_dict()))
     if p.exists() or p.suffix:
         raise ValueError(f"{text}: {'unknown model file type' if p.exists() else 'no such file'} "
                          f"(suffix {p.suffix!r}); pass a .ckpt checkpoint, an ONNX export "

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flowgrad.checkpoint import SHIPPED_DIR
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "assets" / "demo"
 DEMO_CLIP = DEMO_DIR / "street.mp4"
-MODELS_DIR = ROOT / "assets" / "models"
+MODELS_DIR = SHIPPED_DIR  # flowgrad.checkpoint.shipped() lists them
 DEMO_MODEL = MODELS_DIR / "flowgrad_en.ckpt"
 
 

@@ -33,7 +33,7 @@ import torch
 
 from flowgrad import engine as engines
 from flowgrad import models
-from flowgrad.checkpoint import CheckpointError
+from flowgrad.checkpoint import CheckpointError, display_path
 from flowgrad.flow import RollingFlowConfig
 
 from .assets import DEMO_CLIP, DEMO_MODEL, ROOT, default_model
@@ -84,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     mod = p.add_argument_group("model")
     mod.add_argument("--model", default=None, metavar="CKPT|ONNX|NAME",
                      help=f"a .ckpt checkpoint, an .onnx export (or its prefix) or a registry name "
-                          f"({', '.join(models.names())}). Default: the shipped demo model "
-                          f"({DEMO_MODEL.relative_to(ROOT)}) if present, else flow_only")
+                          f"({', '.join(models.names())}; all but flow_only need --untrained). Default: the "
+                          f"shipped demo model ({DEMO_MODEL.relative_to(ROOT)}) if present, else flow_only")
+    mod.add_argument("--untrained", action="store_true",
+                     help="allow a registry name of a model with weights: runs random, untrained weights "
+                          "(for timing and plumbing; the maps mean nothing)")
     mod.add_argument("--backend", choices=engines.BACKENDS, default=None,
                      help="inference backend; default from the model file (.ckpt/name: torch, .onnx: onnxruntime)")
     mod.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -246,7 +249,7 @@ def start_pipelines(args) -> Live:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        engine = engines.open(args.model, device=args.device, backend=args.backend)
+        engine = engines.open(args.model, device=args.device, backend=args.backend, allow_untrained=args.untrained)
     except CheckpointError as e:
         raise StartError(str(e)) from None
     flow_fn = shared_flow(args)
@@ -283,6 +286,16 @@ def start_pipelines(args) -> Live:
     return Live(pipelines, sinks, shared, publisher, flow_fn)
 
 
+def describe_model(engine) -> str:
+    """The model part of the start-up line: its name and the file it came from, or that
+    its weights are random (or that it has none)."""
+    if getattr(engine, "untrained", False):
+        return f"{engine.name} UNTRAINED random weights"
+    if not Path(engine.source).exists():  # a registry name of a model without weights (flow_only)
+        return f"{engine.name} (no weights)"
+    return f"{engine.name} from {display_path(engine.source)}"
+
+
 def streams_line(all_stats: list[dict], streams: list[str]) -> str:
     """One line of live figures for several streams."""
     def one(name, stats):
@@ -313,7 +326,7 @@ def main(argv=None) -> int:
     precision = "" if getattr(engine, "precision", "float32") == "float32" else f" {engine.precision}"
     cameras = args.camera[0] if len(args.camera) == 1 else f"{len(args.camera)} cameras"
     streams = ", ".join(f"'{s}'" for s in args.streams)
-    print(f"run_live: {engine.name} ({engine.backend}{precision}, {args.device}) on {cameras}, "
+    print(f"run_live: {describe_model(engine)} ({engine.backend}{precision}, {args.device}) on {cameras}, "
           f"publishing {streams} on {address}", file=sys.stderr)
     if dashboard is not None:
         print(f"run_live: dashboard on {dashboard.url}", file=sys.stderr, flush=True)

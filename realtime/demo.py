@@ -59,7 +59,7 @@ def read_frame(path: Path) -> np.ndarray:
 def load_model(spec: str):
     """A registry name (weights as initialised) or a FlowGrad checkpoint path."""
     try:
-        model, trained = checkpoint.load_or_create(spec)
+        model, trained = checkpoint.load_or_create(spec, allow_untrained=True)  # a note below says so
     except checkpoint.CheckpointError as e:
         raise DemoError(str(e)) from None
     if not trained and model.uses_audio:

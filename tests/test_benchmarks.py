@@ -266,7 +266,7 @@ def test_cli_vggss_with_hear_the_flow(tmp_path, capsys):
         add_clip(tmp_path, clip, textured(seed=4), np.roll(textured(seed=4), 3, axis=1))
     (tmp_path / "vggss.json").write_text(json.dumps(
         [{"file": c, "class": "x", "bbox": [[0.2, 0.2, 0.6, 0.7]]} for c in ("a", "b")]))
-    assert main(["--benchmark", "vggss", "--data", str(tmp_path), "--model", "htf",
+    assert main(["--benchmark", "vggss", "--data", str(tmp_path), "--model", "htf", "--untrained",
                  "--json", str(tmp_path / "r.json")]) == 0
     assert "| HTF | VGGSound 144k | 0.394 | 0.400 |" in capsys.readouterr().out
     r = json.loads((tmp_path / "r.json").read_text())["models"]["htf"]

@@ -359,3 +359,67 @@ def test_load_or_create_resolves_files_and_names(tmp_path):
     assert model.name == "rcgrad" and trained
     with pytest.raises(ckpt.CheckpointError, match="not a registered model.*rcgrad"):
         ckpt.load_or_create("no_such_model")
+
+
+# ------------------------------------------------------------------ non-finite weights, untrained names
+
+
+def _poisoned(tmp_path, value, key="audio_encoder.layer2.0.conv1.weight"):
+    """A real small rcgrad checkpoint whose tensor ``key`` holds ``value`` in one element."""
+    model = small("rcgrad")
+    with torch.no_grad():
+        model.state_dict()[key].view(-1)[3] = value
+    path = tmp_path / "poisoned.ckpt"
+    ckpt.save(path, model)
+    return path, key
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, value):
+    path, key = _poisoned(tmp_path, value)
+    with pytest.raises(CheckpointError) as excinfo:
+        ckpt.load(path)
+    assert_one_line_error(excinfo, path, key, "NaN or infinite", "1 of")
+    # published weights are checked the same way (the key as the file names it)
+    published = tmp_path / "rc_grad.pt"
+    torch.save({"model." + k: v for k, v in torch.load(path, weights_only=True)["state_dict"].items()}, published)
+    with pytest.raises(CheckpointError) as excinfo:
+        ckpt.import_published(published, width=0.25)
+    assert_one_line_error(excinfo, published, key, "NaN or infinite")
+
+
+def test_check_finite_ignores_integer_tensors_and_reports_the_first_bad_one(tmp_path):
+    ckpt.check_finite("x.pt", {"steps": torch.tensor(7), "w": torch.ones(3)})
+    with pytest.raises(CheckpointError, match=r"x\.pt: .*tensor model\.a has 2 of 3 \(and 1 more tensors\)"):
+        ckpt.check_finite("x.pt", {"a": torch.tensor([1.0, float("nan"), float("inf")]),
+                                   "b": torch.tensor([float("nan")])}, "model.")
+
+
+def test_read_tensors_refuses_pickled_code_in_the_projects_words(tmp_path):
+    marker = tmp_path / "PWNED"
+    path = tmp_path / "state.pt"
+    torch.save({"model": {}, "payload": _Evil(marker)}, path)
+    with pytest.raises(CheckpointError) as excinfo:
+        ckpt.read_tensors(path, what="training state")
+    text = assert_one_line_error(excinfo, path, "refused", "executable", "training states must hold only tensors")
+    assert "weights_only" not in text
+    assert not marker.exists()
+
+
+def test_a_registry_name_with_weights_needs_allow_untrained(monkeypatch, tmp_path):
+    monkeypatch.chdir(ckpt.SHIPPED_DIR.parent.parent)  # the repository root: shipped paths show relative
+    for name in ("rcgrad", "flowgrad_en", "htf"):
+        with pytest.raises(ckpt.UntrainedError) as excinfo:
+            ckpt.load_or_create(name)
+        text = assert_one_line_error(excinfo, name, "untrained", "--untrained", "allow_untrained=True")
+        assert excinfo.value.model == name
+        shipped = [str(p.relative_to(ckpt.SHIPPED_DIR.parent.parent)) for p in ckpt.shipped()]
+        assert shipped and all(p.startswith("assets/models/") and p.endswith(".ckpt") for p in shipped)
+        if f"assets/models/{name}.ckpt" in shipped:  # the shipped model of that name is named alone
+            assert f"the shipped assets/models/{name}.ckpt" in text
+        else:
+            assert all(p in text for p in shipped)
+    model, trained = ckpt.load_or_create("rcgrad", allow_untrained=True)
+    assert model.name == "rcgrad" and not trained
+    assert ckpt.create_registered("flow_only").name == "flow_only"  # no weights: nothing to train
+    assert isinstance(excinfo.value, CheckpointError)  # every entry point already reports these in one line

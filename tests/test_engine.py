@@ -1,5 +1,7 @@
 """flowgrad.engine: the same embeddings and heatmaps from a checkpoint (torch) and its
 ONNX export (onnxruntime), for every registry model; path resolution and errors."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -178,3 +180,89 @@ def test_onnx_cuda_without_provider_names_the_fix(saved):
     _, _, prefix = saved["rcgrad"]
     with pytest.raises(ValueError, match="onnxruntime-gpu"):
         engine.open(prefix, device="cuda")
+
+
+# --------------------------------------------------------------------------- hostile files, untrained names
+
+
+def tamper(prefix, out, role="frame", **changes):
+    """Copy the export at ``prefix`` to ``out`` with metadata entries of the ``role`` graph
+    changed (a value: its JSON; None: the entry removed); returns ``out``."""
+    import json
+    import shutil
+
+    import onnx
+
+    for r in ("frame", "audio"):
+        if Path(f"{prefix}.{r}.onnx").exists():
+            shutil.copy(f"{prefix}.{r}.onnx", f"{out}.{r}.onnx")
+    proto = onnx.load(f"{out}.{role}.onnx")
+    meta = {p.key: p.value for p in proto.metadata_props}
+    for key, value in changes.items():
+        if value is None:
+            meta.pop(key)
+        else:
+            meta[key] = json.dumps(value)
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, f"{out}.{role}.onnx")
+    return out
+
+
+TAMPERED = [
+    ({"embed_dim": {"a": 1}}, "frame", "'embed_dim' must be an integer >= 0"),
+    ({"input_size": "abc"}, "frame", "'input_size' must be [height, width]"),
+    ({"embed_dim": None}, "frame", "no 'embed_dim' entry"),
+    ({"uses_audio": "yes"}, "frame", "'uses_audio' must be true or false"),
+    ({"audio_rate_hz": -16000}, "frame", "'audio_rate_hz' must be a positive integer"),
+    ({"audio_window_s": "5"}, "frame", "'audio_window_s' must be a positive number"),
+    ({"batch": 0}, "frame", "'batch' must be 'dynamic' or a positive integer"),
+    ({"outputs": {"heatmap": {"shape": ["batch", "x"]}}}, "frame", "'outputs' must be a JSON object with heatmap"),
+    ({"version": "1"}, "frame", "'version' must be a positive integer"),
+    ({"audio_samples": [80000]}, "audio", "'audio_samples' must be a positive integer"),
+    ({"precision": 8}, "frame", "'precision' must be a string"),
+    # the right types, but not what the graph takes
+    ({"embed_dim": 7}, "frame", "the metadata describes inputs"),
+    ({"input_size": [100, 100]}, "frame", "the metadata describes inputs"),
+    ({"audio_samples": 123}, "audio", "the metadata describes inputs"),
+    ({"audio_rate_hz": 10**12}, "frame", "'audio_rate_hz' must be a positive integer"),
+    ({"audio_rate_hz": 8000}, "frame", "does not give the audio graph's"),
+    ({"audio_window_s": 10**400}, "frame", "'audio_window_s' must be a positive number"),
+    ({"embed_dim": 10**400}, "frame", "'embed_dim' must be an integer >= 0"),
+    ({"audio_window_s": 0.5}, "frame", "does not give the audio graph's"),
+]
+
+
+@pytest.mark.parametrize("changes, role, message", TAMPERED)
+def test_tampered_onnx_metadata_is_one_line_naming_the_file(saved, tmp_path, changes, role, message):
+    _, _, prefix = saved["rcgrad"]
+    out = tamper(prefix, tmp_path / "evil", role, **changes)
+    with pytest.raises(ValueError) as excinfo:
+        engine.open(out)
+    text = str(excinfo.value)
+    assert "\n" not in text and text.startswith(f"{out}.{role}.onnx: "), text
+    assert message in text and "export.onnx" in text, text
+
+
+def test_nan_weights_are_refused_by_open(saved, tmp_path):
+    model, _, _ = saved["flowgrad_en"]
+    poisoned = models.create("flowgrad_en", **small_config("flowgrad_en"))
+    poisoned.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        poisoned.flow_encoder.conv1.weight[0, 0, 0, 0] = float("nan")
+    checkpoint.save(tmp_path / "nan.ckpt", poisoned)
+    with pytest.raises(checkpoint.CheckpointError, match=r"nan\.ckpt: .*flow_encoder\.conv1\.weight"):
+        engine.open(tmp_path / "nan.ckpt")
+
+
+def test_registry_names_with_weights_need_allow_untrained(saved):
+    for name in ("rcgrad", "flowgrad_en", "htf"):
+        with pytest.raises(checkpoint.UntrainedError, match=rf"^{name}: .*untrained.*--untrained"):
+            engine.open(name)
+    eng = engine.open("rcgrad", allow_untrained=True)
+    assert eng.untrained and eng.source == "rcgrad" and eng.backend == "torch"
+    assert not engine.open("flow_only").untrained  # no weights to train
+    _, ckpt, prefix = saved["rcgrad"]
+    assert not engine.open(ckpt).untrained and not engine.open(prefix).untrained

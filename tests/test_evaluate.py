@@ -106,6 +106,6 @@ def test_reference_mode_cleans_below_the_median(eval_set, tmp_path, capsys):
     labels = list(json.loads((tmp_path / "r.json").read_text())["models"])
     assert labels == [f"rcgrad reference ({tmp_path.name})", f"flowgrad_h reference ({tmp_path.name})"]
     capsys.readouterr()
-    assert main(["--data", str(eval_set), "--reference", "--model", "htf"]) == 2
+    assert main(["--data", str(eval_set), "--reference", "--model", "htf", "--untrained"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no reference mode" in err[0]

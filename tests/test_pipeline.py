@@ -177,4 +177,4 @@ def test_a_file_without_loop_ends_the_run_normally(tmp_path):
 
 def test_audio_model_needs_audio_source(square_video):
     with pytest.raises(ValueError, match="listens to audio"):
-        Pipeline(_config(), _video(square_video), engines.open("rcgrad"), Collector())
+        Pipeline(_config(), _video(square_video), engines.open("rcgrad", allow_untrained=True), Collector())

@@ -69,8 +69,8 @@ def test_help_explains_every_option():
     (("--camera", "7", "--model", "flow_only"), "no camera 7"),
     (("--camera", "/nonexistent/clip.mp4"), "no such file"),
     (("--demo", "--model", "/nonexistent/model.ckpt"), "model.ckpt"),
-    (("--demo", "--model", "rcgrad", "--audio", "/nonexistent/sound.wav"), "no such audio file"),
-    (("--demo", "--model", "rcgrad", "--audio", "no-such-microphone"), "no-such-microphone"),
+    (("--demo", "--model", "rcgrad", "--untrained", "--audio", "/nonexistent/sound.wav"), "no such audio file"),
+    (("--demo", "--model", "rcgrad", "--untrained", "--audio", "no-such-microphone"), "no-such-microphone"),
     (("--demo", "--duration", "0"), "--duration"),
     (("--demo", "--flow-backend", "opencv", "--flow-compile"), "--flow-backend torch"),
     (("--camera", str(DEMO_CLIP), "--camera", str(DEMO_CLIP), "--camera", str(DEMO_CLIP),
@@ -205,8 +205,8 @@ def test_camera_and_microphone_stood_in_by_udp_stream_and_pulseaudio(tmp_path):
     port = _free_tcp_port()
     with PulseNullSink() as pulse, UdpVideoStream(DEMO_CLIP) as camera:
         pulse.play(tmp_path / "engine.wav")
-        proc = _start_live("--camera", camera.url, "--audio", "pulse", "--model", "rcgrad", "--duration", "12",
-                           "--publish", f"tcp://127.0.0.1:{port}", env=pulse.env)
+        proc = _start_live("--camera", camera.url, "--audio", "pulse", "--model", "rcgrad", "--untrained",
+                           "--duration", "12", "--publish", f"tcp://127.0.0.1:{port}", env=pulse.env)
         try:
             got = _collect(f"tcp://127.0.0.1:{port}", seconds=4)
         finally:
@@ -282,7 +282,8 @@ def test_a_camera_that_drops_is_reported_and_reconnected():
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_and_sigterm_stop_within_two_seconds(sig):
     port = _free_tcp_port()
-    proc = _start_live("--demo", "--model", "rcgrad", "--duration", "60", "--publish", f"tcp://127.0.0.1:{port}")
+    proc = _start_live("--demo", "--model", "rcgrad", "--untrained", "--duration", "60",
+                       "--publish", f"tcp://127.0.0.1:{port}")
     gen = subscribe(f"tcp://127.0.0.1:{port}", kinds=("heatmap",), timeout_s=60)
     next(gen)  # running: every stage has produced
     gen.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from flowgrad import checkpoint
+from flowgrad import checkpoint, models
 from training.synth import SynthConfig, generate
 from training.train import main, split_by_clip
 
@@ -114,3 +114,111 @@ def test_torchrun_two_cpu_processes(tiny_set, tmp_path):
     log = _log(run)
     assert log[-1]["world_size"] == 2 and log[-1]["steps"] >= 1
     checkpoint.load(run / "best.ckpt")
+
+
+# ------------------------------------------------------------------ broken inputs, honest figures
+
+
+def _copy_with_nan_audio(tiny_set, tmp_path):
+    """The tiny set with one clip's WAV rewritten as float32 holding NaN in a 0.1 s stretch."""
+    import shutil
+
+    import numpy as np
+    from scipy.io import wavfile
+
+    root = tmp_path / "set"
+    shutil.copytree(tiny_set, root)
+    wav = sorted((root / "audio").glob("*.wav"))[1]
+    rate, data = wavfile.read(wav)
+    data = data.astype(np.float32) / 32768
+    data[2 * rate: 2 * rate + rate // 10] = np.nan
+    wavfile.write(wav, rate, data)
+    return root, wav
+
+
+def test_a_clip_with_nan_audio_is_skipped_counted_and_reported(tiny_set, tmp_path, capsys):
+    from training.data.windows import SKIP_NON_FINITE
+
+    data, wav = _copy_with_nan_audio(tiny_set, tmp_path)
+    run = tmp_path / "run"
+    assert main(_args(data, run, "--epochs", "1", "--val-fraction", "0")) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    # all 6 windows of the clip reach 2.0-2.1 s: 5 s windows tiled over a 6 s clip (and the resampler's margin)
+    assert f"train: skipped inputs: {SKIP_NON_FINITE}: 6\n" in err, err
+    assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in _log(run))
+
+
+def test_nan_audio_is_counted_through_dataloader_workers(tiny_set, tmp_path, capsys):
+    from training.data.windows import SKIP_NON_FINITE
+
+    data, _ = _copy_with_nan_audio(tiny_set, tmp_path)
+    assert main(_args(data, tmp_path / "run", "--epochs", "1", "--val-fraction", "0", "--workers", "1")) == 0
+    assert f"train: skipped inputs: {SKIP_NON_FINITE}: 6\n" in capsys.readouterr().err
+
+
+def test_the_validation_count_is_the_windows_validated(tiny_set, tmp_path, capsys):
+    from training.data import DataConfig, UrbansasWindows
+    from training.train import clip_ids
+
+    clips = clip_ids(UrbansasWindows(tiny_set, DataConfig(audio_seconds=5.0)))
+    held_out = len(split_by_clip(clips, 0.25, seed=0)[1])
+    run = tmp_path / "run"
+    # batches of 5: the old loader left a last batch of one window, which a contrastive loss cannot use
+    assert main(_args(tiny_set, run, "--epochs", "1", "--max-steps", "1", "--batch-size", "5")) == 0
+    err = capsys.readouterr().err
+    assert f"/ {held_out} validation windows" in err
+    assert f"on {held_out} windows" in err and _log(run)[-1]["val_windows"] == held_out
+
+
+def test_without_validation_windows_no_validation_loss_is_reported(tiny_set, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(_args(tiny_set, run, "--epochs", "1", "--max-steps", "1", "--val-fraction", "0")) == 0
+    err = capsys.readouterr().err
+    assert "/ 0 validation windows" in err and " val " not in err and "best validation" not in err
+    assert "no validation windows (best.ckpt by the training loss)" in err
+    assert "best training loss" in err
+    record = _log(run)[-1]
+    assert record["val_loss"] is None and record["val_windows"] == 0
+    assert checkpoint.read_meta(run / "best.ckpt")["meta"]["val_loss"] is None
+
+
+def test_nan_weights_are_refused_for_init_and_resume(tiny_set, tmp_path, capsys):
+    model = models.create("rcgrad", width=0.125)
+    with torch.no_grad():
+        model.audio_encoder.conv1.weight[0, 0, 0, 0] = float("inf")
+    checkpoint.save(tmp_path / "inf.ckpt", model)
+    assert main(_args(tiny_set, tmp_path / "a", "--init", str(tmp_path / "inf.ckpt"))) == 2
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": model.state_dict(), "objective": {}, "optimiser": {}, "scheduler": {}, "counters": {}},
+               run / "state.pt")
+    assert main(_args(tiny_set, run, "--resume")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("train: error: ") for line in err), err
+    assert "inf.ckpt" in err[0] and "audio_encoder.conv1.weight" in err[0] and "NaN or infinite" in err[0]
+    assert "state.pt" in err[1] and "NaN or infinite" in err[1] and "model.audio_encoder.conv1.weight" in err[1]
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_malicious_state_pt_is_refused_in_one_line(tiny_set, tmp_path, capsys):
+    marker = tmp_path / "PWNED"
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": {}, "counters": _Evil(marker)}, run / "state.pt")
+    proc = subprocess.run([sys.executable, "-m", "training.train", *_args(tiny_set, run, "--resume")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"train: error: {run / 'state.pt'}: refused to load"), err
+    assert "executable" in err[0] and "posix.system" in err[0] and "weights_only" not in err[0]
+    assert not marker.exists()

@@ -14,8 +14,9 @@ median, as the LVS / Hear The Flow evaluation code. The published figures of
 the benchmark's paper are printed after ours.
 
 Models (``--model``, repeatable): a ``.ckpt`` checkpoint, an ONNX export (its
-``.frame.onnx`` or prefix), a registry name (fresh weights: only meaningful
-for ``flow_only``), ``flowgrad_h:RCGRAD.ckpt`` (FlowGrad-H built on a trained
+``.frame.onnx`` or prefix), a registry name (``flow_only``; the names of
+models with weights mean random, untrained weights and need ``--untrained``),
+``flowgrad_h:RCGRAD.ckpt`` (FlowGrad-H built on a trained
 RCGrad) or ``detector:DETECTOR.onnx`` (the vision-only + class filter +
 temporal filter baseline; detector output format in training/detector.py).
 
@@ -109,10 +110,11 @@ def as_reference(model, spec: str):
     return twin.eval()
 
 
-def open_localiser(spec: str, device: str, reference: bool = False) -> Localiser:
+def open_localiser(spec: str, device: str, reference: bool = False, allow_untrained: bool = False) -> Localiser:
     """A :class:`Localiser` for one ``--model`` value; EvaluateError when it cannot be opened.
 
     reference: run torch models with their published post-processing (:func:`as_reference`).
+    allow_untrained: accept a registry name of a model with weights (random weights).
     """
     try:
         if spec.startswith("detector:"):
@@ -125,7 +127,7 @@ def open_localiser(spec: str, device: str, reference: bool = False) -> Localiser
             model = derive_flowgrad_h(base)
             eng = engines.TorchEngine(as_reference(model, spec) if reference else model, device, source=spec)
             return _engine_localiser(f"flowgrad_h{mark} ({Path(spec[11:]).parent.name or spec[11:]})", eng)
-        eng = engines.open(spec, device=device)
+        eng = engines.open(spec, device=device, allow_untrained=allow_untrained)
         if reference:
             if not isinstance(eng, engines.TorchEngine):
                 raise EvaluateError(f"{spec}: --reference needs a checkpoint or registry name (an ONNX export "
@@ -278,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reader, ground-truth rule, map binarisation and published figures (urbansas)")
     p.add_argument("--model", action="append", required=True, metavar="SPEC",
                    help="CKPT, ONNX, registry name, flowgrad_h:RCGRAD.ckpt or detector:DETECTOR.onnx (repeatable)")
+    p.add_argument("--untrained", action="store_true",
+                   help="accept registry names of models with weights (random, untrained weights; without it "
+                        "only flow_only is accepted by name)")
     p.add_argument("--map-threshold", type=_map_rule, default=None,
                    help="heatmap binarisation: a threshold in (0, 1) or 'median' "
                         "(default: the benchmark's: 0.5 for urbansas, median for flickr and vggss)")
@@ -305,7 +310,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if benchmark.still and any(spec.startswith("detector:") for spec in args.model):
             raise EvaluateError(f"the detector baseline (vehicles moving between video frames) is for urbansas, "
                                 f"not {args.benchmark}")
-        localisers = [open_localiser(spec, args.device, args.reference) for spec in args.model]
+        localisers = [open_localiser(spec, args.device, args.reference, args.untrained) for spec in args.model]
         with tempfile.TemporaryDirectory() as tmp:
             cache = FlowCache(Path(args.flow_cache or tmp))
             for loc in localisers:

@@ -8,7 +8,13 @@ Recipe (the FlowGrad paper's training set-up): Adam (lr 1e-3), the model's objec
 (:mod:`training.objectives`), reduce-on-plateau x0.1 after ``--plateau``
 epochs without a better validation loss, early stop after ``--early-stop``,
 at most ``--epochs``. Validation is a held-out fraction of the CLIPS (never
-windows of a training clip). Under ``torchrun`` every process trains on its
+windows of a training clip); each epoch line gives the number of windows the
+validation loss averages over, and without any (a single usable clip,
+``--val-fraction 0``) says so and lets the training loss pick ``best.ckpt``.
+Windows that cannot be read (including audio, frame or flow holding NaN or
+infinity) are replaced by a window of another clip and counted; the counts per
+reason are printed at the end. ``--init`` and ``--resume`` refuse files holding
+code or NaN weights in one line. Under ``torchrun`` every process trains on its
 own shard with gradients averaged (DistributedDataParallel; NCCL on GPUs,
 gloo on CPUs); only rank 0 writes files.
 
@@ -27,6 +33,7 @@ import os
 import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -34,13 +41,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from flowgrad import checkpoint, models
 
 from . import objectives
-from .data import DataConfig, FolderWindows, UrbansasWindows, collate
+from .data import DataConfig, DataError, FolderWindows, UrbansasWindows, collate
+from .data.windows import SKIP_NON_FINITE, SKIP_READ_FAILED
 from .augment import AugmentConfig, augment
 from .batching import ClipGroupedBatches
 from .data.flowcache import FlowCache
@@ -192,6 +200,29 @@ def _to(device, batch):
     return batch.frame.to(device), batch.flow.to(device), batch.wave.to(device)
 
 
+def _even_batches(n: int, batch_size: int) -> list[list[int]]:
+    """0 .. n-1 in ceil(n / batch_size) consecutive batches whose sizes differ by at most
+    one, so no batch holds a single window when n >= 2 (a contrastive loss needs negatives)."""
+    k = max(1, math.ceil(n / batch_size))
+    return [list(range(i * n // k, (i + 1) * n // k)) for i in range(k)]
+
+
+def _sum_across(values: list[float], world: int, device) -> list[float]:
+    """Element-wise sum of per-process figures over all processes."""
+    if world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _first_line(error: Exception) -> str:
+    """The error's message on one line; for an error re-raised from a DataLoader worker
+    (its text is the worker's traceback), the original error's last line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if "Traceback" in str(error) and lines else " ".join(lines)
+
+
 def _mean_across(value: float, count: int, world: int, device) -> float:
     """The mean of a per-process mean, weighted by per-process counts."""
     if world == 1:
@@ -202,7 +233,13 @@ def _mean_across(value: float, count: int, world: int, device) -> float:
 
 
 def run(config: TrainConfig, resume: bool = False) -> dict:
-    """Train; returns {"best_val_loss", "epochs", "steps", "best"} (rank 0's view)."""
+    """Train; returns {"best_val_loss", "validated", "epochs", "steps", "best", "skipped"} (rank 0's view).
+
+    best_val_loss is the lowest validation loss, or the lowest training loss when
+    no epoch of this run had validation windows (validated False). skipped:
+    reason -> count of the inputs left out (at indexing, and while reading, over
+    every process).
+    """
     rank, world = _distributed()
     try:
         result = _run(config, resume, rank, world)
@@ -229,6 +266,7 @@ def _run(config: TrainConfig, resume: bool, rank: int, world: int) -> dict:
                                                 stride_s=config.stride_s), flow_cache=config.flow_cache)
     if len(data) == 0:
         raise TrainError(f"{config.data}: no usable training windows ({data.skipped or 'no clips'})")
+    index_skips = data.skipped  # read-time skips come with the batches, from any worker process
     clips = clip_ids(data)
     train_idx, val_idx = split_by_clip(clips, config.val_fraction, config.seed)
     if len(train_idx) < 2 * world:
@@ -262,13 +300,13 @@ def _run(config: TrainConfig, resume: bool, rank: int, world: int) -> dict:
                                          config.seed, rank, world)
         except ValueError as e:
             raise TrainError(f"--clips-per-batch: {e}") from None
-        train_loader = DataLoader(Subset(data, train_idx), batch_sampler=batches, num_workers=config.workers,
+        train_loader = DataLoader(data.subset(train_idx), batch_sampler=batches, num_workers=config.workers,
                                   persistent_workers=config.workers > 0, collate_fn=collate)
     else:
         if world > 1:
             sampler = torch.utils.data.distributed.DistributedSampler(
-                Subset(data, train_idx), num_replicas=world, rank=rank, seed=config.seed, drop_last=True)
-        train_loader = DataLoader(Subset(data, train_idx), batch_size=config.batch_size, shuffle=sampler is None,
+                data.subset(train_idx), num_replicas=world, rank=rank, seed=config.seed, drop_last=True)
+        train_loader = DataLoader(data.subset(train_idx), batch_size=config.batch_size, shuffle=sampler is None,
                                   sampler=sampler, num_workers=config.workers,
                                   drop_last=len(train_idx) > config.batch_size,
                                   generator=torch.Generator().manual_seed(config.seed),
@@ -278,16 +316,21 @@ def _run(config: TrainConfig, resume: bool, rank: int, world: int) -> dict:
         # Validate the task that is trained: the same batch make-up, fixed across epochs.
         val_batches = ClipGroupedBatches([clips[i] for i in val_idx], config.batch_size, config.clips_per_batch,
                                          config.seed, rank, world)
-        val_loader = DataLoader(Subset(data, val_idx), batch_sampler=val_batches, num_workers=config.workers,
+        val_loader = DataLoader(data.subset(val_idx), batch_sampler=val_batches, num_workers=config.workers,
                                 collate_fn=collate)
     elif val_idx:
-        val_loader = DataLoader(Subset(data, val_idx[rank::world]), batch_size=config.batch_size,
+        mine = val_idx[rank::world]
+        val_loader = DataLoader(data.subset(mine), batch_sampler=_even_batches(len(mine), config.batch_size),
                                 num_workers=config.workers, collate_fn=collate)
     if rank == 0:
         print(f"train: {config.model} width {config.width}: {len(train_idx)} training / {len(val_idx)} validation "
               f"windows, {world} process(es) on {device}" + "".join(f"; {n}" for n in notes)
-              + (f"; frozen: {', '.join(frozen)}" if frozen else ""), file=sys.stderr)
+              + (f"; frozen: {', '.join(frozen)}" if frozen else "")
+              + ("; no validation: the training loss picks best.ckpt" if not val_idx else ""), file=sys.stderr)
 
+
+    read_skips: Counter = Counter()  # inputs passed over while reading, in this process
+    validated = False  # the last epoch had validation windows (else the training loss picks best.ckpt)
     aug_rng = torch.Generator().manual_seed(config.seed * 7919 + rank)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
     while counters["epoch"] < config.epochs and counters["stale"] < config.early_stop:
@@ -301,6 +344,7 @@ def _run(config: TrainConfig, resume: bool, rank: int, world: int) -> dict:
         t0, total, n = time.time(), 0.0, 0
         bar = _batches(train_loader, f"epoch {epoch}", show)
         for batch in bar:
+            read_skips.update(batch.skipped)
             frame, flow, wave = _to(device, batch)
             if config.augment:
                 frame, flow, wave = augment(frame, flow, wave, AugmentConfig(), aug_rng)
@@ -317,36 +361,48 @@ def _run(config: TrainConfig, resume: bool, rank: int, world: int) -> dict:
             if config.max_steps is not None and counters["steps"] >= config.max_steps:
                 break
         train_loss = _mean_across(total / max(n, 1), n, world, device)
-        val_loss = _validate(step_module, val_loader, device, autocast, show, world) if val_loader else train_loss
-        scheduler.step(val_loss)
-        improved = val_loss < counters["best_val_loss"]
-        counters.update(epoch=epoch, best_val_loss=min(val_loss, counters["best_val_loss"]),
+        val_loss, val_windows = (_validate(step_module, val_loader, device, autocast, show, world, read_skips)
+                                 if val_loader else (math.nan, 0))
+        validated = val_windows > 0
+        monitored = val_loss if validated else train_loss  # no validation: the training loss stands in
+        scheduler.step(monitored)
+        improved = monitored < counters["best_val_loss"]
+        counters.update(epoch=epoch, best_val_loss=min(monitored, counters["best_val_loss"]),
                         stale=0 if improved else counters["stale"] + 1)
         if rank == 0:
-            record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                      "lr": optimiser.param_groups[0]["lr"], "steps": counters["steps"],
+            record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss if validated else None,
+                      "val_windows": val_windows, "lr": optimiser.param_groups[0]["lr"], "steps": counters["steps"],
                       "seconds": round(time.time() - t0, 1), "world_size": world}
             _save_epoch(out, model, objective, optimiser, scheduler, counters, record, improved)
-            print(f"train: epoch {epoch}: train {train_loss:.4f} val {val_loss:.4f} "
+            val_text = (f"val {val_loss:.4f} on {val_windows} windows" if validated
+                        else "no validation windows (best.ckpt by the training loss)")
+            print(f"train: epoch {epoch}: train {train_loss:.4f} {val_text} "
                   f"lr {record['lr']:.1e}{' (best)' if improved else ''} [{record['seconds']} s]", file=sys.stderr)
         if config.max_steps is not None and counters["steps"] >= config.max_steps:
             break
-    return {"best_val_loss": counters["best_val_loss"], "epochs": counters["epoch"], "steps": counters["steps"],
-            "best": str(out / "best.ckpt")}
+    totals = _sum_across([float(read_skips[r]) for r in (SKIP_READ_FAILED, SKIP_NON_FINITE)], world, device)
+    skipped = Counter(index_skips)
+    skipped.update({r: int(n) for r, n in zip((SKIP_READ_FAILED, SKIP_NON_FINITE), totals) if n})
+    return {"best_val_loss": counters["best_val_loss"], "validated": validated, "epochs": counters["epoch"],
+            "steps": counters["steps"], "best": str(out / "best.ckpt"), "skipped": dict(skipped)}
 
 
 @torch.no_grad()
-def _validate(step_module, loader, device, autocast, show, world) -> float:
+def _validate(step_module, loader, device, autocast, show, world, read_skips: Counter) -> tuple[float, int]:
+    """(mean validation loss, windows it is the mean over, all processes together);
+    (nan, 0) when no batch held two windows. Counts passed-over inputs in ``read_skips``."""
     step_module.eval()
     total, n = 0.0, 0
     for batch in _batches(loader, "validate", show):
+        read_skips.update(batch.skipped)
         frame, flow, wave = _to(device, batch)
         if len(frame) < 2:  # a contrastive loss needs negatives
             continue
         with autocast:
             loss, _ = step_module(frame, flow, wave)
         total, n = total + loss.item() * len(frame), n + len(frame)
-    return _mean_across(total / max(n, 1), n, world, device) if n or world > 1 else float("nan")
+    total, n = _sum_across([total, float(n)], world, device)
+    return (total / n, int(n)) if n else (math.nan, 0)
 
 
 # ------------------------------------------------------------------ files
@@ -371,7 +427,17 @@ def _load_state(out: Path, model, objective, optimiser, scheduler) -> dict:
     if not path.is_file():
         raise TrainError(f"{path}: nothing to resume (no state.pt); start without --resume")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        # never runs code: a file holding pickled objects gets the project's one-line refusal
+        state = checkpoint.read_tensors(path, what="training state")
+        if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+            raise TrainError(f"{path}: not a training state of training.train (no 'model' weights); "
+                             "start without --resume")
+        checkpoint.check_finite(path, state["model"], "model.")
+        if isinstance(state.get("objective"), dict):
+            checkpoint.check_finite(path, state["objective"], "objective.")
+    except checkpoint.CheckpointError as e:
+        raise TrainError(str(e)) from None
+    try:
         model.load_state_dict(state["model"])
         objective.load_state_dict(state["objective"])
         optimiser.load_state_dict(state["optimiser"])
@@ -435,14 +501,18 @@ def main(argv=None) -> int:
         if not resume and (out / "state.pt").exists():
             raise TrainError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
         result = run(config, resume=resume)
-    except TrainError as e:
-        print(f"train: error: {e}", file=sys.stderr)
+    except (TrainError, DataError) as e:  # DataError: a sample and its substitutes could not be read
+        print(f"train: error: {_first_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("train: interrupted; continue with --resume", file=sys.stderr)
         return 130
-    print(f"train: done after {result['epochs']} epochs / {result['steps']} steps; best validation loss "
-          f"{result['best_val_loss']:.4f} -> {result['best']}", file=sys.stderr)
+    if result["skipped"]:
+        counts = ", ".join(f"{reason}: {count}" for reason, count in result["skipped"].items())
+        print(f"train: skipped inputs: {counts}", file=sys.stderr)
+    loss = "validation loss {:.4f}" if result["validated"] else "training loss {:.4f} (no validation windows)"
+    print(f"train: done after {result['epochs']} epochs / {result['steps']} steps; best "
+          f"{loss.format(result['best_val_loss'])} -> {result['best']}", file=sys.stderr)
     return 0
 
 

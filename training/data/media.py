@@ -29,6 +29,11 @@ class MediaError(Exception):
     """A media file cannot be read as needed; the message names the file and the problem."""
 
 
+class NonFiniteError(MediaError):
+    """Decoded samples (or a frame or flow made from them) hold NaN or infinity: a float
+    WAV can carry them, and one such window turns a training loss into NaN."""
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What a dataset needs to know about a video stream.
@@ -225,7 +230,8 @@ def read_audio(info: AudioInfo, start: int, count: int) -> np.ndarray:
     start); positions outside the decoded stream read as zeros. Samples are
     placed by their timestamps, so a seek that lands early costs nothing in
     accuracy. Returns (channels, count) float32 in [-1, 1].
-    Raises MediaError when the file cannot be decoded.
+    Raises MediaError when the file cannot be decoded, NonFiniteError (a
+    MediaError) when the samples read hold NaN or infinity.
     """
     path = info.path
     out = np.zeros((info.channels, count), dtype=np.float32)
@@ -247,4 +253,7 @@ def read_audio(info: AudioInfo, start: int, count: int) -> np.ndarray:
             data = _planar_float(frame)
             lo, hi = max(start, pos), min(start + count, pos + frame.samples)
             out[: data.shape[0], lo - start:hi - start] = data[: info.channels, lo - pos:hi - pos]
+    if not np.isfinite(out).all():
+        raise NonFiniteError(f"{path}: audio holds NaN or infinite samples between "
+                             f"{start / info.rate:.3f} s and {(start + count) / info.rate:.3f} s")
     return out

@@ -9,9 +9,11 @@ same grid; audio is mono float32 at ``audio_rate`` Hz, centred on t.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
@@ -23,7 +25,7 @@ from flowgrad.flow import FarnebackParams, RollingFlow, RollingFlowConfig
 from flowgrad.inputs import prepare_flow, prepare_frames
 from training.metrics import boxes_to_mask
 
-from .media import AudioInfo, MediaError, VideoInfo, read_audio, read_frames
+from .media import AudioInfo, MediaError, NonFiniteError, VideoInfo, read_audio, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ _RESAMPLE_MARGIN_BLOCKS = 40
 _MAX_SUBSTITUTES = 3
 
 SKIP_READ_FAILED = "read failed in __getitem__ (substituted)"
+SKIP_NON_FINITE = "NaN or infinite audio, frame or flow (substituted)"
 
 
 class DataError(Exception):
@@ -101,6 +104,9 @@ class Sample:
         centred on t (sample T // 2 is at time t).
     clip: clip id. t: time of the frame in the clip, seconds.
     gt: (H, W) float32 binary ground-truth mask for evaluation pairs, else None.
+    skipped: the skip reason of every input passed over to make this sample
+        (substitutions); carried so that counts made in DataLoader workers reach
+        the training loop through :func:`collate`.
     """
 
     frame: torch.Tensor
@@ -109,12 +115,14 @@ class Sample:
     clip: str
     t: float
     gt: Optional[torch.Tensor] = None
+    skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Batch:
     """Samples stacked by :func:`collate`: frame (B, 3, H, W), flow (B, 2, H, W),
-    wave (B, T), clip (B names), t (B,) float64 seconds, gt (B, H, W) or None."""
+    wave (B, T), clip (B names), t (B,) float64 seconds, gt (B, H, W) or None,
+    skipped: reason -> count of the inputs passed over to make these samples."""
 
     frame: torch.Tensor
     flow: torch.Tensor
@@ -122,6 +130,7 @@ class Batch:
     clip: tuple[str, ...]
     t: torch.Tensor
     gt: Optional[torch.Tensor]
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 def collate(samples: Sequence[Sample]) -> Batch:
@@ -141,6 +150,7 @@ def collate(samples: Sequence[Sample]) -> Batch:
         clip=tuple(s.clip for s in samples),
         t=torch.tensor([s.t for s in samples], dtype=torch.float64),
         gt=torch.stack([s.gt for s in samples]) if all(with_gt) else None,
+        skipped=dict(Counter(reason for s in samples for reason in s.skipped)),
     )
 
 
@@ -278,10 +288,13 @@ class WindowDataset(Dataset):
     ``flow(video, t, config, compute)`` (see training.data.flowcache).
     skipped: the counter of inputs left out at index time.
     substitute: what a read failing in __getitem__ does (a file changed or
-    broke after indexing): True replaces it by the next item (up to 3 tries,
-    counted under SKIP_READ_FAILED, so a training epoch goes on); False raises
-    DataError (evaluation must not score a different pair). Counts made inside
-    DataLoader worker processes stay in those processes.
+    broke after indexing, or audio, frame or flow holding NaN or infinity):
+    True replaces it by the first item of the next clip (up to 3 tries, so a
+    broken clip costs one try; counted under SKIP_READ_FAILED or
+    SKIP_NON_FINITE, so a training epoch goes on); False raises DataError
+    (evaluation must not score a different pair). Counts made inside
+    DataLoader worker processes stay in those processes, but each reaches the
+    training loop through ``Sample.skipped`` and ``Batch.skipped``.
     Files are opened per read, so the dataset forks safely into workers.
     """
 
@@ -304,19 +317,40 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def subset(self, indices: Sequence[int]) -> "WindowDataset":
+        """A dataset of the items at ``indices`` (same sources, config, cache and skip
+        counter), so that substitutes are drawn from the subset only (a validation
+        window is never replaced by a training window)."""
+        return WindowDataset(self.sources, [self.items[i] for i in indices], self.config, cache=self.cache,
+                             skipped=self._skipped, substitute=self._substitute)
+
+    def _next_clip(self, pos: int) -> int:
+        """Position of the first item after ``pos`` (cyclically) from another clip, or pos + 1."""
+        source = self.items[pos].source
+        for step in range(1, len(self)):
+            if self.items[(pos + step) % len(self)].source != source:
+                return (pos + step) % len(self)
+        return (pos + 1) % len(self)
+
     def __getitem__(self, index: int) -> Sample:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         index %= len(self)
-        for attempt in range(_MAX_SUBSTITUTES + 1):
-            item = self.items[(index + attempt) % len(self)]
+        pos, passed = index, []
+        for _ in range(_MAX_SUBSTITUTES + 1):
             try:
-                return self._make(item)
+                sample = self._make(self.items[pos])
             except MediaError as e:
                 if not self._substitute:
                     raise DataError(f"sample {index}: {e}") from e
-                self._skipped.skip(SKIP_READ_FAILED, str(e))
-        raise DataError(f"sample {index} and the {_MAX_SUBSTITUTES} after it could not be read; see the warnings")
+                reason = SKIP_NON_FINITE if isinstance(e, NonFiniteError) else SKIP_READ_FAILED
+                self._skipped.skip(reason, str(e))
+                passed.append(reason)
+                pos = self._next_clip(pos)
+                continue
+            return dataclasses.replace(sample, skipped=tuple(passed)) if passed else sample
+        raise DataError(f"sample {index} and {_MAX_SUBSTITUTES} substitutes from other clips could not be read; "
+                        "see the warnings")
 
     def _make(self, item: Item) -> Sample:
         src, cfg = self.sources[item.source], self.config
@@ -326,6 +360,9 @@ class WindowDataset(Dataset):
             frame_bgr, flow = compute_flow(src.video, item.t, cfg)
         frame = prepare_frames(torch.from_numpy(frame_bgr), cfg.input_size)[0]
         wave = torch.from_numpy(audio_window(src.audio, item.t, cfg))
+        for what, tensor in (("flow", flow), ("frame", frame), ("audio window", wave)):
+            if not bool(torch.isfinite(tensor).all()):  # a flow cache entry, or audio resampled past float32
+                raise NonFiniteError(f"{src.clip}: the {what} at {item.t:.3f} s holds NaN or infinite values")
         gt = None
         if item.boxes is not None:
             gt = torch.from_numpy(boxes_to_mask(item.boxes, src.video.size, cfg.input_size[0]))
