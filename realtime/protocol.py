@@ -32,7 +32,7 @@ HEATMAP_DTYPES = ("uint8", "float16")
 # Stream names go into topics: no "/" (kind separator) or "\n" (topic end).
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _LENGTH = struct.Struct(">I")
-_MAX_TOPIC = 1 + max(map(len, KINDS)) + 64 + 1
+MAX_TOPIC_BYTES = 1 + max(map(len, KINDS)) + 64 + 1  # "<kind>/<stream>\n" at its longest
 # A real header is a few hundred bytes; the limits keep a hostile one cheap to refuse.
 MAX_HEADER_BYTES = 65536
 MAX_HEADER_DEPTH = 8          # nesting of JSON objects/arrays, the header itself being 1
@@ -178,7 +178,7 @@ def decode(data: bytes) -> Heatmap | Status:
     that do not match the header. Nothing else escapes, whatever the bytes.
     """
     data = bytes(data)
-    end = data.find(b"\n", 0, _MAX_TOPIC)
+    end = data.find(b"\n", 0, MAX_TOPIC_BYTES)
     if end < 0:
         raise ProtocolError("no topic line: not a FlowGrad heatmap-stream message", "no topic")
     if len(data) < end + 1 + _LENGTH.size:
