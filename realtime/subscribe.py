@@ -43,8 +43,10 @@ log = logging.getLogger(__name__)
 RECORDING_MAGIC = b"FGLREC1\n"
 _LENGTH = struct.Struct(">I")
 MIB = 2 ** 20
-# ZeroMQ reconnects by itself only after network errors; after a refused message we do, this long after.
+# ZeroMQ reconnects by itself only after network errors; after a refused message or handshake we
+# do: first this long after, doubling while nothing arrives in between (a refused CURVE key).
 _RECONNECT_S = 0.2
+_RECONNECT_MAX_S = 10.0
 _READER_POLL_S = 0.1
 
 
@@ -189,7 +191,8 @@ class _Link:
 
     ZeroMQ ends a connection that sends a message over ZMQ_MAXMSGSIZE and, as it
     treats that as a protocol error, never reconnects it: a monitor socket sees
-    the drop, the link counts it and connects again after _RECONNECT_S.
+    the drop, the link counts it and connects again after _RECONNECT_S, backing
+    off to _RECONNECT_MAX_S while drops follow each other without a message.
     Used from one thread at a time (handing it to another at a thread start or join).
     """
 
@@ -197,6 +200,7 @@ class _Link:
                  curve: CurveClient | None, counters: ReceiveCounters):
         self.address, self.counters = address, counters
         self.reconnect_at: float | None = None
+        self.streak = 0  # drops since the last message
         self.sock = context.socket(zmq.SUB)
         self.monitor = None
         try:
@@ -207,7 +211,7 @@ class _Link:
                 _set_curve(self.sock, curve)
             for p in prefixes:
                 self.sock.setsockopt(zmq.SUBSCRIBE, p)
-            self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
             self.sock.connect(address)
         except zmq.ZMQError as e:
             self.close()
@@ -228,9 +232,13 @@ class _Link:
         """Count drops the monitor reported (``ready`` from the poller); reconnect when due."""
         if self.monitor in ready:
             while self.monitor.poll(0):
-                if recv_monitor_message(self.monitor)["event"] == zmq.EVENT_DISCONNECTED:
+                event = recv_monitor_message(self.monitor)["event"]
+                if event == zmq.EVENT_DISCONNECTED:
                     self.counters.disconnects += 1
-                    self.reconnect_at = now + _RECONNECT_S
+                    self.reconnect_at = now + min(_RECONNECT_S * 2 ** self.streak, _RECONNECT_MAX_S)
+                    self.streak = min(self.streak + 1, 16)
+                elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:  # ZeroMQ reconnected by itself
+                    self.reconnect_at = None
         if self.reconnect_at is not None and now >= self.reconnect_at:
             self.reconnect_at = None
             try:
@@ -238,6 +246,12 @@ class _Link:
             except zmq.ZMQError:  # ZeroMQ had already forgotten the endpoint
                 pass
             self.sock.connect(self.address)
+
+    def recv(self) -> bytes:
+        """The next message (zmq.Again if none is queued); a message ends a backoff."""
+        data = self.sock.recv(zmq.NOBLOCK)
+        self.streak = 0
+        return data
 
     def close(self) -> None:
         """Close the monitor and the socket (at once, dropping anything queued)."""
@@ -278,7 +292,7 @@ def _receive_in_order(link: _Link, timeout_s: float | None, tick_s: float | None
         if link.sock in ready:
             last = now
             next_tick = None if tick_s is None else now + tick_s
-            yield link.sock.recv(zmq.NOBLOCK)
+            yield link.recv()
         elif timeout_s is not None and now - last >= timeout_s:
             raise SubscribeTimeout(f"no message within {timeout_s:g} s")
         elif next_tick is not None and now >= next_tick:
@@ -386,7 +400,7 @@ def _read_into(link: _Link, newest: _Newest, stop: threading.Event) -> None:
             if link.sock in ready:
                 for _ in range(1000):  # a bounded batch: a flood cannot keep stop unchecked
                     try:
-                        newest.put(link.sock.recv(zmq.NOBLOCK))
+                        newest.put(link.recv())
                     except zmq.Again:
                         break
     except Exception as e:  # the taker raises it, so a failed reader is not a silent hang

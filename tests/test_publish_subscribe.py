@@ -13,7 +13,7 @@ import zmq.auth
 
 from realtime.protocol import Heatmap, Status, decode
 from realtime.publisher import CurveServer, Publisher, PublishError, PublisherConfig
-from realtime.subscribe import (CurveClient, SubscribeError, SubscribeTimeout, _Stats, main,
+from realtime.subscribe import (CurveClient, ReceiveCounters, SubscribeError, SubscribeTimeout, _Stats, main,
                                 read_recording, subscribe, subscribe_raw)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,6 +222,21 @@ def test_subscriber_restart_receives_again():
             pub.publish(heatmap(10 + attempt))
             assert take(raw, 1)[0].seq == 10 + attempt
             raw.close()
+
+
+@pytest.mark.parametrize("latest_only", [False, True], ids=["in order", "latest only"])
+def test_publisher_restart_is_counted_and_the_subscriber_receives_again(latest_only):
+    counters = ReceiveCounters()
+    with Publisher(PublisherConfig(ANY_PORT)) as pub:
+        address = pub.address
+        raw = subscribe_raw(address, latest_only=latest_only, counters=counters, tick_s=0.01)
+        warm_up(pub, raw)
+    with Publisher(PublisherConfig(address)) as pub:  # the same port, a new process would do the same
+        warm_up(pub, raw)
+        pub.publish(heatmap(42))
+        assert take(raw, 1)[0].seq == 42
+        raw.close()
+    assert counters.disconnects >= 1
 
 
 def test_subscribe_times_out_when_nothing_arrives():
