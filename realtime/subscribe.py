@@ -81,8 +81,9 @@ class ReceiveLimits:
         before buffering it (ZMQ_MAXMSGSIZE), and drops the connection; the
         subscriber counts a disconnect and reconnects. Default 16 MiB: the
         largest legitimate message is a map at model resolution (a float16
-        1024x1024 map is 2 MiB) plus one JPEG frame (a 4K frame at quality 95 is
-        under 8 MB; run_live sends 640 pixels wide, ~50 KB), so twice that fits.
+        1024x1024 map is 2 MiB) plus one JPEG frame (run_live sends 640 wide at
+        quality 80, ~50 KB; a 3840x2160 frame of pure noise at quality 95,
+        JPEG's worst case, measured 9.7 MB): 16 MiB holds both with room.
     queue_messages: messages ZeroMQ queues for this socket (ZMQ_RCVHWM). When it
         is full ZeroMQ stops reading, the publisher's own queue fills and the
         publisher drops messages for this subscriber (seq gaps), never blocking.
