@@ -10,6 +10,10 @@ that subscribers may use CONFLATE (which does not support multi-part messages):
 
 Times are UNIX seconds (float, ``time.time()``) so that they mean the same in
 every language and on every machine with a synchronised clock.
+
+``decode`` trusts nothing: every header field is checked for type, range and
+consistency with the payload sizes, so any malformed input is one ProtocolError
+whose ``reason`` is a short fixed label (count them with Rejections).
 """
 from __future__ import annotations
 
@@ -28,11 +32,55 @@ HEATMAP_DTYPES = ("uint8", "float16")
 # Stream names go into topics: no "/" (kind separator) or "\n" (topic end).
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _LENGTH = struct.Struct(">I")
-_MAX_TOPIC = 1 + max(map(len, KINDS)) + 64 + 1
+MAX_TOPIC_BYTES = 1 + max(map(len, KINDS)) + 64 + 1  # "<kind>/<stream>\n" at its longest
+# A real header is a few hundred bytes; the limits keep a hostile one cheap to refuse.
+MAX_HEADER_BYTES = 65536
+MAX_HEADER_DEPTH = 8          # nesting of JSON objects/arrays, the header itself being 1
+MAX_SIDE = 65535              # largest map side and frame side, pixels (JPEG's limit)
+MAX_SEQ = 2 ** 53 - 1         # largest integer a JavaScript subscriber reads exactly
 
 
 class ProtocolError(ValueError):
-    """Bytes that are not a valid message of this protocol version (one-line message)."""
+    """Bytes that are not a valid message of this protocol version (one-line message).
+
+    reason: a short label from a fixed set ("truncated", "bad seq", "version", ...),
+        never text taken from the message, so counting by reason stays small.
+    """
+
+    def __init__(self, message: str, reason: str = "garbled header"):
+        super().__init__(message)
+        self.reason = reason
+
+
+class Rejections:
+    """Rejected messages counted by ProtocolError.reason, plus the newest one's text.
+
+    total: messages rejected; by_reason: {reason: count}; last: the newest
+    error's message (at most 200 characters). Not thread-safe: one writer, or a lock.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_reason: dict[str, int] = {}
+        self.last = ""
+
+    def add(self, error: ProtocolError) -> bool:
+        """Count one rejected message; True when its reason is new (worth reporting once)."""
+        new = error.reason not in self.by_reason
+        self.total += 1
+        self.by_reason[error.reason] = self.by_reason.get(error.reason, 0) + 1
+        self.last = str(error)[:200]
+        return new
+
+    def as_dict(self) -> dict:
+        """JSON-ready: {"total": n, "by_reason": {reason: count}, "last": text}."""
+        return {"total": self.total, "by_reason": dict(sorted(self.by_reason.items())), "last": self.last}
+
+    def __str__(self) -> str:
+        """'0', or e.g. '3 (bad seq: 2, version: 1)'."""
+        if not self.total:
+            return "0"
+        return f"{self.total} (" + ", ".join(f"{r}: {n}" for r, n in sorted(self.by_reason.items())) + ")"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -96,7 +144,8 @@ def encode(msg: Heatmap | Status, heatmap_dtype: str = "uint8") -> bytes:
 
     heatmap_dtype: "uint8" sends round(map * 255) (error <= 0.5/255), "float16"
     sends the map as little-endian IEEE half floats (relative error <= 2**-11).
-    Raises ValueError for a map that is not 2-D, not finite or outside [0, 1].
+    Raises ValueError for a map that is not 2-D, not finite or outside [0, 1], and
+    for any field decode would refuse (e.g. seq < 0, frame_size not positive).
     """
     publish_time = time.time() if msg.publish_time is None else float(msg.publish_time)
     if isinstance(msg, Status):
@@ -109,12 +158,11 @@ def encode(msg: Heatmap | Status, heatmap_dtype: str = "uint8") -> bytes:
         raise TypeError(f"cannot encode {type(msg).__name__}: expected Heatmap or Status")
     payload = _heatmap_bytes(msg.heatmap, heatmap_dtype)
     w, h = msg.frame_size
-    if not (int(w) > 0 and int(h) > 0) or isinstance(msg.seq, bool) or int(msg.seq) < 0:
-        raise ValueError(f"frame_size {msg.frame_size} must be positive (W, H); seq {msg.seq} >= 0")
     payloads = [("heatmap", payload)]
     if msg.frame_jpeg is not None:
         payloads.append(("frame_jpeg", bytes(msg.frame_jpeg)))
-    header = {"kind": "heatmap", "stream": msg.stream, "seq": int(msg.seq),
+    header = {"kind": "heatmap", "stream": msg.stream,
+              "seq": msg.seq if isinstance(msg.seq, bool) else int(msg.seq),
               "capture_time": float(msg.capture_time), "publish_time": publish_time,
               "model": str(msg.model), "shape": list(msg.heatmap.shape),
               "dtype": heatmap_dtype, "frame_size": [int(w), int(h)]}
@@ -124,45 +172,48 @@ def encode(msg: Heatmap | Status, heatmap_dtype: str = "uint8") -> bytes:
 def decode(data: bytes) -> Heatmap | Status:
     """One wire message -> Heatmap (map as (H, W) float32 in [0, 1]) or Status.
 
-    Raises ProtocolError for truncated, garbled or unknown-version data.
+    Raises ProtocolError (with a ``reason``) for anything else: truncated,
+    garbled, unknown version, a header field of the wrong type or range, nesting
+    deeper than MAX_HEADER_DEPTH, a header over MAX_HEADER_BYTES, payload sizes
+    that do not match the header. Nothing else escapes, whatever the bytes.
     """
     data = bytes(data)
-    end = data.find(b"\n", 0, _MAX_TOPIC)
+    end = data.find(b"\n", 0, MAX_TOPIC_BYTES)
     if end < 0:
-        raise ProtocolError("no topic line: not a FlowGrad heatmap-stream message")
+        raise ProtocolError("no topic line: not a FlowGrad heatmap-stream message", "no topic")
     if len(data) < end + 1 + _LENGTH.size:
-        raise ProtocolError("truncated message: no header length")
+        raise ProtocolError("truncated message: no header length", "truncated")
     (n,) = _LENGTH.unpack_from(data, end + 1)
+    if n > MAX_HEADER_BYTES:
+        raise ProtocolError(f"header of {n} bytes is over the limit of {MAX_HEADER_BYTES}", "header too large")
     start = end + 1 + _LENGTH.size
     if len(data) < start + n:
-        raise ProtocolError(f"truncated message: header needs {n} bytes, {len(data) - start} left")
-    try:
-        header = json.loads(data[start:start + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ProtocolError(f"garbled header: {e}") from None
-    if not isinstance(header, dict):
-        raise ProtocolError("garbled header: not a JSON object")
-    if header.get("version") != VERSION:
-        raise ProtocolError(f"protocol version {header.get('version')!r} is not supported "
-                            f"(this decoder reads version {VERSION}); update the subscriber")
-    try:
-        msg = _from_header(header, data[start + n:])
-        expected = topic(header["kind"], msg.stream)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ProtocolError(f"garbled header: {type(e).__name__} {e}") from None
+        raise ProtocolError(f"truncated message: header needs {n} bytes, {len(data) - start} left", "truncated")
+    header = _parse_header(data[start:start + n])
+    body = data[start + n:]
+    blobs = _payloads(header, body)
+    msg = _status(header) if header["kind"] == "status" else _heatmap(header, blobs)
+    expected = topic(header["kind"], msg.stream)
     if data[:end + 1] != expected:
-        raise ProtocolError(f"topic {data[:end]!r} does not match the header ({expected!r})")
+        raise ProtocolError(f"topic {_short(data[:end])} does not match the header ({expected!r})",
+                            "topic mismatch")
     return msg
 
 
 def _pack(topic_bytes: bytes, header: dict, payloads: list[tuple[str, bytes]]) -> bytes:
-    """Topic + length-prefixed JSON header (with version and payload layout) + payloads."""
+    """Topic + length-prefixed JSON header (with version and payload layout) + payloads.
+
+    The header is checked as decode checks it (ValueError), so what encodes decodes.
+    """
     offset, layout = 0, {}
     for name, blob in payloads:
         layout[name] = {"offset": offset, "length": len(blob)}
         offset += len(blob)
-    head = json.dumps({"version": VERSION, **header, "payloads": layout},
-                      separators=(",", ":"), allow_nan=False).encode("utf-8")
+    full = {"version": VERSION, **header, "payloads": layout}
+    head = json.dumps(full, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    if len(head) > MAX_HEADER_BYTES:
+        raise ValueError(f"header of {len(head)} bytes is over the limit of {MAX_HEADER_BYTES}")
+    _check_header(full)
     return b"".join([topic_bytes, _LENGTH.pack(len(head)), head, *(b for _, b in payloads)])
 
 
@@ -180,37 +231,143 @@ def _heatmap_bytes(heatmap: np.ndarray, dtype: str) -> bytes:
     return np.ascontiguousarray(m, dtype="<f2").tobytes()
 
 
-def _from_header(header: dict, body: bytes) -> Heatmap | Status:
-    """Parsed header + the bytes after it -> message; KeyError/TypeError/ValueError if malformed."""
+def _parse_header(raw: bytes) -> dict:
+    """Header bytes -> a header dict that passed _check_header; ProtocolError otherwise."""
+    try:
+        header = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProtocolError(f"garbled header: {e}") from None
+    except RecursionError:  # the C parser stops a deep nesting before the stack runs out
+        raise ProtocolError("header nests too deeply", "nested too deep") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("garbled header: not a JSON object")
+    version = header.get("version")
+    if type(version) is not int or version != VERSION:
+        raise ProtocolError(f"protocol version {_short(version)} is not supported "
+                            f"(this decoder reads version {VERSION}); update the subscriber", "version")
+    _check_header(header)
+    return header
+
+
+def _no_constant(name: str):
+    """json.loads hook: NaN and Infinity are not JSON (the encoder never writes them)."""
+    raise ProtocolError(f"header holds {name}, which is not JSON", "garbled header")
+
+
+def _check_header(header: dict) -> None:
+    """Every field the kind needs, with its type and range; ProtocolError naming the first bad one."""
+    if not _shallow(header, MAX_HEADER_DEPTH):
+        raise ProtocolError(f"header nests deeper than {MAX_HEADER_DEPTH} levels", "nested too deep")
+    kind = _field(header, "kind", lambda v: v in KINDS, f"one of {KINDS}")
+    _field(header, "stream", lambda v: isinstance(v, str) and _STREAM_NAME.fullmatch(v),
+           "1-64 of A-Z a-z 0-9 _ . -")
+    _field(header, "publish_time", _finite, "a finite number (UNIX seconds)")
+    _field(header, "payloads", lambda v: isinstance(v, dict) and all(
+        isinstance(p, dict) and _count(p.get("offset")) and _count(p.get("length")) for p in v.values()),
+        'an object of {"offset": int >= 0, "length": int >= 0}')
+    if kind == "status":
+        _field(header, "fps", lambda v: _finite(v) and v >= 0, "a finite number >= 0")
+        _field(header, "uptime_s", lambda v: _finite(v) and v >= 0, "a finite number >= 0")
+        _field(header, "latency_ms", lambda v: isinstance(v, dict) and all(
+            x is None or _finite(x) for x in v.values()), "an object of finite numbers or null")
+        # Any sign: a stage's counter difference read mid-update may dip below 0.
+        _field(header, "drops", lambda v: isinstance(v, dict) and all(_int(x) for x in v.values()),
+               "an object of integers")
+        _field(header, "source", lambda v: isinstance(v, dict), "an object")
+        return
+    _field(header, "seq", lambda v: _count(v) and v <= MAX_SEQ, f"an integer in 0..{MAX_SEQ}")
+    _field(header, "capture_time", _finite, "a finite number (UNIX seconds)")
+    _field(header, "model", lambda v: isinstance(v, str), "a string")
+    _field(header, "dtype", lambda v: v in HEATMAP_DTYPES, f"one of {HEATMAP_DTYPES}")
+    for key in ("shape", "frame_size"):
+        _field(header, key, lambda v: isinstance(v, list) and len(v) == 2 and all(
+            _count(x) and 1 <= x <= MAX_SIDE for x in v), f"two integers in 1..{MAX_SIDE}")
+
+
+def _field(header: dict, key: str, valid, what: str):
+    """header[key] if valid(value), else ProtocolError with reason 'bad <key>'."""
+    if key not in header:
+        raise ProtocolError(f"header has no {key!r}", f"bad {key}")
+    value = header[key]
+    if not valid(value):
+        raise ProtocolError(f"{key} must be {what}, got {_short(value)}", f"bad {key}")
+    return value
+
+
+def _finite(value) -> bool:
+    """A JSON number (not a bool) that is finite as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _int(value) -> bool:
+    """An integer (not a bool) in the signed 64-bit range."""
+    return type(value) is int and -2 ** 63 <= value < 2 ** 63
+
+
+def _count(value) -> bool:
+    """An integer >= 0 (not a bool) below 2**63."""
+    return _int(value) and value >= 0
+
+
+def _shallow(value, limit: int) -> bool:
+    """True if JSON ``value`` nests objects/arrays at most ``limit`` levels (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else None
+        if children is not None:
+            if depth > limit:
+                return False
+            stack.extend((c, depth + 1) for c in children)
+    return True
+
+
+def _short(value) -> str:
+    """repr of a header value cut to 40 characters, for one-line errors."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _payloads(header: dict, body: bytes) -> dict[str, bytes]:
+    """The named payloads laid out back to back from offset 0, exactly filling body."""
     blobs, offset = {}, 0
     for name, p in header["payloads"].items():
-        if p["offset"] != offset or not 0 <= p["length"] <= len(body) - offset:
-            raise ValueError(f"payload {name!r} at {p['offset']}+{p['length']} does not fit "
-                             f"the {len(body)} bytes after the header in order")
+        if p["offset"] != offset or p["length"] > len(body) - offset:
+            raise ProtocolError(f"payload {_short(name)} at {p['offset']}+{p['length']} does not fit "
+                                f"the {len(body)} bytes after the header in order", "payload layout")
         blobs[name], offset = body[offset:offset + p["length"]], offset + p["length"]
     if offset != len(body):
-        raise ValueError(f"{len(body) - offset} stray bytes after the payloads")
-    if header["kind"] == "status":
-        return Status(stream=header["stream"], fps=float(header["fps"]),
-                      latency_ms={str(k): None if v is None else float(v) for k, v in header["latency_ms"].items()},
-                      drops={str(k): int(v) for k, v in header["drops"].items()},
-                      source=dict(header["source"]), uptime_s=float(header["uptime_s"]),
-                      publish_time=float(header["publish_time"]))
-    if header["kind"] != "heatmap":
-        raise ValueError(f"unknown kind {header['kind']!r}")
-    h, w = (int(x) for x in header["shape"])
+        raise ProtocolError(f"{len(body) - offset} stray bytes after the payloads", "payload layout")
+    return blobs
+
+
+def _status(header: dict) -> Status:
+    """A checked status header -> Status."""
+    return Status(stream=header["stream"], fps=float(header["fps"]),
+                  latency_ms={k: None if v is None else float(v) for k, v in header["latency_ms"].items()},
+                  drops=dict(header["drops"]), source=header["source"], uptime_s=float(header["uptime_s"]),
+                  publish_time=float(header["publish_time"]))
+
+
+def _heatmap(header: dict, blobs: dict[str, bytes]) -> Heatmap:
+    """A checked heatmap header and its payloads -> Heatmap (map as float32 in [0, 1])."""
+    h, w = header["shape"]
     dtype = {"uint8": "u1", "float16": "<f2"}[header["dtype"]]
-    if h <= 0 or w <= 0 or len(blobs["heatmap"]) != h * w * np.dtype(dtype).itemsize:
-        raise ValueError(f"heatmap payload of {len(blobs['heatmap'])} bytes is not {h}x{w} {dtype}")
-    m = np.frombuffer(blobs["heatmap"], dtype).reshape(h, w).astype(np.float32)
+    payload = blobs.get("heatmap")
+    if payload is None or len(payload) != h * w * np.dtype(dtype).itemsize:
+        size = "no" if payload is None else f"{len(payload)} bytes of"
+        raise ProtocolError(f"{size} heatmap payload for a {h}x{w} {header['dtype']} map", "heatmap size")
+    m = np.frombuffer(payload, dtype).reshape(h, w).astype(np.float32)
     if dtype == "u1":
         m /= 255
     elif not (np.isfinite(m).all() and m.min() >= 0 and m.max() <= 1):
-        raise ValueError("float16 heatmap values are not finite and in [0, 1]")
-    fw, fh = (int(x) for x in header["frame_size"])
-    capture_time, publish_time = float(header["capture_time"]), float(header["publish_time"])
-    if not (math.isfinite(capture_time) and math.isfinite(publish_time)):
-        raise ValueError("times must be finite")
-    return Heatmap(stream=header["stream"], seq=int(header["seq"]), capture_time=capture_time,
-                   model=str(header["model"]), heatmap=m, frame_size=(fw, fh),
-                   publish_time=publish_time, frame_jpeg=blobs.get("frame_jpeg"))
+        raise ProtocolError("float16 heatmap values are not finite and in [0, 1]", "heatmap values")
+    fw, fh = header["frame_size"]
+    return Heatmap(stream=header["stream"], seq=header["seq"], capture_time=float(header["capture_time"]),
+                   model=header["model"], heatmap=m, frame_size=(fw, fh),
+                   publish_time=float(header["publish_time"]), frame_jpeg=blobs.get("frame_jpeg"))

@@ -164,3 +164,163 @@ def test_status_without_latency_yet_round_trips():
     msg = Status(stream="cam", fps=0.0, latency_ms={"p50": None, "p95": None, "p99": None}, drops={},
                  source={"video": "opening"}, uptime_s=0.2, publish_time=5.0)
     assert decode(encode(msg)).latency_ms == {"p50": None, "p95": None, "p99": None}
+
+
+# ----------------------------------------------------------------- hostile publishers
+
+def raw_message(topic_line: bytes, header_text: str, body: bytes = b"") -> bytes:
+    """A message with the header given as JSON text (so it can hold 1e999 or deep nesting)."""
+    head = header_text.encode()
+    return topic_line + b"\n" + struct.pack(">I", len(head)) + head + body
+
+
+def with_field(data: bytes, key: str, json_text: str) -> bytes:
+    """``data`` with header field ``key`` replaced by the raw JSON ``json_text``."""
+    topic_line, header, body = split_by_hand(data)
+    header[key] = "@@"
+    return raw_message(topic_line, json.dumps(header).replace('"@@"', json_text), body)
+
+
+HEATMAP_MSG = encode(make_heatmap(3, 4))
+STATUS_MSG = encode(Status(stream="cam1", fps=25.0, latency_ms={"p50": 1.0, "p95": 2.0, "p99": None},
+                           drops={"capture": 0}, source={"video": "live"}, uptime_s=3.0, publish_time=5.0))
+DEEP = "[" * 100_000 + "]" * 100_000
+
+# (name, message, reason): every one the issue found escaping as another exception, and more.
+HOSTILE = [
+    ("seq 1e999", with_field(HEATMAP_MSG, "seq", "1e999"), "bad seq"),
+    ("seq -1", with_field(HEATMAP_MSG, "seq", "-1"), "bad seq"),
+    ("seq 2.5", with_field(HEATMAP_MSG, "seq", "2.5"), "bad seq"),
+    ("seq true", with_field(HEATMAP_MSG, "seq", "true"), "bad seq"),
+    ("seq 10**400", with_field(HEATMAP_MSG, "seq", "1" + "0" * 400), "bad seq"),
+    ("shape [1e999, 3]", with_field(HEATMAP_MSG, "shape", "[1e999, 3]"), "bad shape"),
+    ("shape [3]", with_field(HEATMAP_MSG, "shape", "[3]"), "bad shape"),
+    ("shape [-3, -4]", with_field(HEATMAP_MSG, "shape", "[-3, -4]"), "bad shape"),
+    ("shape as a string", with_field(HEATMAP_MSG, "shape", '"3x4"'), "bad shape"),
+    ("shape [4, 4] for 12 bytes", with_field(HEATMAP_MSG, "shape", "[4, 4]"), "heatmap size"),
+    ("frame_size [0, 0]", with_field(HEATMAP_MSG, "frame_size", "[0, 0]"), "bad frame_size"),
+    ("frame_size [1e999, 1]", with_field(HEATMAP_MSG, "frame_size", "[1e999, 1]"), "bad frame_size"),
+    ("frame_size 100000 wide", with_field(HEATMAP_MSG, "frame_size", "[100000, 10]"), "bad frame_size"),
+    ("payloads as a list", with_field(HEATMAP_MSG, "payloads", "[]"), "bad payloads"),
+    ("payloads as a string", with_field(HEATMAP_MSG, "payloads", '"heatmap"'), "bad payloads"),
+    ("payload offset as a string", with_field(HEATMAP_MSG, "payloads",
+                                              '{"heatmap": {"offset": "0", "length": 12}}'), "bad payloads"),
+    ("payload length 1e999", with_field(HEATMAP_MSG, "payloads",
+                                        '{"heatmap": {"offset": 0, "length": 1e999}}'), "bad payloads"),
+    ("no heatmap payload", with_field(HEATMAP_MSG, "payloads", '{"other": {"offset": 0, "length": 12}}'),
+     "heatmap size"),
+    ("payload past the end", with_field(HEATMAP_MSG, "payloads",
+                                        '{"heatmap": {"offset": 0, "length": 99}}'), "payload layout"),
+    ("capture_time Infinity", with_field(HEATMAP_MSG, "capture_time", "Infinity"), "garbled header"),
+    ("capture_time NaN", with_field(HEATMAP_MSG, "capture_time", "NaN"), "garbled header"),
+    ("capture_time 1e999", with_field(HEATMAP_MSG, "capture_time", "1e999"), "bad capture_time"),
+    ("capture_time as a string", with_field(HEATMAP_MSG, "capture_time", '"now"'), "bad capture_time"),
+    ("publish_time null", with_field(HEATMAP_MSG, "publish_time", "null"), "bad publish_time"),
+    ("model as a list", with_field(HEATMAP_MSG, "model", '["x"]'), "bad model"),
+    ("dtype as a list", with_field(HEATMAP_MSG, "dtype", '["uint8"]'), "bad dtype"),
+    ("kind as an object", with_field(HEATMAP_MSG, "kind", "{}"), "bad kind"),
+    ("stream as a number", with_field(HEATMAP_MSG, "stream", "1"), "bad stream"),
+    ("stream with a slash", with_field(HEATMAP_MSG, "stream", '"a/b"'), "bad stream"),
+    ("version true", with_field(HEATMAP_MSG, "version", "true"), "version"),
+    ("version 1.0", with_field(HEATMAP_MSG, "version", "1.0"), "version"),
+    ("version as a list", with_field(HEATMAP_MSG, "version", "[1]"), "version"),
+    ("JSON nested 100,000 deep", raw_message(b"heatmap/cam1", DEEP), "header too large"),
+    ("JSON nested 30,000 deep", raw_message(b"heatmap/cam1", DEEP[:30_000] + DEEP[-30_000:]),
+     "nested too deep"),
+    ("a field nested 30,000 deep", with_field(HEATMAP_MSG, "extra", DEEP[:30_000] + DEEP[-30_000:]),
+     "nested too deep"),
+    ("a field nested 9 deep", with_field(STATUS_MSG, "source", "[" * 9 + "]" * 9), "nested too deep"),
+    ("header length 4 GB", HEATMAP_MSG.split(b"\n")[0] + b"\n\xff\xff\xff\xff{}", "header too large"),
+    ("header not UTF-8", b"heatmap/cam1\n" + struct.pack(">I", 2) + b"\xff\xfe", "garbled header"),
+    ("header length cut", b"heatmap/cam1\n\0\0", "truncated"),
+    ("header a JSON list", raw_message(b"heatmap/cam1", "[1]"), "garbled header"),
+    ("status latency_ms as a list", with_field(STATUS_MSG, "latency_ms", "[1, 2]"), "bad latency_ms"),
+    ("status latency_ms of strings", with_field(STATUS_MSG, "latency_ms", '{"p50": "1"}'), "bad latency_ms"),
+    ("status fps as a string", with_field(STATUS_MSG, "fps", '"25"'), "bad fps"),
+    ("status fps 1e999", with_field(STATUS_MSG, "fps", "1e999"), "bad fps"),
+    ("status fps negative", with_field(STATUS_MSG, "fps", "-1"), "bad fps"),
+    ("status drops of floats", with_field(STATUS_MSG, "drops", '{"capture": 0.5}'), "bad drops"),
+    ("status drops as a list", with_field(STATUS_MSG, "drops", "[0]"), "bad drops"),
+    ("status source as a list", with_field(STATUS_MSG, "source", "[]"), "bad source"),
+    ("status uptime_s missing", with_field(STATUS_MSG, "uptime_s", "null"), "bad uptime_s"),
+    ("status with a stray payload byte", STATUS_MSG + b"\0", "payload layout"),
+    ("topic of another stream", b"status/cam2" + STATUS_MSG[len(b"status/cam1"):], "topic mismatch"),
+    ("no newline", b"x" * 200, "no topic"),
+]
+
+
+@pytest.mark.parametrize("name, data, reason", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_header_is_one_protocol_error_with_its_reason(name, data, reason):
+    with pytest.raises(ProtocolError) as err:
+        decode(data)
+    assert err.value.reason == reason, str(err.value)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+
+
+def test_the_unmodified_messages_of_the_hostile_table_decode():
+    """The table's hostile messages are these two with one thing changed."""
+    assert decode(HEATMAP_MSG).seq == 7 and decode(STATUS_MSG).latency_ms["p99"] is None
+
+
+def test_encode_refuses_what_decode_would_refuse():
+    deep: dict = {}
+    for _ in range(10):
+        deep = {"x": deep}
+    bad = [make_heatmap(seq=True), make_heatmap(seq=2 ** 60), make_heatmap(frame_size=(70000, 10)),
+           Status(stream="cam1", fps=-1.0, latency_ms={}, drops={}, source={}, uptime_s=0.0),
+           Status(stream="cam1", fps=1.0, latency_ms={}, drops={}, source=deep, uptime_s=0.0),
+           Status(stream="cam1", fps=1.0, latency_ms={}, drops={}, source={"x": "y" * 70000}, uptime_s=0.0)]
+    for msg in bad:
+        with pytest.raises(ValueError):
+            encode(msg)
+
+
+# JSON fragments a hostile or buggy publisher might put in any field.
+FRAGMENTS = ["null", "true", "false", "-1", "0", "1", "7", "2.5", "1e999", "-1e999", "1e308",
+             "123456789012345678901234567890", '"x"', '"uint8"', '"heatmap"', '"status"', '"cam1"', "[]",
+             "{}", "[3, 4]", "[4, 3]", "[0, 0]", "[1e999, 3]", '[1, "a"]', '{"p50": []}',
+             '{"heatmap": {"offset": 0, "length": 12}}', '{"heatmap": {"offset": 0}}',
+             '{"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}', "[[[[[[[[[1]]]]]]]]]"]
+KEYS = ["version", "kind", "stream", "seq", "capture_time", "publish_time", "model", "shape", "dtype",
+        "frame_size", "payloads", "fps", "latency_ms", "drops", "source", "uptime_s", "extra"]
+
+
+def test_seeded_mutations_decode_or_raise_protocol_error():
+    """Thousands of mutated valid messages: each decodes to a message that re-encodes (as the
+    dashboard does), or raises ProtocolError; nothing else escapes."""
+    rng = np.random.default_rng(15)
+    frame = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    seeds = [HEATMAP_MSG, STATUS_MSG, encode(make_heatmap(2, 3, frame_jpeg=frame), "float16")]
+    outcomes = {"decoded": 0, "rejected": 0}
+    for i in range(6000):
+        data = seeds[i % len(seeds)]
+        for _ in range(int(rng.integers(1, 4))):
+            how = rng.integers(4)
+            if how == 0:  # a field replaced by a hostile fragment
+                data = with_field_lenient(data, KEYS[rng.integers(len(KEYS))],
+                                          FRAGMENTS[rng.integers(len(FRAGMENTS))])
+            elif how == 1 and data:  # a random byte changed
+                k = int(rng.integers(len(data)))
+                data = data[:k] + bytes([int(rng.integers(256))]) + data[k + 1:]
+            elif how == 2:  # cut short
+                data = data[:int(rng.integers(len(data) + 1))]
+            else:  # bytes appended
+                data = data + rng.bytes(int(rng.integers(1, 16)))
+        try:
+            msg = decode(data)
+        except ProtocolError as e:
+            assert e.reason and "\n" not in str(e)
+            outcomes["rejected"] += 1
+        else:
+            assert isinstance(msg, (Heatmap, Status))
+            encode(msg, "uint8")
+            outcomes["decoded"] += 1
+    assert outcomes["decoded"] > 100 and outcomes["rejected"] > 1000, outcomes
+
+
+def with_field_lenient(data: bytes, key: str, json_text: str) -> bytes:
+    """with_field for a message that may already be broken (then returned unchanged)."""
+    try:
+        return with_field(data, key, json_text)
+    except (ValueError, UnicodeDecodeError, struct.error):
+        return data

@@ -13,7 +13,7 @@ import zmq.auth
 
 from realtime.protocol import Heatmap, Status, decode
 from realtime.publisher import CurveServer, Publisher, PublishError, PublisherConfig
-from realtime.subscribe import (CurveClient, SubscribeError, SubscribeTimeout, _Stats, main,
+from realtime.subscribe import (CurveClient, ReceiveCounters, SubscribeError, SubscribeTimeout, _Stats, main,
                                 read_recording, subscribe, subscribe_raw)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +84,8 @@ def test_round_trip_over_a_socket(dtype):
 
 def test_stream_and_kind_filtering():
     with Publisher(PublisherConfig(ANY_PORT)) as pub:
-        raw = subscribe_raw(pub.address, streams=["cam1"], kinds=("heatmap",), tick_s=0.05)
+        raw = subscribe_raw(pub.address, streams=["cam1"], kinds=("heatmap",), latest_only=False,
+                            tick_s=0.05)
         warm_up(pub, raw)
         for seq in range(1, 4):
             # cam10 shares the prefix "cam1": the topic's newline keeps it out.
@@ -100,7 +101,8 @@ def test_latest_only_gives_the_newest_after_a_burst():
     with Publisher(PublisherConfig(ANY_PORT, send_hwm=1000)) as pub:
         latest = subscribe_raw(pub.address, streams=["cam1"], kinds=("heatmap",),
                                latest_only=True, tick_s=0.2)
-        everything = subscribe_raw(pub.address, streams=["cam1"], kinds=("heatmap",), tick_s=0.2)
+        everything = subscribe_raw(pub.address, streams=["cam1"], kinds=("heatmap",), latest_only=False,
+                                   tick_s=0.2)
         warm_up(pub, latest)
         warm_up(pub, everything)
         for seq in range(1, 51):
@@ -112,6 +114,61 @@ def test_latest_only_gives_the_newest_after_a_burst():
         everything.close()
     assert [m.seq for m in newest] == [50]
     assert [m.seq for m in backlog] == list(range(1, 51))
+
+
+def test_latest_only_keeps_the_newest_of_every_stream_and_kind_when_subscribed_to_all():
+    """A display watching every stream (streams=None) gets each stream's newest map and its
+    status, not just the newest message of any stream."""
+    with Publisher(PublisherConfig(ANY_PORT, send_hwm=1000)) as pub:
+        latest = subscribe_raw(pub.address, tick_s=0.2)  # the default: latest only, all streams
+        warm_up(pub, latest, "cam9")
+        for seq in range(1, 31):
+            for stream in ("cam1", "cam2", "cam3"):
+                pub.publish(heatmap(seq, stream))
+            if seq % 10 == 0:
+                pub.publish(status("cam2"))
+        time.sleep(0.3)  # the burst has reached the reader thread
+        newest = pending(latest)
+        latest.close()
+    maps = sorted((m.stream, m.seq) for m in newest if isinstance(m, Heatmap))
+    assert maps == [("cam1", 30), ("cam2", 30), ("cam3", 30)]
+    assert [m.stream for m in newest if isinstance(m, Status)] == ["cam2"]
+
+
+def test_the_default_iterator_keeps_a_slow_display_current():
+    """One read per 0.3 s at ~100 maps/s and a status every 0.5 s: with the default the
+    maps read stay fresh and statuses come through (queueing every message, the 12th map
+    read was ~3.5 s old and no status had been reached)."""
+    with Publisher(PublisherConfig(ANY_PORT)) as pub:
+        stop = threading.Event()
+
+        def publish():
+            seq = 0
+            while not stop.is_set():
+                pub.publish(heatmap(seq))
+                if seq % 50 == 0:
+                    pub.publish(status())
+                seq += 1
+                time.sleep(0.01)
+
+        sender = threading.Thread(target=publish)
+        sender.start()
+        messages = subscribe(pub.address, timeout_s=10)
+        try:
+            ages, statuses = [], 0
+            for _ in range(14):
+                msg = next(messages)
+                if isinstance(msg, Heatmap):
+                    ages.append(time.time() - msg.capture_time)
+                else:
+                    statuses += 1
+                time.sleep(0.3)  # a display drawing slowly
+        finally:
+            messages.close()
+            stop.set()
+            sender.join()
+    assert statuses >= 1 and len(ages) >= 6
+    assert max(ages[-4:]) < 1.0, ages  # current, not seconds behind
 
 
 def test_slow_subscriber_neither_blocks_the_publisher_nor_builds_a_backlog():
@@ -165,6 +222,21 @@ def test_subscriber_restart_receives_again():
             pub.publish(heatmap(10 + attempt))
             assert take(raw, 1)[0].seq == 10 + attempt
             raw.close()
+
+
+@pytest.mark.parametrize("latest_only", [False, True], ids=["in order", "latest only"])
+def test_publisher_restart_is_counted_and_the_subscriber_receives_again(latest_only):
+    counters = ReceiveCounters()
+    with Publisher(PublisherConfig(ANY_PORT)) as pub:
+        address = pub.address
+        raw = subscribe_raw(address, latest_only=latest_only, counters=counters, tick_s=0.01)
+        warm_up(pub, raw)
+    with Publisher(PublisherConfig(address)) as pub:  # the same port, a new process would do the same
+        warm_up(pub, raw)
+        pub.publish(heatmap(42))
+        assert take(raw, 1)[0].seq == 42
+        raw.close()
+    assert counters.disconnects >= 1
 
 
 def test_subscribe_times_out_when_nothing_arrives():

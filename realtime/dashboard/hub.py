@@ -7,10 +7,13 @@ each browser is sent only what changed since it last looked (newest-only).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from typing import Callable
 
-from realtime.protocol import Heatmap, ProtocolError, decode, encode
+from realtime.protocol import Heatmap, ProtocolError, Rejections, decode, encode
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,15 +45,18 @@ class Hub:
     max_streams: streams kept per source; messages of further streams are
         counted in ``ignored`` and dropped, so a misbehaving publisher cannot grow memory.
     on_change: called (from the offering thread, outside the lock) after each new entry.
-    Counters: ``received`` (accepted messages), ``rejected`` (undecodable),
-    ``ignored`` (over max_streams).
+    Counters: ``received`` (accepted messages), ``rejected`` (undecodable, all
+    sources), ``rejections[source]`` (protocol.Rejections: counts by reason and the
+    newest reason's text; rejection_counts() gives them JSON-ready), ``ignored``
+    (over max_streams).
     """
 
     def __init__(self, sources: int, max_streams: int, on_change: Callable[[], None]):
         if sources < 1 or max_streams < 1:
             raise ValueError(f"need at least one source and one stream, got {sources} and {max_streams}")
         self.sources, self.max_streams = sources, max_streams
-        self.received = self.rejected = self.ignored = 0
+        self.received = self.ignored = 0
+        self.rejections = [Rejections() for _ in range(sources)]
         self._on_change = on_change
         self._entries: dict[tuple[int, str, str], Entry] = {}
         self._streams: list[set[str]] = [set() for _ in range(sources)]
@@ -61,17 +67,20 @@ class Hub:
         """Validate and keep one wire message from ``source`` received at monotonic ``now``.
 
         Returns False (and counts it) for a message that does not decode or
-        belongs to a stream beyond max_streams.
+        belongs to a stream beyond max_streams. Raises nothing for any bytes.
         """
+        heatmap = False
         try:
             msg = decode(data)
-        except ProtocolError:
-            with self._lock:
-                self.rejected += 1
+            heatmap = isinstance(msg, Heatmap)
+            if heatmap:
+                data = encode(msg, "uint8")
+        except ProtocolError as e:
+            self._reject(source, e)
             return False
-        heatmap = isinstance(msg, Heatmap)
-        if heatmap:
-            data = encode(msg, "uint8")
+        except ValueError as e:  # decode and encode check alike, so this would be a bug: keep serving
+            self._reject(source, ProtocolError(f"decoded but cannot be re-encoded: {e}", "not re-encodable"))
+            return False
         kind = "heatmap" if heatmap else "status"
         with self._lock:
             known = self._streams[source]
@@ -85,6 +94,25 @@ class Hub:
                 source, kind, msg.stream, self._version, now, bytes(data), msg.seq if heatmap else None)
         self._on_change()
         return True
+
+    @property
+    def rejected(self) -> int:
+        """Messages rejected so far, all sources together."""
+        with self._lock:
+            return sum(r.total for r in self.rejections)
+
+    def rejection_counts(self) -> list[dict]:
+        """Per source index: {"total", "by_reason": {reason: count}, "last": newest error text}."""
+        with self._lock:
+            return [r.as_dict() for r in self.rejections]
+
+    def _reject(self, source: int, error: ProtocolError) -> None:
+        """Count a rejected message of ``source``; log the first of each reason."""
+        with self._lock:
+            new = self.rejections[source].add(error)
+        if new:
+            log.warning("dashboard: source %d: rejected a message (%s): %s; further ones are counted",
+                        source, error.reason, error)
 
     def since(self, version: int) -> tuple[int, list[Entry]]:
         """(newest version, entries newer than ``version`` ordered oldest first)."""

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 
-from realtime.subscribe import CurveClient, subscribe_raw
+from realtime.subscribe import CurveClient, ReceiveCounters, ReceiveLimits, subscribe_raw
 
 from .hub import Hub
 
@@ -24,21 +24,26 @@ class Intake:
     addresses: ZeroMQ endpoints; message i of address k goes to hub source k.
     curve: CurveClient for CURVE publishers, None = plain TCP.
     tick_s: how often, seconds, an idle thread looks at the stop flag.
+    limits: ReceiveLimits of every subscriber socket (maximum message size, queue).
     The constructor connects (SubscribeError / ValueError for a bad address,
     naming it) before any thread starts; ``errors`` lists one line per thread
-    that failed later.
+    that failed later; ``counters[k]`` (ReceiveCounters) of address k counts its
+    connection drops (``disconnects``) and shares the hub's rejections of source k.
     """
 
     def __init__(self, addresses: tuple[str, ...], hub: Hub, curve: CurveClient | None = None,
-                 tick_s: float = 0.2):
+                 tick_s: float = 0.2, limits: ReceiveLimits = ReceiveLimits()):
         self.errors: list[str] = []
+        self.counters = [ReceiveCounters(rejections=hub.rejections[k]) for k in range(len(addresses))]
         self._hub = hub
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         primed = []
         try:
-            for address in addresses:
-                messages = subscribe_raw(address, curve=curve, tick_s=tick_s)
+            for address, counters in zip(addresses, self.counters):
+                # Every message in order: this thread reads at once, the hub keeps the newest.
+                messages = subscribe_raw(address, curve=curve, tick_s=tick_s, latest_only=False,
+                                         limits=limits, counters=counters)
                 # The first next() connects, so a bad address fails here, in the caller's thread.
                 primed.append((address, messages, next(messages)))
         except BaseException:
@@ -70,6 +75,11 @@ class Intake:
         self._stop.set()
         for t in self._threads:
             t.join(timeout_s)
+
+    @property
+    def disconnects(self) -> list[int]:
+        """Per address: times its connection dropped (oversize message, publisher gone); it reconnects."""
+        return [c.disconnects for c in self.counters]
 
     @property
     def alive(self) -> int:
