@@ -2,7 +2,7 @@
 and a caption band (stream, model, capture time, colour scale) under it.
 
     with OverlayVideoWriter("out.mp4") as video:
-        for msg in subscribe("tcp://127.0.0.1:5556", kinds=("heatmap",)):
+        for msg in subscribe("tcp://127.0.0.1:5556", kinds=("heatmap",), latest_only=False):  # every map
             video.add(msg)
 
 Used by ``python -m realtime.subscribe ADDRESS --record out.mp4`` (.mp4 or .mkv).

@@ -20,6 +20,7 @@ import aiohttp
 import cv2
 import numpy as np
 import pytest
+import zmq
 
 from realtime.dashboard import DashboardConfig, DashboardError, DashboardThread
 from flowgrad import engine as engines
@@ -556,3 +557,45 @@ def test_run_live_dashboard_busy_port_is_one_line_exit_2():
         _, err = proc.communicate(timeout=60)
     lines = err.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "port already in use" in lines[0], err
+
+
+def test_the_dashboard_says_why_it_rejected_a_publishers_messages():
+    """Malformed messages from a publisher are counted by reason in /streams.json and the page
+    names the reasons; the valid messages around them are still shown."""
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.bind("tcp://127.0.0.1:*")
+    address = pub.getsockopt_string(zmq.LAST_ENDPOINT)
+    try:
+        with DashboardThread(DashboardConfig((address,), port=0)) as dash:
+            def info():
+                return json.load(urllib.request.urlopen(dash.url + "streams.json", timeout=5))
+            seq = 0
+
+            def some_map_arrived():
+                nonlocal seq
+                seq += 1
+                pub.send(_heatmap_wire("cam1", seq))
+                return any(e["kind"] == "heatmap" for e in info()["streams"])
+            wait_for(some_map_arrived, 20, "a valid map at the dashboard")
+            for bad_seq in (-1, 2.5, "7"):
+                pub.send(_heatmap_wire("cam1", bad_seq))
+            pub.send(_wire(_status_header("cam1", fps="abc")))
+            pub.send(_heatmap_wire("cam1", seq + 1))
+            wait_for(lambda: info()["rejected"] == 4, 10, "four rejections counted")
+            counts = info()["rejections"][0]
+            assert counts["by_reason"] == {"bad seq": 3, "bad fps": 1}
+            assert info()["disconnects"] == [0]
+            wait_for(lambda: any(e["seq"] == seq + 1 for e in info()["streams"]), 10, "the map after them")
+            driver = _chrome()
+            try:
+                driver.get(dash.url)
+                line = driver.find_element("id", "rejections")
+                wait_for(lambda: line.is_displayed() and "bad seq: 3" in line.text, 15, "the page's rejection line")
+                assert address in line.text and "rejected 4 malformed messages" in line.text
+                assert "bad fps: 1" in line.text
+            finally:
+                driver.quit()
+    finally:
+        pub.close(linger=0)
+        ctx.term()

@@ -222,6 +222,8 @@ class Dashboard:
         hub = self.hub
         return web.json_response({
             "sources": list(self.config.connect), "received": hub.received, "rejected": hub.rejected,
+            "rejections": hub.rejection_counts(),
+            "disconnects": self.intake.disconnects if self.intake else [],
             "ignored": hub.ignored, "clients": len(self.clients), "refused": self.refused,
             "intake_errors": list(self.intake.errors) if self.intake else [],
             "streams": hub.snapshot(time.monotonic())})

@@ -248,6 +248,31 @@ function drawLegend() {
   bar.getContext("2d").putImageData(rgba, 0, 0);
 }
 
+// Messages the dashboard refused from each publisher, with the reasons (/streams.json).
+async function showRejections() {
+  const query = TOKEN === null ? "" : `?token=${encodeURIComponent(TOKEN)}`;
+  let info;
+  try {
+    info = await (await fetch(`/streams.json${query}`)).json();
+  } catch (e) {
+    return;  // the dashboard is restarting: the connection line says so
+  }
+  const lines = [];
+  const rejections = Array.isArray(info.rejections) ? info.rejections : [];
+  rejections.forEach((r, i) => {
+    if (!isObject(r) || !isCount(r.total) || r.total === 0 || !isObject(r.by_reason)) return;
+    const reasons = Object.entries(r.by_reason).filter(([, n]) => isCount(n)).map(([why, n]) => `${why}: ${n}`);
+    lines.push(`${String(sources[i] ?? `publisher ${i}`)}: rejected ${r.total} malformed messages (${reasons.join(", ")})`);
+  });
+  const drops = Array.isArray(info.disconnects) ? info.disconnects : [];
+  drops.forEach((n, i) => {
+    if (isCount(n) && n > 0) lines.push(`${String(sources[i] ?? `publisher ${i}`)}: connection dropped ${n} times (oversize message or restart)`);
+  });
+  const node = document.getElementById("rejections");
+  node.textContent = lines.join("; ");
+  node.hidden = lines.length === 0;
+}
+
 function connect() {
   const status = document.getElementById("connection");
   const query = TOKEN === null ? "" : `?token=${encodeURIComponent(TOKEN)}`;
@@ -264,4 +289,5 @@ function connect() {
 
 drawLegend();
 setInterval(tick, 250);
+setInterval(showRejections, 5000);
 connect();
