@@ -1,10 +1,26 @@
 """Shared test helpers: small registry models and contract-shaped inputs."""
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
 
 from flowgrad import models
+
+USER_OUTPUT = Path(__file__).resolve().parents[1] / "demo_out"  # what the README's demo writes
+
+
+def _listing(folder: Path) -> dict:
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_outputs_untouched():
+    """The tests write to temporary folders only: the user's demo_out/ is the same after the run."""
+    before = _listing(USER_OUTPUT)
+    yield
+    changed = sorted(str(p) for p, stamp in _listing(USER_OUTPUT).items() if before.get(p) != stamp)
+    assert not changed, f"tests wrote into the checkout's demo_out/: {changed}"
 
 
 def small_config(name: str) -> dict:

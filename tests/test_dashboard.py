@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -525,8 +526,10 @@ def test_a_pipelines_last_status_says_ended_and_reaches_the_dashboard(tmp_path):
 # ---------------------------------------------------------------------------- run_live --dashboard
 
 def _run_live(*args):
+    """run_live in a fresh temporary folder, so that --demo's snapshot does not land in the checkout."""
     return subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--quiet", "--model", "flow_only",
-                             "--publish", ANY_PORT, *args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                             "--publish", ANY_PORT, *args], cwd=tempfile.mkdtemp(), stderr=subprocess.PIPE,
+                            text=True)
 
 
 def test_run_live_dashboard_serves_the_pipelines_stream():
