@@ -117,7 +117,7 @@ def test_the_default_latest_only_iterator_keeps_delivering_after_hostile_message
     publisher.until(lambda: got, "the subscriber never received a map")
     reader.join()
     last = publisher.send_hostile_then_valid()
-    while (msg := next(messages)).seq != last:
+    while next(messages).seq != last:
         pass
     messages.close()
 
