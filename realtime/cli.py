@@ -23,6 +23,7 @@ a busy port), with one line saying what and how to fix it.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ from .streams import SharedPublish, run_streams
 from .video_source import SourceError, VideoSource, VideoSourceConfig
 
 DEMO_SECONDS = 10.0
+# Ctrl-C ends the process within 2 s: the pipelines get this long to stop, the rest is
+# for closing the publisher and the interpreter's exit.
+STOP_BUDGET_S = 1.5
 
 
 class StartError(Exception):
@@ -306,6 +310,7 @@ def start_pipelines(args) -> Live:
             flow=RollingFlowConfig(working_size=args.flow_size, anchor="newest", backend=args.flow_backend,
                                    device=args.device),
             jpeg_quality=None if args.no_frame else 80,
+            stop_timeout_s=STOP_BUDGET_S,
         )
         sinks.append(LastHeatmap(publish))
         pipelines.append(Pipeline(config, video, shared, sinks[-1], audio=audio, ring=ring, flow_fn=flow_fn))
@@ -356,7 +361,8 @@ def main(argv=None) -> int:
             print(("\r" if tty else "") + line(all_stats), end="" if tty else "\n", file=sys.stderr, flush=True)
 
     # A service manager's SIGTERM ends the run as Ctrl-C does: stages joined, summary printed.
-    signal.signal(signal.SIGTERM, lambda signum, frame: [p.request_stop() for p in pipelines])
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
     code = 0
     try:
         if len(pipelines) == 1:
@@ -379,4 +385,31 @@ def main(argv=None) -> int:
                 args.snapshot.with_name(f"{args.snapshot.stem}_{stream}{args.snapshot.suffix}")
             written = sink.write_snapshot(path)
             print(f"run_live: {'wrote ' + str(written) if written else 'no heatmap to snapshot'}", file=sys.stderr)
+    exit_past_stuck_stages(pipelines, code)
     return code
+
+
+def interrupt(signum, frame) -> None:
+    """Ctrl-C and SIGTERM: interrupt the run once; a second signal must not cut the stop short."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def exit_past_stuck_stages(pipelines, code: int) -> None:
+    """End the process at once with ``code`` when a stage is still inside a native call.
+
+    Such a call cannot be interrupted (an OpenCV stream read or reopen runs up to its 5 s
+    timeout; one huge frame's decode or resize takes seconds), and a thread still inside
+    OpenCV or torch while the interpreter tears down aborts the process ("FATAL: exception
+    not rethrown"). Everything of ours is closed and written by now, so leaving without the
+    teardown loses nothing and keeps Ctrl-C within its 2 s.
+    """
+    stuck = [f"{p.config.stream} {name.removeprefix('fg-')}" for p in pipelines for name in p.alive]
+    if not stuck:
+        return
+    print(f"run_live: exiting without waiting for stages still inside a native call: {', '.join(stuck)}",
+          file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

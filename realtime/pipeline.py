@@ -65,7 +65,7 @@ class PipelineConfig:
         heatmap for displays; None sends no frame.
     jpeg_width: the sent frame is scaled down to at most this many pixels wide.
     stats_window_s: window, seconds, of the fps and latency figures.
-    stop_timeout_s: how long ``stop`` waits for each thread.
+    stop_timeout_s: how long ``stop`` waits for the sources and threads, in all, seconds.
     """
 
     stream: str = "camera"
@@ -154,16 +154,25 @@ class Pipeline:
         self._stop.set()
 
     def stop(self) -> None:
-        """Signal every stage, stop the sources and join the threads (each within stop_timeout_s)."""
+        """Signal every stage, stop the sources and join the threads (all within stop_timeout_s).
+
+        A stage still running after that is inside one native call it cannot leave early
+        (an OpenCV stream read or reopen, bounded by the video source's timeouts; one huge
+        frame's decode or resize): :attr:`alive` names it, and it ends when that call
+        returns. Do not let the interpreter exit before: a thread inside OpenCV or torch
+        during the interpreter's teardown aborts the process.
+        """
+        deadline = self._clock() + self.config.stop_timeout_s
         self._stop.set()
         for slot in self._slots.values():
             slot.close()
+        # Closing first ends a reconnect back-off wait at once; a read in progress
+        # returns first and then releases the capture itself.
+        self.video.close()
         if self.audio is not None:
             self.audio.stop()
-        deadline = self._clock() + self.config.stop_timeout_s
         for t in self._threads:
             t.join(max(0.0, deadline - self._clock()))
-        self.video.close()
 
     @property
     def stopped(self) -> bool:
@@ -191,8 +200,8 @@ class Pipeline:
         on_status: called with :meth:`stats` every status period (e.g. a console line).
         Raises PipelineError when a stage failed (after stopping everything).
         """
-        self.start()
         try:
+            self.start()
             end = None if duration is None else self.started_at + duration
             while not self._stop.is_set():
                 wait = self.config.status_every_s

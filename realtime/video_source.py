@@ -156,7 +156,8 @@ class VideoSource:
     @property
     def state(self) -> str:
         """"opening", "live", "reconnecting", "ended" (file end, no loop), "failed" or "closed"."""
-        return self._state
+        # "closed" holds even when a read in progress at close() sets another state on its way out.
+        return "closed" if self._closed.is_set() else self._state
 
     @property
     def stats(self) -> VideoStats:

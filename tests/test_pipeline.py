@@ -178,3 +178,32 @@ def test_a_file_without_loop_ends_the_run_normally(tmp_path):
 def test_audio_model_needs_audio_source(square_video):
     with pytest.raises(ValueError, match="listens to audio"):
         Pipeline(_config(), _video(square_video), engines.open("rcgrad"), Collector())
+
+
+def test_stop_ends_a_capture_waiting_in_a_reconnect_back_off(square_video):
+    """A camera mid-outage waits out its reconnect back-off (up to 8 s) inside read(); stop()
+    closes the source first, so that wait ends at once and every stage is joined."""
+
+    class Reconnecting:
+        """read() waits as VideoSource does between reopening attempts: until close()."""
+
+        stats = {}
+
+        def __init__(self):
+            self.closed = threading.Event()
+            self.state = "reconnecting"
+
+        def read(self):
+            self.closed.wait(8.0)
+            return None
+
+        def close(self):
+            self.closed.set()
+            self.state = "closed"
+
+    pipe = Pipeline(_config(), Reconnecting(), engines.open("flow_only"), Collector())
+    threading.Timer(0.5, pipe.request_stop).start()
+    start = time.monotonic()
+    pipe.run()
+    assert not pipe.alive
+    assert time.monotonic() - start < 0.5 + 1.0
