@@ -43,7 +43,7 @@ from .assets import DEMO_CLIP, DEMO_MODEL, ROOT, default_model
 from .audio_source import AudioSourceConfig, open_audio_source
 from .batching import BatchingEngine, BatchingFlow
 from .dashboard import DashboardConfig, DashboardError, DashboardThread
-from .pipeline import Pipeline, PipelineConfig, PipelineError
+from .pipeline import Pipeline, PipelineConfig, PipelineError, frame_size_problem
 from .protocol import Heatmap
 from .publisher import CurveServer, Publisher, PublisherConfig, PublishError
 from .ring import AudioRing
@@ -217,11 +217,20 @@ def status_line(stats: dict) -> str:
     lat = stats["latency_ms"]
     lat_txt = "-" if lat["p50"] is None else f"{lat['p50']:.0f}/{lat['p95']:.0f}"
     drops = stats["drops"]
-    src = stats["source"]
-    audio = f" audio {src['audio']}" if "audio" in src else ""
     return (f"{stats['fps']:5.1f} maps/s  latency p50/p95 {lat_txt} ms  published {stats['published']}  "
             f"dropped frames {drops['frames']} flows {drops['flows']} maps {drops['maps']}  "
-            f"video {src['video']}{audio}")
+            f"{sources_text(stats['source'])}")
+
+
+def sources_text(src: dict) -> str:
+    """The sources' part of the status line: states, the video source's own drops and
+    reconnects (a file read slower than real time drops frames before the pipeline sees them)."""
+    video = src.get("video_stats", {})
+    counts = [f"{video[key]} {key}" for key in ("dropped", "reconnects") if video.get(key)]
+    text = f"video {src['video']}" + (f" ({', '.join(counts)})" if counts else "")
+    if "audio" in src:
+        text += f"  audio {src['audio']}"
+    return text
 
 
 @dataclass
@@ -288,6 +297,9 @@ def start_pipelines(args) -> Live:
         for camera, audio_spec in zip(args.camera, args.audio):
             video = VideoSource(VideoSourceConfig(camera))
             opened.append(video)
+            too_small = frame_size_problem(video.frame_size)
+            if too_small:
+                raise StartError(f"video {camera}: {too_small}")
             ring = audio = None
             if engine.uses_audio:
                 ring = AudioRing(engine.audio_rate, max(5.0, engine.audio_seconds))

@@ -44,6 +44,20 @@ from .slots import LatestSlot
 from .stats import RollingStats
 
 _POLL_S = 0.1  # how often a waiting stage looks at the stop flag
+# Smallest camera frame side, px, worth computing flow on: OpenCV's Farneback runs on any
+# size (it adds no pyramid level below 32 px) and the model's input is resized from any
+# size, but a side under 16 px holds less than one 15-px Farneback window of motion, and
+# our torch Farneback (and --flow-size) refuse it; RollingFlow itself fails under 2 px.
+MIN_FRAME_SIDE = 16
+
+
+def frame_size_problem(size: Optional[tuple[int, int]]) -> Optional[str]:
+    """Why camera frames of ``size`` (width, height) px are too small to localise, or None
+    (also when the size is unknown)."""
+    if size is None or min(size) >= MIN_FRAME_SIDE:
+        return None
+    return (f"frames of {size[0]}x{size[1]} px are too small for optical flow: it needs at least "
+            f"{MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} px (Farneback's window is 15 px)")
 
 
 class PipelineError(RuntimeError):
@@ -273,6 +287,9 @@ class Pipeline:
             frame = frames.get(_POLL_S)
             if frame is None:
                 continue
+            problem = frame_size_problem(frame.image.shape[1::-1])  # a stream may change size mid-run
+            if problem:
+                raise ValueError(problem)
             t0 = self._clock()
             result = self.rolling.push(frame.image, frame.time)
             if result is None:

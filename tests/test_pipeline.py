@@ -12,7 +12,7 @@ from flowgrad import models
 from realtime.pipeline import Pipeline, PipelineConfig, PipelineError
 from realtime.protocol import Heatmap, Status
 from realtime.ring import AudioRing
-from realtime.video_source import VideoSource, VideoSourceConfig
+from realtime.video_source import Frame, VideoSource, VideoSourceConfig
 
 W, H, FPS = 320, 180, 25
 SIDE = 40
@@ -207,3 +207,25 @@ def test_stop_ends_a_capture_waiting_in_a_reconnect_back_off(square_video):
     pipe.run()
     assert not pipe.alive
     assert time.monotonic() - start < 0.5 + 1.0
+
+
+def test_frames_too_small_for_flow_stop_the_run_with_the_reason():
+    """A stream that turns to 8x8 frames mid-run: the flow stage names the minimum size."""
+
+    class Tiny:
+        state, stats = "live", {}
+
+        def __init__(self):
+            self.t = time.monotonic()
+
+        def read(self):
+            time.sleep(0.04)
+            self.t += 0.04
+            return Frame(np.zeros((8, 8, 3), np.uint8), self.t, 0, None)
+
+        def close(self):
+            pass
+
+    with pytest.raises(PipelineError, match=r"flow stage failed: ValueError: frames of 8x8 px are too small "
+                                            r"for optical flow: it needs at least 16x16 px"):
+        Pipeline(_config(), Tiny(), engines.open("flow_only"), Collector()).run(duration=10)

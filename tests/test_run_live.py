@@ -1,6 +1,7 @@
 """`python run_live.py` as users run it: a real process, real ZeroMQ on loopback, real
 subscribers; devices stood in by an ffmpeg UDP stream (REFERENCE section 8)."""
 import os
+import re
 import signal
 import socket
 import wave
@@ -347,3 +348,34 @@ def test_huge_frames_exit_cleanly_within_two_seconds(tmp_path):
     took, err = _interrupt_after(proc, address, running)
     assert proc.returncode == 0 and "FATAL" not in err and "run_live: done:" in err, err[-2000:]
     assert took < 2.0, (took, err[-2000:])
+
+
+def _ffmpeg_video(path, source, seconds):
+    """Write ``seconds`` of the lavfi ``source`` (e.g. color=c=gray:s=2x2:r=25) to ``path``."""
+    codec = "ffv1" if path.suffix == ".mkv" else "mjpeg"  # ffv1 writes any size, even 1x1
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", source, "-t", str(seconds),
+                    "-c:v", codec, str(path)], check=True, timeout=120)
+    return path
+
+
+@pytest.mark.parametrize("side", [1, 8])
+def test_frames_too_small_for_flow_are_one_line_and_exit_status_2(tmp_path, side):
+    """A 1x1 (or 8x8) video is refused at start, naming the minimum, instead of failing in the flow stage."""
+    require("ffmpeg")
+    video = _ffmpeg_video(tmp_path / "tiny.mkv", f"color=c=gray:s=16x16:r=25,scale={side}:{side}", 1)
+    out = _run_live("--camera", str(video), "--model", "flow_only", "--duration", "5")
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"frames of {side}x{side} px are too small" in lines[0] and "16x16" in lines[0], out.stderr
+
+
+def test_frames_the_source_drops_show_on_the_status_line(tmp_path):
+    """A file decoded slower than its frame rate (2000x2000 MJPEG at 200 fps) drops nearly every
+    frame inside the video source; the console status line says so."""
+    require("ffmpeg")
+    video = _ffmpeg_video(tmp_path / "fast.avi", "color=c=gray:s=2000x2000:r=200", 0.5)
+    out = _run_live("--camera", str(video), "--model", "flow_only", "--duration", "3")
+    assert out.returncode == 0, out.stderr
+    done = [line for line in out.stderr.splitlines() if line.startswith("run_live: done:")]
+    counts = re.search(r"video closed \((\d+) dropped\)", done[0])
+    assert counts and int(counts.group(1)) > 100, out.stderr
