@@ -18,8 +18,9 @@ The parts, duck-typed so tests and benchmarks can plug in their own:
   ``frame.time`` monotonic capture seconds), ``state`` (str), ``stats``, ``close()``.
 * ``audio`` (None for models without audio): ``start(start_time)`` (monotonic
   seconds at which a file source's first sample plays, so it runs in step with
-  a file video source that starts at its first read), ``stop()``, ``state``,
-  ``stats``; it writes into ``ring``.
+  a file video source that starts at its first read), ``stop()``, ``state``
+  ("failed" ends the run with ``error``, one line), ``stats`` and optionally
+  ``problem`` (one line or None, shown in status messages); it writes into ``ring``.
 * ``engine``: a :class:`flowgrad.engine.Engine`.
 * ``publish(message)``: called with :class:`realtime.protocol.Heatmap` and
   :class:`realtime.protocol.Status` objects; must not block for long.
@@ -248,6 +249,7 @@ class Pipeline:
         source = {"video": self.video.state, "video_stats": _as_dict(self.video.stats)}
         if self.audio is not None:
             source["audio"] = self.audio.state
+            source["audio_problem"] = getattr(self.audio, "problem", None)
             source["audio_stats"] = _as_dict(self.audio.stats)
         if self.ring is not None:
             source["ring"] = _as_dict(self.ring.stats)
@@ -266,6 +268,8 @@ class Pipeline:
     def _guard(self, name: str, target: Callable[[], None]) -> None:
         try:
             target()
+        except PipelineError as e:  # a failure the stage itself describes
+            self._errors.append(str(e))
         except Exception as e:  # any failure stops the whole pipeline, reported once
             self._errors.append(f"{name} stage failed: {type(e).__name__}: {' '.join(str(e).split())}")
         finally:
@@ -313,13 +317,21 @@ class Pipeline:
             frame = prepare_frames(torch.from_numpy(item.frame.image), size).numpy()
             flow = prepare_flow(torch.from_numpy(item.flow), size).numpy()
             heat = self.engine.heatmaps(frame, flow, emb)[0]
+            if not np.isfinite(heat).all():
+                raise ValueError("the model returned a heatmap with NaN or infinite values")
             done = self._clock()
             self.stage_ms["infer"].add(done, done - t0)
             maps.put(_Mapped(item.frame, heat))
 
     def _audio(self) -> None:
-        """Refresh the audio embedding from the ring's newest window every audio_refresh_s."""
+        """Refresh the audio embedding from the ring's newest window every audio_refresh_s.
+
+        A failed audio source ends the run: the maps of a model that listens would
+        otherwise go on, computed against silence, as if nothing were wrong.
+        """
         while not self._stop.is_set():
+            if self.audio.state == "failed":
+                raise PipelineError(f"audio source failed: {' '.join(str(self.audio.error).split())}")
             start = self._clock()
             if self.ring.total_samples:
                 heard = self.ring.latest(self.engine.audio_seconds).samples

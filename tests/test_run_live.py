@@ -19,7 +19,7 @@ from realtime.assets import DEMO_CLIP
 from realtime.cli import build_parser
 from realtime.protocol import Heatmap, Status
 from realtime.subscribe import subscribe
-from livestandins import PulseNullSink, UdpVideoStream, require
+from livestandins import PulseNullSink, UdpVideoStream, require, write_float_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +71,7 @@ def test_help_explains_every_option():
     (("--camera", "/nonexistent/clip.mp4"), "no such file"),
     (("--demo", "--model", "/nonexistent/model.ckpt"), "model.ckpt"),
     (("--demo", "--model", "rcgrad", "--audio", "/nonexistent/sound.wav"), "no such audio file"),
-    (("--demo", "--model", "rcgrad", "--audio", "no-such-microphone"), "no-such-microphone"),
+    (("--demo", "--model", "rcgrad", "--audio", "no-such-microphone"), "--audio no-such-microphone: no microphone"),
     (("--demo", "--duration", "0"), "--duration"),
     (("--demo", "--flow-backend", "opencv", "--flow-compile"), "--flow-backend torch"),
     (("--camera", str(DEMO_CLIP), "--camera", str(DEMO_CLIP), "--camera", str(DEMO_CLIP),
@@ -83,6 +83,7 @@ def test_bad_input_is_one_line_and_exit_status_2(args, message):
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
+    assert "AudioSourceConfig" not in lines[0]  # name the command-line option, not the library's field
     assert time.monotonic() - start < 30
 
 
@@ -379,3 +380,63 @@ def test_frames_the_source_drops_show_on_the_status_line(tmp_path):
     done = [line for line in out.stderr.splitlines() if line.startswith("run_live: done:")]
     counts = re.search(r"video closed \((\d+) dropped\)", done[0])
     assert counts and int(counts.group(1)) > 100, out.stderr
+
+
+@pytest.mark.parametrize("samples, channels, message", [
+    (np.zeros(0), None, "its audio track holds no samples"),
+    (np.zeros(0), 0, "its audio track has 0 channels"),
+    (np.full(16000, np.nan), None, "no usable sound: its 1 s are all NaN or infinite samples"),
+])
+def test_audio_without_usable_sound_is_one_line_and_exit_status_2(tmp_path, samples, channels, message):
+    sound = write_float_wav(tmp_path / "bad.wav", samples, 16000, channels)
+    out = _run_live("--camera", str(DEMO_CLIP), "--audio", str(sound), "--model", "rcgrad", "--duration", "5")
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"run_live: error: audio file {sound}: "), out.stderr
+    assert message in lines[0]
+
+
+def test_nan_inf_and_huge_audio_keep_the_maps_flowing_and_are_reported(tmp_path):
+    """A sound file with a second of NaN, a second of inf and a second at 1e30: maps keep coming
+    through and after those seconds, status messages and the console line say what was wrong."""
+    rate = 16000
+    x = 0.3 * np.sin(2 * np.pi * 440 * np.arange(4 * rate) / rate)
+    x[rate // 2: rate] = np.nan
+    x[rate: 3 * rate // 2] = np.inf
+    x[3 * rate // 2: 2 * rate] *= 1e30 / 0.3
+    sound = write_float_wav(tmp_path / "hostile.wav", x, rate)
+    port = _free_tcp_port()
+    proc = _start_live("--camera", str(DEMO_CLIP), "--audio", str(sound), "--model", "rcgrad", "--duration", "8",
+                       "--publish", f"tcp://127.0.0.1:{port}")
+    try:
+        got = _collect(f"tcp://127.0.0.1:{port}", seconds=5)
+    finally:
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    status = [m for m in got if isinstance(m, Status)]
+    maps = [m for m in got if isinstance(m, Heatmap)]
+    problem = status[-1].source["audio_problem"]
+    assert status[-1].source["audio"] == "running"
+    assert "invalid samples (NaN/inf) replaced by silence" in problem and "clipped to [-1, 1]" in problem
+    # Maps still come after the audio turned bad (2 s of the looped file have played by then).
+    assert len([m for m in maps if m.capture_time > maps[0].capture_time + 3]) >= 5
+    done = [line for line in err.splitlines() if line.startswith("run_live: done:")][0]
+    assert "invalid samples (NaN/inf) replaced by silence" in done and "clipped to [-1, 1]" in done
+
+
+def test_an_audio_source_failing_mid_run_is_exit_status_1_with_its_cause(tmp_path):
+    """The sound file disappears while playing (its next loop cannot open it): the run stops with
+    exit status 1 and the source's reason, rather than going on against silence."""
+    sound = write_float_wav(tmp_path / "short.wav", 0.3 * np.ones(8000), 16000)
+    port = _free_tcp_port()
+    proc = _start_live("--camera", str(DEMO_CLIP), "--audio", str(sound), "--model", "rcgrad", "--duration", "30",
+                       "--publish", f"tcp://127.0.0.1:{port}")
+    gen = subscribe(f"tcp://127.0.0.1:{port}", kinds=("heatmap",), timeout_s=60)
+    try:
+        next(gen)
+    finally:
+        gen.close()
+    sound.unlink()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    assert f"run_live: error: audio source failed: SourceError: audio source '{sound}': no such file" in err
