@@ -321,8 +321,7 @@ class FileAudioSource(_AudioSource):
                     whole = False
                     break
         except av.error.FFmpegError as e:
-            raise SourceError(f"audio file {self.path}: cannot be decoded ({e}); check it with "
-                              f"`ffprobe {self.path}`") from None
+            raise self._undecodable(e) from None
         finally:
             container.close()
         if seen == 0:
@@ -336,11 +335,14 @@ class FileAudioSource(_AudioSource):
         try:
             container = av.open(self.path)
         except av.error.FFmpegError as e:
-            raise SourceError(f"audio file {self.path}: cannot be decoded ({e}); check it with `ffprobe {self.path}`") from None
+            raise self._undecodable(e) from None
         if not container.streams.audio:
             container.close()
             raise SourceError(f"audio file {self.path}: has no audio track; give a file with sound")
         return container
+
+    def _undecodable(self, e: Exception) -> SourceError:
+        return SourceError(f"audio file {self.path}: cannot be decoded ({e}); check it with `ffprobe {self.path}`")
 
     def _begin(self, start_time: float) -> None:
         self._start_time = start_time
