@@ -7,10 +7,12 @@
     source.stop()
 
 Sources run on their own thread (plus PortAudio's callback for microphones),
-downmix to mono, resample to the ring's rate with :class:`StreamResampler`
-and write blocks stamped with the ``time.monotonic()`` capture time of their
-last sample. ``sounddevice`` (which needs the PortAudio library) is imported
-only when a microphone is opened, so files work without it.
+make every sample usable (NaN and inf become silence, values beyond full scale
+are clipped to [-1, 1], both counted in :class:`AudioStats` and described by
+``problem``), downmix to mono, resample to the ring's rate with
+:class:`StreamResampler` and write blocks stamped with the ``time.monotonic()``
+capture time of their last sample. ``sounddevice`` (which needs the PortAudio
+library) is imported only when a microphone is opened, so files work without it.
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ MIC_SPECS = ("mic", "microphone")
 # flowgrad.audio.resample's defaults: sinc zero crossings per side and low-pass rolloff.
 _SINC_ZEROS = 32
 _ROLLOFF = 0.99
+# Seconds of a file decoded at start, at most, looking for one finite sample.
+_PROBE_S = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,12 +91,16 @@ class AudioStats:
     overruns: microphone blocks dropped because the resampling thread fell behind.
     underruns: file blocks written more than one block late (the thread fell behind real time).
     xruns: PortAudio callbacks flagged input overflow/underflow (audio lost in the driver).
+    invalid_samples: input samples (per channel) that were NaN or infinite, replaced by 0.
+    clipped_samples: input samples (per channel) beyond full scale, clipped to [-1, 1].
     """
 
     blocks: int = 0
     overruns: int = 0
     underruns: int = 0
     xruns: int = 0
+    invalid_samples: int = 0
+    clipped_samples: int = 0
 
 
 class StreamResampler:
@@ -199,6 +207,20 @@ class _AudioSource:
         """A snapshot of the counters."""
         return self._stats
 
+    @property
+    def problem(self) -> str | None:
+        """One line saying what is wrong with the audio so far (why it failed, samples that
+        were invalid or clipped), or None."""
+        if self._state == "failed":
+            return f"failed: {self._error}"
+        s = self._stats
+        found = []
+        if s.invalid_samples:
+            found.append(f"{s.invalid_samples} invalid samples (NaN/inf) replaced by silence")
+        if s.clipped_samples:
+            found.append(f"{s.clipped_samples} samples beyond full scale clipped to [-1, 1]")
+        return "; ".join(found) or None
+
     def start(self, start_time: float | None = None) -> None:
         """Start capturing. ``start_time``: monotonic seconds at which a file's
         first sample plays (share it with the file's VideoSource); None = now."""
@@ -236,6 +258,21 @@ class _AudioSource:
             s = self._stats
             self._stats = dataclasses.replace(s, **{k: getattr(s, k) + v for k, v in increments.items()})
 
+    def _usable(self, samples: np.ndarray) -> np.ndarray:
+        """``samples`` (any shape, float) with NaN/inf replaced by 0 and the rest clipped to
+        full scale [-1, 1], both counted: a single bad sample would otherwise spread through
+        the resampler's kernel, and huge values overflow the model's features."""
+        finite = np.isfinite(samples)
+        invalid = samples.size - int(np.count_nonzero(finite))
+        if invalid:
+            samples = np.where(finite, samples, np.float32(0))
+        clipped = int(np.count_nonzero(np.abs(samples) > 1))
+        if clipped:
+            samples = np.clip(samples, -1, 1)
+        if invalid or clipped:
+            self._count(invalid_samples=invalid, clipped_samples=clipped)
+        return samples
+
     def _begin(self, start_time: float) -> None:
         """Acquire what the thread needs before it starts (may raise SourceError)."""
 
@@ -260,12 +297,37 @@ class FileAudioSource(_AudioSource):
         self.path = config.spec
         container = self._open()
         try:
-            stream = container.streams.audio[0]
-            self.file_rate = stream.codec_context.sample_rate
+            codec = container.streams.audio[0].codec_context
+            if codec.channels < 1 or codec.sample_rate < 1:
+                raise SourceError(f"audio file {self.path}: its audio track has {codec.channels} channels at "
+                                  f"{codec.sample_rate} Hz; give a file with sound")
+            self.file_rate = codec.sample_rate
             self.loop_samples = _video_loop_samples(container, self.file_rate)
         finally:
             container.close()
+        self._check_usable()
         self._start_time = 0.0
+
+    def _check_usable(self) -> None:
+        """SourceError unless the file's first minute holds at least one finite sample."""
+        seen, limit, whole = 0, round(_PROBE_S * self.file_rate), True
+        container = self._open()
+        try:
+            for frame in container.decode(audio=0):
+                if np.isfinite(frame.to_ndarray()).any():
+                    return
+                seen += frame.samples
+                if seen >= limit:
+                    whole = False
+                    break
+        except av.error.FFmpegError as e:
+            raise self._undecodable(e) from None
+        finally:
+            container.close()
+        if seen == 0:
+            raise SourceError(f"audio file {self.path}: its audio track holds no samples; give a file with sound")
+        span = f"{'its' if whole else 'its first'} {seen / self.file_rate:g} s"
+        raise SourceError(f"audio file {self.path}: no usable sound: {span} are all NaN or infinite samples")
 
     def _open(self) -> av.container.InputContainer:
         if not Path(self.path).is_file():
@@ -273,11 +335,14 @@ class FileAudioSource(_AudioSource):
         try:
             container = av.open(self.path)
         except av.error.FFmpegError as e:
-            raise SourceError(f"audio file {self.path}: cannot be decoded ({e}); check it with `ffprobe {self.path}`") from None
+            raise self._undecodable(e) from None
         if not container.streams.audio:
             container.close()
             raise SourceError(f"audio file {self.path}: has no audio track; give a file with sound")
         return container
+
+    def _undecodable(self, e: Exception) -> SourceError:
+        return SourceError(f"audio file {self.path}: cannot be decoded ({e}); check it with `ffprobe {self.path}`")
 
     def _begin(self, start_time: float) -> None:
         self._start_time = start_time
@@ -340,7 +405,7 @@ class FileAudioSource(_AudioSource):
             to_float = av.AudioResampler(format="fltp")
             for frame in container.decode(audio=0):
                 for converted in to_float.resample(frame):
-                    yield converted.to_ndarray().mean(axis=0, dtype=np.float32)
+                    yield self._usable(converted.to_ndarray()).mean(axis=0, dtype=np.float32)
                 if self._stop.is_set():
                     return
         finally:
@@ -376,6 +441,8 @@ class MicrophoneSource(_AudioSource):
         self.device_info = _find_input(self._sd, config.device)
         self.capture_rate = config.capture_rate or int(self.device_info["default_samplerate"])
         self.channels = min(2, int(self.device_info["max_input_channels"]))
+        if self.channels < 1:
+            raise SourceError(f"microphone {self.device_info['name']!r} has no input channels; choose another device")
         self._queue: queue.Queue = queue.Queue(
             maxsize=max(2, math.ceil(config.queue_s / config.block_s))
         )
@@ -395,7 +462,7 @@ class MicrophoneSource(_AudioSource):
         except self._sd.PortAudioError as e:
             raise SourceError(
                 f"microphone {self.device_info['name']!r}: cannot capture at {self.capture_rate} Hz x "
-                f"{self.channels} ch ({e}); try AudioSourceConfig.capture_rate or another device"
+                f"{self.channels} ch ({e}); try another device or capture rate"
             ) from None
 
     def _end(self) -> None:
@@ -426,7 +493,7 @@ class MicrophoneSource(_AudioSource):
                 if stream is not None and not stream.active and not self._stop.is_set():
                     raise SourceError(f"microphone {self.device_info['name']!r} stopped delivering audio (unplugged?)")
                 continue
-            out, out_end = resampler.process(block.mean(axis=1, dtype=np.float32), end_time)
+            out, out_end = resampler.process(self._usable(block).mean(axis=1, dtype=np.float32), end_time)
             if out.shape[0]:
                 self.ring.write(out, end_time=out_end)
                 self._count(blocks=1)
@@ -455,7 +522,7 @@ def _find_input(sd, device: str | int | None) -> dict:
         listing = "; ".join(inputs) if inputs else "none"
         name = "default" if device is None else repr(device)
         raise SourceError(
-            f"no microphone {name} (available: {listing}); pick one with AudioSourceConfig.device, or "
+            f"no microphone {name} (available: {listing}); give one of the available names or indices, or "
             "install libportaudio2 and libasound2-plugins and start PulseAudio for the 'pulse' device"
         ) from None
 

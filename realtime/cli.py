@@ -16,13 +16,16 @@ Subscribe from another program with ``python -m realtime.subscribe
 tcp://127.0.0.1:5556`` or ``realtime.subscribe.subscribe(...)``; the wire
 format is in docs/PROTOCOL.md.
 
-Exit status: 0 after --duration or Ctrl-C, 1 when a stage fails while running,
-2 for bad input found at start (a missing camera, microphone or model file,
-a busy port), with one line saying what and how to fix it.
+Exit status: 0 after --duration or Ctrl-C, 1 when a stage or the audio source fails
+while running, 2 for bad input found at start (a missing camera, microphone or model
+file, a busy port, frames under 16x16 px, a sound file without usable samples), with
+one line saying what and how to fix it.
 """
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -40,7 +43,7 @@ from .assets import DEMO_CLIP, DEMO_MODEL, ROOT, default_model
 from .audio_source import AudioSourceConfig, open_audio_source
 from .batching import BatchingEngine, BatchingFlow
 from .dashboard import DashboardConfig, DashboardError, DashboardThread
-from .pipeline import Pipeline, PipelineConfig, PipelineError
+from .pipeline import Pipeline, PipelineConfig, PipelineError, frame_size_problem
 from .publisher import CurveServer, Publisher, PublisherConfig, PublishError
 from .snapshot import SnapshotSink
 from .ring import AudioRing
@@ -48,6 +51,9 @@ from .streams import SharedPublish, run_streams
 from .video_source import SourceError, VideoSource, VideoSourceConfig
 
 DEMO_SECONDS = 10.0
+# Ctrl-C ends the process within 2 s: the pipelines get this long to stop, the rest is
+# for closing the publisher and the interpreter's exit.
+STOP_BUDGET_S = 1.2
 
 
 class StartError(Exception):
@@ -179,7 +185,13 @@ def open_audio(spec: str, camera: str, engine, ring):
             raise StartError(f"--audio {spec}: no such audio file; give an existing file, 'video', 'mic' "
                              "or a microphone name/index")
         spec, device = "mic", (int(spec) if spec.isdigit() else spec)
-    return open_audio_source(AudioSourceConfig(spec, engine.audio_rate, device=device), ring)
+    try:
+        return open_audio_source(AudioSourceConfig(spec, engine.audio_rate, device=device), ring)
+    except SourceError as e:
+        if spec != "mic":
+            raise
+        # Name the option that picks the microphone.
+        raise StartError(f"--audio {'mic' if device is None else device}: {e}") from None
 
 
 def status_line(stats: dict) -> str:
@@ -187,11 +199,21 @@ def status_line(stats: dict) -> str:
     lat = stats["latency_ms"]
     lat_txt = "-" if lat["p50"] is None else f"{lat['p50']:.0f}/{lat['p95']:.0f}"
     drops = stats["drops"]
-    src = stats["source"]
-    audio = f" audio {src['audio']}" if "audio" in src else ""
     return (f"{stats['fps']:5.1f} maps/s  latency p50/p95 {lat_txt} ms  published {stats['published']}  "
             f"dropped frames {drops['frames']} flows {drops['flows']} maps {drops['maps']}  "
-            f"video {src['video']}{audio}")
+            f"{sources_text(stats['source'])}")
+
+
+def sources_text(src: dict) -> str:
+    """The sources' part of the status line: states, the video source's own drops and
+    reconnects (a file read slower than real time drops frames before the pipeline sees them),
+    what is wrong with the audio."""
+    video = src.get("video_stats", {})
+    counts = [f"{video[key]} {key}" for key in ("dropped", "reconnects") if video.get(key)]
+    text = f"video {src['video']}" + (f" ({', '.join(counts)})" if counts else "")
+    if "audio" in src:
+        text += f"  audio {src['audio']}" + (f" ({src['audio_problem']})" if src.get("audio_problem") else "")
+    return text
 
 
 @dataclass
@@ -258,6 +280,9 @@ def start_pipelines(args) -> Live:
         for camera, audio_spec in zip(args.camera, args.audio):
             video = VideoSource(VideoSourceConfig(camera))
             opened.append(video)
+            too_small = frame_size_problem(video.frame_size)
+            if too_small:
+                raise StartError(f"video {camera}: {too_small}")
             ring = audio = None
             if engine.uses_audio:
                 ring = AudioRing(engine.audio_rate, max(5.0, engine.audio_seconds))
@@ -280,6 +305,7 @@ def start_pipelines(args) -> Live:
             flow=RollingFlowConfig(working_size=args.flow_size, anchor="newest", backend=args.flow_backend,
                                    device=args.device),
             jpeg_quality=None if args.no_frame else 80,
+            stop_timeout_s=STOP_BUDGET_S,
         )
         sinks.append(SnapshotSink(publish))
         pipelines.append(Pipeline(config, video, shared, sinks[-1], audio=audio, ring=ring, flow_fn=flow_fn))
@@ -340,7 +366,8 @@ def main(argv=None) -> int:
             print(("\r" if tty else "") + line(all_stats), end="" if tty else "\n", file=sys.stderr, flush=True)
 
     # A service manager's SIGTERM ends the run as Ctrl-C does: stages joined, summary printed.
-    signal.signal(signal.SIGTERM, lambda signum, frame: [p.request_stop() for p in pipelines])
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
     code = 0
     try:
         if len(pipelines) == 1:
@@ -363,4 +390,34 @@ def main(argv=None) -> int:
                 args.snapshot.with_name(f"{args.snapshot.stem}_{stream}{args.snapshot.suffix}")
             written = sink.write(path)
             print(f"run_live: {'wrote ' + str(written) if written else 'no heatmap to snapshot'}", file=sys.stderr)
+    exit_past_stuck_stages(pipelines, code)
+    # The interpreter's exit would otherwise spend ~0.5 s collecting torch's objects, a
+    # quarter of Ctrl-C's 2 s; nothing here needs them collected.
+    gc.freeze()
     return code
+
+
+def interrupt(signum, frame) -> None:
+    """Ctrl-C and SIGTERM: interrupt the run once; a second signal must not cut the stop short."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def exit_past_stuck_stages(pipelines, code: int) -> None:
+    """End the process at once with ``code`` when a stage is still inside a native call.
+
+    Such a call cannot be interrupted (an OpenCV stream read or reopen runs up to its 5 s
+    timeout; one huge frame's decode or resize takes seconds), and a thread still inside
+    OpenCV or torch while the interpreter tears down aborts the process ("FATAL: exception
+    not rethrown"). Everything of ours is closed and written by now, so leaving without the
+    teardown loses nothing and keeps Ctrl-C within its 2 s.
+    """
+    stuck = [f"{p.config.stream} {name.removeprefix('fg-')}" for p in pipelines for name in p.alive]
+    if not stuck:
+        return
+    print(f"run_live: exiting without waiting for stages still inside a native call: {', '.join(stuck)}",
+          file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

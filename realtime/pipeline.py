@@ -18,8 +18,9 @@ The parts, duck-typed so tests and benchmarks can plug in their own:
   ``frame.time`` monotonic capture seconds), ``state`` (str), ``stats``, ``close()``.
 * ``audio`` (None for models without audio): ``start(start_time)`` (monotonic
   seconds at which a file source's first sample plays, so it runs in step with
-  a file video source that starts at its first read), ``stop()``, ``state``,
-  ``stats``; it writes into ``ring``.
+  a file video source that starts at its first read), ``stop()``, ``state``
+  ("failed" ends the run with ``error``, one line), ``stats`` and optionally
+  ``problem`` (one line or None, shown in status messages); it writes into ``ring``.
 * ``engine``: a :class:`flowgrad.engine.Engine`.
 * ``publish(message)``: called with :class:`realtime.protocol.Heatmap` and
   :class:`realtime.protocol.Status` objects; must not block for long.
@@ -44,6 +45,20 @@ from .slots import LatestSlot
 from .stats import RollingStats
 
 _POLL_S = 0.1  # how often a waiting stage looks at the stop flag
+# Smallest camera frame side, px, worth computing flow on: OpenCV's Farneback runs on any
+# size (it adds no pyramid level below 32 px) and the model's input is resized from any
+# size, but a side under 16 px holds less than one 15-px Farneback window of motion, and
+# our torch Farneback (and --flow-size) refuse it; RollingFlow itself fails under 2 px.
+MIN_FRAME_SIDE = 16
+
+
+def frame_size_problem(size: Optional[tuple[int, int]]) -> Optional[str]:
+    """Why camera frames of ``size`` (width, height) px are too small to localise, or None
+    (also when the size is unknown)."""
+    if size is None or min(size) >= MIN_FRAME_SIDE:
+        return None
+    return (f"frames of {size[0]}x{size[1]} px are too small for optical flow: it needs at least "
+            f"{MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} px (Farneback's window is 15 px)")
 
 
 class PipelineError(RuntimeError):
@@ -65,7 +80,7 @@ class PipelineConfig:
         heatmap for displays; None sends no frame.
     jpeg_width: the sent frame is scaled down to at most this many pixels wide.
     stats_window_s: window, seconds, of the fps and latency figures.
-    stop_timeout_s: how long ``stop`` waits for each thread.
+    stop_timeout_s: how long ``stop`` waits for the sources and threads, in all, seconds.
     """
 
     stream: str = "camera"
@@ -154,16 +169,25 @@ class Pipeline:
         self._stop.set()
 
     def stop(self) -> None:
-        """Signal every stage, stop the sources and join the threads (each within stop_timeout_s)."""
+        """Signal every stage, stop the sources and join the threads (all within stop_timeout_s).
+
+        A stage still running after that is inside one native call it cannot leave early
+        (an OpenCV stream read or reopen, bounded by the video source's timeouts; one huge
+        frame's decode or resize): :attr:`alive` names it, and it ends when that call
+        returns. Do not let the interpreter exit before: a thread inside OpenCV or torch
+        during the interpreter's teardown aborts the process.
+        """
+        deadline = self._clock() + self.config.stop_timeout_s
         self._stop.set()
         for slot in self._slots.values():
             slot.close()
+        # Closing first ends a reconnect back-off wait at once; a read in progress
+        # returns first and then releases the capture itself.
+        self.video.close()
         if self.audio is not None:
             self.audio.stop()
-        deadline = self._clock() + self.config.stop_timeout_s
         for t in self._threads:
             t.join(max(0.0, deadline - self._clock()))
-        self.video.close()
 
     @property
     def stopped(self) -> bool:
@@ -191,8 +215,8 @@ class Pipeline:
         on_status: called with :meth:`stats` every status period (e.g. a console line).
         Raises PipelineError when a stage failed (after stopping everything).
         """
-        self.start()
         try:
+            self.start()
             end = None if duration is None else self.started_at + duration
             while not self._stop.is_set():
                 wait = self.config.status_every_s
@@ -225,6 +249,7 @@ class Pipeline:
         source = {"video": self.video.state, "video_stats": _as_dict(self.video.stats)}
         if self.audio is not None:
             source["audio"] = self.audio.state
+            source["audio_problem"] = getattr(self.audio, "problem", None)
             source["audio_stats"] = _as_dict(self.audio.stats)
         if self.ring is not None:
             source["ring"] = _as_dict(self.ring.stats)
@@ -243,6 +268,8 @@ class Pipeline:
     def _guard(self, name: str, target: Callable[[], None]) -> None:
         try:
             target()
+        except PipelineError as e:  # a failure the stage itself describes
+            self._errors.append(str(e))
         except Exception as e:  # any failure stops the whole pipeline, reported once
             self._errors.append(f"{name} stage failed: {type(e).__name__}: {' '.join(str(e).split())}")
         finally:
@@ -264,6 +291,9 @@ class Pipeline:
             frame = frames.get(_POLL_S)
             if frame is None:
                 continue
+            problem = frame_size_problem(frame.image.shape[1::-1])  # a stream may change size mid-run
+            if problem:
+                raise ValueError(problem)
             t0 = self._clock()
             result = self.rolling.push(frame.image, frame.time)
             if result is None:
@@ -287,13 +317,21 @@ class Pipeline:
             frame = prepare_frames(torch.from_numpy(item.frame.image), size).numpy()
             flow = prepare_flow(torch.from_numpy(item.flow), size).numpy()
             heat = self.engine.heatmaps(frame, flow, emb)[0]
+            if not np.isfinite(heat).all():
+                raise ValueError("the model returned a heatmap with NaN or infinite values")
             done = self._clock()
             self.stage_ms["infer"].add(done, done - t0)
             maps.put(_Mapped(item.frame, heat))
 
     def _audio(self) -> None:
-        """Refresh the audio embedding from the ring's newest window every audio_refresh_s."""
+        """Refresh the audio embedding from the ring's newest window every audio_refresh_s.
+
+        A failed audio source ends the run: the maps of a model that listens would
+        otherwise go on, computed against silence, as if nothing were wrong.
+        """
         while not self._stop.is_set():
+            if self.audio.state == "failed":
+                raise PipelineError(f"audio source failed: {' '.join(str(self.audio.error).split())}")
             start = self._clock()
             if self.ring.total_samples:
                 heard = self.ring.latest(self.engine.audio_seconds).samples

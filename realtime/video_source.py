@@ -143,6 +143,8 @@ class VideoSource:
         if self._cap is None:
             raise SourceError(self._open_failure())
         self._fps = self._cap.get(cv2.CAP_PROP_FPS)
+        size = (round(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), round(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        self._frame_size = size if min(size) > 0 else None
         if self.kind == "file" and config.realtime and not (math.isfinite(self._fps) and self._fps > 0):
             self._cap.release()
             raise SourceError(
@@ -156,7 +158,8 @@ class VideoSource:
     @property
     def state(self) -> str:
         """"opening", "live", "reconnecting", "ended" (file end, no loop), "failed" or "closed"."""
-        return self._state
+        # "closed" holds even when a read in progress at close() sets another state on its way out.
+        return "closed" if self._closed.is_set() else self._state
 
     @property
     def stats(self) -> VideoStats:
@@ -167,6 +170,11 @@ class VideoSource:
     def fps(self) -> float | None:
         """Frame rate the source reports in Hz (None when it reports none)."""
         return self._fps if math.isfinite(self._fps) and self._fps > 0 else None
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) in pixels of the frames as the opened source reports it (None when it does not)."""
+        return self._frame_size
 
     def read(self) -> Frame | None:
         """The next frame, or None when there is none now.

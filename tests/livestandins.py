@@ -2,6 +2,9 @@
 
 * :class:`UdpVideoStream`: ``ffmpeg -re`` sending a looping clip as MPEG-TS over
   UDP to 127.0.0.1, which OpenCV opens like a network camera.
+* :func:`write_float_wav`: a 32-bit float WAV holding exactly the given samples
+  (NaN, inf, values beyond full scale, zero samples or a header claiming zero
+  channels), as a broken sound card or a hostile file delivers them.
 * :class:`PulseNullSink`: a private PulseAudio daemon (its own socket in a
   temporary directory, so parallel test runs never share one) with a null
   sink whose monitor is the default recording source: what is played into
@@ -16,14 +19,16 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-__all__ = ["require", "free_udp_port", "UdpVideoStream", "PulseNullSink"]
+__all__ = ["require", "free_udp_port", "write_float_wav", "UdpVideoStream", "PulseNullSink"]
 
 
 def require(*tools: str) -> None:
@@ -38,6 +43,20 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def write_float_wav(path: str | Path, samples: np.ndarray, rate: int, channels: int | None = None) -> Path:
+    """Write ``samples`` ((n,) or (n, C), any float values) unchanged as an IEEE-float WAV.
+
+    channels: the channel count the header claims (default: the samples' own), so a
+    file can claim 0 channels.
+    """
+    data = np.ascontiguousarray(samples, "<f4")
+    channels = (1 if data.ndim == 1 else data.shape[1]) if channels is None else channels
+    fmt = struct.pack("<HHIIHH", 3, channels, rate, rate * channels * 4, channels * 4, 32)  # 3: IEEE float
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", data.nbytes)
+    Path(path).write_bytes(b"RIFF" + struct.pack("<I", len(body) + data.nbytes) + body + data.tobytes())
+    return Path(path)
 
 
 def _stop(proc: subprocess.Popen | None) -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from flowgrad.audio import resample
-from livestandins import PulseNullSink
+from livestandins import PulseNullSink, write_float_wav
 from realtime.audio_source import AudioSourceConfig, FileAudioSource, StreamResampler, open_audio_source
 from realtime.ring import AudioRing
 from realtime.video_source import SourceError, VideoSource, VideoSourceConfig
@@ -191,6 +191,46 @@ def test_file_errors_are_one_line(tmp_path):
         open_audio_source(AudioSourceConfig(str(tmp_path / "junk.wav"), 22050), ring)
 
 
+@pytest.mark.parametrize("samples, channels, message", [
+    (np.zeros(0), None, "its audio track holds no samples"),
+    (np.zeros(0), 0, "its audio track has 0 channels"),
+    (np.full(8000, np.nan), None, r"no usable sound: its 0.5 s are all NaN or infinite samples"),
+    (np.where(np.arange(8000) % 2, np.inf, -np.inf), None, "no usable sound"),
+])
+def test_files_without_usable_sound_are_refused_at_start(tmp_path, samples, channels, message):
+    """Zero samples, a header claiming zero channels, only NaN or inf: one line at open,
+    not a source thread that fails later while the run goes on against silence."""
+    path = write_float_wav(tmp_path / "bad.wav", samples, 16000, channels)
+    with pytest.raises(SourceError, match=message) as e:
+        open_audio_source(AudioSourceConfig(str(path), 16000), AudioRing(16000))
+    assert str(e.value).startswith(f"audio file {path}: ") and "\n" not in str(e.value)
+
+
+def test_invalid_and_huge_samples_become_silence_and_full_scale_and_are_counted(tmp_path):
+    """A file with NaN, +-inf and 1e30 samples plays on: NaN/inf are silence, 1e30 is clipped to
+    full scale, each counted, and ``problem`` says so; the tone around them is untouched."""
+    rate = 16000
+    x = 0.5 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)  # 1 s
+    x[2000:2100] = np.nan
+    x[4000:4050] = np.inf
+    x[4050:4060] = -np.inf
+    x[8000:8400] *= 1e30 / 0.5  # the tone at 1e30: every sample but the zero crossings is beyond full scale
+    huge = int(np.count_nonzero(np.abs(x[8000:8400]) > 1))
+    path = write_float_wav(tmp_path / "hostile.wav", x, rate)
+    ring = AudioRing(rate)
+    source = open_audio_source(AudioSourceConfig(str(path), rate, loop=False), ring)
+    source.start()
+    wait_for(lambda: source.state != "running", 5)
+    source.stop()
+    assert source.state == "ended" and source.error is None
+    assert source.stats.invalid_samples == 160 and source.stats.clipped_samples == huge > 390
+    assert source.problem == (f"160 invalid samples (NaN/inf) replaced by silence; "
+                              f"{huge} samples beyond full scale clipped to [-1, 1]")
+    assert ring.total_samples == rate  # same rate: no resampling, every sample as written
+    expected = np.clip(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), -1, 1).astype(np.float32)
+    np.testing.assert_array_equal(ring.latest(1.0).samples, expected)
+
+
 def _fresh_sounddevice():
     """sounddevice with PortAudio (re)initialised, so it sees the current PULSE_SERVER; skip if unusable."""
     try:
@@ -216,6 +256,7 @@ def test_missing_microphone_is_one_line():
     with pytest.raises(SourceError, match=r"no microphone 'no-such-mic-xyz' \(available: ") as e:
         open_audio_source(AudioSourceConfig("mic", 16000, device="no-such-mic-xyz"), ring)
     assert "\n" not in str(e.value)
+    assert "AudioSourceConfig" not in str(e.value)  # run_live's users pick microphones with --audio
 
 
 def test_microphone_hears_a_tone_through_a_pulseaudio_null_sink(tmp_path, monkeypatch):

@@ -9,10 +9,12 @@ import pytest
 
 from flowgrad import engine as engines
 from flowgrad import models
+from livestandins import write_float_wav
+from realtime.audio_source import AudioSourceConfig, open_audio_source
 from realtime.pipeline import Pipeline, PipelineConfig, PipelineError
 from realtime.protocol import Heatmap, Status
 from realtime.ring import AudioRing
-from realtime.video_source import VideoSource, VideoSourceConfig
+from realtime.video_source import Frame, VideoSource, VideoSourceConfig
 
 W, H, FPS = 320, 180, 25
 SIDE = 40
@@ -178,3 +180,100 @@ def test_a_file_without_loop_ends_the_run_normally(tmp_path):
 def test_audio_model_needs_audio_source(square_video):
     with pytest.raises(ValueError, match="listens to audio"):
         Pipeline(_config(), _video(square_video), engines.open("rcgrad", allow_untrained=True), Collector())
+
+
+def test_stop_ends_a_capture_waiting_in_a_reconnect_back_off(square_video):
+    """A camera mid-outage waits out its reconnect back-off (up to 8 s) inside read(); stop()
+    closes the source first, so that wait ends at once and every stage is joined."""
+
+    class Reconnecting:
+        """read() waits as VideoSource does between reopening attempts: until close()."""
+
+        stats = {}
+
+        def __init__(self):
+            self.closed = threading.Event()
+            self.state = "reconnecting"
+
+        def read(self):
+            self.closed.wait(8.0)
+            return None
+
+        def close(self):
+            self.closed.set()
+            self.state = "closed"
+
+    pipe = Pipeline(_config(), Reconnecting(), engines.open("flow_only"), Collector())
+    threading.Timer(0.5, pipe.request_stop).start()
+    start = time.monotonic()
+    pipe.run()
+    assert not pipe.alive
+    assert time.monotonic() - start < 0.5 + 1.0
+
+
+def test_frames_too_small_for_flow_stop_the_run_with_the_reason():
+    """A stream that turns to 8x8 frames mid-run: the flow stage names the minimum size."""
+
+    class Tiny:
+        state, stats = "live", {}
+
+        def __init__(self):
+            self.t = time.monotonic()
+
+        def read(self):
+            time.sleep(0.04)
+            self.t += 0.04
+            return Frame(np.zeros((8, 8, 3), np.uint8), self.t, 0, None)
+
+        def close(self):
+            pass
+
+    with pytest.raises(PipelineError, match=r"flow stage failed: ValueError: frames of 8x8 px are too small "
+                                            r"for optical flow: it needs at least 16x16 px"):
+        Pipeline(_config(), Tiny(), engines.open("flow_only"), Collector()).run(duration=10)
+
+
+def test_a_failing_audio_source_ends_the_run_with_its_cause(square_video, tmp_path):
+    """The audio file vanishes mid-run (its source fails when it loops): the run ends with the
+    source's own reason instead of publishing maps computed against silence."""
+    eng = engines.TorchEngine(models.create("rcgrad", width=0.25).eval())
+    path = write_float_wav(tmp_path / "short.wav", 0.3 * np.ones(eng.audio_rate // 2), eng.audio_rate)
+    ring = AudioRing(eng.audio_rate, 5.0)
+    audio = open_audio_source(AudioSourceConfig(str(path), eng.audio_rate), ring)
+    out = Collector()
+    pipe = Pipeline(_config(), _video(square_video), eng, out, audio=audio, ring=ring)
+    threading.Timer(0.2, path.unlink).start()
+    start = time.monotonic()
+    with pytest.raises(PipelineError, match=rf"^audio source failed: SourceError: audio source '{path}': no such file"):
+        pipe.run(duration=30)
+    assert time.monotonic() - start < 5 and not pipe.alive
+
+
+def test_status_says_what_is_wrong_with_the_audio(square_video, tmp_path):
+    """NaN in the audio file: maps keep coming and every status message says what was replaced."""
+    eng = engines.TorchEngine(models.create("rcgrad", width=0.25).eval())
+    rate = eng.audio_rate
+    samples = 0.3 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)
+    samples[: rate // 10] = np.nan
+    ring = AudioRing(rate, 5.0)
+    audio = open_audio_source(AudioSourceConfig(str(write_float_wav(tmp_path / "nan.wav", samples, rate)), rate), ring)
+    out = Collector()
+    Pipeline(_config(), _video(square_video), eng, out, audio=audio, ring=ring).run(duration=3.0)
+    status = out.of(Status)
+    assert status and all(s.source["audio"] == "running" for s in status)
+    assert status[-1].source["audio_problem"].endswith("invalid samples (NaN/inf) replaced by silence")
+    assert status[-1].source["audio_stats"]["invalid_samples"] >= rate // 10
+    assert len(out.of(Heatmap)) >= 5
+
+
+def test_a_model_returning_nan_is_blamed_on_the_infer_stage(square_video):
+    """A non-finite heatmap is caught where it is made, not reported as a publishing failure."""
+
+    class NaNModel:
+        name, input_size, uses_audio = "nan", (224, 224), False
+
+        def heatmaps(self, frame, flow, emb):
+            return np.full((1, 224, 224), np.nan, np.float32)
+
+    with pytest.raises(PipelineError, match="^infer stage failed: ValueError: the model returned a heatmap with NaN"):
+        Pipeline(_config(), _video(square_video), NaNModel(), Collector()).run(duration=30)

@@ -1,11 +1,13 @@
 """`python run_live.py` as users run it: a real process, real ZeroMQ on loopback, real
 subscribers; devices stood in by an ffmpeg UDP stream (REFERENCE section 8)."""
 import os
+import re
 import signal
 import socket
 import wave
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,9 +18,10 @@ import zmq
 
 from realtime.assets import DEMO_CLIP
 from realtime.cli import build_parser
+from realtime.picture import band_height
 from realtime.protocol import Heatmap, Status
 from realtime.subscribe import subscribe
-from livestandins import PulseNullSink, UdpVideoStream, require
+from livestandins import PulseNullSink, UdpVideoStream, require, write_float_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,13 +33,14 @@ def _free_tcp_port():
 
 
 def _run_live(*args, timeout=60):
+    """run_live in a fresh temporary folder: --demo's snapshot must not land in the checkout."""
     return subprocess.run([sys.executable, str(ROOT / "run_live.py"), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+                          timeout=timeout, cwd=tempfile.mkdtemp())
 
 
 def _start_live(*args, env=None):
     return subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--quiet", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tempfile.mkdtemp(),
                             env=None if env is None else dict(os.environ, **env))
 
 
@@ -70,7 +74,8 @@ def test_help_explains_every_option():
     (("--camera", "/nonexistent/clip.mp4"), "no such file"),
     (("--demo", "--model", "/nonexistent/model.ckpt"), "model.ckpt"),
     (("--demo", "--model", "rcgrad", "--untrained", "--audio", "/nonexistent/sound.wav"), "no such audio file"),
-    (("--demo", "--model", "rcgrad", "--untrained", "--audio", "no-such-microphone"), "no-such-microphone"),
+    (("--demo", "--model", "rcgrad", "--untrained", "--audio", "no-such-microphone"),
+     "--audio no-such-microphone: no microphone"),
     (("--demo", "--duration", "0"), "--duration"),
     (("--demo", "--flow-backend", "opencv", "--flow-compile"), "--flow-backend torch"),
     (("--camera", str(DEMO_CLIP), "--camera", str(DEMO_CLIP), "--camera", str(DEMO_CLIP),
@@ -82,6 +87,7 @@ def test_bad_input_is_one_line_and_exit_status_2(args, message):
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
+    assert "AudioSourceConfig" not in lines[0]  # name the command-line option, not the library's field
     assert time.monotonic() - start < 30
 
 
@@ -115,7 +121,7 @@ def test_demo_publishes_heatmaps_a_subscriber_receives(tmp_path):
     assert all(m.frame_size == (640, 360) and m.heatmap.shape == (224, 224) for m in maps)
     assert all(b.seq > a.seq for a, b in zip(maps, maps[1:]))
     assert all(0 <= m.publish_time - m.capture_time < 2.0 for m in maps)
-    assert cv2.imread(str(snap)).shape == (360, 640, 3)
+    assert cv2.imread(str(snap)).shape == (360 + band_height(640), 640, 3)  # with the caption band
 
 
 def test_compiled_torch_flow_is_built_before_the_camera_opens(tmp_path):
@@ -127,7 +133,7 @@ def test_compiled_torch_flow_is_built_before_the_camera_opens(tmp_path):
                     timeout=300)
     assert out.returncode == 0, out.stderr
     assert "compiling the flow for 96x64, batch 1" in out.stderr.splitlines()[0]
-    assert cv2.imread(str(snap)).shape == (360, 640, 3)
+    assert cv2.imread(str(snap)).shape == (360 + band_height(640), 640, 3)  # with the caption band
 
 
 def test_a_failing_flow_compile_is_one_start_error_and_closes_the_flow(monkeypatch):
@@ -174,7 +180,7 @@ def test_two_cameras_one_model_two_streams(tmp_path):
     assert all(seqs == sorted(seqs) and len(seqs) >= 2 for seqs in got.values()), got
     assert "camera0" in err and "camera1" in err  # the status line names both
     for stream in ("camera0", "camera1"):
-        assert cv2.imread(str(tmp_path / f"live_{stream}.png")).shape == (360, 640, 3)
+        assert cv2.imread(str(tmp_path / f"live_{stream}.png")).shape == (360 + band_height(640), 640, 3)
 
 
 def test_camera_stood_in_by_a_udp_stream():
@@ -292,3 +298,151 @@ def test_ctrl_c_and_sigterm_stop_within_two_seconds(sig):
     _, err = proc.communicate(timeout=30)
     assert time.monotonic() - start < 3.0  # stop joins within 2 s, + interpreter exit
     assert proc.returncode == 0 and "run_live: done:" in err, err
+
+
+def _interrupt_after(proc, address, ready, timeout=60):
+    """Send SIGINT to ``proc`` once ``ready(message)`` is true for a message from ``address``;
+    return (seconds from SIGINT to exit, stderr)."""
+    gen = subscribe(address, timeout_s=timeout)
+    try:
+        for msg in gen:
+            if ready(msg):
+                break
+    finally:
+        gen.close()
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    return time.monotonic() - start, err
+
+
+def test_ctrl_c_during_a_camera_outage_exits_cleanly_within_two_seconds():
+    """Ctrl-C 3 s into a network camera's outage, while the capture thread is blocked inside
+    OpenCV's read (5 s timeout): exit status 0 within 2 s, not an abort at interpreter exit."""
+    require("ffmpeg")
+    port = _free_tcp_port()
+    address = f"tcp://127.0.0.1:{port}"
+    with UdpVideoStream(DEMO_CLIP) as camera:
+        proc = _start_live("--camera", camera.url, "--model", "flow_only", "--duration", "60", "--publish", address)
+
+        def outage_under_way(msg):
+            if isinstance(msg, Heatmap):
+                camera.stop()
+                time.sleep(3.0)
+                return True
+            return False
+        took, err = _interrupt_after(proc, address, outage_under_way)
+    assert proc.returncode == 0 and "FATAL" not in err and "run_live: done:" in err, err[-2000:]
+    assert took < 2.0, (took, err[-2000:])
+
+
+def test_huge_frames_exit_cleanly_within_two_seconds(tmp_path):
+    """10000x10000 frames keep the stages inside OpenCV and torch for seconds per frame; Ctrl-C
+    still exits with status 0 within 2 s instead of aborting in the interpreter's teardown."""
+    require("ffmpeg")
+    big = tmp_path / "big.avi"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "color=c=gray:s=10000x10000:r=2", "-t", "1", "-c:v", "mjpeg", str(big)], check=True, timeout=120)
+    port = _free_tcp_port()
+    address = f"tcp://127.0.0.1:{port}"
+    proc = _start_live("--camera", str(big), "--model", "flow_only", "--duration", "60", "--publish", address)
+    statuses = []
+
+    def running(msg):
+        statuses.append(msg)
+        return len(statuses) >= 3  # 3 s into the run: the stages are busy with the frames
+    took, err = _interrupt_after(proc, address, running)
+    assert proc.returncode == 0 and "FATAL" not in err and "run_live: done:" in err, err[-2000:]
+    assert took < 2.0, (took, err[-2000:])
+
+
+def _ffmpeg_video(path, source, seconds):
+    """Write ``seconds`` of the lavfi ``source`` (e.g. color=c=gray:s=2x2:r=25) to ``path``."""
+    codec = "ffv1" if path.suffix == ".mkv" else "mjpeg"  # ffv1 writes any size, even 1x1
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", source, "-t", str(seconds),
+                    "-c:v", codec, str(path)], check=True, timeout=120)
+    return path
+
+
+@pytest.mark.parametrize("side", [1, 8])
+def test_frames_too_small_for_flow_are_one_line_and_exit_status_2(tmp_path, side):
+    """A 1x1 (or 8x8) video is refused at start, naming the minimum, instead of failing in the flow stage."""
+    require("ffmpeg")
+    video = _ffmpeg_video(tmp_path / "tiny.mkv", f"color=c=gray:s=16x16:r=25,scale={side}:{side}", 1)
+    out = _run_live("--camera", str(video), "--model", "flow_only", "--duration", "5")
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"frames of {side}x{side} px are too small" in lines[0], out.stderr
+    assert "at least 16x16 px" in lines[0]
+
+
+def test_frames_the_source_drops_show_on_the_status_line(tmp_path):
+    """A file decoded slower than its frame rate (2000x2000 MJPEG at 200 fps) drops nearly every
+    frame inside the video source; the console status line says so."""
+    require("ffmpeg")
+    video = _ffmpeg_video(tmp_path / "fast.avi", "color=c=gray:s=2000x2000:r=200", 0.5)
+    out = _run_live("--camera", str(video), "--model", "flow_only", "--duration", "3")
+    assert out.returncode == 0, out.stderr
+    done = [line for line in out.stderr.splitlines() if line.startswith("run_live: done:")]
+    counts = re.search(r"video closed \((\d+) dropped\)", done[0])
+    assert counts and int(counts.group(1)) > 100, out.stderr
+
+
+@pytest.mark.parametrize("samples, channels, message", [
+    (np.zeros(0), None, "its audio track holds no samples"),
+    (np.zeros(0), 0, "its audio track has 0 channels"),
+    (np.full(16000, np.nan), None, "no usable sound: its 1 s are all NaN or infinite samples"),
+])
+def test_audio_without_usable_sound_is_one_line_and_exit_status_2(tmp_path, samples, channels, message):
+    sound = write_float_wav(tmp_path / "bad.wav", samples, 16000, channels)
+    out = _run_live("--camera", str(DEMO_CLIP), "--audio", str(sound), "--model", "rcgrad", "--untrained", "--duration", "5")
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"run_live: error: audio file {sound}: "), out.stderr
+    assert message in lines[0]
+
+
+def test_nan_inf_and_huge_audio_keep_the_maps_flowing_and_are_reported(tmp_path):
+    """A sound file with a second of NaN, a second of inf and a second at 1e30: maps keep coming
+    through and after those seconds, status messages and the console line say what was wrong."""
+    rate = 16000
+    x = 0.3 * np.sin(2 * np.pi * 440 * np.arange(4 * rate) / rate)
+    x[rate // 2: rate] = np.nan
+    x[rate: 3 * rate // 2] = np.inf
+    x[3 * rate // 2: 2 * rate] *= 1e30 / 0.3
+    sound = write_float_wav(tmp_path / "hostile.wav", x, rate)
+    port = _free_tcp_port()
+    proc = _start_live("--camera", str(DEMO_CLIP), "--audio", str(sound), "--model", "rcgrad", "--untrained", "--duration", "8",
+                       "--publish", f"tcp://127.0.0.1:{port}")
+    try:
+        got = _collect(f"tcp://127.0.0.1:{port}", seconds=5)
+    finally:
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    status = [m for m in got if isinstance(m, Status)]
+    maps = [m for m in got if isinstance(m, Heatmap)]
+    problem = status[-1].source["audio_problem"]
+    assert status[-1].source["audio"] == "running"
+    assert "invalid samples (NaN/inf) replaced by silence" in problem and "clipped to [-1, 1]" in problem
+    # Maps still come after the audio turned bad (2 s of the looped file have played by then).
+    assert len([m for m in maps if m.capture_time > maps[0].capture_time + 3]) >= 5
+    done = [line for line in err.splitlines() if line.startswith("run_live: done:")][0]
+    assert "invalid samples (NaN/inf) replaced by silence" in done and "clipped to [-1, 1]" in done
+
+
+def test_an_audio_source_failing_mid_run_is_exit_status_1_with_its_cause(tmp_path):
+    """The sound file disappears while playing (its next loop cannot open it): the run stops with
+    exit status 1 and the source's reason, rather than going on against silence."""
+    sound = write_float_wav(tmp_path / "short.wav", 0.3 * np.ones(8000), 16000)
+    port = _free_tcp_port()
+    proc = _start_live("--camera", str(DEMO_CLIP), "--audio", str(sound), "--model", "rcgrad", "--untrained", "--duration", "30",
+                       "--publish", f"tcp://127.0.0.1:{port}")
+    gen = subscribe(f"tcp://127.0.0.1:{port}", kinds=("heatmap",), timeout_s=60)
+    try:
+        next(gen)
+    finally:
+        gen.close()
+    sound.unlink()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    assert f"run_live: error: audio source failed: SourceError: audio source '{sound}': no such file" in err
