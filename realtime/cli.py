@@ -208,12 +208,34 @@ def sources_text(src: dict) -> str:
     """The sources' part of the status line: states, the video source's own drops and
     reconnects (a file read slower than real time drops frames before the pipeline sees them),
     what is wrong with the audio."""
+    text = _video_text(src)
+    return text + (f"  {_audio_text(src)}" if "audio" in src else "")
+
+
+def source_trouble(src: dict) -> str:
+    """What is wrong with a stream's sources, for the several-camera line ('' when all is well):
+    a video source that is not live or drops or reconnects, an audio source that failed or
+    whose samples were repaired."""
     video = src.get("video_stats", {})
-    counts = [f"{video[key]} {key}" for key in ("dropped", "reconnects") if video.get(key)]
-    text = f"video {src['video']}" + (f" ({', '.join(counts)})" if counts else "")
-    if "audio" in src:
-        text += f"  audio {src['audio']}" + (f" ({src['audio_problem']})" if src.get("audio_problem") else "")
-    return text
+    found = []
+    if src.get("video") != "live" or any(video.get(key) for key in _VIDEO_COUNTS):
+        found.append(_video_text(src))
+    if src.get("audio") == "failed" or src.get("audio_problem"):
+        found.append(_audio_text(src))
+    return "; ".join(found)
+
+
+_VIDEO_COUNTS = ("dropped", "reconnects")
+
+
+def _video_text(src: dict) -> str:
+    video = src.get("video_stats", {})
+    counts = [f"{video[key]} {key}" for key in _VIDEO_COUNTS if video.get(key)]
+    return f"video {src.get('video')}" + (f" ({', '.join(counts)})" if counts else "")
+
+
+def _audio_text(src: dict) -> str:
+    return f"audio {src['audio']}" + (f" ({src['audio_problem']})" if src.get("audio_problem") else "")
 
 
 @dataclass
@@ -326,8 +348,24 @@ def streams_line(all_stats: list[dict], streams: list[str]) -> str:
     """One line of live figures for several streams."""
     def one(name, stats):
         p95 = stats["latency_ms"]["p95"]
-        return f"{name} {stats['fps']:.1f}/s p95 {'-' if p95 is None else f'{p95:.0f}'} ms"
+        text = f"{name} {stats['fps']:.1f}/s p95 {'-' if p95 is None else f'{p95:.0f}'} ms"
+        trouble = source_trouble(stats["source"])
+        return text + (f" [{trouble}]" if trouble else "")
     return "  ".join(one(n, s) for n, s in zip(streams, all_stats))
+
+
+def source_trouble(src: dict) -> str:
+    """What is wrong with a stream's sources, for the several-camera line ('' when all is well):
+    a video source that is not live or drops or reconnects, an audio source that failed or
+    whose samples were repaired."""
+    video = src.get("video_stats", {})
+    counts = [f"{video[key]} {key}" for key in ("dropped", "reconnects") if video.get(key)]
+    found = []
+    if src.get("video") != "live" or counts:
+        found.append(f"video {src.get('video')}" + (f" ({', '.join(counts)})" if counts else ""))
+    if src.get("audio") == "failed" or src.get("audio_problem"):
+        found.append(f"audio {src['audio']}" + (f" ({src['audio_problem']})" if src.get("audio_problem") else ""))
+    return "; ".join(found)
 
 
 def main(argv=None) -> int:
@@ -338,6 +376,9 @@ def main(argv=None) -> int:
     except (StartError, SourceError, PublishError, ValueError) as e:
         print(f"run_live: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # whatever had opened is closed again by start_pipelines
+        print("run_live: interrupted while starting", file=sys.stderr)
+        return 0
     pipelines, engine, address = live.pipelines, live.engine, live.publisher.address
     dashboard = None
     if args.dashboard is not None:

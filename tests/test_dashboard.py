@@ -405,6 +405,32 @@ def test_page_skips_malformed_fields_and_keeps_drawing():
         cam.stop()
 
 
+def test_page_shows_what_is_wrong_with_the_audio():
+    """run_live's status names an audio problem (source.audio_problem): the tile shows it, marked;
+    a status without one clears it; a wrong type is not drawn."""
+    driver = _chrome()
+    cam = Camera("cam1")
+    try:
+        with DashboardThread(DashboardConfig((cam.address,), port=0)) as dash:
+            driver.get(dash.url)
+            wait_for(lambda: "cam1" in _tiles(driver), 20, "cam1 drawn")
+
+            def audio_cell():
+                return driver.execute_script("""
+                    const d = document.querySelector('.tile[data-stream="probe"] .audio');
+                    return [d.textContent, d.classList.contains('problem')];""")
+            problem = "16000 invalid samples (NaN/inf) replaced by silence"
+            _inject(driver, _wire(_status_header("probe", source={"audio": "running", "audio_problem": problem})))
+            assert audio_cell() == [f"running: {problem}", True]
+            _inject(driver, _wire(_status_header("probe", source={"audio": "running", "audio_problem": None})))
+            assert audio_cell() == ["running", False]
+            _inject(driver, _wire(_status_header("probe", source={"audio": 3, "audio_problem": ["x"]})))
+            assert audio_cell() == ["–", False]
+    finally:
+        driver.quit()
+        cam.stop()
+
+
 def _legend(driver):
     """The colour scale: its end labels, caption, and the RGB of its two ends."""
     return driver.execute_script("""

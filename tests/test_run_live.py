@@ -17,11 +17,11 @@ import pytest
 import zmq
 
 from realtime.assets import DEMO_CLIP
-from realtime.cli import build_parser
+from realtime.cli import build_parser, streams_line
 from realtime.picture import band_height
 from realtime.protocol import Heatmap, Status
 from realtime.subscribe import subscribe
-from livestandins import PulseNullSink, UdpVideoStream, require, write_float_wav
+from livestandins import PulseNullSink, UdpVideoStream, free_udp_port, require, write_float_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -446,3 +446,31 @@ def test_an_audio_source_failing_mid_run_is_exit_status_1_with_its_cause(tmp_pat
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
     assert f"run_live: error: audio source failed: SourceError: audio source '{sound}': no such file" in err
+
+
+def test_the_several_camera_line_names_each_streams_source_trouble():
+    def stats(video="live", dropped=0, audio="running", problem=None):
+        return {"fps": 20.0, "latency_ms": {"p50": 30.0, "p95": 50.0},
+                "source": {"video": video, "video_stats": {"dropped": dropped, "reconnects": 0},
+                           "audio": audio, "audio_problem": problem}}
+    line = streams_line([stats(), stats(video="reconnecting", dropped=4), stats(problem="12 invalid samples")],
+                        ["cam0", "cam1", "cam2"])
+    assert line == ("cam0 20.0/s p95 50 ms  cam1 20.0/s p95 50 ms [video reconnecting (4 dropped)]  "
+                    "cam2 20.0/s p95 50 ms [audio running (12 invalid samples)]")
+
+
+def test_ctrl_c_while_a_camera_is_still_opening_is_a_clean_exit_0():
+    """Ctrl-C before the pipelines run (a stream camera that sends nothing is being opened):
+    one line, exit 0, no traceback (it takes effect when the open attempt returns)."""
+    proc = _start_live("--camera", f"udp://127.0.0.1:{free_udp_port()}", "--model", "flow_only",
+                       "--publish", f"tcp://127.0.0.1:{_free_tcp_port()}")
+    try:
+        time.sleep(2.0)  # the model is loaded; the camera's open attempt is under way
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "interrupted while starting" in err, err

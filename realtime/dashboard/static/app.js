@@ -123,8 +123,15 @@ function onStatus(tile, header) {
   const dropsCell = tile.node.querySelector(".drops");
   dropsCell.textContent = drops.length ? String(drops.reduce((sum, [, n]) => sum + n, 0)) : "–";
   dropsCell.title = drops.map(([k, n]) => `${k}: ${n}`).join(", ");
+  // Sources as run_live reports them (docs/PROTOCOL.md): what is wrong with the audio, if anything.
+  const source = isObject(header.source) ? header.source : {};
+  const audio = typeof source.audio === "string" ? source.audio : "–";
+  const problem = typeof source.audio_problem === "string" ? source.audio_problem : "";
+  const audioCell = tile.node.querySelector(".audio");
+  audioCell.textContent = problem ? `${audio}: ${problem}` : audio;
+  audioCell.classList.toggle("problem", problem !== "" || audio === "failed");
   // The pipeline's last status says "ended" (normal stop) or "failed" (docs/PROTOCOL.md).
-  const state = isObject(header.source) ? header.source.pipeline : undefined;
+  const state = source.pipeline;
   tile.endState = state === "ended" || state === "failed" ? state : null;
 }
 
