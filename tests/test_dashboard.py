@@ -628,3 +628,36 @@ def test_the_dashboard_says_why_it_rejected_a_publishers_messages():
     finally:
         pub.close(linger=0)
         ctx.term()
+
+
+def test_the_dashboard_refuses_messages_over_its_size_limit_and_keeps_serving():
+    """--max-message-mb: a publisher's oversize message is refused before it is buffered (ZeroMQ
+    drops that connection); the dashboard counts the drop, reconnects and shows later maps."""
+    from realtime.subscribe import MIB, ReceiveLimits
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.bind("tcp://127.0.0.1:*")
+    address = pub.getsockopt_string(zmq.LAST_ENDPOINT)
+    limits = ReceiveLimits(max_message_bytes=1 * MIB)
+    try:
+        with DashboardThread(DashboardConfig((address,), port=0, limits=limits)) as dash:
+            def info():
+                return json.load(urllib.request.urlopen(dash.url + "streams.json", timeout=5))
+            seq = 0
+
+            def newest_seq_shown():
+                nonlocal seq
+                seq += 1
+                pub.send(_heatmap_wire("cam1", seq))
+                time.sleep(0.02)
+                return max((e["seq"] for e in info()["streams"] if e["kind"] == "heatmap"), default=-1)
+            wait_for(lambda: newest_seq_shown() >= 0, 20, "a first map")
+            big = _heatmap_wire("cam1", 10_000, shape=(1024, 1024), heat=bytes(1024 * 1024))  # 1 MiB + header
+            pub.send(big)
+            before = seq
+            wait_for(lambda: info()["disconnects"] == [1], 10, "the oversize message's connection drop counted")
+            wait_for(lambda: newest_seq_shown() > before, 20, "maps after the reconnect")
+            assert all(e["seq"] != 10_000 for e in info()["streams"])
+    finally:
+        pub.close(linger=0)
+        ctx.term()

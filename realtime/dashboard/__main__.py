@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from realtime.addresses import is_loopback
-from realtime.subscribe import CurveClient
+from realtime.subscribe import MIB, CurveClient, ReceiveLimits
 
 from .server import DashboardConfig, DashboardError, serve
 
@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "WebSocket, and accept its host name; repeatable. Default: only the dashboard's own page")
     p.add_argument("--lost-after", type=float, default=3.0, metavar="SECONDS",
                    help="show 'stream lost' after this many seconds without messages (default 3)")
+    p.add_argument("--max-message-mb", type=float, default=ReceiveLimits.max_message_bytes / MIB, metavar="MB",
+                   help="refuse messages larger than this many MiB from a publisher (default %(default)g); "
+                        "bounds the dashboard's memory whatever a publisher sends (docs/PROTOCOL.md)")
     p.add_argument("--curve-secret", type=Path, metavar="FILE",
                    help="this client's .key_secret file, for CURVE publishers (with --curve-server-key)")
     p.add_argument("--curve-server-key", type=Path, metavar="FILE",
@@ -61,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     curve = CurveClient(args.curve_secret, args.curve_server_key) if args.curve_secret else None
     try:
         token = _read_token(args.token_file) if args.token_file else None
+        limit = round(args.max_message_mb * MIB)
+        limits = ReceiveLimits(max_message_bytes=limit, latest_bytes=max(limit, ReceiveLimits.latest_bytes))
         config = DashboardConfig(tuple(args.connect), host=args.host, port=args.port,
                                  lost_after_s=args.lost_after, curve=curve,
-                                 allow_origins=tuple(args.allow_origin), token=token)
+                                 allow_origins=tuple(args.allow_origin), token=token, limits=limits)
     except ValueError as e:
         parser.error(str(e))
     if not is_loopback(args.host):

@@ -42,7 +42,7 @@ from urllib.parse import quote
 from aiohttp import WSCloseCode, web
 
 from realtime.addresses import is_loopback
-from realtime.subscribe import CurveClient, SubscribeError
+from realtime.subscribe import CurveClient, ReceiveLimits, SubscribeError
 
 from .access import Access, parse_origin
 from .hub import Entry, Hub
@@ -74,6 +74,7 @@ class DashboardConfig:
         The page's own origin is always allowed.
     token: the token the page, /streams.json and /ws require (?token=...), at least
         16 characters; None = a random one when host is beyond loopback, none on loopback.
+    limits: the memory bounds of each subscription (largest message, queue; docs/PROTOCOL.md).
     """
 
     connect: tuple[str, ...]
@@ -85,6 +86,7 @@ class DashboardConfig:
     curve: CurveClient | None = None
     allow_origins: tuple[str, ...] = ()
     token: str | None = None
+    limits: ReceiveLimits = ReceiveLimits()
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.connect) <= 255:
@@ -173,7 +175,8 @@ class Dashboard:
             raise DashboardError(_bind_message(host, port, e)) from None
         try:
             # Connecting waits up to one intake tick per address: keep it off the loop.
-            self.intake = await asyncio.to_thread(Intake, self.config.connect, self.hub, self.config.curve)
+            self.intake = await asyncio.to_thread(Intake, self.config.connect, self.hub, self.config.curve,
+                                                  limits=self.config.limits)
         except (SubscribeError, ValueError) as e:
             await self._runner.cleanup()
             raise DashboardError(str(e)) from None
