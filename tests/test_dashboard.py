@@ -3,6 +3,7 @@ client that never reads, the CLI's errors, and the page in headless Chromium (se
 driving Debian's chromium and chromium-driver; skipped with the reason when absent)."""
 import asyncio
 import base64
+import itertools
 import json
 import re
 import shutil
@@ -588,76 +589,69 @@ def test_run_live_dashboard_busy_port_is_one_line_exit_2():
     assert proc.returncode == 2 and len(lines) == 1 and "port already in use" in lines[0], err
 
 
-def test_the_dashboard_says_why_it_rejected_a_publishers_messages():
-    """Malformed messages from a publisher are counted by reason in /streams.json and the page
-    names the reasons; the valid messages around them are still shown."""
+@pytest.fixture
+def raw_pub():
+    """A bare ZeroMQ PUB socket on loopback that sends whatever bytes a test gives it: (socket, address)."""
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     pub.bind("tcp://127.0.0.1:*")
-    address = pub.getsockopt_string(zmq.LAST_ENDPOINT)
-    try:
-        with DashboardThread(DashboardConfig((address,), port=0)) as dash:
-            def info():
-                return json.load(urllib.request.urlopen(dash.url + "streams.json", timeout=5))
-            seq = 0
-
-            def some_map_arrived():
-                nonlocal seq
-                seq += 1
-                pub.send(_heatmap_wire("cam1", seq))
-                return any(e["kind"] == "heatmap" for e in info()["streams"])
-            wait_for(some_map_arrived, 20, "a valid map at the dashboard")
-            for bad_seq in (-1, 2.5, "7"):
-                pub.send(_heatmap_wire("cam1", bad_seq))
-            pub.send(_wire(_status_header("cam1", fps="abc")))
-            pub.send(_heatmap_wire("cam1", seq + 1))
-            wait_for(lambda: info()["rejected"] == 4, 10, "four rejections counted")
-            counts = info()["rejections"][0]
-            assert counts["by_reason"] == {"bad seq": 3, "bad fps": 1}
-            assert info()["disconnects"] == [0]
-            wait_for(lambda: any(e["seq"] == seq + 1 for e in info()["streams"]), 10, "the map after them")
-            driver = _chrome()
-            try:
-                driver.get(dash.url)
-                line = driver.find_element("id", "rejections")
-                wait_for(lambda: line.is_displayed() and "bad seq: 3" in line.text, 15, "the page's rejection line")
-                assert address in line.text and "rejected 4 malformed messages" in line.text
-                assert "bad fps: 1" in line.text
-            finally:
-                driver.quit()
-    finally:
-        pub.close(linger=0)
-        ctx.term()
+    yield pub, pub.getsockopt_string(zmq.LAST_ENDPOINT)
+    pub.close(linger=0)
+    ctx.term()
 
 
-def test_the_dashboard_refuses_messages_over_its_size_limit_and_keeps_serving():
+def _streams_json(dash):
+    return json.load(urllib.request.urlopen(dash.url + "streams.json", timeout=5))
+
+
+def _send_and_peek(pub, dash, seq):
+    """Send map ``seq`` of stream cam1; the newest map seq the dashboard holds (-1: none yet)."""
+    pub.send(_heatmap_wire("cam1", seq))
+    time.sleep(0.02)
+    return max((e["seq"] for e in _streams_json(dash)["streams"] if e["kind"] == "heatmap"), default=-1)
+
+
+def test_the_dashboard_says_why_it_rejected_a_publishers_messages(raw_pub):
+    """Malformed messages from a publisher are counted by reason in /streams.json and the page
+    names the reasons; the valid messages around them are still shown."""
+    pub, address = raw_pub
+    with DashboardThread(DashboardConfig((address,), port=0)) as dash:
+        def info():
+            return _streams_json(dash)
+        seqs = itertools.count(1)
+        wait_for(lambda: _send_and_peek(pub, dash, next(seqs)) >= 0, 20, "a valid map at the dashboard")
+        seq = next(seqs)
+        for bad_seq in (-1, 2.5, "7"):
+            pub.send(_heatmap_wire("cam1", bad_seq))
+        pub.send(_wire(_status_header("cam1", fps="abc")))
+        pub.send(_heatmap_wire("cam1", seq + 1))
+        wait_for(lambda: info()["rejected"] == 4, 10, "four rejections counted")
+        counts = info()["rejections"][0]
+        assert counts["by_reason"] == {"bad seq": 3, "bad fps": 1}
+        assert info()["disconnects"] == [0]
+        wait_for(lambda: any(e["seq"] == seq + 1 for e in info()["streams"]), 10, "the map after them")
+        driver = _chrome()
+        try:
+            driver.get(dash.url)
+            line = driver.find_element("id", "rejections")
+            wait_for(lambda: line.is_displayed() and "bad seq: 3" in line.text, 15, "the page's rejection line")
+            assert address in line.text and "rejected 4 malformed messages" in line.text
+            assert "bad fps: 1" in line.text
+        finally:
+            driver.quit()
+
+
+def test_the_dashboard_refuses_messages_over_its_size_limit_and_keeps_serving(raw_pub):
     """--max-message-mb: a publisher's oversize message is refused before it is buffered (ZeroMQ
     drops that connection); the dashboard counts the drop, reconnects and shows later maps."""
     from realtime.subscribe import MIB, ReceiveLimits
-    ctx = zmq.Context()
-    pub = ctx.socket(zmq.PUB)
-    pub.bind("tcp://127.0.0.1:*")
-    address = pub.getsockopt_string(zmq.LAST_ENDPOINT)
+    pub, address = raw_pub
     limits = ReceiveLimits(max_message_bytes=1 * MIB)
-    try:
-        with DashboardThread(DashboardConfig((address,), port=0, limits=limits)) as dash:
-            def info():
-                return json.load(urllib.request.urlopen(dash.url + "streams.json", timeout=5))
-            seq = 0
-
-            def newest_seq_shown():
-                nonlocal seq
-                seq += 1
-                pub.send(_heatmap_wire("cam1", seq))
-                time.sleep(0.02)
-                return max((e["seq"] for e in info()["streams"] if e["kind"] == "heatmap"), default=-1)
-            wait_for(lambda: newest_seq_shown() >= 0, 20, "a first map")
-            big = _heatmap_wire("cam1", 10_000, shape=(1024, 1024), heat=bytes(1024 * 1024))  # 1 MiB + header
-            pub.send(big)
-            before = seq
-            wait_for(lambda: info()["disconnects"] == [1], 10, "the oversize message's connection drop counted")
-            wait_for(lambda: newest_seq_shown() > before, 20, "maps after the reconnect")
-            assert all(e["seq"] != 10_000 for e in info()["streams"])
-    finally:
-        pub.close(linger=0)
-        ctx.term()
+    with DashboardThread(DashboardConfig((address,), port=0, limits=limits)) as dash:
+        seqs = itertools.count(1)
+        wait_for(lambda: _send_and_peek(pub, dash, next(seqs)) >= 0, 20, "a first map")
+        pub.send(_heatmap_wire("cam1", 10_000, shape=(1024, 1024), heat=bytes(1024 * 1024)))  # 1 MiB + header
+        before = next(seqs)
+        wait_for(lambda: _streams_json(dash)["disconnects"] == [1], 10, "the oversize message's drop counted")
+        wait_for(lambda: _send_and_peek(pub, dash, next(seqs)) > before, 20, "maps after the reconnect")
+        assert all(e["seq"] != 10_000 for e in _streams_json(dash)["streams"])
