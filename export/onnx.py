@@ -62,6 +62,7 @@ from torch import nn
 
 from flowgrad import audio as fg_audio
 from flowgrad import models as fg_models
+from flowgrad.files import atomic_write
 from flowgrad.engine import ONNX_FORMAT, ONNX_VERSION, read_onnx
 
 # The reader lives in the core (flowgrad.engine); the writer uses its format tag.
@@ -253,9 +254,8 @@ def _export_one(module, args, path: Path, input_names, output_names, batch, opse
     proto.producer_name = "flowgrad.export.onnx"
     onnx.checker.check_model(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(proto.SerializeToString())
-    tmp.replace(path)
+    with atomic_write(path) as handle:
+        handle.write(proto.SerializeToString())
 
 
 def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", size=(224, 224),

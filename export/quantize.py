@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from flowgrad.files import atomic_write
 from flowgrad.flow import FarnebackParams
 from flowgrad.inputs import prepare_flow, prepare_frames
 
@@ -133,7 +134,6 @@ def quantize_frame_graph(fp32_path: Path, out_path: Path, feeds: list[dict[str, 
         entry.key, entry.value = key, value
     proto.producer_name = "flowgrad.export.quantize"
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out_path.with_name(out_path.name + ".tmp")
-    tmp_out.write_bytes(proto.SerializeToString())
-    tmp_out.replace(out_path)
+    with atomic_write(out_path) as handle:
+        handle.write(proto.SerializeToString())
     return out_path

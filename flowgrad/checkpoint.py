@@ -31,7 +31,6 @@ import dataclasses
 import os
 import pickle
 import re
-import secrets
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -39,6 +38,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+
+from .files import atomic_write
 
 __all__ = [
     "FORMAT",
@@ -327,9 +328,8 @@ def save(path: Any, model: torch.nn.Module, **meta: Any) -> None:
     The file is a ``torch.save`` of a plain dict (format tag, version, registry
     name, ``asdict(model.config)``, CPU state dict and ``meta``), so it loads
     with ``weights_only=True`` and contains nothing executable.  It is written
-    atomically: a temporary file in the same directory is fully written,
-    fsync'ed and then moved over ``path`` with ``os.replace``, so an
-    interrupted save never replaces a good checkpoint with a partial one.
+    with :func:`flowgrad.files.atomic_write`, so an interrupted save never
+    replaces a good checkpoint with a partial one.
 
     Args:
         path: destination file (str or path-like); its directory must exist.
@@ -368,31 +368,8 @@ def save(path: Any, model: torch.nn.Module, **meta: Any) -> None:
         "meta": dict(meta),
     }
 
-    target = os.path.abspath(_fspath(path))
-    directory, base = os.path.split(target)
-    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
-    # 0o666 filtered by the umask: an ordinary, non-executable file.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable (best effort; not supported everywhere)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    with atomic_write(_fspath(path)) as handle:
+        torch.save(payload, handle)
 
 
 def read_meta(path: Any) -> dict:

@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from flowgrad import checkpoint, models
+from flowgrad.files import atomic_write
 
 from . import objectives
 from .data import DataConfig, DataError, FolderWindows, UrbansasWindows, collate
@@ -415,9 +416,8 @@ def _save_epoch(out: Path, model, objective, optimiser, scheduler, counters, rec
         checkpoint.save(out / "best.ckpt", model, **meta)
     state = {"model": model.state_dict(), "objective": objective.state_dict(), "optimiser": optimiser.state_dict(),
              "scheduler": scheduler.state_dict(), "counters": dict(counters)}
-    tmp = out / "state.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, out / "state.pt")
+    with atomic_write(out / "state.pt") as handle:
+        torch.save(state, handle)
     with open(out / "log.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
 

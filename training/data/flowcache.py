@@ -32,6 +32,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from flowgrad.files import atomic_write
+
 from .folder import FolderWindows
 from .media import MediaError, VideoInfo, read_frames
 from .urbansas import UrbansasEval, UrbansasWindows
@@ -125,10 +127,8 @@ class FlowCache:
 
     def _store(self, path: Path, stored: np.ndarray) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        with atomic_write(path) as f:
             np.save(f, stored, allow_pickle=False)
-        os.replace(tmp, path)
 
     def _entry(self, path: Path, video: VideoInfo, t: float, config: DataConfig,
                compute: ComputeFn) -> tuple[Optional[np.ndarray], np.ndarray]:
