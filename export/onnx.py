@@ -62,6 +62,7 @@ from torch import nn
 
 from flowgrad import audio as fg_audio
 from flowgrad import models as fg_models
+from flowgrad.assets import DEMO_CLIP
 from flowgrad.files import atomic_write
 from flowgrad.engine import ONNX_FORMAT, ONNX_VERSION, read_onnx
 
@@ -452,8 +453,6 @@ def main(argv=None) -> int:
         return 2
     video = None
     if args.int8:
-        from realtime.assets import DEMO_CLIP
-
         default_out = default_out.with_name(default_out.name + ".int8")
         video = args.calibrate or DEMO_CLIP
     try:

@@ -39,6 +39,7 @@ from typing import Any, Mapping
 
 import torch
 
+from .assets import MODELS_DIR
 from .files import atomic_write
 
 __all__ = [
@@ -57,7 +58,6 @@ __all__ = [
     "load_or_create",
     "shipped",
     "display_path",
-    "SHIPPED_DIR",
     "LAYOUTS",
 ]
 
@@ -69,8 +69,6 @@ _MAX_LISTED = 5
 _FLOWGRAD_ENCODERS = ("image_encoder", "audio_encoder", "flow_encoder")
 _HTF_MODULES = ("imgnet", "audnet", "flownet", "flowatt")
 _WRAPPER_PREFIXES = ("module.", "model.")
-# The trained checkpoints that ship with the repository (scripts/train_demo_models.sh).
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 
 
 class CheckpointError(ValueError):
@@ -713,7 +711,7 @@ def import_published(path: Any, layout: str | None = None, *, model: str | None 
 
 def shipped() -> list[Path]:
     """The trained checkpoints shipped with the repository (``assets/models/*.ckpt``), sorted."""
-    return sorted(SHIPPED_DIR.glob("*.ckpt")) if SHIPPED_DIR.is_dir() else []
+    return sorted(MODELS_DIR.glob("*.ckpt")) if MODELS_DIR.is_dir() else []
 
 
 def display_path(path: Any) -> str:

@@ -7,6 +7,7 @@ import torch
 
 from flowgrad import checkpoint as ckpt
 from flowgrad import models
+from flowgrad.assets import ROOT
 from flowgrad.checkpoint import CheckpointError
 
 
@@ -407,13 +408,13 @@ def test_read_tensors_refuses_pickled_code_in_the_projects_words(tmp_path):
 
 
 def test_a_registry_name_with_weights_needs_allow_untrained(monkeypatch, tmp_path):
-    monkeypatch.chdir(ckpt.SHIPPED_DIR.parent.parent)  # the repository root: shipped paths show relative
+    monkeypatch.chdir(ROOT)  # the repository root: shipped paths show relative
     for name in ("rcgrad", "flowgrad_en", "htf"):
         with pytest.raises(ckpt.UntrainedError) as excinfo:
             ckpt.load_or_create(name)
         text = assert_one_line_error(excinfo, name, "untrained", "--untrained", "allow_untrained=True")
         assert excinfo.value.model == name
-        shipped = [str(p.relative_to(ckpt.SHIPPED_DIR.parent.parent)) for p in ckpt.shipped()]
+        shipped = [str(p.relative_to(ROOT)) for p in ckpt.shipped()]
         assert shipped and all(p.startswith("assets/models/") and p.endswith(".ckpt") for p in shipped)
         if f"assets/models/{name}.ckpt" in shipped:  # the shipped model of that name is named alone
             assert f"the shipped assets/models/{name}.ckpt" in text

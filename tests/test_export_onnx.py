@@ -13,7 +13,7 @@ from conftest import make_inputs, small_config  # noqa: E402
 from export.onnx import export_onnx, load_session, main  # noqa: E402
 from export.quantize import calibration_feeds  # noqa: E402
 from flowgrad import audio, checkpoint, models  # noqa: E402
-from realtime.assets import DEMO_CLIP  # noqa: E402
+from flowgrad.assets import DEMO_CLIP  # noqa: E402
 
 # Operators the TensorRT ONNX parser supports, written from onnx-tensorrt's
 # docs/operators.md for TensorRT 10.x (release/10.x branch). Only operators known to be

@@ -17,7 +17,7 @@ from export.onnx import main as export_onnx_main
 from export.onnx import resolve_model
 from export.trt import main as export_trt_main
 from flowgrad import checkpoint, models
-from realtime.assets import DEMO_CLIP, MODELS_DIR
+from flowgrad.assets import DEMO_CLIP, MODELS_DIR
 from realtime.cli import describe_model
 from realtime.cli import main as run_live_main
 from test_engine import tamper
