@@ -18,8 +18,8 @@ same leading inputs.
 
 Both files are written with the legacy TorchScript exporter
 (``torch.onnx.export(..., dynamo=False)``), which embeds the weights in the one
-file. ``metadata_props`` hold JSON strings describing the graph (see
-:func:`_metadata`).
+file. ``metadata_props`` hold JSON strings describing the graph (schema:
+:mod:`flowgrad.onnx_meta`, which the engine reads them with).
 
 Export-side rewrites (the torch model is not changed):
 
@@ -51,7 +51,6 @@ import contextlib
 import copy
 import dataclasses
 import io
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -64,15 +63,9 @@ from flowgrad import audio as fg_audio
 from flowgrad import models as fg_models
 from flowgrad.assets import DEMO_CLIP
 from flowgrad.files import atomic_write
-from flowgrad.engine import ONNX_FORMAT, ONNX_VERSION, read_onnx
+from flowgrad.onnx_meta import GraphMeta, OnnxFileError, read_graph, write_props
 
-# The reader lives in the core (flowgrad.engine); the writer uses its format tag.
-FORMAT = ONNX_FORMAT
-VERSION = ONNX_VERSION
-FRAME_NOTE = "RGB in [0,1], colour order RGB"
-FLOW_UNITS = "pixels of the full camera frame"
-
-__all__ = ["FORMAT", "VERSION", "export_onnx", "load_session", "read_metadata", "resolve_model", "main"]
+__all__ = ["export_onnx", "load_session", "read_metadata", "resolve_model", "main"]
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -166,33 +159,22 @@ def _parse_batch(batch) -> int | None:
     return batch
 
 
-def _config_dict(model) -> dict:
-    config = getattr(model, "config", None)
-    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
-
-
-def _metadata(model, role: str, inputs: dict, outputs: dict, batch, size, wave_len: int | None) -> dict[str, str]:
-    """metadata_props of one graph, every value a JSON string."""
-    meta = {
-        "format": FORMAT,
-        "version": VERSION,
-        "model": model.name,
-        "config": _config_dict(model),
-        "role": role,
-        "inputs": inputs,
-        "outputs": outputs,
-        "batch": "dynamic" if batch is None else batch,
-        "frame_normalisation": FRAME_NOTE,
-        "flow_units": FLOW_UNITS,
-        "input_size": list(size),
-        "uses_audio": bool(model.uses_audio),
-        "embed_dim": int(model.embed_dim),
-        "audio_rate_hz": int(model.audio_rate),
-        "audio_window_s": float(model.audio_seconds),
-    }
-    if wave_len is not None:
-        meta["audio_samples"] = wave_len
-    return {k: json.dumps(v) for k, v in meta.items()}
+def _metadata(model, role: str, inputs: dict, outputs: dict, batch, size, wave_len: int | None) -> GraphMeta:
+    """The metadata of one graph (schema: :mod:`flowgrad.onnx_meta`)."""
+    return GraphMeta(
+        model=model.name,
+        config=dataclasses.asdict(model.config),
+        role=role,
+        inputs=inputs,
+        outputs=outputs,
+        batch="dynamic" if batch is None else batch,
+        input_size=tuple(size),
+        uses_audio=bool(model.uses_audio),
+        embed_dim=int(model.embed_dim),
+        audio_rate_hz=int(model.audio_rate),
+        audio_window_s=float(model.audio_seconds),
+        audio_samples=wave_len,
+    )
 
 
 def _spec(shape, batch) -> dict:
@@ -248,10 +230,7 @@ def _export_one(module, args, path: Path, input_names, output_names, batch, opse
     module.eval()
     proto = onnx.load_from_string(buf.getvalue())
     _restore_unused_inputs(proto, input_names, args, batch)
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    write_props(proto, meta)
     proto.producer_name = "flowgrad.export.onnx"
     onnx.checker.check_model(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -344,24 +323,25 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
 
 
 def read_metadata(path) -> dict:
-    """The ``metadata_props`` of an exported file, JSON-decoded. Raises ValueError naming the file."""
-    return read_onnx(path)[1]
+    """The ``metadata_props`` of an exported file, JSON-decoded (:mod:`flowgrad.onnx_meta`).
+    Raises OnnxFileError naming the file."""
+    return read_graph(path)[1].decoded()
 
 
 def load_session(path, providers=("CPUExecutionProvider",)):
     """Open an exported graph with onnxruntime.
 
-    Returns ``(session, metadata)``. Raises ValueError naming the file when it
-    is missing, truncated, corrupt or not a flowgrad export.
+    Returns ``(session, metadata)``, the metadata JSON-decoded. Raises OnnxFileError
+    naming the file when it is missing, truncated, corrupt or not a flowgrad export.
     """
     import onnxruntime as ort
 
-    data, meta = read_onnx(path)
+    data, meta = read_graph(path)
     try:
         session = ort.InferenceSession(data, providers=list(providers))
     except Exception as exc:  # onnxruntime raises its own exception types
-        raise ValueError(f"{path}: onnxruntime cannot load it: {str(exc).splitlines()[0][:200]}") from None
-    return session, meta
+        raise OnnxFileError(f"{path}: onnxruntime cannot load it: {str(exc).splitlines()[0][:200]}") from None
+    return session, meta.decoded()
 
 
 def resolve_model(spec: str, allow_untrained: bool, prog: str) -> tuple[nn.Module, Path]:

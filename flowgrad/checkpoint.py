@@ -40,6 +40,7 @@ from typing import Any, Mapping
 import torch
 
 from .assets import MODELS_DIR
+from .errors import InputError
 from .files import atomic_write
 
 __all__ = [
@@ -71,7 +72,7 @@ _HTF_MODULES = ("imgnet", "audnet", "flownet", "flowatt")
 _WRAPPER_PREFIXES = ("module.", "model.")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint file cannot be used; the message is one line: file, cause, fix."""
 
     def __init__(self, path: Any, cause: str, fix: str | None = None):

@@ -33,7 +33,8 @@ import torch
 
 from flowgrad import engine as engines
 from flowgrad import models
-from flowgrad.checkpoint import CheckpointError, display_path
+from flowgrad.checkpoint import display_path
+from flowgrad.errors import InputError
 from flowgrad.flow import RollingFlowConfig
 
 from .assets import DEMO_CLIP, DEMO_MODEL, ROOT, default_model
@@ -250,7 +251,7 @@ def start_pipelines(args) -> Live:
         torch.set_num_threads(args.threads)
     try:
         engine = engines.open(args.model, device=args.device, backend=args.backend, allow_untrained=args.untrained)
-    except CheckpointError as e:
+    except InputError as e:  # a model file, name, backend or device that cannot be used
         raise StartError(str(e)) from None
     flow_fn = shared_flow(args)
     opened, parts = [], []

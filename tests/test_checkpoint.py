@@ -9,6 +9,7 @@ from flowgrad import checkpoint as ckpt
 from flowgrad import models
 from flowgrad.assets import ROOT
 from flowgrad.checkpoint import CheckpointError
+from flowgrad.errors import InputError
 
 
 def small(name: str, seed: int = 0):
@@ -171,7 +172,7 @@ def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError) as excinfo:
         ckpt.load(path)
     assert_one_line_error(excinfo, path, "not found")
-    assert isinstance(excinfo.value, ValueError)
+    assert isinstance(excinfo.value, InputError)  # the CLIs report it in one line, exit 2
 
 
 def _payload(model_name, config, state_dict, version=1):

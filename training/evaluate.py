@@ -47,6 +47,7 @@ from tqdm import tqdm
 from flowgrad import checkpoint
 from flowgrad import engine as engines
 from flowgrad import models as fg_models
+from flowgrad.errors import InputError
 
 from . import metrics
 from .benchmarks import BENCHMARKS, MEDIAN, Benchmark, published_table
@@ -142,7 +143,7 @@ def open_localiser(spec: str, device: str, reference: bool = False, allow_untrai
         else:  # an ONNX file or prefix: its name tells exports apart (e.g. en.int8)
             label = f"{eng.name} ({path.name.removesuffix('.frame.onnx').removesuffix('.onnx')})"
         return _engine_localiser(label, eng)
-    except (checkpoint.CheckpointError, DetectorError, ValueError) as e:
+    except (InputError, DetectorError) as e:  # a model or detector that cannot be opened
         raise EvaluateError(str(e)) from None
 
 
