@@ -21,17 +21,12 @@ Both files are written with the legacy TorchScript exporter
 file. ``metadata_props`` hold JSON strings describing the graph (schema:
 :mod:`flowgrad.onnx_meta`, which the engine reads them with).
 
-Export-side rewrites (the torch model is not changed):
-
-* ``torch.einsum("bchw,bc->bhw", ...)`` (closed-form Grad-CAM, HTF cosine map)
-  is traced as ``(a * b[:, :, None, None]).sum(1)`` (Mul + ReduceSum), so no
-  Einsum op reaches the graph;
-* reference mode's input-statistics BatchNorm is traced as explicit
-  reductions (the exporter's training-mode BatchNormalization needs a static
-  batch and TensorRT does not parse it);
-* the audio graph calls the export-friendly front-ends of
-  :mod:`flowgrad.audio` (``*_dft``) directly instead of ``embed_audio``,
-  whose input checks call ``bool(tensor)`` and cannot be traced.
+Both graphs are traced inside ``model.tracing()``
+(:meth:`flowgrad.models.base.Localiser.tracing`): the model itself takes its
+export-friendly code paths (the spectrogram as a DFT-basis convolution, einsum
+as Mul + ReduceSum, reference mode's input-statistics BatchNorm as explicit
+reductions), on that one instance only; nothing process-wide is patched, so
+exports can run next to live inference in other threads.
 
 ``--int8`` quantises the frame graph's convolutions to int8 for CPUs
 (:mod:`export.quantize`); the audio graph stays float32.
@@ -47,7 +42,6 @@ registry name exports random, untrained weights and needs ``--untrained``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import dataclasses
 import io
@@ -56,10 +50,8 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from flowgrad import audio as fg_audio
 from flowgrad import models as fg_models
 from flowgrad.assets import DEMO_CLIP
 from flowgrad.files import atomic_write
@@ -86,66 +78,14 @@ class FrameGraph(nn.Module):
 
 
 class AudioGraph(nn.Module):
-    """wave (B, T) -> embedding, through the export-friendly spectrogram front-ends."""
+    """wave (B, T) -> embedding: the model's own ``embed_audio`` (export-friendly inside ``model.tracing()``)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        from flowgrad.models.flowgrad_family import RCGrad
-        from flowgrad.models.htf import HearTheFlow
-
         self.model = model
-        if isinstance(model, RCGrad):
-            self.kind = "rcgrad"
-        elif isinstance(model, HearTheFlow):
-            self.kind = "htf"
-        else:
-            raise ValueError(f"{model.name}: no export-friendly audio path for {type(model).__name__}")
 
     def forward(self, wave):
-        m = self.model
-        if self.kind == "rcgrad":
-            stats = "batch" if m.config.reference else "clip"
-            return m.audio_encoder(fg_audio.rcgrad_spectrogram_dft(wave, stats=stats))
-        spec = fg_audio.htf_spectrogram_dft(wave, sample_rate=m.config.audio_rate)
-        return F.normalize(m.audnet(spec), dim=1)
-
-
-@contextlib.contextmanager
-def _export_rewrites():
-    """While tracing: replace the one einsum pattern the models use by Mul + ReduceSum,
-    and input-statistics BatchNorm (reference mode) by explicit reductions."""
-    original = torch.einsum
-
-    def einsum(equation, *operands):
-        ops = operands[0] if len(operands) == 1 and isinstance(operands[0], (list, tuple)) else operands
-        if equation.replace(" ", "") == "bchw,bc->bhw" and len(ops) == 2:
-            a, b = ops
-            return (a * b[:, :, None, None]).sum(dim=1)
-        return original(equation, *operands)
-
-    from flowgrad.backbones import BatchNorm2d
-
-    original_bn = BatchNorm2d.forward
-
-    def batch_norm(self, x):
-        # Reference mode: BatchNorm with the input's own statistics. The exporter's
-        # training-mode BatchNormalization needs a static batch and is not
-        # TensorRT-parsable; write it out (ReduceMean, Sub, Mul, Sqrt, Div).
-        if self.use_input_stats and not self.training:
-            mean = x.mean(dim=(0, 2, 3), keepdim=True)
-            dev = x - mean
-            var = (dev * dev).mean(dim=(0, 2, 3), keepdim=True)
-            y = dev / torch.sqrt(var + self.eps)
-            return y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return original_bn(self, x)
-
-    torch.einsum = einsum
-    BatchNorm2d.forward = batch_norm
-    try:
-        yield
-    finally:
-        torch.einsum = original
-        BatchNorm2d.forward = original_bn
+        return self.model.embed_audio(wave)
 
 
 # --------------------------------------------------------------------------- export
@@ -212,7 +152,7 @@ def _export_one(module, args, path: Path, input_names, output_names, batch, opse
     # in training mode (BatchNorm updating its running statistics). Keep eval.
     module.eval()
     buf = io.BytesIO()
-    with warnings.catch_warnings(), _export_rewrites(), torch.no_grad():
+    with warnings.catch_warnings(), module.model.tracing(), torch.no_grad():
         # The legacy exporter warns that it is deprecated, and the models' Python
         # shape checks raise TracerWarnings; dynamic batch is verified by the tests.
         warnings.simplefilter("ignore")
@@ -364,7 +304,7 @@ def resolve_model(spec: str, allow_untrained: bool, prog: str) -> tuple[nn.Modul
               f"{checkpoint.display_path(shipped[spec])}", file=sys.stderr)
         return checkpoint.load(shipped[spec]), path.with_suffix("")
     model, trained = checkpoint.load_or_create(spec, allow_untrained=allow_untrained)
-    if not trained and model.state_dict():
+    if not trained and model.has_weights:
         print(f"{prog}: warning: exporting random, untrained weights of {spec!r} (--untrained)", file=sys.stderr)
     return model, (path.with_suffix("") if trained else path)
 

@@ -25,7 +25,7 @@ import torch
 
 from flowgrad import checkpoint
 
-from .onnx import AudioGraph, FrameGraph, _export_rewrites, resolve_model
+from .onnx import AudioGraph, FrameGraph, resolve_model
 
 INSTALL_HINT = (
     "pip install 'torch-tensorrt>=2.13,<2.14' (TensorRT 11.0.x libraries come from NVIDIA's package index; "
@@ -82,7 +82,7 @@ def export_trt(model, out_prefix, *, fp16: bool = False, batch: int = 1) -> list
     else:
         graphs["frame"] = (FrameGraph(model).eval(), (frame, flow))
     compiled = {}
-    with torch.no_grad(), _export_rewrites():
+    with torch.no_grad(), model.tracing():  # the export-friendly paths, as export.onnx
         for role, (module, args) in graphs.items():
             trt_module = torch_tensorrt.compile(module, ir="dynamo", inputs=list(args), enabled_precisions=precisions)
             _check_close(f"{model.name} {role} graph", trt_module(*args), module(*args), tol)

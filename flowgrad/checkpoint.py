@@ -475,7 +475,7 @@ def create_registered(name: str, *, allow_untrained: bool = False) -> torch.nn.M
     """
     models = _models()
     model = models.create(name)
-    if allow_untrained or not model.state_dict():
+    if allow_untrained or not model.has_weights:
         return model
     files = shipped()
     same = [p for p in files if p.stem == name]

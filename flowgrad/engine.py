@@ -416,7 +416,7 @@ def open_engine(path, device: str = "cpu", backend: str | None = None, *, thread
         from flowgrad import checkpoint
 
         model = checkpoint.create_registered(text, allow_untrained=allow_untrained)
-        return TorchEngine(model, device, source=text, untrained=bool(model.state_dict()))
+        return TorchEngine(model, device, source=text, untrained=model.has_weights)
     if p.exists() or p.suffix:
         raise EngineError(f"{text}: {'unknown model file type' if p.exists() else 'no such file'} "
                          f"(suffix {p.suffix!r}); pass a .ckpt checkpoint, an ONNX export "

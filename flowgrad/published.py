@@ -126,17 +126,23 @@ def _extract_state_dict(obj: Any, layout: str | None, name: str) -> tuple[dict, 
     return state, layout
 
 
-def _default_model(layout: str, roots: set, state: Mapping[str, Any]) -> str:
-    if layout == "htf":
-        return "htf"
-    if layout == "rcgrad":
-        return "rcgrad"
-    if "flow_encoder" in roots:
-        return "flowgrad_en"
-    conv = state.get("image_encoder.conv1_flow.weight")
-    if isinstance(conv, torch.Tensor) and conv.dim() == 4 and conv.shape[1] == 4:
-        return "flowgrad_ic"
-    return "rcgrad"
+def _default_model(layout: str, roots: set, state: Mapping[str, Any], name: str) -> str:
+    """The registry model a published file becomes: the one with the most specific of the
+    registry's published forms (``Localiser.published_forms``) that the file matches."""
+    from flowgrad import models  # imported lazily, as in flowgrad.checkpoint
+
+    scored = sorted(((form.specificity(layout, roots, state), model)
+                     for model in models.names() for form in models.model_class(model).published_forms),
+                    reverse=True)
+    score, best = scored[0] if scored else (-1, None)
+    if score < 0:
+        raise CheckpointError(name, f"no registry model is published in the {layout!r} layout",
+                              "pass the model to build with model=...")
+    tied = sorted({model for s, model in scored if s == score})
+    if len(tied) > 1:
+        raise CheckpointError(name, f"the keys fit published {' and '.join(tied)} alike",
+                              "pass the model to build with model=...")
+    return best
 
 
 def _first_conv_choice(encoder: str, state: Mapping[str, Any], expected: Mapping[str, torch.Tensor]):
@@ -226,7 +232,7 @@ def import_published(path: Any, layout: str | None = None, *, model: str | None 
         renamed[_strip_wrappers(key, roots_all)] = value
     roots = {k.split(".", 1)[0] for k in renamed}
 
-    model_name = model or _default_model(layout, roots, renamed)
+    model_name = model or _default_model(layout, roots, renamed, name)
     net = build(model_name, config, name, imported=True)
     expected = net.state_dict()
 

@@ -5,15 +5,8 @@ import torch
 from conftest import make_inputs, small_config
 from flowgrad import models
 from flowgrad.inputs import flow_magnitude
-from training.objectives import (
-    ContrastiveObjective,
-    LVSObjective,
-    derive_flowgrad_h,
-    init_flow_filters_from_rgb,
-    init_from_rcgrad,
-    objective_for,
-    trainable,
-)
+from flowgrad.models import derive_flowgrad_h, init_flow_filters_from_rgb, init_from_rcgrad
+from training.objectives import ContrastiveObjective, LVSObjective, objective_for, trainable
 
 # The encoders each model's loss must train, listed by hand from the papers.
 ENCODERS = {

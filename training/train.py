@@ -146,30 +146,27 @@ def _seed_everything(seed: int) -> None:
 
 
 def build_model(config: TrainConfig) -> tuple[nn.Module, list[str]]:
-    """The model to train (fresh, or initialised from ``config.init``) and notes for the log."""
+    """The model to train (fresh, or initialised from ``config.init``) and notes for the log.
+
+    What may initialise what is the model's rule (``model.init_from``): the same
+    model, or another named in its ``init_sources`` (FlowGrad-IC / -EN from RCGrad).
+    """
     notes = []
     if not objectives.trainable(config.model):
-        raise TrainError(f"{config.model} is not trainable: {objectives.NOT_TRAINABLE.get(config.model, '')}")
+        raise TrainError(f"{config.model} is not trainable: {models.model_class(config.model).not_trained_because}")
     model = models.create(config.model, width=config.width)
     if config.init:
         try:
             start = checkpoint.load(config.init)
         except checkpoint.CheckpointError as e:
             raise TrainError(str(e)) from None
-        if start.name == model.name:
-            model.load_state_dict(start.state_dict())
-            notes.append(f"initialised from {config.init}")
-        elif start.name == "rcgrad" and config.model in ("flowgrad_ic", "flowgrad_en"):
-            try:
-                objectives.init_from_rcgrad(model, start)
-            except ValueError as e:
-                raise TrainError(f"{config.init}: {e}") from None
-            notes.append(f"initialised from rcgrad {config.init} (flow filters from its RGB filters)")
-        else:
-            raise TrainError(f"{config.init}: a {start.name} checkpoint cannot initialise {config.model}; "
-                             "give the same model or (for flowgrad_ic/en) an rcgrad checkpoint")
-    elif config.flow_init_rgb and config.model in ("flowgrad_ic", "flowgrad_en"):
-        objectives.init_flow_filters_from_rgb(model)
+        try:
+            how = model.init_from(start)
+        except ValueError as e:
+            raise TrainError(f"{config.init}: {e}") from None
+        notes.append(f"initialised from {config.init} ({how})")
+    elif config.flow_init_rgb and model.has_flow_filters:
+        model.init_flow_filters_from_rgb()
         notes.append("flow filters initialised from the mean RGB filters")
     return model, notes
 
