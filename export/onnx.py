@@ -54,6 +54,7 @@ from torch import nn
 
 from flowgrad import models as fg_models
 from flowgrad.assets import DEMO_CLIP
+from flowgrad.errors import InputError, one_line
 from flowgrad.files import atomic_write
 from flowgrad.onnx_meta import GraphMeta, OnnxFileError, read_graph, write_props
 
@@ -314,7 +315,20 @@ def _parse_size(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 224x224, got {text!r}") from None
+    if min(h, w) < 32:
+        raise argparse.ArgumentTypeError(f"size must be at least 32x32, got {text!r}")
     return h, w
+
+
+def _parse_opset(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 7 <= value <= 20:
+        raise argparse.ArgumentTypeError(f"opset must be an integer from 7 to 20 (the TorchScript exporter's), "
+                                         f"got {text!r}")
+    return value
 
 
 def _parse_batch_arg(text: str):
@@ -343,7 +357,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--out", metavar="OUT",
                         help="output prefix or existing directory (default: the checkpoint path without its "
                         "suffix, or the registry name in the current directory)")
-    parser.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset version (default 17)")
+    parser.add_argument("--opset", type=_parse_opset, default=17, metavar="N",
+                        help="ONNX opset version, 7 to 20 (default 17)")
     parser.add_argument("--batch", type=_parse_batch_arg, default="dynamic", metavar="dynamic|N",
                         help="'dynamic' for a symbolic batch axis (default) or a fixed batch size N")
     parser.add_argument("--size", type=_parse_size, default=(224, 224), metavar="HxW",
@@ -363,13 +378,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _build_parser().parse_args(argv)
-    from flowgrad import checkpoint
-
     target = args.model
     try:
         model, default_out = resolve_model(target, args.untrained, "export.onnx")
-    except checkpoint.CheckpointError as exc:
-        print(f"export.onnx: {exc}", file=sys.stderr)
+    except InputError as exc:  # a checkpoint that cannot be loaded, a name without --untrained
+        print(f"export.onnx: {one_line(exc)}", file=sys.stderr)
         return 2
     video = None
     if args.int8:
@@ -378,8 +391,8 @@ def main(argv=None) -> int:
     try:
         written = export_onnx(model, args.out or default_out, opset=args.opset, batch=args.batch, size=args.size,
                               int8_video=video, calibration_frames=args.calibration_frames)
-    except (ValueError, OSError) as exc:
-        print(f"{target}: export failed: {' '.join(str(exc).split())}", file=sys.stderr)
+    except (InputError, OSError) as exc:  # e.g. a calibration video that cannot be read, an unwritable --out
+        print(f"{target}: export failed: {one_line(exc)}", file=sys.stderr)
         return 2
     for p in written:
         print(p)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from flowgrad.files import atomic_write
+from flowgrad.errors import InputError
 from flowgrad.flow import FarnebackParams
 from flowgrad.inputs import prepare_flow, prepare_frames
 from flowgrad.onnx_meta import GraphMeta, write_props
@@ -35,7 +36,7 @@ from flowgrad.onnx_meta import GraphMeta, write_props
 FLOW_INTERVAL_S = 0.125
 
 
-class CalibrationError(ValueError):
+class CalibrationError(InputError):
     """The calibration video cannot give the frames asked for; the message names it."""
 
 

@@ -46,21 +46,19 @@ from tqdm import tqdm
 from flowgrad import checkpoint
 from flowgrad import engine as engines
 from flowgrad import models as fg_models
-from flowgrad.errors import InputError
+from flowgrad.errors import InputError, one_line
 
 from . import metrics
 from .benchmarks import BENCHMARKS, MEDIAN, Benchmark, published_table
-from .data import AnnotationError, DataConfig, DataError, collate
-from .data.flickr import FlickrError
+from .data import DataConfig, DataError, collate
 from .data.flowcache import FlowCache
-from .data.vggss import VGGSSError
-from .data.media import MediaError, read_frames
-from .detector import DetectorError, OnnxDetector, baseline_map
+from .data.media import read_frames
+from .detector import OnnxDetector, baseline_map
 
 EXAMPLES = 6  # overlays per model in examples.png
 
 
-class EvaluateError(Exception):
+class EvaluateError(InputError):
     """Bad arguments or data (exit status 2)."""
 
 
@@ -153,7 +151,7 @@ def open_localiser(spec: str, device: str, reference: bool = False, allow_untrai
         else:  # an ONNX file or prefix: its name tells exports apart (e.g. en.int8)
             label = f"{eng.name} ({path.name.removesuffix('.frame.onnx').removesuffix('.onnx')})"
         return _engine_localiser(label, eng)
-    except (InputError, DetectorError) as e:  # a model or detector that cannot be opened
+    except InputError as e:  # a model or detector that cannot be opened
         raise EvaluateError(str(e)) from None
 
 
@@ -333,8 +331,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 results[label], curves[label], examples[label] = summary, cious, ex
                 print(f"evaluate: {label}: done ({summary['n']} pairs)", file=sys.stderr)
         plots = write_plots(args.plots, curves, examples) if args.plots else []
-    except (EvaluateError, AnnotationError, MediaError, FlickrError, VGGSSError) as e:
-        print(f"evaluate: error: {' '.join(str(e).split())}", file=sys.stderr)
+    except InputError as e:  # EvaluateError, unusable annotations, media, benchmark files, models
+        print(f"evaluate: error: {one_line(e)}", file=sys.stderr)
         return 2
     print(f"{benchmark.title}, maps binarised at "
           f"{'their median' if map_rule == MEDIAN else map_rule}:\n")

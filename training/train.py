@@ -45,17 +45,18 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from flowgrad import checkpoint, models
+from flowgrad.errors import InputError
 from flowgrad.files import atomic_write
 
 from . import objectives
-from .data import DataConfig, DataError, FolderWindows, UrbansasWindows, collate
+from .data import DataConfig, FolderWindows, UrbansasWindows, collate
 from .data.windows import SKIP_NON_FINITE, SKIP_READ_FAILED
 from .augment import AugmentConfig, augment
 from .batching import ClipGroupedBatches
 from .data.flowcache import FlowCache
 
 
-class TrainError(Exception):
+class TrainError(InputError):
     """Bad arguments or data, reported as one line (exit status 2)."""
 
 
@@ -162,7 +163,7 @@ def build_model(config: TrainConfig) -> tuple[nn.Module, list[str]]:
             raise TrainError(str(e)) from None
         try:
             how = model.init_from(start)
-        except ValueError as e:
+        except models.InitError as e:
             raise TrainError(f"{config.init}: {e}") from None
         notes.append(f"initialised from {config.init} ({how})")
     elif config.flow_init_rgb and model.has_flow_filters:
@@ -498,7 +499,7 @@ def main(argv=None) -> int:
         if not resume and (out / "state.pt").exists():
             raise TrainError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
         result = run(config, resume=resume)
-    except (TrainError, DataError) as e:  # DataError: a sample and its substitutes could not be read
+    except InputError as e:  # TrainError; DataError: a sample and its substitutes could not be read
         print(f"train: error: {_first_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

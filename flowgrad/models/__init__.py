@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .base import Localiser, PublishedForm
+from .base import InitError, Localiser, PublishedForm
 from .flow_only import FlowOnly
 from .flowgrad_family import (FlowGradEN, FlowGradH, FlowGradIC, RCGrad, derive_flowgrad_h, init_flow_filters_from_rgb,
                               init_from_rcgrad)
@@ -59,5 +59,5 @@ def create(name: str, **config) -> Localiser:
     return cls(cls.Config(**config)).eval()
 
 
-__all__ = ["Localiser", "PublishedForm", "names", "model_class", "create", "config_class", "derive_flowgrad_h",
+__all__ = ["Localiser", "InitError", "PublishedForm", "names", "model_class", "create", "config_class", "derive_flowgrad_h",
            "init_flow_filters_from_rgb", "init_from_rcgrad"]

@@ -40,6 +40,12 @@ from typing import Any, ClassVar, Iterator, Mapping, Optional
 import torch
 from torch import nn
 
+from ..errors import InputError
+
+
+class InitError(InputError):
+    """Trained weights that cannot start this model (another model, another width); one line."""
+
 
 @dataclass(frozen=True)
 class PublishedForm:
@@ -170,20 +176,20 @@ class Localiser(nn.Module):
         """Start from the trained ``source`` model, in place; returns how, for logs.
 
         The same model: its weights are copied. A model named in ``init_sources``:
-        the model's own rule (e.g. FlowGrad-IC from RCGrad). Raises ValueError for
+        the model's own rule (e.g. FlowGrad-IC from RCGrad). Raises InitError for
         any other source, or weights of another size.
         """
         if type(source) is type(self):
             try:
                 self.load_state_dict(source.state_dict())
             except RuntimeError:
-                raise ValueError(f"the {source.name} weights have other shapes than this {self.name}; "
+                raise InitError(f"the {source.name} weights have other shapes than this {self.name}; "
                                  "create both with the same config (e.g. width)") from None
             return f"{source.name} weights"
         if source.name in self.init_sources:
             return self._init_from_source(source)
         others = f" or a {' / '.join(self.init_sources)} one" if self.init_sources else ""
-        raise ValueError(f"a {source.name} checkpoint cannot initialise {self.name}; give a {self.name} "
+        raise InitError(f"a {source.name} checkpoint cannot initialise {self.name}; give a {self.name} "
                          f"checkpoint{others}")
 
     def _init_from_source(self, source: "Localiser") -> str:  # pragma: no cover - only with init_sources

@@ -23,7 +23,7 @@ from ..audio import rcgrad_spectrogram, rcgrad_spectrogram_dft
 from ..backbones import resnet18
 from ..inputs import CLIP_MEAN, CLIP_STD, encode_magnitude, flow_magnitude, normalise_rgb
 from ..maps import clean_below_median, gradcam, minmax, normalise_cam
-from .base import Localiser, PublishedForm, check_wave
+from .base import InitError, Localiser, PublishedForm, check_wave
 
 
 @dataclass(frozen=True)
@@ -242,8 +242,8 @@ def init_from_rcgrad(model: Localiser, rcgrad_model: RCGrad) -> None:
     filters and its flow channel their mean. EN's flow encoder is a copy of the
     image encoder with conv1 the mean over RGB (the paper says only "initialized
     the weights as the average of RGB channels of the vision encoder"; we read it
-    as the whole encoder). Both models must have the same width; nothing is
-    changed when anything does not fit (ValueError).
+    as the whole encoder). Both models must have the same width: InitError, and
+    nothing is changed, when a shape does not fit. ValueError for other models.
     """
     if type(rcgrad_model) is not RCGrad:
         raise ValueError(f"init_from_rcgrad needs an rcgrad model as source, got {type(rcgrad_model).__name__}")
@@ -262,7 +262,7 @@ def init_from_rcgrad(model: Localiser, rcgrad_model: RCGrad) -> None:
         if name == "image_encoder.conv1.weight" and type(model) is FlowGradIC:
             dest = dest[:, :3]  # the flow channel is set below
         if dest.shape != value.shape:
-            raise ValueError(f"init_from_rcgrad: {name} is {tuple(value.shape)} in rcgrad but "
+            raise InitError(f"init_from_rcgrad: {name} is {tuple(value.shape)} in rcgrad but "
                              f"{tuple(dest.shape)} here; create both models with the same width")
         copies.append((dest, value))
     for dest, value in copies:  # only once every shape agrees: no half-initialised model
