@@ -1,12 +1,10 @@
 """flowgrad.engine: the same embeddings and heatmaps from a checkpoint (torch) and its
 ONNX export (onnxruntime), for every registry model; path resolution and errors."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from conftest import make_inputs, small_config
+from helpers import make_inputs, small_config, tamper
 from export.onnx import export_onnx
 from flowgrad import checkpoint, engine, models
 from flowgrad.onnx_meta import OnnxFileError
@@ -184,32 +182,6 @@ def test_onnx_cuda_without_provider_names_the_fix(saved):
 
 
 # --------------------------------------------------------------------------- hostile files, untrained names
-
-
-def tamper(prefix, out, role="frame", **changes):
-    """Copy the export at ``prefix`` to ``out`` with metadata entries of the ``role`` graph
-    changed (a value: its JSON; None: the entry removed); returns ``out``."""
-    import json
-    import shutil
-
-    import onnx
-
-    for r in ("frame", "audio"):
-        if Path(f"{prefix}.{r}.onnx").exists():
-            shutil.copy(f"{prefix}.{r}.onnx", f"{out}.{r}.onnx")
-    proto = onnx.load(f"{out}.{role}.onnx")
-    meta = {p.key: p.value for p in proto.metadata_props}
-    for key, value in changes.items():
-        if value is None:
-            meta.pop(key)
-        else:
-            meta[key] = json.dumps(value)
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, f"{out}.{role}.onnx")
-    return out
 
 
 TAMPERED = [

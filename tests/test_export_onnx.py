@@ -9,7 +9,7 @@ import torch
 
 import onnx  # noqa: E402
 
-from conftest import make_inputs, small_config  # noqa: E402
+from helpers import make_inputs, small_config  # noqa: E402
 from export.onnx import export_onnx, load_session, main  # noqa: E402
 from export.quantize import calibration_feeds  # noqa: E402
 from flowgrad import audio, checkpoint, models  # noqa: E402

@@ -20,7 +20,7 @@ from flowgrad import checkpoint, models
 from flowgrad.assets import DEMO_CLIP, MODELS_DIR
 from realtime.cli import describe_model
 from realtime.cli import main as run_live_main
-from test_engine import tamper
+from helpers import tamper
 from training.evaluate import main as evaluate_main
 
 ROOT = Path(__file__).resolve().parent.parent

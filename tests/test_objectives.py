@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import make_inputs, small_config
+from helpers import make_inputs, small_config
 from flowgrad import models
 from flowgrad.inputs import flow_magnitude
 from flowgrad.models import InitError, derive_flowgrad_h, init_flow_filters_from_rgb, init_from_rcgrad

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import onnx
-from conftest import make_inputs, small_config
+from helpers import make_inputs, small_config
 from flowgrad import checkpoint, models
 from flowgrad.backbones import BatchNorm2d
 from training.objectives import Objective, objective_for, trainable
