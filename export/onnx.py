@@ -26,7 +26,7 @@ Both graphs are traced inside ``model.tracing()``
 export-friendly code paths (the spectrogram as a DFT-basis convolution, einsum
 as Mul + ReduceSum, reference mode's input-statistics BatchNorm as explicit
 reductions), on that one instance only; nothing process-wide is patched, so
-exports can run next to live inference in other threads.
+other model instances (a live engine's) keep their own paths while an export runs.
 
 ``--int8`` quantises the frame graph's convolutions to int8 for CPUs
 (:mod:`export.quantize`); the audio graph stays float32.
