@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
-from pathlib import Path
 
 import cv2
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from flow_data import FARNEBACK_CV, bikes_pairs, bikes_path, parity, shifted_pair  # noqa: E402
-
-from flowgrad.flow import Farneback, farneback  # noqa: E402
-from timing import keep_freed_memory, median_ms  # noqa: E402  (bench/ is on sys.path when run as a script)
+from flowgrad.flow import Farneback, farneback
+from footage import FARNEBACK_CV, bikes_pairs, bikes_path, parity, shifted_pair  # bench/ is on sys.path when run
+from timing import keep_freed_memory, median_ms  # as a script
 
 
 def main() -> None:

@@ -18,20 +18,15 @@ same leading inputs.
 
 Both files are written with the legacy TorchScript exporter
 (``torch.onnx.export(..., dynamo=False)``), which embeds the weights in the one
-file. ``metadata_props`` hold JSON strings describing the graph (see
-:func:`_metadata`).
+file. ``metadata_props`` hold JSON strings describing the graph (schema:
+:mod:`flowgrad.onnx_meta`, which the engine reads them with).
 
-Export-side rewrites (the torch model is not changed):
-
-* ``torch.einsum("bchw,bc->bhw", ...)`` (closed-form Grad-CAM, HTF cosine map)
-  is traced as ``(a * b[:, :, None, None]).sum(1)`` (Mul + ReduceSum), so no
-  Einsum op reaches the graph;
-* reference mode's input-statistics BatchNorm is traced as explicit
-  reductions (the exporter's training-mode BatchNormalization needs a static
-  batch and TensorRT does not parse it);
-* the audio graph calls the export-friendly front-ends of
-  :mod:`flowgrad.audio` (``*_dft``) directly instead of ``embed_audio``,
-  whose input checks call ``bool(tensor)`` and cannot be traced.
+Both graphs are traced inside ``model.tracing()``
+(:meth:`flowgrad.models.base.Localiser.tracing`): the model itself takes its
+export-friendly code paths (the spectrogram as a DFT-basis convolution, einsum
+as Mul + ReduceSum, reference mode's input-statistics BatchNorm as explicit
+reductions), on that one instance only; nothing process-wide is patched, so
+other model instances (a live engine's) keep their own paths while an export runs.
 
 ``--int8`` quantises the frame graph's convolutions to int8 for CPUs
 (:mod:`export.quantize`); the audio graph stays float32.
@@ -47,30 +42,23 @@ registry name exports random, untrained weights and needs ``--untrained``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import dataclasses
 import io
-import json
 import sys
 import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from flowgrad import audio as fg_audio
 from flowgrad import models as fg_models
-from flowgrad.engine import ONNX_FORMAT, ONNX_VERSION, read_onnx
+from flowgrad.assets import DEMO_CLIP
+from flowgrad.errors import InputError, one_line
+from flowgrad.files import atomic_write
+from flowgrad.onnx_meta import GraphMeta, OnnxFileError, read_graph, write_props
 
-# The reader lives in the core (flowgrad.engine); the writer uses its format tag.
-FORMAT = ONNX_FORMAT
-VERSION = ONNX_VERSION
-FRAME_NOTE = "RGB in [0,1], colour order RGB"
-FLOW_UNITS = "pixels of the full camera frame"
-
-__all__ = ["FORMAT", "VERSION", "export_onnx", "load_session", "read_metadata", "resolve_model", "main"]
+__all__ = ["export_onnx", "load_session", "read_metadata", "resolve_model", "main"]
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -91,66 +79,14 @@ class FrameGraph(nn.Module):
 
 
 class AudioGraph(nn.Module):
-    """wave (B, T) -> embedding, through the export-friendly spectrogram front-ends."""
+    """wave (B, T) -> embedding: the model's own ``embed_audio`` (export-friendly inside ``model.tracing()``)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        from flowgrad.models.flowgrad_family import RCGrad
-        from flowgrad.models.htf import HearTheFlow
-
         self.model = model
-        if isinstance(model, RCGrad):
-            self.kind = "rcgrad"
-        elif isinstance(model, HearTheFlow):
-            self.kind = "htf"
-        else:
-            raise ValueError(f"{model.name}: no export-friendly audio path for {type(model).__name__}")
 
     def forward(self, wave):
-        m = self.model
-        if self.kind == "rcgrad":
-            stats = "batch" if m.config.reference else "clip"
-            return m.audio_encoder(fg_audio.rcgrad_spectrogram_dft(wave, stats=stats))
-        spec = fg_audio.htf_spectrogram_dft(wave, sample_rate=m.config.audio_rate)
-        return F.normalize(m.audnet(spec), dim=1)
-
-
-@contextlib.contextmanager
-def _export_rewrites():
-    """While tracing: replace the one einsum pattern the models use by Mul + ReduceSum,
-    and input-statistics BatchNorm (reference mode) by explicit reductions."""
-    original = torch.einsum
-
-    def einsum(equation, *operands):
-        ops = operands[0] if len(operands) == 1 and isinstance(operands[0], (list, tuple)) else operands
-        if equation.replace(" ", "") == "bchw,bc->bhw" and len(ops) == 2:
-            a, b = ops
-            return (a * b[:, :, None, None]).sum(dim=1)
-        return original(equation, *operands)
-
-    from flowgrad.backbones import BatchNorm2d
-
-    original_bn = BatchNorm2d.forward
-
-    def batch_norm(self, x):
-        # Reference mode: BatchNorm with the input's own statistics. The exporter's
-        # training-mode BatchNormalization needs a static batch and is not
-        # TensorRT-parsable; write it out (ReduceMean, Sub, Mul, Sqrt, Div).
-        if self.use_input_stats and not self.training:
-            mean = x.mean(dim=(0, 2, 3), keepdim=True)
-            dev = x - mean
-            var = (dev * dev).mean(dim=(0, 2, 3), keepdim=True)
-            y = dev / torch.sqrt(var + self.eps)
-            return y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return original_bn(self, x)
-
-    torch.einsum = einsum
-    BatchNorm2d.forward = batch_norm
-    try:
-        yield
-    finally:
-        torch.einsum = original
-        BatchNorm2d.forward = original_bn
+        return self.model.embed_audio(wave)
 
 
 # --------------------------------------------------------------------------- export
@@ -164,33 +100,22 @@ def _parse_batch(batch) -> int | None:
     return batch
 
 
-def _config_dict(model) -> dict:
-    config = getattr(model, "config", None)
-    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
-
-
-def _metadata(model, role: str, inputs: dict, outputs: dict, batch, size, wave_len: int | None) -> dict[str, str]:
-    """metadata_props of one graph, every value a JSON string."""
-    meta = {
-        "format": FORMAT,
-        "version": VERSION,
-        "model": model.name,
-        "config": _config_dict(model),
-        "role": role,
-        "inputs": inputs,
-        "outputs": outputs,
-        "batch": "dynamic" if batch is None else batch,
-        "frame_normalisation": FRAME_NOTE,
-        "flow_units": FLOW_UNITS,
-        "input_size": list(size),
-        "uses_audio": bool(model.uses_audio),
-        "embed_dim": int(model.embed_dim),
-        "audio_rate_hz": int(model.audio_rate),
-        "audio_window_s": float(model.audio_seconds),
-    }
-    if wave_len is not None:
-        meta["audio_samples"] = wave_len
-    return {k: json.dumps(v) for k, v in meta.items()}
+def _metadata(model, role: str, inputs: dict, outputs: dict, batch, size, wave_len: int | None) -> GraphMeta:
+    """The metadata of one graph (schema: :mod:`flowgrad.onnx_meta`)."""
+    return GraphMeta(
+        model=model.name,
+        config=dataclasses.asdict(model.config),
+        role=role,
+        inputs=inputs,
+        outputs=outputs,
+        batch="dynamic" if batch is None else batch,
+        input_size=tuple(size),
+        uses_audio=bool(model.uses_audio),
+        embed_dim=int(model.embed_dim),
+        audio_rate_hz=int(model.audio_rate),
+        audio_window_s=float(model.audio_seconds),
+        audio_samples=wave_len,
+    )
 
 
 def _spec(shape, batch) -> dict:
@@ -228,7 +153,7 @@ def _export_one(module, args, path: Path, input_names, output_names, batch, opse
     # in training mode (BatchNorm updating its running statistics). Keep eval.
     module.eval()
     buf = io.BytesIO()
-    with warnings.catch_warnings(), _export_rewrites(), torch.no_grad():
+    with warnings.catch_warnings(), module.model.tracing(), torch.no_grad():
         # The legacy exporter warns that it is deprecated, and the models' Python
         # shape checks raise TracerWarnings; dynamic batch is verified by the tests.
         warnings.simplefilter("ignore")
@@ -246,16 +171,12 @@ def _export_one(module, args, path: Path, input_names, output_names, batch, opse
     module.eval()
     proto = onnx.load_from_string(buf.getvalue())
     _restore_unused_inputs(proto, input_names, args, batch)
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    write_props(proto, meta)
     proto.producer_name = "flowgrad.export.onnx"
     onnx.checker.check_model(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(proto.SerializeToString())
-    tmp.replace(path)
+    with atomic_write(path) as handle:
+        handle.write(proto.SerializeToString())
 
 
 def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", size=(224, 224),
@@ -343,24 +264,25 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
 
 
 def read_metadata(path) -> dict:
-    """The ``metadata_props`` of an exported file, JSON-decoded. Raises ValueError naming the file."""
-    return read_onnx(path)[1]
+    """The ``metadata_props`` of an exported file, JSON-decoded (:mod:`flowgrad.onnx_meta`).
+    Raises OnnxFileError naming the file."""
+    return read_graph(path)[1].decoded()
 
 
 def load_session(path, providers=("CPUExecutionProvider",)):
     """Open an exported graph with onnxruntime.
 
-    Returns ``(session, metadata)``. Raises ValueError naming the file when it
-    is missing, truncated, corrupt or not a flowgrad export.
+    Returns ``(session, metadata)``, the metadata JSON-decoded. Raises OnnxFileError
+    naming the file when it is missing, truncated, corrupt or not a flowgrad export.
     """
     import onnxruntime as ort
 
-    data, meta = read_onnx(path)
+    data, meta = read_graph(path)
     try:
         session = ort.InferenceSession(data, providers=list(providers))
     except Exception as exc:  # onnxruntime raises its own exception types
-        raise ValueError(f"{path}: onnxruntime cannot load it: {str(exc).splitlines()[0][:200]}") from None
-    return session, meta
+        raise OnnxFileError(f"{path}: onnxruntime cannot load it: {str(exc).splitlines()[0][:200]}") from None
+    return session, meta.decoded()
 
 
 def resolve_model(spec: str, allow_untrained: bool, prog: str) -> tuple[nn.Module, Path]:
@@ -383,7 +305,7 @@ def resolve_model(spec: str, allow_untrained: bool, prog: str) -> tuple[nn.Modul
               f"{checkpoint.display_path(shipped[spec])}", file=sys.stderr)
         return checkpoint.load(shipped[spec]), path.with_suffix("")
     model, trained = checkpoint.load_or_create(spec, allow_untrained=allow_untrained)
-    if not trained and model.state_dict():
+    if not trained and model.has_weights:
         print(f"{prog}: warning: exporting random, untrained weights of {spec!r} (--untrained)", file=sys.stderr)
     return model, (path.with_suffix("") if trained else path)
 
@@ -393,7 +315,20 @@ def _parse_size(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 224x224, got {text!r}") from None
+    if min(h, w) < 32:
+        raise argparse.ArgumentTypeError(f"size must be at least 32x32, got {text!r}")
     return h, w
+
+
+def _parse_opset(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 7 <= value <= 20:
+        raise argparse.ArgumentTypeError(f"opset must be an integer from 7 to 20 (the TorchScript exporter's), "
+                                         f"got {text!r}")
+    return value
 
 
 def _parse_batch_arg(text: str):
@@ -422,7 +357,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--out", metavar="OUT",
                         help="output prefix or existing directory (default: the checkpoint path without its "
                         "suffix, or the registry name in the current directory)")
-    parser.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset version (default 17)")
+    parser.add_argument("--opset", type=_parse_opset, default=17, metavar="N",
+                        help="ONNX opset version, 7 to 20 (default 17)")
     parser.add_argument("--batch", type=_parse_batch_arg, default="dynamic", metavar="dynamic|N",
                         help="'dynamic' for a symbolic batch axis (default) or a fixed batch size N")
     parser.add_argument("--size", type=_parse_size, default=(224, 224), metavar="HxW",
@@ -442,25 +378,21 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _build_parser().parse_args(argv)
-    from flowgrad import checkpoint
-
     target = args.model
     try:
         model, default_out = resolve_model(target, args.untrained, "export.onnx")
-    except checkpoint.CheckpointError as exc:
-        print(f"export.onnx: {exc}", file=sys.stderr)
+    except InputError as exc:  # a checkpoint that cannot be loaded, a name without --untrained
+        print(f"export.onnx: {one_line(exc)}", file=sys.stderr)
         return 2
     video = None
     if args.int8:
-        from realtime.assets import DEMO_CLIP
-
         default_out = default_out.with_name(default_out.name + ".int8")
         video = args.calibrate or DEMO_CLIP
     try:
         written = export_onnx(model, args.out or default_out, opset=args.opset, batch=args.batch, size=args.size,
                               int8_video=video, calibration_frames=args.calibration_frames)
-    except (ValueError, OSError) as exc:
-        print(f"{target}: export failed: {' '.join(str(exc).split())}", file=sys.stderr)
+    except (InputError, OSError) as exc:  # e.g. a calibration video that cannot be read, an unwritable --out
+        print(f"{target}: export failed: {one_line(exc)}", file=sys.stderr)
         return 2
     for p in written:
         print(p)

@@ -19,7 +19,7 @@ full-frame pixels per 0.125 s, the live pipeline's units.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -27,13 +27,16 @@ import cv2
 import numpy as np
 import torch
 
+from flowgrad.files import atomic_write
+from flowgrad.errors import InputError
 from flowgrad.flow import FarnebackParams
 from flowgrad.inputs import prepare_flow, prepare_frames
+from flowgrad.onnx_meta import GraphMeta, write_props
 
 FLOW_INTERVAL_S = 0.125
 
 
-class CalibrationError(ValueError):
+class CalibrationError(InputError):
     """The calibration video cannot give the frames asked for; the message names it."""
 
 
@@ -116,7 +119,7 @@ def quantize_frame_graph(fp32_path: Path, out_path: Path, feeds: list[dict[str, 
     original = onnx.load(str(fp32_path), load_external_data=False)
     if not any(node.op_type == "Conv" for node in original.graph.node):
         return None  # nothing to quantise (flow_only): the float32 graph stays as it is
-    meta = {p.key: p.value for p in original.metadata_props}
+    meta = GraphMeta.parse({p.key: p.value for p in original.metadata_props}, fp32_path)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quantised = Path(tmp) / "int8.onnx"
@@ -125,15 +128,10 @@ def quantize_frame_graph(fp32_path: Path, out_path: Path, feeds: list[dict[str, 
                         op_types_to_quantize=["Conv"], activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
         proto = onnx.load(str(quantised))
-    meta["precision"] = json.dumps("int8")
-    meta["calibration"] = json.dumps(f"{len(feeds)} frames of {source}" if source else f"{len(feeds)} frames")
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    calibration = f"{len(feeds)} frames of {source}" if source else f"{len(feeds)} frames"
+    write_props(proto, dataclasses.replace(meta, precision="int8", calibration=calibration))
     proto.producer_name = "flowgrad.export.quantize"
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out_path.with_name(out_path.name + ".tmp")
-    tmp_out.write_bytes(proto.SerializeToString())
-    tmp_out.replace(out_path)
+    with atomic_write(out_path) as handle:
+        handle.write(proto.SerializeToString())
     return out_path

@@ -9,7 +9,7 @@ models that use audio, ``<OUT>.audio.ep`` (wave -> embedding), each a
 torch-tensorrt ExportedProgram with the TensorRT engine embedded, for a fixed
 batch size. Before writing, each compiled graph is run on random inputs and
 compared with torch (max abs difference <= 1e-3 in fp32, 2e-2 with --fp16);
-a mismatch is an error and nothing is written.
+a mismatch is an error (one line, exit status 1) and nothing is written.
 
 Needs a CUDA GPU, torch-tensorrt (2.13.x for torch 2.13) and TensorRT's
 libraries. Where any is missing the command prints one line saying what and
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from flowgrad import checkpoint
+from flowgrad.errors import FlowGradError, InputError, one_line
 
-from .onnx import AudioGraph, FrameGraph, _export_rewrites, resolve_model
+from .onnx import AudioGraph, FrameGraph, resolve_model
 
 INSTALL_HINT = (
     "pip install 'torch-tensorrt>=2.13,<2.14' (TensorRT 11.0.x libraries come from NVIDIA's package index; "
@@ -33,8 +33,12 @@ INSTALL_HINT = (
 )
 
 
-class MissingDependency(RuntimeError):
+class MissingDependency(InputError):
     """torch-tensorrt, TensorRT or CUDA is not available; the message says which and the fix."""
+
+
+class TrtMismatchError(FlowGradError):
+    """A compiled TensorRT graph does not reproduce torch within the tolerance; nothing was written."""
 
 
 def require_tensorrt():
@@ -54,7 +58,7 @@ def require_tensorrt():
 def _check_close(name: str, got: torch.Tensor, want: torch.Tensor, tol: float) -> float:
     diff = float((got.float() - want.float()).abs().max())
     if not diff <= tol:
-        raise RuntimeError(f"{name}: TensorRT output differs from torch by {diff:.3g} (> {tol}); nothing written")
+        raise TrtMismatchError(f"{name}: TensorRT output differs from torch by {diff:.3g} (> {tol}); nothing written")
     return diff
 
 
@@ -62,7 +66,7 @@ def export_trt(model, out_prefix, *, fp16: bool = False, batch: int = 1) -> list
     """Compile ``model``'s frame (and audio) graph with torch-tensorrt, check, save.
 
     Returns the written paths. Raises MissingDependency without GPU/TensorRT,
-    RuntimeError when the compiled output does not match torch.
+    TrtMismatchError when the compiled output does not match torch.
     """
     torch_tensorrt = require_tensorrt()
     device = torch.device("cuda")
@@ -82,7 +86,7 @@ def export_trt(model, out_prefix, *, fp16: bool = False, batch: int = 1) -> list
     else:
         graphs["frame"] = (FrameGraph(model).eval(), (frame, flow))
     compiled = {}
-    with torch.no_grad(), _export_rewrites():
+    with torch.no_grad(), model.tracing():  # the export-friendly paths, as export.onnx
         for role, (module, args) in graphs.items():
             trt_module = torch_tensorrt.compile(module, ir="dynamo", inputs=list(args), enabled_precisions=precisions)
             _check_close(f"{model.name} {role} graph", trt_module(*args), module(*args), tol)
@@ -113,9 +117,12 @@ def main(argv=None) -> int:
     try:
         model, default_out = resolve_model(args.model, args.untrained, "export.trt")
         written = export_trt(model, args.out or default_out, fp16=args.fp16, batch=args.batch)
-    except (checkpoint.CheckpointError, MissingDependency, RuntimeError) as exc:
-        print(f"export.trt: {exc}", file=sys.stderr)
+    except InputError as exc:  # a model that cannot be had, TensorRT or CUDA missing
+        print(f"export.trt: {one_line(exc)}", file=sys.stderr)
         return 2
+    except TrtMismatchError as exc:  # not the input's fault: the compiled engine is wrong
+        print(f"export.trt: {one_line(exc)}", file=sys.stderr)
+        return 1
     for path in written:
         print(path)
     return 0

@@ -23,12 +23,24 @@ class BatchNorm2d(nn.BatchNorm2d):
     so at inference each clip is normalised by its own statistics. Setting
     ``use_input_stats`` reproduces that without touching the running buffers.
     Parameter and buffer names are those of ``nn.BatchNorm2d``.
+
+    ``traceable`` (set by :meth:`flowgrad.models.base.Localiser.tracing`) writes
+    the input-statistics normalisation out as ReduceMean, Sub, Mul, Sqrt, Div:
+    the exporter's training-mode BatchNormalization needs a static batch and
+    TensorRT does not parse it.
     """
 
     use_input_stats: bool = False
+    traceable: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_input_stats and not self.training:
+            if self.traceable:
+                mean = x.mean(dim=(0, 2, 3), keepdim=True)
+                dev = x - mean
+                var = (dev * dev).mean(dim=(0, 2, 3), keepdim=True)
+                y = dev / torch.sqrt(var + self.eps)
+                return y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
             return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         return super().forward(x)
 

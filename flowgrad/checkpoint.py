@@ -1,6 +1,6 @@
-"""Saving, loading and importing FlowGrad model checkpoints.
+"""Saving and loading FlowGrad model checkpoints (our own format).
 
-Our own format is a ``torch.save`` of a plain dict (no pickled classes)::
+The format is a ``torch.save`` of a plain dict (no pickled classes)::
 
     {"format": "flowgrad-checkpoint", "version": 1,
      "model": <registry name>, "config": asdict(model.config),
@@ -8,8 +8,9 @@ Our own format is a ``torch.save`` of a plain dict (no pickled classes)::
 
 Everything here reads files with ``torch.load(..., weights_only=True)`` only, so
 a checkpoint can never run code when it is opened.  All problems with a file
-are reported as a one-line :class:`CheckpointError` that names the file, the
-cause and what to do about it.
+are reported as a one-line :class:`CheckpointError` (an
+:class:`~flowgrad.errors.InputError`) that names the file, the cause and what to
+do about it.
 
 Weights holding NaN or infinity are refused at load (the message names the
 first such tensor): such a model only ever produces NaN maps.
@@ -19,9 +20,13 @@ command-line resolver :func:`load_or_create` refuses it unless untrained
 weights are asked for (``allow_untrained=True``, ``--untrained``), and its
 refusal names the checkpoints shipped in ``assets/models/`` (:func:`shipped`).
 
+Published weights (RCGrad, FlowGrad, Hear The Flow) are imported by
+:mod:`flowgrad.published`, which reads files and builds models with
+:func:`read_tensors` and :func:`build`.
+
 Public API: :func:`save`, :func:`load`, :func:`read_meta`, :func:`read_tensors`,
-:func:`check_finite`, :func:`import_published`, :func:`create_registered`,
-:func:`load_or_create`, :func:`shipped`, :func:`display_path`, :class:`ImportReport`,
+:func:`check_finite`, :func:`build`, :func:`create_registered`,
+:func:`load_or_create`, :func:`shipped`, :func:`display_path`,
 :class:`CheckpointError`, :class:`UntrainedError`.
 """
 
@@ -31,48 +36,39 @@ import dataclasses
 import os
 import pickle
 import re
-import secrets
 import warnings
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+
+from .assets import MODELS_DIR
+from .errors import InputError, listing, one_line
+from .files import atomic_write
 
 __all__ = [
     "FORMAT",
     "VERSION",
     "CheckpointError",
     "UntrainedError",
-    "ImportReport",
     "save",
     "load",
     "read_meta",
     "read_tensors",
     "check_finite",
-    "import_published",
+    "build",
     "create_registered",
     "load_or_create",
     "shipped",
     "display_path",
-    "SHIPPED_DIR",
-    "LAYOUTS",
 ]
 
 FORMAT = "flowgrad-checkpoint"
 VERSION = 1
-LAYOUTS = ("rcgrad", "flowgrad", "htf")
-
-_MAX_LISTED = 5
-_FLOWGRAD_ENCODERS = ("image_encoder", "audio_encoder", "flow_encoder")
-_HTF_MODULES = ("imgnet", "audnet", "flownet", "flowatt")
-_WRAPPER_PREFIXES = ("module.", "model.")
-# The trained checkpoints that ship with the repository (scripts/train_demo_models.sh).
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint file cannot be used; the message is one line: file, cause, fix."""
 
     def __init__(self, path: Any, cause: str, fix: str | None = None):
@@ -82,7 +78,7 @@ class CheckpointError(ValueError):
         text = f"{self.path}: {cause}"
         if fix:
             text += f"; {fix}"
-        super().__init__(_one_line(text))
+        super().__init__(one_line(text))
 
 
 class UntrainedError(CheckpointError):
@@ -102,19 +98,6 @@ def _fspath(path: Any) -> str:
         return os.fspath(path)
     except TypeError:
         return str(path)
-
-
-def _one_line(text: str) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # ANSI colour codes from torch
-    return " ".join(text.split())
-
-
-def _listing(items, limit: int = _MAX_LISTED) -> str:
-    items = list(items)
-    shown = ", ".join(str(i) for i in items[:limit])
-    if len(items) > limit:
-        shown += f", ... ({len(items) - limit} more)"
-    return shown
 
 
 def _models():
@@ -255,7 +238,7 @@ def _check_header(obj: Any, name: str) -> None:
         raise CheckpointError(
             name,
             f"not a FlowGrad checkpoint ({what})",
-            "to import a published checkpoint use flowgrad.checkpoint.import_published(...)",
+            "to import a published checkpoint use flowgrad.published.import_published(...)",
         )
     version = obj.get("version")
     if type(version) is not int or version < 1:
@@ -268,7 +251,7 @@ def _check_header(obj: Any, name: str) -> None:
         )
     missing = [k for k in ("model", "config", "state_dict") if k not in obj]
     if missing:
-        raise CheckpointError(name, f"checkpoint is missing entries: {_listing(missing)}", "re-save the model with flowgrad.checkpoint.save")
+        raise CheckpointError(name, f"checkpoint is missing entries: {listing(missing)}", "re-save the model with flowgrad.checkpoint.save")
     if not isinstance(obj["model"], str):
         raise CheckpointError(name, f"model name is a {type(obj['model']).__name__}, not a str", "re-save the model")
     if not isinstance(obj["config"], Mapping):
@@ -277,8 +260,15 @@ def _check_header(obj: Any, name: str) -> None:
         raise CheckpointError(name, "state_dict is not a dict", "re-save the model")
 
 
-def _build(model_name: str, config: Mapping[str, Any], name: str, *, imported: bool = False):
-    """Create a registry model, mapping unknown names/bad configs to CheckpointError."""
+def build(model_name: str, config: Mapping[str, Any], name: str, *, imported: bool = False):
+    """Registry model ``model_name`` built with ``config`` as read from the file ``name``.
+
+    imported: the file is a published checkpoint (:mod:`flowgrad.published`), not ours
+    (only changes the fix the messages suggest).
+
+    Raises:
+        CheckpointError: an unknown model name, or a config the model does not accept.
+    """
     models = _models()
     known = list(models.names())
     if model_name not in known:
@@ -327,9 +317,8 @@ def save(path: Any, model: torch.nn.Module, **meta: Any) -> None:
     The file is a ``torch.save`` of a plain dict (format tag, version, registry
     name, ``asdict(model.config)``, CPU state dict and ``meta``), so it loads
     with ``weights_only=True`` and contains nothing executable.  It is written
-    atomically: a temporary file in the same directory is fully written,
-    fsync'ed and then moved over ``path`` with ``os.replace``, so an
-    interrupted save never replaces a good checkpoint with a partial one.
+    with :func:`flowgrad.files.atomic_write`, so an interrupted save never
+    replaces a good checkpoint with a partial one.
 
     Args:
         path: destination file (str or path-like); its directory must exist.
@@ -368,31 +357,8 @@ def save(path: Any, model: torch.nn.Module, **meta: Any) -> None:
         "meta": dict(meta),
     }
 
-    target = os.path.abspath(_fspath(path))
-    directory, base = os.path.split(target)
-    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
-    # 0o666 filtered by the umask: an ordinary, non-executable file.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable (best effort; not supported everywhere)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    with atomic_write(_fspath(path)) as handle:
+        torch.save(payload, handle)
 
 
 def read_meta(path: Any) -> dict:
@@ -439,7 +405,7 @@ def load(path: Any, map_location: Any = "cpu") -> torch.nn.Module:
         CheckpointError: (one line naming the file, the cause and the fix) the
             file is missing, unreadable, corrupt or truncated; it contains
             executable objects and was refused; it is not a FlowGrad checkpoint
-            (use :func:`import_published` for published weights); its format
+            (use :func:`flowgrad.published.import_published` for published weights); its format
             version is newer; the model name is unknown; the state dict does
             not match the model (missing/unexpected keys, shape mismatches); or
             a weight tensor holds NaN or infinity (the message names it).
@@ -447,18 +413,18 @@ def load(path: Any, map_location: Any = "cpu") -> torch.nn.Module:
     name = _fspath(path)
     obj = _torch_load(name, map_location)
     _check_header(obj, name)
-    model = _build(obj["model"], obj["config"], name)
+    model = build(obj["model"], obj["config"], name)
     state_dict = obj["state_dict"]
 
     missing, unexpected, mismatched = _state_dict_problems(model.state_dict(), state_dict)
     if missing or unexpected or mismatched:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing keys ({_listing(missing)})")
+            parts.append(f"{len(missing)} missing keys ({listing(missing)})")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys ({_listing(unexpected)})")
+            parts.append(f"{len(unexpected)} unexpected keys ({listing(unexpected)})")
         if mismatched:
-            parts.append(f"{len(mismatched)} shape mismatches ({_listing(mismatched)})")
+            parts.append(f"{len(mismatched)} shape mismatches ({listing(mismatched)})")
         raise CheckpointError(
             name,
             f"weights do not match model {obj['model']!r}: " + "; ".join(parts),
@@ -469,7 +435,7 @@ def load(path: Any, map_location: Any = "cpu") -> torch.nn.Module:
         model.load_state_dict(state_dict, strict=True)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise CheckpointError(
-            name, f"weights could not be loaded into {obj['model']!r}: {_one_line(str(exc))[:300]}",
+            name, f"weights could not be loaded into {obj['model']!r}: {one_line(str(exc))[:300]}",
             "re-save the model with flowgrad.checkpoint.save",
         ) from None
     device = _target_device(map_location)
@@ -479,264 +445,12 @@ def load(path: Any, map_location: Any = "cpu") -> torch.nn.Module:
     return model
 
 
-# --------------------------------------------------------------------------- importers
-
-
-@dataclass
-class ImportReport:
-    """What :func:`import_published` did with each key of a published checkpoint.
-
-    Attributes:
-        model_name: registry name of the model that was built.
-        loaded: our parameter/buffer names that received published weights.
-        missing: our names that the file did not provide (left as initialised).
-        unexpected: file keys (in our naming) that are not used and not known
-            to be unused; worth a look.
-        ignored: file keys known to be unused by the published models
-            (``fc.*``, ``conv1_a.*``, the unused alternative first conv).
-    """
-
-    model_name: str
-    loaded: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing is missing and nothing unexpected was found."""
-        return not self.missing and not self.unexpected
-
-    def summary(self) -> str:
-        """Return a short human-readable multi-line description of the import."""
-        lines = [
-            f"imported {self.model_name}: {len(self.loaded)} tensors loaded, "
-            f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, {len(self.ignored)} ignored"
-        ]
-        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected), ("ignored", self.ignored)):
-            if keys:
-                lines.append(f"  {label}: {_listing(keys)}")
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.summary()
-
-
-def _strip_wrappers(key: str, roots: tuple) -> str:
-    """Remove DataParallel / Lightning prefixes ("module.", "model.") before a known root."""
-    while not key.startswith(tuple(r + "." for r in roots)):
-        for prefix in _WRAPPER_PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-                break
-        else:
-            break
-    return key
-
-
-def _extract_state_dict(obj: Any, layout: str | None, name: str) -> tuple[dict, str]:
-    """Find the state dict inside a published file and decide (or check) its layout."""
-    if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
-        raise CheckpointError(name, "this is already a FlowGrad checkpoint", "load it with flowgrad.checkpoint.load(...)")
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(name, f"holds a {type(obj).__name__}, not a state dict or checkpoint dict",
-                              "pass a published rcgrad, FlowGrad or HTF checkpoint")
-
-    if isinstance(obj.get("model"), Mapping) and not isinstance(obj.get("model"), torch.Tensor):
-        raw, guessed = obj["model"], "htf"
-    elif isinstance(obj.get("state_dict"), Mapping):
-        raw, guessed = obj["state_dict"], "flowgrad"
-    else:
-        raw, guessed = obj, "rcgrad"
-
-    state = {k: v for k, v in raw.items() if isinstance(k, str)}
-    if not state:
-        raise CheckpointError(name, "contains no weights", "pass a published rcgrad, FlowGrad or HTF checkpoint")
-    stripped = [_strip_wrappers(k, _FLOWGRAD_ENCODERS + _HTF_MODULES) for k in state]
-    roots = {k.split(".", 1)[0] for k in stripped}
-    if roots & set(_HTF_MODULES):
-        guessed = "htf"
-    elif roots & set(_FLOWGRAD_ENCODERS):
-        if guessed == "htf":  # {"model": {...}} holding FlowGrad keys
-            guessed = "flowgrad"
-        if guessed == "rcgrad" and "flow_encoder" in roots:
-            guessed = "flowgrad"  # rcgrad has no flow encoder: a bare FlowGrad-EN state dict
-    else:
-        raise CheckpointError(
-            name,
-            f"unrecognised key layout (first keys: {_listing(list(state)[:3], 3)})",
-            "expected image_encoder./audio_encoder./flow_encoder. (rcgrad, FlowGrad) or imgnet./audnet./flownet./flowatt. (HTF) keys",
-        )
-    if layout is None:
-        layout = guessed
-    elif layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)} or None, not {layout!r}")
-    return state, layout
-
-
-def _default_model(layout: str, roots: set, state: Mapping[str, Any]) -> str:
-    if layout == "htf":
-        return "htf"
-    if layout == "rcgrad":
-        return "rcgrad"
-    if "flow_encoder" in roots:
-        return "flowgrad_en"
-    conv = state.get("image_encoder.conv1_flow.weight")
-    if isinstance(conv, torch.Tensor) and conv.dim() == 4 and conv.shape[1] == 4:
-        return "flowgrad_ic"
-    return "rcgrad"
-
-
-def _first_conv_choice(encoder: str, state: Mapping[str, Any], expected: Mapping[str, torch.Tensor]):
-    """Pick which of ``<enc>.conv1`` / ``<enc>.conv1_flow`` feeds our ``<enc>.conv1``.
-
-    The published FlowGrad models keep two first convolutions: ``conv1``
-    (3-channel RGB) and ``conv1_flow`` (4-channel image+flow for IC, 1-channel
-    flow for EN's flow encoder).  Only one is used; the other is ignored.
-    Returns (source_key or None, [ignored keys]).
-    """
-    ours = expected.get(f"{encoder}.conv1.weight")
-    plain, flow = f"{encoder}.conv1.weight", f"{encoder}.conv1_flow.weight"
-    present = [k for k in (plain, flow) if k in state]
-    if ours is None or not present:
-        return None, []
-    prefer_flow = encoder == "flow_encoder" or (ours.dim() == 4 and ours.shape[1] != 3)
-    order = [flow, plain] if prefer_flow else [plain, flow]
-    order = [k for k in order if k in present]
-    chosen = next(
-        (k for k in order if isinstance(state[k], torch.Tensor) and state[k].shape == ours.shape), order[0]
-    )
-    return chosen, [k for k in present if k != chosen]
-
-
-def import_published(path: Any, layout: str | None = None, *, model: str | None = None, **config: Any):
-    """Import a published rcgrad / FlowGrad / HTF checkpoint into a registry model.
-
-    Supported layouts:
-
-    * ``"rcgrad"``: a plain state dict (``rc_grad.pt``) with ``image_encoder.*``
-      and ``audio_encoder.*`` keys; ``image_encoder.conv1_flow.*``,
-      ``image_encoder.conv1_a.*`` and ``*.fc.*`` are ignored.  Builds ``rcgrad``.
-    * ``"flowgrad"``: a PyTorch Lightning ``.ckpt`` (``{"state_dict": ...}``,
-      keys optionally prefixed ``model.``).  Builds ``flowgrad_en`` if there
-      are ``flow_encoder.*`` keys, else ``flowgrad_ic`` if
-      ``image_encoder.conv1_flow.weight`` has 4 input channels, else
-      ``rcgrad``.  The used first conv (``conv1_flow`` for IC's image encoder
-      and EN's flow encoder) becomes our ``conv1``; the other one is ignored.
-    * ``"htf"``: ``{"model": state dict}`` with ``imgnet./audnet./flownet./flowatt.``
-      keys, optionally prefixed ``module.`` (DataParallel).  Builds ``htf``.
-
-    Files are read with ``torch.load(weights_only=True)`` only.
-
-    Args:
-        path: the published checkpoint file.
-        layout: one of ``"rcgrad"``, ``"flowgrad"``, ``"htf"``, or None to
-            guess from the keys.
-        model: registry name to build instead of the default for the layout
-            (e.g. ``model="flowgrad_h"`` to load ``rc_grad.pt`` weights into
-            FlowGrad-H).
-        **config: passed to ``flowgrad.models.create`` (e.g. ``width=0.25``).
-
-    Returns:
-        ``(model, report)``: the model in eval mode and an :class:`ImportReport`.
-
-    Raises:
-        CheckpointError: missing/corrupt file; the file holds objects that
-            cannot be loaded safely (e.g. a Lightning checkpoint with pickled
-            hyper-parameter classes; the message says how to extract the
-            weights); unrecognised key layout; unknown model name; or a tensor
-            whose shape differs from the model's (names the key, both shapes);
-            or a tensor holding NaN or infinity (names the key).
-        ValueError: ``layout`` is not a known layout.
-    """
-    name = _fspath(path)
-    try:
-        obj = _torch_load(name, "cpu", what="published checkpoint")
-    except CheckpointError as exc:
-        if exc.cause.startswith("refused"):
-            blocked = exc.cause[exc.cause.find("(") + 1: exc.cause.find(")")]
-            raise CheckpointError(
-                name,
-                f"refused to load: the file contains pickled executable/non-data objects ({blocked}) that cannot "
-                "be loaded safely with weights_only=True (Lightning checkpoints often pickle hyper-parameter classes)",
-                "only if you trust its source, extract the weights with "
-                f"torch.save(torch.load({name!r}, weights_only=False)['state_dict'], 'weights.pt') "
-                "and import 'weights.pt' with layout='flowgrad'",
-            ) from None
-        raise
-    if layout is not None and layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)} or None, not {layout!r}")
-    state, layout = _extract_state_dict(obj, layout, name)
-
-    roots_all = _FLOWGRAD_ENCODERS + _HTF_MODULES
-    renamed: dict[str, Any] = {}
-    for key, value in state.items():
-        renamed[_strip_wrappers(key, roots_all)] = value
-    roots = {k.split(".", 1)[0] for k in renamed}
-
-    model_name = model or _default_model(layout, roots, renamed)
-    net = _build(model_name, config, name, imported=True)
-    expected = net.state_dict()
-
-    # Map the published keys onto ours.
-    mapping: dict[str, str] = {}  # our key -> file key (in stripped naming)
-    ignored: list[str] = []
-    for encoder in _FLOWGRAD_ENCODERS + ("imgnet", "audnet", "flownet"):
-        chosen, unused = _first_conv_choice(encoder, renamed, expected)
-        if chosen is not None:
-            mapping[f"{encoder}.conv1.weight"] = chosen
-            ignored.extend(unused)
-    used_sources = set(mapping.values())
-    for key in renamed:
-        if key in used_sources or key in ignored:
-            continue
-        parts = key.split(".")
-        if len(parts) >= 2 and parts[1] in ("fc", "conv1_a", "conv1_flow") and parts[0] in roots_all:
-            if key not in expected:
-                ignored.append(key)
-                continue
-        mapping.setdefault(key, key)
-
-    loaded_sd: dict[str, torch.Tensor] = {}
-    unexpected: list[str] = []
-    for ours, source in mapping.items():
-        value = renamed[source]
-        if ours not in expected:
-            unexpected.append(source)
-            continue
-        ref = expected[ours]
-        if not isinstance(value, torch.Tensor):
-            raise CheckpointError(name, f"{source} is a {type(value).__name__}, not a tensor",
-                                  "the file is not a valid published checkpoint")
-        if value.shape != ref.shape:
-            where = source if source == ours else f"{source} (-> {ours})"
-            raise CheckpointError(
-                name,
-                f"shape mismatch for {where}: file {tuple(value.shape)}, model {model_name!r} {tuple(ref.shape)}",
-                "pick the matching model with model=... / layout=..., or matching config (e.g. width=)",
-            )
-        loaded_sd[ours] = value
-    check_finite(name, {mapping[k]: v for k, v in loaded_sd.items()})
-    missing = [k for k in expected if k not in loaded_sd]
-    try:
-        net.load_state_dict(loaded_sd, strict=False)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise CheckpointError(name, f"weights could not be loaded into {model_name!r}: {_one_line(str(exc))[:300]}",
-                              "pick the matching model with model=...") from None
-    net.eval()
-    report = ImportReport(
-        model_name=model_name,
-        loaded=sorted(loaded_sd, key=list(expected).index),
-        missing=missing,
-        unexpected=unexpected,
-        ignored=ignored,
-    )
-    return net, report
+# --------------------------------------------------------------------------- command-line resolution
 
 
 def shipped() -> list[Path]:
     """The trained checkpoints shipped with the repository (``assets/models/*.ckpt``), sorted."""
-    return sorted(SHIPPED_DIR.glob("*.ckpt")) if SHIPPED_DIR.is_dir() else []
+    return sorted(MODELS_DIR.glob("*.ckpt")) if MODELS_DIR.is_dir() else []
 
 
 def display_path(path: Any) -> str:
@@ -761,7 +475,7 @@ def create_registered(name: str, *, allow_untrained: bool = False) -> torch.nn.M
     """
     models = _models()
     model = models.create(name)
-    if allow_untrained or not model.state_dict():
+    if allow_untrained or not model.has_weights:
         return model
     files = shipped()
     same = [p for p in files if p.stem == name]

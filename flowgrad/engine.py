@@ -34,29 +34,34 @@ written by ``export.onnx``; CPUExecutionProvider, or CUDAExecutionProvider with
 ``device="cuda"``). TensorRT artefacts (``.ep``, ``.ts``, ``.trt``) are not
 opened here: they need torch-tensorrt and a CUDA GPU.
 
-Every problem with the path, its metadata or the inputs raises ``ValueError``
-with one line naming the file (or model) and the fix.
+Every problem with what :func:`open` is given raises an :class:`flowgrad.errors.InputError`
+with one line naming the file (or model) and the fix: :class:`EngineError` (the
+path, backend or device), :class:`flowgrad.onnx_meta.OnnxFileError` (an ONNX
+export: missing, corrupt, metadata missing or of the wrong type),
+:class:`flowgrad.checkpoint.CheckpointError` (a checkpoint) and its
+:class:`~flowgrad.checkpoint.UntrainedError`. Arrays of the wrong shape passed to
+``embed_audio`` / ``heatmaps`` are the caller's bug: ``ValueError``.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Engine", "TorchEngine", "OnnxEngine", "open", "open_engine", "BACKENDS"]
+from . import onnx_meta
+from .errors import InputError, one_line
+
+__all__ = ["Engine", "TorchEngine", "OnnxEngine", "EngineError", "open", "open_engine", "BACKENDS"]
 
 BACKENDS = ("torch", "onnxruntime")
-ONNX_FORMAT = "flowgrad-onnx"
-ONNX_VERSION = 1
 _TRT_SUFFIXES = (".ep", ".ts", ".trt", ".engine", ".plan")
 _TRT_HINT = ("TensorRT engines need torch-tensorrt and a CUDA GPU (install with `pip install torch-tensorrt`) "
              "and are not opened by flowgrad.engine; open the .ckpt or the .onnx export of the same model instead")
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+class EngineError(InputError):
+    """A model path, backend or device that cannot be opened; the message is one line naming it and the fix."""
 
 
 class Engine:
@@ -160,9 +165,9 @@ class TorchEngine(Engine):
         except (RuntimeError, TypeError):
             device = None
         if device is None or device.type not in ("cpu", "cuda"):
-            raise ValueError(f"{source or model.name}: device must be 'cpu' or 'cuda', got {str(requested)!r}")
+            raise EngineError(f"{source or model.name}: device must be 'cpu' or 'cuda', got {str(requested)!r}")
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"{source or model.name}: device 'cuda' requested but torch has no CUDA device "
+            raise EngineError(f"{source or model.name}: device 'cuda' requested but torch has no CUDA device "
                              f"(torch {torch.__version__}); use device='cpu' or install a CUDA build of torch")
         self.dtype = dtype or torch.float32
         self.model = model.eval().to(device=device, dtype=self.dtype)
@@ -197,112 +202,6 @@ class TorchEngine(Engine):
 # --------------------------------------------------------------------------- onnxruntime
 
 
-_META_INT_MAX = 2**31  # sizes, rates and counts; far larger values are edits, not exports
-
-
-def _is_int(value, low: int) -> bool:
-    return type(value) is int and low <= value < _META_INT_MAX
-
-
-def _is_positive_number(value) -> bool:
-    return type(value) in (int, float) and 0 < value < _META_INT_MAX  # False for NaN and infinity
-
-
-def _is_size(value) -> bool:
-    return isinstance(value, list) and len(value) == 2 and all(_is_int(v, 1) for v in value)
-
-
-def _heatmap_shape_ok(value) -> bool:
-    shape = value.get("heatmap", {}).get("shape") if isinstance(value.get("heatmap"), dict) else None
-    return (isinstance(shape, list) and len(shape) == 3 and (shape[0] == "batch" or _is_int(shape[0], 1))
-            and _is_size(shape[1:]))
-
-
-# metadata key -> (check, what it must be); every key is written by export.onnx
-_META_SCHEMA = {
-    "model": (lambda v: isinstance(v, str) and v != "", "a model name"),
-    "role": (lambda v: v in ("frame", "audio"), "'frame' or 'audio'"),
-    "config": (lambda v: isinstance(v, dict), "a JSON object"),
-    "inputs": (lambda v: isinstance(v, dict), "a JSON object"),
-    "outputs": (lambda v: isinstance(v, dict), "a JSON object"),
-    "batch": (lambda v: v == "dynamic" or _is_int(v, 1), "'dynamic' or a positive integer"),
-    "input_size": (_is_size, "[height, width] in positive integers"),
-    "uses_audio": (lambda v: type(v) is bool, "true or false"),
-    "embed_dim": (lambda v: _is_int(v, 0), "an integer >= 0"),
-    "audio_rate_hz": (lambda v: _is_int(v, 1), "a positive integer"),
-    "audio_window_s": (_is_positive_number, "a positive number of seconds"),
-}
-_META_BY_ROLE = {
-    "frame": {"outputs": (_heatmap_shape_ok, "a JSON object with heatmap.shape [batch, height, width]")},
-    "audio": {"audio_samples": (lambda v: _is_int(v, 1), "a positive integer")},
-}
-_META_OPTIONAL = {"precision": (lambda v: isinstance(v, str), "a string such as 'int8'")}
-
-
-def _check_metadata(path: Path, meta: dict, fix: str) -> None:
-    """Raise ValueError naming the file and the key for metadata that is missing or of the wrong type."""
-    role = meta.get("role")
-    rules = {**_META_SCHEMA, **_META_BY_ROLE.get(role if isinstance(role, str) else "", {})}
-    for key, (ok, what) in rules.items():
-        if key not in meta:
-            raise ValueError(f"{path}: metadata has no {key!r} entry (not written by export.onnx, or edited); {fix}")
-        if not ok(meta[key]):
-            raise ValueError(f"{path}: metadata {key!r} must be {what}, got {_one_line(repr(meta[key]))[:80]}; {fix}")
-    for key, (ok, what) in _META_OPTIONAL.items():
-        if key in meta and not ok(meta[key]):
-            raise ValueError(f"{path}: metadata {key!r} must be {what}, got {_one_line(repr(meta[key]))[:80]}; {fix}")
-
-
-def read_onnx(path, role: str | None = None) -> tuple[bytes, dict]:
-    """(serialised model bytes, decoded metadata) of one exported graph.
-
-    role: "frame" or "audio" to require that graph, None for either.
-    Raises ValueError naming the file for a missing, truncated, corrupt or
-    foreign file, a newer format version, metadata that is missing or of the
-    wrong type (e.g. ``embed_dim`` a dict, ``input_size`` "abc"), or the wrong role.
-    """
-    path = Path(path)
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    fix = "re-export it with `python -m export.onnx MODEL.ckpt -o PREFIX`"
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file (the {role or 'exported'} graph); {fix}") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read it ({exc.strerror or exc}); check the path and permissions") from None
-    try:
-        proto = onnx.load_from_string(data)
-        onnx.checker.check_model(proto)
-    except (DecodeError, onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
-        msg = _one_line(exc) or type(exc).__name__
-        raise ValueError(f"{path}: not a valid ONNX model (truncated or corrupt?): {msg[:200]}; {fix}") from None
-    if not proto.graph.node:
-        raise ValueError(f"{path}: not a valid ONNX model (empty graph; truncated or corrupt?); {fix}")
-    meta = {}
-    for entry in proto.metadata_props:
-        try:
-            meta[entry.key] = json.loads(entry.value)
-        except json.JSONDecodeError:
-            meta[entry.key] = entry.value
-    if meta.get("format") != ONNX_FORMAT:
-        raise ValueError(f"{path}: not a flowgrad ONNX export (metadata format is {meta.get('format')!r}); "
-                         f"export the model with `python -m export.onnx`")
-    version = meta.get("version")
-    if not _is_int(version, 1):
-        raise ValueError(f"{path}: metadata 'version' must be a positive integer, got "
-                         f"{_one_line(repr(version))[:80]}; {fix}")
-    if version > ONNX_VERSION:
-        raise ValueError(f"{path}: flowgrad-onnx version {version!r} is newer than this reader "
-                         f"({ONNX_VERSION}); upgrade flowgrad")
-    _check_metadata(path, meta, fix)
-    if role is not None and meta.get("role") != role:
-        raise ValueError(f"{path}: holds the {meta.get('role')!r} graph, expected the {role!r} graph; "
-                         f"name the files <prefix>.frame.onnx / <prefix>.audio.onnx as export.onnx writes them")
-    return data, meta
-
-
 def _providers(device: str, who: str) -> list[str]:
     import onnxruntime as ort
 
@@ -310,10 +209,10 @@ def _providers(device: str, who: str) -> list[str]:
     if kind == "cpu":
         return ["CPUExecutionProvider"]
     if kind != "cuda":
-        raise ValueError(f"{who}: device must be 'cpu' or 'cuda', got {device!r}")
+        raise EngineError(f"{who}: device must be 'cpu' or 'cuda', got {device!r}")
     available = ort.get_available_providers()
     if "CUDAExecutionProvider" not in available:
-        raise ValueError(
+        raise EngineError(
             f"{who}: device='cuda' needs onnxruntime's CUDAExecutionProvider, not available in onnxruntime "
             f"{ort.__version__} (providers: {', '.join(available)}); install onnxruntime-gpu "
             "(`pip uninstall onnxruntime && pip install onnxruntime-gpu`) on a machine with a CUDA GPU, "
@@ -332,21 +231,21 @@ def _session(data: bytes, path: Path, providers, threads: int | None):
     try:
         session = ort.InferenceSession(data, sess_options=opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types
-        raise ValueError(f"{path}: onnxruntime cannot load it: {_one_line(exc)[:200]}; "
+        raise onnx_meta.OnnxFileError(f"{path}: onnxruntime cannot load it: {one_line(exc)[:200]}; "
                          "re-export it with `python -m export.onnx`") from None
     wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
     if wanted not in session.get_providers():
-        raise ValueError(f"{path}: onnxruntime did not enable {wanted} (got {session.get_providers()}); "
+        raise EngineError(f"{path}: onnxruntime did not enable {wanted} (got {session.get_providers()}); "
                          "check the CUDA / cuDNN libraries onnxruntime-gpu needs, or use device='cpu'")
     return session
 
 
 def _check_graph_inputs(path: Path, session, wanted: dict[str, list[int]]) -> None:
-    """Raise ValueError when the graph's inputs (names, and sizes after the batch axis)
+    """Raise OnnxFileError when the graph's inputs (names, and sizes after the batch axis)
     differ from what its metadata describes (metadata edited after export)."""
     got = {i.name: list(i.shape[1:]) for i in session.get_inputs()}
     if got != wanted:
-        raise ValueError(f"{path}: the metadata describes inputs {wanted} (after the batch axis) but the graph "
+        raise onnx_meta.OnnxFileError(f"{path}: the metadata describes inputs {wanted} (after the batch axis) but the graph "
                          f"takes {got}; re-export it with `python -m export.onnx MODEL.ckpt -o PREFIX`")
 
 
@@ -366,51 +265,41 @@ class OnnxEngine(Engine):
 
     def __init__(self, frame_path, audio_path=None, device="cpu", *, threads: int | None = None):
         frame_path = Path(frame_path)
-        data, meta = read_onnx(frame_path, "frame")
+        data, meta = onnx_meta.read_graph(frame_path, "frame")
         self.source = str(frame_path)
         self.device = str(device)
         self.meta = meta
         providers = _providers(device, str(frame_path))
-        # read_onnx checked every key and its type
-        self.name = meta["model"]
-        self.input_size = tuple(meta["input_size"])
-        self.map_size = tuple(meta["outputs"]["heatmap"]["shape"][1:])
-        self.uses_audio = meta["uses_audio"]
-        self.embed_dim = meta["embed_dim"]
-        self.audio_rate = meta["audio_rate_hz"]
-        self.audio_seconds = float(meta["audio_window_s"])
-        self.batch = meta["batch"]
-        self.precision = meta.get("precision", "float32")  # "int8": export.onnx --int8
+        self.name = meta.model
+        self.input_size = meta.input_size
+        self.map_size = meta.map_size
+        self.uses_audio = meta.uses_audio
+        self.embed_dim = meta.embed_dim
+        self.audio_rate = meta.audio_rate_hz
+        self.audio_seconds = meta.audio_window_s
+        self.batch = meta.batch
+        self.precision = meta.precision or "float32"  # "int8": export.onnx --int8
         self.frame_session = _session(data, frame_path, providers, threads)
         self._frame_inputs = [i.name for i in self.frame_session.get_inputs()]
-        wanted = {"frame": [3, *self.input_size], "flow": [2, *self.input_size]}
-        if self.uses_audio:
-            wanted["audio_embedding"] = [self.embed_dim]
-        _check_graph_inputs(frame_path, self.frame_session, wanted)
+        _check_graph_inputs(frame_path, self.frame_session, meta.graph_inputs())
         self.audio_session = None
         self.audio_source = None
         if self.uses_audio:
             if audio_path is None:
-                raise ValueError(f"{frame_path}: {self.name} uses audio but no audio graph was given; "
-                                 "keep <prefix>.audio.onnx next to <prefix>.frame.onnx")
+                raise EngineError(f"{frame_path}: {self.name} uses audio but no audio graph was given; "
+                                  "keep <prefix>.audio.onnx next to <prefix>.frame.onnx")
             audio_path = Path(audio_path)
             if not audio_path.exists():
-                raise ValueError(f"{audio_path}: no such file, needed with {frame_path.name} because "
-                                 f"{self.name} uses audio; export both with `python -m export.onnx` and keep "
-                                 "them side by side")
-            adata, ameta = read_onnx(audio_path, "audio")
-            if ameta.get("model") != self.name or ameta.get("config") != meta.get("config"):
-                raise ValueError(f"{audio_path}: exported from a different model/config than {frame_path.name}; "
-                                 "re-export both files from the same checkpoint")
+                raise EngineError(f"{audio_path}: no such file, needed with {frame_path.name} because "
+                                  f"{self.name} uses audio; export both with `python -m export.onnx` and keep "
+                                  "them side by side")
+            adata, ameta = onnx_meta.read_graph(audio_path, "audio")
             self.audio_session = _session(adata, audio_path, providers, threads)
             self.audio_source = str(audio_path)
-            self._samples = ameta["audio_samples"]
-            self._audio_batch = ameta["batch"]
-            _check_graph_inputs(audio_path, self.audio_session, {"wave": [self._samples]})
-            if self._samples != round(self.audio_rate * self.audio_seconds):
-                raise ValueError(f"{frame_path}: metadata audio_rate_hz {self.audio_rate} x audio_window_s "
-                                 f"{self.audio_seconds:g} does not give the audio graph's {self._samples} samples; "
-                                 "re-export both files with `python -m export.onnx MODEL.ckpt -o PREFIX`")
+            self._samples = ameta.audio_samples
+            self._audio_batch = ameta.batch
+            _check_graph_inputs(audio_path, self.audio_session, ameta.graph_inputs())
+            onnx_meta.check_pair(meta, ameta, frame_path, audio_path)
 
     @property
     def samples(self) -> int:
@@ -418,7 +307,7 @@ class OnnxEngine(Engine):
 
     def _check_batch(self, b: int, fixed, path) -> None:
         if isinstance(fixed, int) and b != fixed:
-            raise ValueError(f"{path}: exported for a fixed batch of {fixed}, got batch {b}; pass exactly "
+            raise EngineError(f"{path}: exported for a fixed batch of {fixed}, got batch {b}; pass exactly "
                              f"{fixed} at a time, or re-export with `python -m export.onnx MODEL.ckpt --batch dynamic`")
 
     def fit_wave(self, wave: np.ndarray) -> np.ndarray:
@@ -455,7 +344,7 @@ def _onnx_pair(path: Path) -> tuple[Path, Path]:
         prefix = text[: -len(".onnx")]
         if Path(prefix + ".frame.onnx").exists():
             return Path(prefix + ".frame.onnx"), Path(prefix + ".audio.onnx")
-        raise ValueError(f"{path}: not a flowgrad ONNX export name; open <prefix>.frame.onnx, "
+        raise EngineError(f"{path}: not a flowgrad ONNX export name; open <prefix>.frame.onnx, "
                          "<prefix>.audio.onnx or <prefix> as written by `python -m export.onnx`")
     return Path(text + ".frame.onnx"), Path(text + ".audio.onnx")
 
@@ -481,16 +370,18 @@ def open_engine(path, device: str = "cpu", backend: str | None = None, *, thread
         An :class:`Engine`.
 
     Raises:
-        ValueError: one line naming the file and the fix, for an unknown
-            suffix, a missing / truncated / corrupt file, weights holding NaN,
-            ONNX metadata missing or of the wrong type, a backend or device
-            that is not available, a TensorRT artefact, or a registry name of
-            a model with weights without ``allow_untrained`` (UntrainedError).
+        InputError: one line naming the file and the fix. EngineError: an
+            unknown suffix or name, a missing file, a backend or device that is
+            not available, a TensorRT artefact. OnnxFileError: a truncated or
+            corrupt export, metadata missing or of the wrong type.
+            CheckpointError: a checkpoint that cannot be loaded (weights holding
+            NaN included); UntrainedError: a registry name of a model with
+            weights without ``allow_untrained``.
     """
     from flowgrad import models
 
     if backend is not None and backend not in BACKENDS:
-        raise ValueError(f"backend must be None or one of {', '.join(BACKENDS)}, got {backend!r}"
+        raise EngineError(f"backend must be None or one of {', '.join(BACKENDS)}, got {backend!r}"
                          + ("; " + _TRT_HINT if "tensorrt" in str(backend).lower() or "trt" in str(backend).lower()
                             else ""))
     text = os.fspath(path)
@@ -498,26 +389,26 @@ def open_engine(path, device: str = "cpu", backend: str | None = None, *, thread
 
     def need(kind):
         if backend is not None and backend != kind:
-            raise ValueError(f"{text}: is a {kind} artefact and cannot run with backend={backend!r}; "
+            raise EngineError(f"{text}: is a {kind} artefact and cannot run with backend={backend!r}; "
                              f"pass backend={kind!r} or None")
 
     if text.endswith(_TRT_SUFFIXES):
-        raise ValueError(f"{text}: {_TRT_HINT}")
+        raise EngineError(f"{text}: {_TRT_HINT}")
     if text.endswith((".ckpt", ".pt", ".pth")):
         need("torch")
         from flowgrad import checkpoint
 
         if not p.exists():
-            raise ValueError(f"{text}: no such checkpoint file; check the path, or write one with "
+            raise EngineError(f"{text}: no such checkpoint file; check the path, or write one with "
                              "flowgrad.checkpoint.save(path, model)")
-        model = checkpoint.load(text, map_location="cpu")  # CheckpointError is a ValueError
+        model = checkpoint.load(text, map_location="cpu")
         return TorchEngine(model, device, source=text)
     if text.endswith(".onnx") or Path(text + ".frame.onnx").exists():
         need("onnxruntime")
         frame_path, audio_path = _onnx_pair(p)
         if not frame_path.exists():
             extra = f" (found only {audio_path.name})" if audio_path.exists() else ""
-            raise ValueError(f"{frame_path}: no such file{extra}; export the model with "
+            raise EngineError(f"{frame_path}: no such file{extra}; export the model with "
                              f"`python -m export.onnx MODEL.ckpt -o {str(frame_path)[:-len('.frame.onnx')]}`")
         return OnnxEngine(frame_path, audio_path, device, threads=threads)
     if not p.exists() and text in models.names():
@@ -525,13 +416,13 @@ def open_engine(path, device: str = "cpu", backend: str | None = None, *, thread
         from flowgrad import checkpoint
 
         model = checkpoint.create_registered(text, allow_untrained=allow_untrained)
-        return TorchEngine(model, device, source=text, untrained=bool(model.state_dict()))
+        return TorchEngine(model, device, source=text, untrained=model.has_weights)
     if p.exists() or p.suffix:
-        raise ValueError(f"{text}: {'unknown model file type' if p.exists() else 'no such file'} "
+        raise EngineError(f"{text}: {'unknown model file type' if p.exists() else 'no such file'} "
                          f"(suffix {p.suffix!r}); pass a .ckpt checkpoint, an ONNX export "
                          "(<prefix>.frame.onnx / <prefix>.audio.onnx / <prefix>) or a registry name "
                          f"({', '.join(models.names())})")
-    raise ValueError(f"{text}: no such file and not a registered model; pass a .ckpt checkpoint, an ONNX export "
+    raise EngineError(f"{text}: no such file and not a registered model; pass a .ckpt checkpoint, an ONNX export "
                      f"or a registry name ({', '.join(models.names())})")
 
 

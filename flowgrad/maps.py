@@ -11,7 +11,19 @@ import torch.nn.functional as F
 EPS = 1e-7
 
 
-def gradcam(features: torch.Tensor, audio_embedding: torch.Tensor) -> torch.Tensor:
+def channel_dot(features: torch.Tensor, weights: torch.Tensor, traceable: bool = False) -> torch.Tensor:
+    """sum_c weights[b, c] * features[b, c, i, j]: (B, C, h, w) and (B, C) -> (B, h, w).
+
+    traceable: compute it as Mul + ReduceSum, the form ONNX export and TensorRT
+    take, instead of ``einsum`` (the same values to float rounding; see
+    :meth:`flowgrad.models.base.Localiser.tracing`).
+    """
+    if traceable:
+        return (features * weights[:, :, None, None]).sum(dim=1)
+    return torch.einsum("bchw,bc->bhw", features, weights)
+
+
+def gradcam(features: torch.Tensor, audio_embedding: torch.Tensor, traceable: bool = False) -> torch.Tensor:
     """Closed-form RCGrad Grad-CAM.
 
     The score is <GAP(A), a>, so dS/dA_c(i, j) = a_c / (h w) everywhere and
@@ -20,6 +32,7 @@ def gradcam(features: torch.Tensor, audio_embedding: torch.Tensor) -> torch.Tens
 
     features: A, (B, C, h, w), the last layer4 activation.
     audio_embedding: a, (B, C), unnormalised.
+    traceable: the export-friendly form (:func:`channel_dot`).
     Returns (B, h, w), in the feature map's own grid (not resized).
     """
     if features.ndim != 4 or audio_embedding.shape != features.shape[:2]:
@@ -28,8 +41,7 @@ def gradcam(features: torch.Tensor, audio_embedding: torch.Tensor) -> torch.Tens
             f"{tuple(features.shape)} vs {tuple(audio_embedding.shape)}"
         )
     h, w = features.shape[-2:]
-    cam = torch.einsum("bchw,bc->bhw", features, audio_embedding)
-    return torch.relu(cam) / (h * w)
+    return torch.relu(channel_dot(features, audio_embedding, traceable)) / (h * w)
 
 
 def minmax(maps: torch.Tensor) -> torch.Tensor:

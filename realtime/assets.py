@@ -1,15 +1,11 @@
-"""Paths of what ships in the repository: the demo clip and scene, and the demo models."""
+"""The live tools' default model; the shipped paths themselves are :mod:`flowgrad.assets`'."""
 from __future__ import annotations
 
-from pathlib import Path
+from flowgrad.assets import DEMO_CLIP, DEMO_DIR, MODELS_DIR, ROOT
 
-from flowgrad.checkpoint import SHIPPED_DIR
-
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_DIR = ROOT / "assets" / "demo"
-DEMO_CLIP = DEMO_DIR / "street.mp4"
-MODELS_DIR = SHIPPED_DIR  # flowgrad.checkpoint.shipped() lists them
 DEMO_MODEL = MODELS_DIR / "flowgrad_en.ckpt"
+
+__all__ = ["ROOT", "DEMO_DIR", "DEMO_CLIP", "MODELS_DIR", "DEMO_MODEL", "default_model"]
 
 
 def default_model() -> str:

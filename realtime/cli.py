@@ -36,7 +36,8 @@ import torch
 
 from flowgrad import engine as engines
 from flowgrad import models
-from flowgrad.checkpoint import CheckpointError, display_path
+from flowgrad.checkpoint import display_path
+from flowgrad.errors import InputError
 from flowgrad.flow import RollingFlowConfig
 
 from .assets import DEMO_CLIP, DEMO_MODEL, ROOT, default_model
@@ -294,7 +295,7 @@ def start_pipelines(args) -> Live:
         torch.set_num_threads(args.threads)
     try:
         engine = engines.open(args.model, device=args.device, backend=args.backend, allow_untrained=args.untrained)
-    except CheckpointError as e:
+    except InputError as e:  # a model file, name, backend or device that cannot be used
         raise StartError(str(e)) from None
     flow_fn = shared_flow(args)
     opened, parts = [], []
@@ -352,20 +353,6 @@ def streams_line(all_stats: list[dict], streams: list[str]) -> str:
         trouble = source_trouble(stats["source"])
         return text + (f" [{trouble}]" if trouble else "")
     return "  ".join(one(n, s) for n, s in zip(streams, all_stats))
-
-
-def source_trouble(src: dict) -> str:
-    """What is wrong with a stream's sources, for the several-camera line ('' when all is well):
-    a video source that is not live or drops or reconnects, an audio source that failed or
-    whose samples were repaired."""
-    video = src.get("video_stats", {})
-    counts = [f"{video[key]} {key}" for key in ("dropped", "reconnects") if video.get(key)]
-    found = []
-    if src.get("video") != "live" or counts:
-        found.append(f"video {src.get('video')}" + (f" ({', '.join(counts)})" if counts else ""))
-    if src.get("audio") == "failed" or src.get("audio_problem"):
-        found.append(f"audio {src['audio']}" + (f" ({src['audio_problem']})" if src.get("audio_problem") else ""))
-    return "; ".join(found)
 
 
 def main(argv=None) -> int:

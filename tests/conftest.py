@@ -1,11 +1,11 @@
-"""Shared test helpers: small registry models and contract-shaped inputs."""
-import dataclasses
+"""Shared fixtures; the helper functions they use are in tests/helpers.py."""
 from pathlib import Path
 
 import pytest
 import torch
 
 from flowgrad import models
+from helpers import small_config, write_urbansas
 
 USER_OUTPUT = Path(__file__).resolve().parents[1] / "demo_out"  # what the README's demo writes
 
@@ -22,22 +22,6 @@ def user_outputs_untouched():
     changed = sorted(str(p) for p, stamp in _listing(USER_OUTPUT).items() if before.get(p) != stamp)
     assert not changed, f"tests wrote into the checkout's demo_out/: {changed}"
 
-
-def small_config(name: str) -> dict:
-    """Config for a fast test-size model of ``name`` (narrow width where the model has one)."""
-    fields = {f.name for f in dataclasses.fields(models.config_class(name))}
-    return {"width": 0.25} if "width" in fields else {}
-
-
-def make_inputs(model, batch: int, seed: int = 0):
-    """Random (frame, flow, wave) following the contract, deterministic per seed."""
-    g = torch.Generator().manual_seed(seed)
-    h, w = model.input_size
-    frame = torch.rand(batch, 3, h, w, generator=g)
-    flow = torch.randn(batch, 2, h, w, generator=g) * 4.0
-    n = int(model.audio_rate * model.audio_seconds)
-    wave = torch.randn(batch, n, generator=g) * 0.1
-    return frame, flow, wave
 
 
 @pytest.fixture(params=models.names())
@@ -62,3 +46,9 @@ def onnx_exports(tmp_path_factory):
         model = models.create(name, **small_config(name))
         result[name] = (model, out / name, export_onnx(model, out / name))
     return result
+
+
+@pytest.fixture(scope="module")
+def urbansas(tmp_path_factory):
+    """A tiny Urbansas root (:func:`helpers.write_urbansas`), one per test module."""
+    return write_urbansas(tmp_path_factory.mktemp("urbansas"))

@@ -123,7 +123,9 @@ def test_three_streams_share_one_engine_and_one_socket(tmp_path):
     from realtime.streams import SharedPublish, run_streams
     from realtime.protocol import decode
     from realtime.subscribe import subscribe_raw
-    from test_pipeline import ToneSource, _config, _video
+    from helpers import ToneSource
+    from helpers import pipeline_config as _config
+    from helpers import video_source as _video
 
     path = tmp_path / "square.avi"
     writer = cv2_writer(path)

@@ -119,7 +119,7 @@ def test_flickr_xml_children_by_position_and_errors(tmp_path):
                           ("<a/>", "no bbox"), ("<a><o", "not readable XML"),
                           ("<a><o><bbox><i/><x>9</x><y>1</y><x>5</x><y>2</y></bbox></o></a>", "0 <= min")]:
         xml.write_text(text)
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(FlickrError, match=message):
             parse_boxes(xml)
 
 

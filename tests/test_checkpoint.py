@@ -1,4 +1,5 @@
-"""Tests for flowgrad.checkpoint: save/load round trips, safe loading, clear errors, importers."""
+"""Tests for flowgrad.checkpoint (save/load round trips, safe loading, clear errors) and
+flowgrad.published (importing published weights)."""
 import dataclasses
 import os
 
@@ -7,7 +8,10 @@ import torch
 
 from flowgrad import checkpoint as ckpt
 from flowgrad import models
+from flowgrad.assets import ROOT
 from flowgrad.checkpoint import CheckpointError
+from flowgrad.errors import InputError
+from flowgrad.published import import_published
 
 
 def small(name: str, seed: int = 0):
@@ -109,7 +113,7 @@ def test_malicious_pickle_is_refused(tmp_path):
     marker = tmp_path / "PWNED"
     path = tmp_path / "evil.pt"
     torch.save({"format": ckpt.FORMAT, "version": 1, "payload": _Evil(marker)}, path)
-    for reader in (ckpt.load, ckpt.read_meta, ckpt.import_published):
+    for reader in (ckpt.load, ckpt.read_meta, import_published):
         with pytest.raises(CheckpointError) as excinfo:
             reader(path)
         assert_one_line_error(excinfo, path, "refused", "executable")
@@ -170,7 +174,7 @@ def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError) as excinfo:
         ckpt.load(path)
     assert_one_line_error(excinfo, path, "not found")
-    assert isinstance(excinfo.value, ValueError)
+    assert isinstance(excinfo.value, InputError)  # the CLIs report it in one line, exit 2
 
 
 def _payload(model_name, config, state_dict, version=1):
@@ -222,7 +226,7 @@ def test_shape_mismatch_in_checkpoint(tmp_path):
 
 
 def _import_and_check(path, original: dict, expected_ignored, **kwargs):
-    model, report = ckpt.import_published(path, **kwargs)
+    model, report = import_published(path, **kwargs)
     assert not model.training
     assert_same_state(original, model.state_dict())
     assert report.missing == []
@@ -300,7 +304,7 @@ def test_import_reports_unexpected_and_missing(tmp_path):
     published["audio_encoder.mystery.weight"] = torch.zeros(1)
     path = tmp_path / "partial.pt"
     torch.save(published, path)
-    _, report = ckpt.import_published(path, width=0.25)
+    _, report = import_published(path, width=0.25)
     assert report.missing == ["audio_encoder.bn1.weight"]
     assert report.unexpected == ["audio_encoder.mystery.weight"]
     assert not report.ok
@@ -313,7 +317,7 @@ def test_import_shape_mismatch_names_key(tmp_path):
     path = tmp_path / "bad_shape.pt"
     torch.save(published, path)
     with pytest.raises(CheckpointError) as excinfo:
-        ckpt.import_published(path, width=0.25)
+        import_published(path, width=0.25)
     assert_one_line_error(excinfo, path, "audio_encoder.layer1.0.conv1.weight", "(3, 3, 3, 3)")
 
 
@@ -321,7 +325,7 @@ def test_import_width_mismatch_is_a_shape_error(tmp_path):
     path = tmp_path / "rc_grad.pt"
     torch.save(dict(small("rcgrad").state_dict()), path)  # width 0.25 weights into a width 1.0 model
     with pytest.raises(CheckpointError) as excinfo:
-        ckpt.import_published(path)
+        import_published(path)
     assert_one_line_error(excinfo, path, "shape mismatch")
 
 
@@ -330,7 +334,7 @@ def test_import_refuses_unsafe_lightning_extras(tmp_path):
     path = tmp_path / "unsafe.ckpt"
     torch.save({"state_dict": dict(small("rcgrad").state_dict()), "hyper_parameters": _Evil(marker)}, path)
     with pytest.raises(CheckpointError) as excinfo:
-        ckpt.import_published(path)
+        import_published(path)
     assert_one_line_error(excinfo, path, "refused", "cannot be loaded safely")
     assert not marker.exists()
 
@@ -339,15 +343,15 @@ def test_import_unrecognised_layout_and_own_format(tmp_path):
     path = tmp_path / "other.pt"
     torch.save({"encoder.weight": torch.zeros(2)}, path)
     with pytest.raises(CheckpointError) as excinfo:
-        ckpt.import_published(path)
+        import_published(path)
     assert_one_line_error(excinfo, path, "layout")
 
     own = _real_checkpoint(tmp_path)
     with pytest.raises(CheckpointError) as excinfo:
-        ckpt.import_published(own)
+        import_published(own)
     assert_one_line_error(excinfo, own, "flowgrad.checkpoint.load")
     with pytest.raises(ValueError):
-        ckpt.import_published(own, layout="nonsense")
+        import_published(own, layout="nonsense")
 
 
 def test_load_or_create_resolves_files_and_names(tmp_path):
@@ -384,7 +388,7 @@ def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, value):
     published = tmp_path / "rc_grad.pt"
     torch.save({"model." + k: v for k, v in torch.load(path, weights_only=True)["state_dict"].items()}, published)
     with pytest.raises(CheckpointError) as excinfo:
-        ckpt.import_published(published, width=0.25)
+        import_published(published, width=0.25)
     assert_one_line_error(excinfo, published, key, "NaN or infinite")
 
 
@@ -407,13 +411,13 @@ def test_read_tensors_refuses_pickled_code_in_the_projects_words(tmp_path):
 
 
 def test_a_registry_name_with_weights_needs_allow_untrained(monkeypatch, tmp_path):
-    monkeypatch.chdir(ckpt.SHIPPED_DIR.parent.parent)  # the repository root: shipped paths show relative
+    monkeypatch.chdir(ROOT)  # the repository root: shipped paths show relative
     for name in ("rcgrad", "flowgrad_en", "htf"):
         with pytest.raises(ckpt.UntrainedError) as excinfo:
             ckpt.load_or_create(name)
         text = assert_one_line_error(excinfo, name, "untrained", "--untrained", "allow_untrained=True")
         assert excinfo.value.model == name
-        shipped = [str(p.relative_to(ckpt.SHIPPED_DIR.parent.parent)) for p in ckpt.shipped()]
+        shipped = [str(p.relative_to(ROOT)) for p in ckpt.shipped()]
         assert shipped and all(p.startswith("assets/models/") and p.endswith(".ckpt") for p in shipped)
         if f"assets/models/{name}.ckpt" in shipped:  # the shipped model of that name is named alone
             assert f"the shipped assets/models/{name}.ckpt" in text

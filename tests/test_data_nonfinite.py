@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.io import wavfile
 
-from test_datasets import SECONDS, clicks, moving_square_frames, write_video, write_wav
+from helpers import SECONDS, clicks, moving_square_frames, write_video, write_wav
 from training.data import DataConfig, DataError, UrbansasWindows, collate
 from training.data.media import NonFiniteError, probe_audio, read_audio
 from training.data.windows import SKIP_NON_FINITE, WindowDataset

@@ -1,153 +1,24 @@
 """training.data: Urbansas layout, evaluation-pair selection, folder datasets,
 audio windows and flow direction, on tiny hand-made fixtures."""
 import dataclasses
-import wave
 
-import av
 import cv2
 import numpy as np
 import pytest
 import torch
 
 from flowgrad.audio import resample
+from helpers import (AUDIO_ROWS, BOX_A, SECONDS, SQUARE, VIDEO_ROWS, H, W, clicks, moving_square_frames, square_x, vrow,
+                     write_csv, write_video, write_wav)
 from training.data import (AnnotationError, DataConfig, DataError, FolderWindows, UrbansasEval, UrbansasWindows,
                            collate, select_eval_pairs)
 from training.data.media import probe_audio, probe_video, read_frames
 from training.data.urbansas import AUDIO_COLUMNS, VIDEO_COLUMNS, read_csv
 from training.data.windows import audio_window, compute_flow, window_centres
 
-W, H = 192, 128  # fixture frame size, pixels
-SECONDS = 6.0
-SQUARE = 48  # side of the moving square, pixels
-CLICKS = (3.2, 5.5)  # seconds of the two clicks in every fixture wav
-
-
-def texture(h, w, seed):
-    """Smooth random uint8 texture (Farneback needs structure to track)."""
-    rng = np.random.default_rng(seed)
-    noise = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 1.5)
-    noise = (noise - noise.min()) / (noise.max() - noise.min())
-    return (40 + 170 * noise).astype(np.uint8)
-
-
-def moving_square_frames(fps, px_per_frame, n):
-    """BGR frames: static texture, a textured square moving right ``px_per_frame`` px per frame
-    from x = 20 (jumping back by 100 px where it would leave the frame)."""
-    bg, sq = texture(H, W, 1), texture(SQUARE, SQUARE, 2)
-    frames = []
-    for i in range(n):
-        img = bg.copy()
-        x = square_x(i / fps, fps, px_per_frame)
-        img[40:40 + SQUARE, x:x + SQUARE] = sq
-        frames.append(cv2.cvtColor(img, cv2.COLOR_GRAY2BGR))
-    return frames
-
-
-def square_x(t, fps, px_per_frame):
-    """Left edge, px, of the square at time t in the fixture video."""
-    return 20 + (px_per_frame * round(t * fps)) % 100
-
-
-def write_video(path, frames, fps, audio=None, audio_rate=16000):
-    """H.264 at ``fps`` in the container the suffix names; with ``audio`` ((N,) float32) also an AAC mono track."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=fps, options={"crf": "8", "preset": "veryfast"})
-        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
-        aus = None if audio is None else out.add_stream("aac", rate=audio_rate, layout="mono")
-        for i, img in enumerate(frames):
-            f = av.VideoFrame.from_ndarray(img, format="bgr24")
-            f.pts = i
-            out.mux(vs.encode(f))
-        out.mux(vs.encode(None))
-        if aus is not None:
-            for k in range(0, len(audio), 1024):
-                chunk = np.zeros((1, 1024), np.float32)
-                piece = audio[k:k + 1024]
-                chunk[0, :len(piece)] = piece
-                af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-                af.sample_rate, af.pts = audio_rate, k
-                out.mux(aus.encode(af))
-            out.mux(aus.encode(None))
-
-
-def clicks(rate, seconds=SECONDS, channels=1):
-    """(channels, N) float: silence with a 0.5 click at each of CLICKS (same on every channel)."""
-    a = np.zeros((channels, int(round(seconds * rate))), np.float32)
-    for t in CLICKS:
-        if t < seconds:
-            a[:, round(t * rate)] = 0.5
-    return a
-
-
-def write_wav(path, audio, rate):
-    """(C, N) float in [-1, 1] -> 16-bit PCM wav."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pcm = np.round(audio.T * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(audio.shape[0])
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-
-
-def write_csv(path, columns, rows):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(",".join(columns) + "\n" + "".join(",".join(str(v) for v in r) + "\n" for r in rows))
-
-
-def vrow(clip, t, x, y, w, h, vis=1):
-    """A video_annotations.csv row in VIDEO_COLUMNS order."""
-    return (int(t * 2) if t >= 0 else -1, 1, x, y, w, h, 1, vis, "car", clip, "city", 1, t, 0)
-
-
-# Hand-worked selection (REFERENCE section 6). Events of c1: car 1.0-2.6 kept; offscreen 2.9-4.1
-# dropped; non-identifiable 3.9-5.0 dropped; bus 4.5-5.5 kept. c2: car 0.0-3.0 kept.
-AUDIO_ROWS = [
-    ("c1", 1, "car", 0, 1.0, 2.6),
-    ("c1", 4, "offscreen", 0, 2.9, 4.1),
-    ("c1", 1, "car", 1, 3.9, 5.0),
-    ("c1.wav", 2, "bus", 0, 4.5, 5.5),  # filename with suffix names the same clip
-    ("c2", 1, "car", 0, 0.0, 3.0),
-    ("c3", -1, "-1", 1, -1, -1),
-]
-BOX_A = (16, 8, 32, 24)
-VIDEO_ROWS = [
-    vrow("c1", -1, -1, -1, -1, -1, -1),  # clip-level row
-    vrow("c1", 0.5, 10, 10, 20, 20),  # no event around 0.5 -> out
-    vrow("c1", 1.0, 10, 10, 20, 20),  # t == start of the car event -> out
-    vrow("c1", 1.5, *BOX_A),  # kept
-    vrow("c1", 1.5, -2, 5, 10, 10),  # negative x -> box dropped
-    vrow("c1", 1.5, 60, 5, 10, 10, vis=0),  # not fully visible -> box dropped
-    vrow("c1", 2.0, 60, 5, 10, 10, vis=0),  # no box left at 2.0 -> no pair
-    vrow("c1", 2.5, 0, 0, 8, 8),  # kept (1.0 < 2.5 < 2.6) with the next box
-    vrow("c1", 2.5, 100, 40, 30, 20),
-    vrow("c1", 3.0, 50, 50, 10, 10),  # only the offscreen event covers 3.0 -> out
-    vrow("c1", 4.0, 50, 50, 10, 10),  # covered only by dropped events -> out
-    vrow("c1", 4.5, 50, 50, 10, 10),  # t == start of the bus event -> out
-    vrow("c1", 5.0, 50, 50, 10, 10),  # kept (4.5 < 5.0 < 5.5)
-    vrow("c1", 5.5, 50, 50, 10, 10),  # t == end -> out
-    vrow("c2", 1.0, 5, 5, 10, 10),  # kept by the rule, but c2 has no media
-    vrow("c3", 1.0, 5, 5, 10, 10),  # c3's only event is dropped -> out
-]
+# The hand-worked selection of helpers.VIDEO_ROWS and AUDIO_ROWS (REFERENCE section 6).
 EXPECTED_PAIRS = [("c1", 1.5, (BOX_A,)), ("c1", 2.5, ((0, 0, 8, 8), (100, 40, 30, 20))),
                   ("c1", 5.0, ((50, 50, 10, 10),)), ("c2", 1.0, ((5, 5, 10, 10),))]
-
-
-@pytest.fixture(scope="module")
-def urbansas(tmp_path_factory):
-    """Tiny Urbansas root. c1: 8 fps square moving +2 px/frame, and a 24 fps copy with a STILL
-    square (must not be used); c4: 24 fps only, +1 px/frame. Wavs: 16 kHz mono (c1), 48 kHz stereo (c4)."""
-    root = tmp_path_factory.mktemp("urbansas")
-    n8, n24 = int(SECONDS * 8), int(SECONDS * 24)
-    write_video(root / "video/video_8fps/c1.mp4", moving_square_frames(8, 2, n8), 8)
-    write_video(root / "video/video_24fps/c1.mp4", moving_square_frames(24, 0, n24), 24)
-    write_video(root / "video/video_24fps/c4.mp4", moving_square_frames(24, 1, n24), 24)
-    write_wav(root / "audio/c1.wav", clicks(16000), 16000)
-    write_wav(root / "audio/c4.wav", clicks(48000, channels=2), 48000)
-    write_csv(root / "annotations/video_annotations.csv", VIDEO_COLUMNS, VIDEO_ROWS)
-    write_csv(root / "annotations/audio_annotations.csv", AUDIO_COLUMNS, AUDIO_ROWS)
-    return root
 
 
 def as_dicts(columns, rows):

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from helpers import fixed_detector
 from training.detector import (
     COCO91_IDS,
     VEHICLE_CLASSES,
@@ -96,30 +97,6 @@ def test_letterbox_places_rgb_and_padding():
     np.testing.assert_allclose(image[0, :, 48:], 114 / 255)
 
 
-def _fixed_detector(path, rows, size=64):
-    """An ONNX graph (1, 3, size, size) -> constant rows, touching the input so it is used."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    rows = np.asarray(rows, dtype=np.float32)
-    nodes = [
-        helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
-        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
-        helper.make_node("Add", ["rows", "nothing"], ["detections"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "fixed_detections",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
-        [helper.make_tensor_value_info("detections", TensorProto.FLOAT, [None, rows.shape[1]])],
-        initializer=[numpy_helper.from_array(rows, "rows"), numpy_helper.from_array(np.float32(0), "zero")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
-
-
 def test_onnx_detector_maps_back_to_frame_pixels(tmp_path):
     pytest.importorskip("onnxruntime")
     # input pixels of the 64 x 64 letterbox of a 128 x 64 frame: scale 0.5, pad_y 16
@@ -128,11 +105,11 @@ def test_onnx_detector_maps_back_to_frame_pixels(tmp_path):
         [0, 10, 70, 60, 0.5, 7],  # beyond the picture: clipped to the frame
         [5, 20, 15, 30, 0.1, 2],  # below the score threshold
     ]
-    detector = OnnxDetector(_fixed_detector(tmp_path / "d.onnx", rows), input_size=64, score_threshold=0.25)
+    detector = OnnxDetector(fixed_detector(tmp_path / "d.onnx", rows), input_size=64, score_threshold=0.25)
     dets = detector(np.zeros((64, 128, 3), dtype=np.uint8))
     np.testing.assert_allclose(dets, [[20, 8, 60, 48, 0.9, 2], [0, 0, 128, 64, 0.5, 7]], rtol=1e-6)
 
-    coco91 = OnnxDetector(_fixed_detector(tmp_path / "e.onnx", [[10, 20, 30, 40, 0.9, 8]]), 64, 0.25, "coco91")
+    coco91 = OnnxDetector(fixed_detector(tmp_path / "e.onnx", [[10, 20, 30, 40, 0.9, 8]]), 64, 0.25, "coco91")
     assert coco91(np.zeros((64, 128, 3), dtype=np.uint8))[0, 5] == 7  # truck
 
 
@@ -143,7 +120,7 @@ def test_onnx_detector_clear_errors(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not onnx")
     with pytest.raises(DetectorError, match="not a loadable ONNX model"):
         OnnxDetector(tmp_path / "junk.onnx")
-    five = OnnxDetector(_fixed_detector(tmp_path / "five.onnx", [[1, 2, 3, 4, 0.9]]), input_size=64)
+    five = OnnxDetector(fixed_detector(tmp_path / "five.onnx", [[1, 2, 3, 4, 0.9]]), input_size=64)
     with pytest.raises(DetectorError, match=r"\(N, 6\)"):
         five(np.zeros((64, 64, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="class_convention"):

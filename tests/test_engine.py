@@ -1,14 +1,13 @@
 """flowgrad.engine: the same embeddings and heatmaps from a checkpoint (torch) and its
 ONNX export (onnxruntime), for every registry model; path resolution and errors."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from conftest import make_inputs, small_config
+from helpers import make_inputs, small_config, tamper
 from export.onnx import export_onnx
 from flowgrad import checkpoint, engine, models
+from flowgrad.onnx_meta import OnnxFileError
 
 TOL = 1e-4
 
@@ -95,49 +94,49 @@ def test_fixed_batch_graph_rejects_other_batch(tmp_path):
     export_onnx(model, tmp_path / "fixed", batch=2)
     eng = engine.open(tmp_path / "fixed")
     frame, flow, wave = _inputs(model, 3)
-    with pytest.raises(ValueError, match=r"fixed\.audio\.onnx.*fixed batch of 2.*--batch dynamic"):
+    with pytest.raises(engine.EngineError, match=r"fixed\.audio\.onnx.*fixed batch of 2.*--batch dynamic"):
         eng.embed_audio(wave)
-    with pytest.raises(ValueError, match=r"fixed\.frame\.onnx.*fixed batch of 2.*--batch dynamic"):
+    with pytest.raises(engine.EngineError, match=r"fixed\.frame\.onnx.*fixed batch of 2.*--batch dynamic"):
         eng.heatmaps(frame, flow, np.zeros((3, eng.embed_dim), np.float32))
     assert eng.embed_audio(wave[:2]).shape == (2, eng.embed_dim)
 
 
 def test_errors(saved, tmp_path):
     model, ckpt, prefix = saved["flowgrad_en"]
-    with pytest.raises(ValueError, match=r"model\.xyz.*unknown model file type"):
+    with pytest.raises(engine.EngineError, match=r"model\.xyz.*unknown model file type"):
         (tmp_path / "model.xyz").write_bytes(b"x")
         engine.open(tmp_path / "model.xyz")
-    with pytest.raises(ValueError, match=r"missing\.ckpt: no such checkpoint"):
+    with pytest.raises(engine.EngineError, match=r"missing\.ckpt: no such checkpoint"):
         engine.open(tmp_path / "missing.ckpt")
-    with pytest.raises(ValueError, match=r"nothing\.frame\.onnx: no such file.*export\.onnx"):
+    with pytest.raises(engine.EngineError, match=r"nothing\.frame\.onnx: no such file.*export\.onnx"):
         engine.open(tmp_path / "nothing.frame.onnx")
-    with pytest.raises(ValueError, match="not a registered model"):
+    with pytest.raises(engine.EngineError, match="not a registered model"):
         engine.open("no_such_model")
     # truncated frame graph
     data = open(f"{prefix}.frame.onnx", "rb").read()
     (tmp_path / "cut.frame.onnx").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match=r"cut\.frame\.onnx: not a valid ONNX model \(truncated"):
+    with pytest.raises(OnnxFileError, match=r"cut\.frame\.onnx: not a valid ONNX model \(truncated"):
         engine.open(tmp_path / "cut.frame.onnx")
     # frame graph of an audio model without its audio sibling
     (tmp_path / "alone.frame.onnx").write_bytes(data)
-    with pytest.raises(ValueError, match=r"alone\.audio\.onnx: no such file"):
+    with pytest.raises(engine.EngineError, match=r"alone\.audio\.onnx: no such file"):
         engine.open(tmp_path / "alone")
     # truncated checkpoint
     raw = ckpt.read_bytes()
     (tmp_path / "cut.ckpt").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(ValueError, match=r"cut\.ckpt"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"cut\.ckpt"):
         engine.open(tmp_path / "cut.ckpt")
     for suffix in (".ep", ".ts", ".trt"):
-        with pytest.raises(ValueError, match="torch-tensorrt and a CUDA GPU.*pip install torch-tensorrt"):
+        with pytest.raises(engine.EngineError, match="torch-tensorrt and a CUDA GPU.*pip install torch-tensorrt"):
             engine.open(tmp_path / f"model.frame{suffix}")
-    with pytest.raises(ValueError, match="device must be"):
+    with pytest.raises(engine.EngineError, match="device must be"):
         engine.open(ckpt, device="tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no CUDA device.*device='cpu'"):
+        with pytest.raises(engine.EngineError, match="no CUDA device.*device='cpu'"):
             engine.open(ckpt, device="cuda")
-    with pytest.raises(ValueError, match="backend='onnxruntime'"):
+    with pytest.raises(engine.EngineError, match="backend='onnxruntime'"):
         engine.open(ckpt, backend="onnxruntime")
-    with pytest.raises(ValueError, match="backend must be"):
+    with pytest.raises(engine.EngineError, match="backend must be"):
         engine.open(ckpt, backend="tensorrt")
 
 
@@ -166,7 +165,7 @@ def test_cuda_engines_agree(saved):
     assert np.abs(eng.heatmaps(frame, flow, emb) - ref).max() <= 1e-3
     try:
         eng_o = engine.open(prefix, device="cuda")
-    except ValueError as exc:
+    except engine.EngineError as exc:
         assert "onnxruntime-gpu" in str(exc) or "CUDA" in str(exc)
         return
     assert np.abs(eng_o.heatmaps(frame, flow, emb) - ref).max() <= 1e-3
@@ -178,37 +177,11 @@ def test_onnx_cuda_without_provider_names_the_fix(saved):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("CUDAExecutionProvider is available here")
     _, _, prefix = saved["rcgrad"]
-    with pytest.raises(ValueError, match="onnxruntime-gpu"):
+    with pytest.raises(engine.EngineError, match="onnxruntime-gpu"):
         engine.open(prefix, device="cuda")
 
 
 # --------------------------------------------------------------------------- hostile files, untrained names
-
-
-def tamper(prefix, out, role="frame", **changes):
-    """Copy the export at ``prefix`` to ``out`` with metadata entries of the ``role`` graph
-    changed (a value: its JSON; None: the entry removed); returns ``out``."""
-    import json
-    import shutil
-
-    import onnx
-
-    for r in ("frame", "audio"):
-        if Path(f"{prefix}.{r}.onnx").exists():
-            shutil.copy(f"{prefix}.{r}.onnx", f"{out}.{r}.onnx")
-    proto = onnx.load(f"{out}.{role}.onnx")
-    meta = {p.key: p.value for p in proto.metadata_props}
-    for key, value in changes.items():
-        if value is None:
-            meta.pop(key)
-        else:
-            meta[key] = json.dumps(value)
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, f"{out}.{role}.onnx")
-    return out
 
 
 TAMPERED = [
@@ -239,7 +212,7 @@ TAMPERED = [
 def test_tampered_onnx_metadata_is_one_line_naming_the_file(saved, tmp_path, changes, role, message):
     _, _, prefix = saved["rcgrad"]
     out = tamper(prefix, tmp_path / "evil", role, **changes)
-    with pytest.raises(ValueError) as excinfo:
+    with pytest.raises(OnnxFileError) as excinfo:
         engine.open(out)
     text = str(excinfo.value)
     assert "\n" not in text and text.startswith(f"{out}.{role}.onnx: "), text

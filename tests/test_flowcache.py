@@ -13,7 +13,7 @@ from training.data.media import probe_video
 from training.data.windows import compute_flow
 
 # the tiny-fixture writers live with the dataset tests
-from test_datasets import SECONDS, moving_square_frames, urbansas, write_video  # noqa: F401 (fixture)
+from helpers import SECONDS, moving_square_frames, write_video
 
 CFG = DataConfig()
 

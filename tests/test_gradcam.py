@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import make_inputs
+from helpers import make_inputs
 from flowgrad import models
 from flowgrad.inputs import encode_magnitude
 from flowgrad.maps import normalise_cam

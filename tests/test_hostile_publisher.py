@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import zmq
 
+from hostile_messages import HOSTILE
 from realtime.dashboard.hub import Hub
 from realtime.dashboard.intake import Intake
 from realtime.protocol import Heatmap, decode, encode
 from realtime.subscribe import MIB, ReceiveCounters, ReceiveLimits, subscribe, subscribe_raw
-from test_protocol import HOSTILE
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from conftest import make_inputs
+from helpers import make_inputs
 from flowgrad import models
 from flowgrad.inputs import IMAGENET_MEAN, IMAGENET_STD, encode_uv_reference, encode_uv_signed, normalise_rgb
 

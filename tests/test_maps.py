@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from conftest import make_inputs
+from helpers import make_inputs
 from flowgrad import models
 from flowgrad.inputs import flow_magnitude
 from flowgrad.maps import clean_below_median, gradcam, minmax, normalise_cam

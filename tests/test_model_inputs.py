@@ -17,10 +17,10 @@ from export.onnx import main as export_onnx_main
 from export.onnx import resolve_model
 from export.trt import main as export_trt_main
 from flowgrad import checkpoint, models
-from realtime.assets import DEMO_CLIP, MODELS_DIR
+from flowgrad.assets import DEMO_CLIP, MODELS_DIR
 from realtime.cli import describe_model
 from realtime.cli import main as run_live_main
-from test_engine import tamper
+from helpers import tamper
 from training.evaluate import main as evaluate_main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import make_inputs
+from helpers import make_inputs
 from flowgrad import models
 
 

@@ -2,18 +2,11 @@
 import pytest
 import torch
 
-from conftest import make_inputs, small_config
+from helpers import make_inputs, small_config
 from flowgrad import models
 from flowgrad.inputs import flow_magnitude
-from training.objectives import (
-    ContrastiveObjective,
-    LVSObjective,
-    derive_flowgrad_h,
-    init_flow_filters_from_rgb,
-    init_from_rcgrad,
-    objective_for,
-    trainable,
-)
+from flowgrad.models import InitError, derive_flowgrad_h, init_flow_filters_from_rgb, init_from_rcgrad
+from training.objectives import ContrastiveObjective, LVSObjective, objective_for, trainable
 
 # The encoders each model's loss must train, listed by hand from the papers.
 ENCODERS = {
@@ -164,7 +157,7 @@ def test_init_from_rcgrad():
     assert torch.equal(en.image_encoder.conv1.weight, rc.image_encoder.conv1.weight)
     torch.testing.assert_close(en.flow_encoder.conv1.weight[:, 0], rc.image_encoder.conv1.weight.mean(dim=1))
 
-    with pytest.raises(ValueError, match="same width"):
+    with pytest.raises(InitError, match="same width"):
         init_from_rcgrad(models.create("flowgrad_ic", width=0.5), rc)
     with pytest.raises(ValueError, match="flowgrad_ic or flowgrad_en"):
         init_from_rcgrad(models.create("rcgrad", width=0.25), rc)

@@ -9,12 +9,15 @@ import pytest
 
 from flowgrad import engine as engines
 from flowgrad import models
+from helpers import ToneSource
+from helpers import pipeline_config as _config
+from helpers import video_source as _video
 from livestandins import write_float_wav
 from realtime.audio_source import AudioSourceConfig, open_audio_source
-from realtime.pipeline import Pipeline, PipelineConfig, PipelineError
+from realtime.pipeline import Pipeline, PipelineError
 from realtime.protocol import Heatmap, Status
 from realtime.ring import AudioRing
-from realtime.video_source import Frame, VideoSource, VideoSourceConfig
+from realtime.video_source import Frame
 
 W, H, FPS = 320, 180, 25
 SIDE = 40
@@ -54,33 +57,6 @@ class Collector:
 
     def of(self, kind):
         return [m for m in self.messages if isinstance(m, kind)]
-
-
-class ToneSource:
-    """A minimal audio source writing a 440 Hz tone into the ring when started."""
-
-    state = "live"
-    stats = {}
-
-    def __init__(self, ring):
-        self.ring = ring
-
-    def start(self, start_time=None):
-        t = np.arange(self.ring.capacity) / self.ring.sample_rate
-        self.ring.write((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
-
-    def stop(self):
-        pass
-
-
-def _video(path, loop=True):
-    return VideoSource(VideoSourceConfig(str(path), loop=loop))
-
-
-def _config(**kw):
-    base = dict(stream="test", status_every_s=0.5, jpeg_quality=70)
-    base.update(kw)
-    return PipelineConfig(**base)
 
 
 def test_publishes_heatmaps_and_status_and_stops(square_video):

@@ -20,6 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from flowgrad.errors import InputError
+
 from .metrics import boxes_to_mask
 
 # The 80 ids COCO uses in its 1-based 91-id numbering (11 ids were never annotated);
@@ -33,7 +35,7 @@ VEHICLE_CLASSES = {2: "car", 3: "motorcycle", 5: "bus", 7: "truck"}  # 0-based 8
 CONVENTIONS = ("coco80", "coco91")
 
 
-class DetectorError(ValueError):
+class DetectorError(InputError):
     """A detector file or its output does not follow :class:`DetectorOutputFormat`."""
 
 

@@ -31,7 +31,6 @@ threshold (``success_curve.png``) and a grid of example overlays
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
@@ -47,21 +46,19 @@ from tqdm import tqdm
 from flowgrad import checkpoint
 from flowgrad import engine as engines
 from flowgrad import models as fg_models
+from flowgrad.errors import InputError, one_line
 
 from . import metrics
 from .benchmarks import BENCHMARKS, MEDIAN, Benchmark, published_table
-from .data import AnnotationError, DataConfig, DataError, collate
-from .data.flickr import FlickrError
+from .data import DataConfig, DataError, collate
 from .data.flowcache import FlowCache
-from .data.vggss import VGGSSError
-from .data.media import MediaError, read_frames
-from .detector import DetectorError, OnnxDetector, baseline_map
-from .objectives import derive_flowgrad_h
+from .data.media import read_frames
+from .detector import OnnxDetector, baseline_map
 
 EXAMPLES = 6  # overlays per model in examples.png
 
 
-class EvaluateError(Exception):
+class EvaluateError(InputError):
     """Bad arguments or data (exit status 2)."""
 
 
@@ -101,13 +98,22 @@ def _detector_localiser(label: str, path: str, interval_s: float = 0.5) -> Local
 
 
 def as_reference(model, spec: str):
-    """A copy of a FlowGrad-family ``model`` with ``reference=True`` (the published
-    post-processing: median clean, raw flow product, per-clip audio BatchNorm); the same weights."""
-    if "reference" not in {f.name for f in dataclasses.fields(model.config)}:
+    """``model`` with the published post-processing (``model.reference_twin()``: for the FlowGrad
+    family a copy with ``reference=True``: median clean, raw flow product, per-clip audio BatchNorm;
+    the same weights). EvaluateError for a model without a reference mode."""
+    twin = model.reference_twin()
+    if twin is None:
         raise EvaluateError(f"{spec}: {model.name} has no reference mode (only the FlowGrad family has one)")
-    twin = fg_models.create(model.name, **{**dataclasses.asdict(model.config), "reference": True})
-    twin.load_state_dict(model.state_dict())
-    return twin.eval()
+    return twin
+
+
+def _derived(spec: str):
+    """(registry class, checkpoint path) for a ``NAME:CKPT`` spec of a model built from another's
+    weights (``derived_from``, e.g. flowgrad_h:RCGRAD.ckpt), else None."""
+    name, sep, path = spec.partition(":")
+    if sep and name in fg_models.names() and fg_models.model_class(name).derived_from:
+        return fg_models.model_class(name), path
+    return None
 
 
 def open_localiser(spec: str, device: str, reference: bool = False, allow_untrained: bool = False) -> Localiser:
@@ -120,20 +126,23 @@ def open_localiser(spec: str, device: str, reference: bool = False, allow_untrai
         if spec.startswith("detector:"):
             return _detector_localiser(f"vision-only+CF+TF ({Path(spec[9:]).name})", spec[9:])
         mark = " reference" if reference else ""
-        if spec.startswith("flowgrad_h:"):
-            base = checkpoint.load(spec[11:])
-            if base.name != "rcgrad":
-                raise EvaluateError(f"{spec[11:]}: flowgrad_h needs an rcgrad checkpoint, this is {base.name}")
-            model = derive_flowgrad_h(base)
+        derived = _derived(spec)
+        if derived is not None:
+            cls, path = derived
+            base = checkpoint.load(path)
+            if base.name != cls.derived_from:
+                raise EvaluateError(f"{path}: {cls.name} needs an {cls.derived_from} checkpoint, this is {base.name}")
+            model = cls.derive(base)
             eng = engines.TorchEngine(as_reference(model, spec) if reference else model, device, source=spec)
-            return _engine_localiser(f"flowgrad_h{mark} ({Path(spec[11:]).parent.name or spec[11:]})", eng)
+            return _engine_localiser(f"{cls.name}{mark} ({Path(path).parent.name or path})", eng)
         eng = engines.open(spec, device=device, allow_untrained=allow_untrained)
         if reference:
             if not isinstance(eng, engines.TorchEngine):
                 raise EvaluateError(f"{spec}: --reference needs a checkpoint or registry name (an ONNX export "
                                     "is fixed at export time: export a model built with reference=True)")
-            if eng.name != "flow_only":  # the flow baseline has no post-processing to switch
-                eng = engines.TorchEngine(as_reference(eng.model, spec), device, source=spec)
+            twin = as_reference(eng.model, spec)
+            if twin is not eng.model:
+                eng = engines.TorchEngine(twin, device, source=spec)
         path = Path(spec)
         if spec in fg_models.names():
             label = f"{eng.name}{mark}"
@@ -142,7 +151,7 @@ def open_localiser(spec: str, device: str, reference: bool = False, allow_untrai
         else:  # an ONNX file or prefix: its name tells exports apart (e.g. en.int8)
             label = f"{eng.name} ({path.name.removesuffix('.frame.onnx').removesuffix('.onnx')})"
         return _engine_localiser(label, eng)
-    except (checkpoint.CheckpointError, DetectorError, ValueError) as e:
+    except InputError as e:  # a model or detector that cannot be opened
         raise EvaluateError(str(e)) from None
 
 
@@ -322,8 +331,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 results[label], curves[label], examples[label] = summary, cious, ex
                 print(f"evaluate: {label}: done ({summary['n']} pairs)", file=sys.stderr)
         plots = write_plots(args.plots, curves, examples) if args.plots else []
-    except (EvaluateError, AnnotationError, MediaError, FlickrError, VGGSSError) as e:
-        print(f"evaluate: error: {' '.join(str(e).split())}", file=sys.stderr)
+    except InputError as e:  # EvaluateError, unusable annotations, media, benchmark files, models
+        print(f"evaluate: error: {one_line(e)}", file=sys.stderr)
         return 2
     print(f"{benchmark.title}, maps binarised at "
           f"{'their median' if map_rule == MEDIAN else map_rule}:\n")

@@ -45,16 +45,18 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from flowgrad import checkpoint, models
+from flowgrad.errors import InputError
+from flowgrad.files import atomic_write
 
 from . import objectives
-from .data import DataConfig, DataError, FolderWindows, UrbansasWindows, collate
+from .data import DataConfig, FolderWindows, UrbansasWindows, collate
 from .data.windows import SKIP_NON_FINITE, SKIP_READ_FAILED
 from .augment import AugmentConfig, augment
 from .batching import ClipGroupedBatches
 from .data.flowcache import FlowCache
 
 
-class TrainError(Exception):
+class TrainError(InputError):
     """Bad arguments or data, reported as one line (exit status 2)."""
 
 
@@ -145,30 +147,27 @@ def _seed_everything(seed: int) -> None:
 
 
 def build_model(config: TrainConfig) -> tuple[nn.Module, list[str]]:
-    """The model to train (fresh, or initialised from ``config.init``) and notes for the log."""
+    """The model to train (fresh, or initialised from ``config.init``) and notes for the log.
+
+    What may initialise what is the model's rule (``model.init_from``): the same
+    model, or another named in its ``init_sources`` (FlowGrad-IC / -EN from RCGrad).
+    """
     notes = []
     if not objectives.trainable(config.model):
-        raise TrainError(f"{config.model} is not trainable: {objectives.NOT_TRAINABLE.get(config.model, '')}")
+        raise TrainError(f"{config.model} is not trainable: {models.model_class(config.model).not_trained_because}")
     model = models.create(config.model, width=config.width)
     if config.init:
         try:
             start = checkpoint.load(config.init)
         except checkpoint.CheckpointError as e:
             raise TrainError(str(e)) from None
-        if start.name == model.name:
-            model.load_state_dict(start.state_dict())
-            notes.append(f"initialised from {config.init}")
-        elif start.name == "rcgrad" and config.model in ("flowgrad_ic", "flowgrad_en"):
-            try:
-                objectives.init_from_rcgrad(model, start)
-            except ValueError as e:
-                raise TrainError(f"{config.init}: {e}") from None
-            notes.append(f"initialised from rcgrad {config.init} (flow filters from its RGB filters)")
-        else:
-            raise TrainError(f"{config.init}: a {start.name} checkpoint cannot initialise {config.model}; "
-                             "give the same model or (for flowgrad_ic/en) an rcgrad checkpoint")
-    elif config.flow_init_rgb and config.model in ("flowgrad_ic", "flowgrad_en"):
-        objectives.init_flow_filters_from_rgb(model)
+        try:
+            how = model.init_from(start)
+        except models.InitError as e:
+            raise TrainError(f"{config.init}: {e}") from None
+        notes.append(f"initialised from {config.init} ({how})")
+    elif config.flow_init_rgb and model.has_flow_filters:
+        model.init_flow_filters_from_rgb()
         notes.append("flow filters initialised from the mean RGB filters")
     return model, notes
 
@@ -415,9 +414,8 @@ def _save_epoch(out: Path, model, objective, optimiser, scheduler, counters, rec
         checkpoint.save(out / "best.ckpt", model, **meta)
     state = {"model": model.state_dict(), "objective": objective.state_dict(), "optimiser": optimiser.state_dict(),
              "scheduler": scheduler.state_dict(), "counters": dict(counters)}
-    tmp = out / "state.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, out / "state.pt")
+    with atomic_write(out / "state.pt") as handle:
+        torch.save(state, handle)
     with open(out / "log.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
 
@@ -501,7 +499,7 @@ def main(argv=None) -> int:
         if not resume and (out / "state.pt").exists():
             raise TrainError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
         result = run(config, resume=resume)
-    except (TrainError, DataError) as e:  # DataError: a sample and its substitutes could not be read
+    except InputError as e:  # TrainError; DataError: a sample and its substitutes could not be read
         print(f"train: error: {_first_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -6,25 +6,24 @@
 >>> m = models.create("flowgrad_en", width=0.25)
 
 Every model follows :mod:`flowgrad.models.base` (shapes, dtypes, colour order,
-units); export, the live engine and the tests loop over :func:`names`.
+units) and carries what the rest of the project needs to know about it (its
+name, export-friendly paths, training objective and initialisation rules,
+reference mode, published forms): nothing outside this package tests a model's
+name. Export, the live engine and the tests loop over :func:`names`.
 """
 from __future__ import annotations
 
 import dataclasses
 
-from .base import Localiser
+from .base import InitError, Localiser, PublishedForm
 from .flow_only import FlowOnly
-from .flowgrad_family import FlowGradEN, FlowGradH, FlowGradIC, RCGrad
+from .flowgrad_family import (FlowGradEN, FlowGradH, FlowGradIC, RCGrad, derive_flowgrad_h, init_flow_filters_from_rgb,
+                              init_from_rcgrad)
 from .htf import HearTheFlow
 
-_MODELS: dict[str, type[Localiser]] = {
-    "rcgrad": RCGrad,
-    "flowgrad_h": FlowGradH,
-    "flowgrad_ic": FlowGradIC,
-    "flowgrad_en": FlowGradEN,
-    "htf": HearTheFlow,
-    "flow_only": FlowOnly,
-}
+# Each class carries its own registry name (and everything else known about it).
+_MODELS: dict[str, type[Localiser]] = {cls.name: cls for cls in (RCGrad, FlowGradH, FlowGradIC, FlowGradEN,
+                                                                  HearTheFlow, FlowOnly)}
 
 
 def names() -> list[str]:
@@ -32,32 +31,33 @@ def names() -> list[str]:
     return sorted(_MODELS)
 
 
-def config_class(name: str):
-    """The configuration dataclass of model ``name``."""
-    return _model_class(name).Config
-
-
-def create(name: str, **config) -> Localiser:
-    """Build registry model ``name`` with its config fields set from keywords.
-
-    Lists given for tuple fields are accepted (checkpoints store JSON-like values).
-    Raises ValueError for an unknown name or an unknown config field.
-    """
-    cls = _model_class(name)
-    fields = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(config) - fields)
-    if unknown:
-        raise ValueError(f"{name}: unknown config field(s) {unknown}; valid: {sorted(fields)}")
-    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-    model = cls(cls.Config(**config))
-    model.name = name
-    return model.eval()
-
-
-def _model_class(name: str) -> type[Localiser]:
+def model_class(name: str) -> type[Localiser]:
+    """The class of registry model ``name`` (its class attributes describe it without building it).
+    Raises ValueError for an unknown name."""
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; registered: {', '.join(names())}")
     return _MODELS[name]
 
 
-__all__ = ["Localiser", "names", "create", "config_class"]
+def config_class(name: str):
+    """The configuration dataclass of model ``name``."""
+    return model_class(name).Config
+
+
+def create(name: str, **config) -> Localiser:
+    """Build registry model ``name`` with its config fields set from keywords, in eval mode.
+
+    Lists given for tuple fields are accepted (checkpoints store JSON-like values).
+    Raises ValueError for an unknown name or an unknown config field.
+    """
+    cls = model_class(name)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(config) - fields)
+    if unknown:
+        raise ValueError(f"{name}: unknown config field(s) {unknown}; valid: {sorted(fields)}")
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    return cls(cls.Config(**config)).eval()
+
+
+__all__ = ["Localiser", "InitError", "PublishedForm", "names", "model_class", "create", "config_class", "derive_flowgrad_h",
+           "init_flow_filters_from_rgb", "init_from_rcgrad"]

@@ -16,24 +16,122 @@ A localiser has two paths, run at their own rates:
 
 ``cams(...)`` exposes the raw closed-form Grad-CAM maps, where a model has them,
 for tests and diagnostics.
+
+Everything the rest of the project needs to know about a model is asked of the
+model (or its class) here, never decided by testing its name:
+
+* ``name``: its registry name (a class attribute, so a model built directly,
+  ``RCGrad(config)``, saves a checkpoint that loads);
+* ``has_weights``; ``tracing()``: export-friendly code paths on this instance;
+* training (:mod:`training.objectives`, :mod:`training.train`): ``objective``,
+  ``not_trained_because``, ``init_from(source)``, ``init_sources``,
+  ``has_flow_filters`` / ``init_flow_filters_from_rgb()``;
+* evaluation (:mod:`training.evaluate`): ``reference_config``, ``derived_from``
+  and ``derive(base)``;
+* importing published weights (:mod:`flowgrad.published`): ``published_forms``.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterator, Mapping, Optional
+
 import torch
 from torch import nn
+
+from ..errors import InputError
+
+
+class InitError(InputError):
+    """Trained weights that cannot start this model (another model, another width); one line."""
+
+
+@dataclass(frozen=True)
+class PublishedForm:
+    """How a publisher's checkpoint of a model looks (:func:`flowgrad.published.import_published`).
+
+    layout: the publisher's key layout, one of ``flowgrad.published.LAYOUTS``.
+    root: a top-level module the file must have (e.g. ``"flow_encoder"``), or None.
+    channels: (key, in_channels): a convolution weight the file must hold with
+        that many input channels, or None.
+
+    Of the registry's forms that match a file, the most specific (the most
+    conditions) names the model the file becomes.
+    """
+
+    layout: str
+    root: Optional[str] = None
+    channels: Optional[tuple[str, int]] = None
+
+    def specificity(self, layout: str, roots: set, state: Mapping[str, Any]) -> int:
+        """-1 when the file (its layout, its top-level module names, its tensors) is not of
+        this form, else the number of conditions it meets beyond the layout."""
+        if layout != self.layout or (self.root is not None and self.root not in roots):
+            return -1
+        if self.channels is not None:
+            key, channels = self.channels
+            value = state.get(key)
+            if not (isinstance(value, torch.Tensor) and value.dim() == 4 and value.shape[1] == channels):
+                return -1
+        return (self.root is not None) + (self.channels is not None)
 
 
 class Localiser(nn.Module):
     """Base class of registry models; see the module docstring for the contract."""
 
-    name: str = ""
+    #: Registry name; every registered class sets its own (``flowgrad.models.names()``).
+    name: ClassVar[str] = ""
     input_size: tuple[int, int] = (224, 224)
     map_size: tuple[int, int] = (224, 224)
     uses_audio: bool = True
+    #: Export-friendly code paths (see :meth:`tracing`); set on an instance, never on the class.
+    traceable: bool = False
+
+    #: Key of the training objective (``training.objectives``), None for a model that is not trained.
+    objective: ClassVar[Optional[str]] = None
+    #: Why the model is not trained, when ``objective`` is None (for messages).
+    not_trained_because: ClassVar[str] = ""
+    #: Registry names of other models whose trained weights can start this one (:meth:`init_from`).
+    init_sources: ClassVar[tuple[str, ...]] = ()
+    #: Whether the model has flow input filters that :meth:`init_flow_filters_from_rgb` can set.
+    has_flow_filters: ClassVar[bool] = False
+    #: Config changes that give the published post-processing: {} when the default already is
+    #: it, None when the model has no reference mode (:meth:`reference_twin`).
+    reference_config: ClassVar[Optional[dict]] = None
+    #: Registry name of the trained model this one is built from (:meth:`derive`), or None.
+    derived_from: ClassVar[Optional[str]] = None
+    #: The forms published weights of this model come in (:mod:`flowgrad.published`).
+    published_forms: ClassVar[tuple[PublishedForm, ...]] = ()
 
     def __init__(self, config):
         super().__init__()
         self.config = config
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether the model has parameters or buffers (False: nothing to load or train)."""
+        return bool(self.state_dict())
+
+    @contextlib.contextmanager
+    def tracing(self) -> Iterator["Localiser"]:
+        """Export-friendly code paths on THIS instance while inside (``export.onnx``, ``export.trt``).
+
+        The spectrogram becomes a convolution with a fixed DFT basis, ``einsum``
+        becomes Mul + ReduceSum and input-statistics BatchNorm explicit
+        reductions: the same maps to float rounding (tests/test_export_onnx.py),
+        in operators ONNX export and TensorRT take. Only this model's modules
+        change (their ``traceable`` attribute); nothing process-wide does.
+        """
+        modules = [m for m in self.modules() if hasattr(m, "traceable")]
+        before = [m.traceable for m in modules]
+        for m in modules:
+            m.traceable = True
+        try:
+            yield self
+        finally:
+            for m, value in zip(modules, before):
+                m.traceable = value
 
     @property
     def audio_rate(self) -> int:
@@ -71,6 +169,54 @@ class Localiser(nn.Module):
                 raise ValueError(f"{self.name}: {what} must have shape {shape}, got {tuple(t.shape)}")
             if not t.is_floating_point():
                 raise ValueError(f"{self.name}: {what} must be floating point, got {t.dtype}")
+
+    # ------------------------------------------------------------ training and evaluation
+
+    def init_from(self, source: "Localiser") -> str:
+        """Start from the trained ``source`` model, in place; returns how, for logs.
+
+        The same model: its weights are copied. A model named in ``init_sources``:
+        the model's own rule (e.g. FlowGrad-IC from RCGrad). Raises InitError for
+        any other source, or weights of another size.
+        """
+        if type(source) is type(self):
+            try:
+                self.load_state_dict(source.state_dict())
+            except RuntimeError:
+                raise InitError(f"the {source.name} weights have other shapes than this {self.name}; "
+                                 "create both with the same config (e.g. width)") from None
+            return f"{source.name} weights"
+        if source.name in self.init_sources:
+            return self._init_from_source(source)
+        others = f" or a {' / '.join(self.init_sources)} one" if self.init_sources else ""
+        raise InitError(f"a {source.name} checkpoint cannot initialise {self.name}; give a {self.name} "
+                         f"checkpoint{others}")
+
+    def _init_from_source(self, source: "Localiser") -> str:  # pragma: no cover - only with init_sources
+        raise NotImplementedError
+
+    def init_flow_filters_from_rgb(self) -> None:
+        """Set the flow input filters from the RGB filters (the papers' initialisation), in place.
+        Raises ValueError for a model without flow filters (``has_flow_filters`` False)."""
+        raise ValueError(f"init_flow_filters_from_rgb: {self.name} has no flow filters (only models with "
+                         f"has_flow_filters do)")
+
+    def reference_twin(self) -> Optional["Localiser"]:
+        """This model with the published post-processing (``reference_config``) and the same
+        weights, in eval mode: ``self`` when the default already is it, None when the model has
+        no reference mode."""
+        if self.reference_config is None:
+            return None
+        if not self.reference_config:
+            return self
+        twin = type(self)(dataclasses.replace(self.config, **self.reference_config))
+        twin.load_state_dict(self.state_dict())
+        return twin.eval()
+
+    @classmethod
+    def derive(cls, base: "Localiser") -> "Localiser":
+        """This model built from a trained ``derived_from`` model; ValueError where there is no such rule."""
+        raise ValueError(f"{cls.name} is not derived from another model")
 
 
 def check_wave(wave: torch.Tensor, who: str) -> None:

@@ -26,7 +26,10 @@ class FlowOnly(Localiser):
     """
 
     Config = FlowOnlyConfig
+    name = "flow_only"
     uses_audio = False
+    not_trained_because = "it has no parameters"
+    reference_config = {}  # the published baseline already: nothing to switch
 
     @property
     def embed_dim(self) -> int:

@@ -14,15 +14,16 @@ batch-mates.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
-from ..audio import rcgrad_spectrogram
+from ..audio import rcgrad_spectrogram, rcgrad_spectrogram_dft
 from ..backbones import resnet18
 from ..inputs import CLIP_MEAN, CLIP_STD, encode_magnitude, flow_magnitude, normalise_rgb
 from ..maps import clean_below_median, gradcam, minmax, normalise_cam
-from .base import Localiser, check_wave
+from .base import InitError, Localiser, PublishedForm, check_wave
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,16 @@ class RCGrad(Localiser):
 
     Map: closed-form Grad-CAM of the audio embedding on the image features,
     min-max normalised and resized to 224x224 (and median-cleaned in reference mode).
+    Trained with the CLIP loss of audio against image embeddings; published as a
+    plain state dict (``rc_grad.pt``) or in FlowGrad's Lightning checkpoints.
     """
 
     Config = FlowGradConfig
+    name = "rcgrad"
     image_channels = 3
+    objective = "clip"
+    reference_config = {"reference": True}
+    published_forms = (PublishedForm("rcgrad"), PublishedForm("flowgrad"))
 
     def __init__(self, config: FlowGradConfig):
         super().__init__(config)
@@ -73,16 +80,21 @@ class RCGrad(Localiser):
     def embed_audio(self, wave: torch.Tensor) -> torch.Tensor:
         check_wave(wave, self.name)
         stats = "batch" if self.config.reference else "clip"
-        return self.audio_encoder(rcgrad_spectrogram(wave, stats=stats))
+        spectrogram = rcgrad_spectrogram_dft if self.traceable else rcgrad_spectrogram
+        return self.audio_encoder(spectrogram(wave, stats=stats))
 
     def image_input(self, frame: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         """The image encoder's input: CLIP-normalised RGB (B, 3, H, W)."""
         return normalise_rgb(frame, CLIP_MEAN, CLIP_STD)
 
+    def image_embedding(self, frame: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """(B, D) image embedding for training: the pooled features the CAM reads."""
+        return self.image_encoder(self.image_input(frame, flow))
+
     def cams(self, frame, flow, audio_embedding) -> dict[str, torch.Tensor]:
         """Raw closed-form Grad-CAM maps, (B, 14, 14) each, keyed by branch."""
         feats = self.image_encoder.features(self.image_input(frame, flow))
-        return {"image": gradcam(feats, audio_embedding)}
+        return {"image": gradcam(feats, audio_embedding, self.traceable)}
 
     def finish(self, maps: torch.Tensor) -> torch.Tensor:
         """Final step of every variant: median clean in reference mode."""
@@ -104,6 +116,12 @@ class FlowGradH(RCGrad):
     """
 
     Config = FlowGradHConfig
+    name = "flowgrad_h"
+    objective = None
+    not_trained_because = ("it is rcgrad's weights with a fixed flow gate: train rcgrad, then derive it "
+                           "(flowgrad.models.derive_flowgrad_h, or evaluate flowgrad_h:RCGRAD.ckpt)")
+    derived_from = "rcgrad"
+    published_forms = ()  # never a file's default: derived from rcgrad weights
 
     def forward(self, frame, flow, audio_embedding):
         self.check_inputs(frame, flow, audio_embedding)
@@ -112,15 +130,39 @@ class FlowGradH(RCGrad):
         gate = flow_magnitude(flow) / self.config.motion_px
         return torch.clamp(semantic * gate, 0.0, 1.0)
 
+    @classmethod
+    def derive(cls, base: Localiser) -> "FlowGradH":
+        return derive_flowgrad_h(base)
+
 
 class FlowGradIC(RCGrad):
-    """FlowGrad-IC: flow magnitude as a fourth image channel, (|flow| + 5) / 200."""
+    """FlowGrad-IC: flow magnitude as a fourth image channel, (|flow| + 5) / 200.
 
+    Trained as RCGrad, the image embedding seeing RGB and flow; starts from a
+    trained RCGrad. Published in FlowGrad's Lightning checkpoints, told apart by
+    the 4-channel ``image_encoder.conv1_flow``.
+    """
+
+    name = "flowgrad_ic"
     image_channels = 4
+    objective = "clip_rgb_flow"
+    init_sources = ("rcgrad",)
+    has_flow_filters = True
+    published_forms = (PublishedForm("flowgrad", channels=("image_encoder.conv1_flow.weight", 4)),)
 
     def image_input(self, frame, flow):
         rgb = normalise_rgb(frame, CLIP_MEAN, CLIP_STD)
         return torch.cat([rgb, encode_magnitude(flow)], dim=1)
+
+    def _init_from_source(self, source):
+        init_from_rcgrad(self, source)
+        return f"{source.name} weights, flow filters from its RGB filters"
+
+    def init_flow_filters_from_rgb(self) -> None:
+        """image_encoder.conv1's 4th input channel = the mean of its 3 RGB channels, in place."""
+        with torch.no_grad():
+            conv = self.image_encoder.conv1.weight
+            conv[:, 3] = conv[:, :3].mean(dim=1)
 
 
 class FlowGradEN(RCGrad):
@@ -129,15 +171,29 @@ class FlowGradEN(RCGrad):
     The flow encoder is a ResNet-18 on the 1-channel (|flow| + 5) / 200 input with
     layer4 stride 1 (14x14). Each CAM is min-max normalised and resized, their
     product min-max normalised (and median-cleaned in reference mode).
+
+    Trained with the sum of the three pairwise CLIP losses (audio, image, flow);
+    starts from a trained RCGrad. Published in FlowGrad's Lightning checkpoints,
+    told apart by its ``flow_encoder``.
     """
+
+    name = "flowgrad_en"
+    objective = "clip_pairwise"
+    init_sources = ("rcgrad",)
+    has_flow_filters = True
+    published_forms = (PublishedForm("flowgrad", root="flow_encoder"),)
 
     def __init__(self, config: FlowGradConfig):
         super().__init__(config)
         self.flow_encoder = resnet18(1, layer4_stride=1, width=config.width)
 
+    def flow_embedding(self, flow: torch.Tensor) -> torch.Tensor:
+        """(B, D) flow embedding for training: the pooled flow encoder on (|flow| + 5) / 200."""
+        return self.flow_encoder(encode_magnitude(flow))
+
     def cams(self, frame, flow, audio_embedding):
         cams = super().cams(frame, flow, audio_embedding)
-        cams["flow"] = gradcam(self.flow_encoder.features(encode_magnitude(flow)), audio_embedding)
+        cams["flow"] = gradcam(self.flow_encoder.features(encode_magnitude(flow)), audio_embedding, self.traceable)
         return cams
 
     def forward(self, frame, flow, audio_embedding):
@@ -145,3 +201,70 @@ class FlowGradEN(RCGrad):
         cams = self.cams(frame, flow, audio_embedding)
         product = normalise_cam(cams["image"], self.map_size) * normalise_cam(cams["flow"], self.map_size)
         return clean_below_median(product) if self.config.reference else minmax(product)
+
+    def _init_from_source(self, source):
+        init_from_rcgrad(self, source)
+        return f"{source.name} weights, flow encoder a copy of its image encoder with conv1 the mean RGB filter"
+
+    def init_flow_filters_from_rgb(self) -> None:
+        """flow_encoder.conv1 (1 input channel) = the mean of image_encoder.conv1 over RGB, in place."""
+        with torch.no_grad():
+            self.flow_encoder.conv1.weight[:, 0] = self.image_encoder.conv1.weight[:, :3].mean(dim=1)
+
+
+def derive_flowgrad_h(rcgrad_model: RCGrad, motion_px: float = 1.0) -> FlowGradH:
+    """A FlowGrad-H model holding a copy of ``rcgrad_model``'s weights and config.
+
+    motion_px: flow magnitude (full-frame pixels per flow interval) at which the
+    motion gate saturates (1.0 = the reference's raw product). Returned in eval mode.
+    Raises ValueError unless ``rcgrad_model`` is an RCGrad.
+    """
+    if type(rcgrad_model) is not RCGrad:
+        raise ValueError(f"derive_flowgrad_h needs an rcgrad model, got {type(rcgrad_model).__name__}")
+    config = FlowGradHConfig(**dataclasses.asdict(rcgrad_model.config), motion_px=motion_px)
+    derived = FlowGradH(config)
+    derived.load_state_dict(rcgrad_model.state_dict())
+    return derived.eval()
+
+
+def init_flow_filters_from_rgb(model: Localiser) -> None:
+    """The papers' initialisation of the flow input filters, in place (after loading the RGB
+    weights, e.g. RCGrad's): FlowGrad-IC's 4th conv1 channel, FlowGrad-EN's flow_encoder.conv1,
+    each the mean of the RGB filters. Raises ValueError for a model without flow filters."""
+    model.init_flow_filters_from_rgb()
+
+
+@torch.no_grad()
+def init_from_rcgrad(model: Localiser, rcgrad_model: RCGrad) -> None:
+    """Start FlowGrad-IC or -EN from a trained RCGrad, in place (the FlowGrad paper's recipe).
+
+    Every RCGrad tensor is copied by name; IC's 4-channel conv1 takes the RGB
+    filters and its flow channel their mean. EN's flow encoder is a copy of the
+    image encoder with conv1 the mean over RGB (the paper says only "initialized
+    the weights as the average of RGB channels of the vision encoder"; we read it
+    as the whole encoder). Both models must have the same width: InitError, and
+    nothing is changed, when a shape does not fit. ValueError for other models.
+    """
+    if type(rcgrad_model) is not RCGrad:
+        raise ValueError(f"init_from_rcgrad needs an rcgrad model as source, got {type(rcgrad_model).__name__}")
+    if type(model) not in (FlowGradIC, FlowGradEN):
+        raise ValueError(f"init_from_rcgrad initialises flowgrad_ic or flowgrad_en, got {type(model).__name__}")
+    source = rcgrad_model.state_dict()
+    if type(model) is FlowGradEN:
+        source.update({f"flow_encoder.{k[len('image_encoder.'):]}": v
+                       for k, v in source.items() if k.startswith("image_encoder.")})
+    target = model.state_dict()
+    copies = []
+    for name, value in source.items():
+        dest = target[name]
+        if name == "flow_encoder.conv1.weight":
+            continue  # one input channel: set below from the RGB mean
+        if name == "image_encoder.conv1.weight" and type(model) is FlowGradIC:
+            dest = dest[:, :3]  # the flow channel is set below
+        if dest.shape != value.shape:
+            raise InitError(f"init_from_rcgrad: {name} is {tuple(value.shape)} in rcgrad but "
+                             f"{tuple(dest.shape)} here; create both models with the same width")
+        copies.append((dest, value))
+    for dest, value in copies:  # only once every shape agrees: no half-initialised model
+        dest.copy_(value)
+    model.init_flow_filters_from_rgb()

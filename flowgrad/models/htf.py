@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio import htf_spectrogram
+from ..audio import htf_spectrogram, htf_spectrogram_dft
 from ..backbones import resnet18
 from ..inputs import IMAGENET_MEAN, IMAGENET_STD, encode_uv_reference, encode_uv_signed, normalise_rgb
-from ..maps import minmax, resize
-from .base import Localiser, check_wave
+from ..maps import channel_dot, minmax, resize
+from .base import Localiser, PublishedForm, check_wave
 
 FLOW_ENCODINGS = {"reference": encode_uv_reference, "signed": encode_uv_signed}
 
@@ -72,9 +72,13 @@ class HearTheFlow(Localiser):
 
     attended = L2-normalise(image_features + attention) per location; the map is
     the cosine similarity of each location with the L2-normalised audio embedding.
+    Trained with the LVS loss on the attended maps; published as ``{"model": state dict}``.
     """
 
     Config = HTFConfig
+    name = "htf"
+    objective = "lvs"
+    published_forms = (PublishedForm("htf"),)
 
     def __init__(self, config: HTFConfig):
         super().__init__(config)
@@ -89,15 +93,19 @@ class HearTheFlow(Localiser):
 
     def embed_audio(self, wave: torch.Tensor) -> torch.Tensor:
         check_wave(wave, self.name)
-        spec = htf_spectrogram(wave, sample_rate=self.config.audio_rate)
-        return F.normalize(self.audnet(spec), dim=1)
+        spectrogram = htf_spectrogram_dft if self.traceable else htf_spectrogram
+        return F.normalize(self.audnet(spectrogram(wave, sample_rate=self.config.audio_rate)), dim=1)
+
+    def attended_features(self, frame: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """(B, C, 7, 7) flow-attended image features, L2-normalised per location."""
+        image = self.imgnet(normalise_rgb(frame, IMAGENET_MEAN, IMAGENET_STD))
+        motion = self.flownet(FLOW_ENCODINGS[self.config.flow_encoding](flow))
+        return F.normalize(image + self.flowatt(image, motion), dim=1)
 
     def similarity(self, frame, flow, audio_embedding) -> torch.Tensor:
         """Cosine similarity map (B, 7, 7) in [-1, 1] before resizing."""
-        image = self.imgnet(normalise_rgb(frame, IMAGENET_MEAN, IMAGENET_STD))
-        motion = self.flownet(FLOW_ENCODINGS[self.config.flow_encoding](flow))
-        attended = F.normalize(image + self.flowatt(image, motion), dim=1)
-        return torch.einsum("bchw,bc->bhw", attended, F.normalize(audio_embedding, dim=1))
+        return channel_dot(self.attended_features(frame, flow), F.normalize(audio_embedding, dim=1),
+                           self.traceable)
 
     def forward(self, frame, flow, audio_embedding):
         self.check_inputs(frame, flow, audio_embedding)

@@ -30,6 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
+from flowgrad.errors import InputError
+
 from .stills import StillEntry, StillEval, resolve_entry
 from .windows import DataConfig, SkipCounter
 
@@ -39,20 +41,21 @@ SKIP_NO_XML = "listed clip without an annotation XML"
 _CORNERS = ("xmin", "ymin", "xmax", "ymax")
 
 
-class FlickrError(ValueError):
-    """The set cannot be read at all (no Annotations folder, unreadable list)."""
+class FlickrError(InputError):
+    """Flickr-SoundNet data that cannot be used: the set at all (no Annotations folder, unreadable
+    list), or one annotation XML (:func:`parse_boxes`; the reader counts and skips those)."""
 
 
 def parse_boxes(path: Path) -> list[tuple[int, int, int, int]]:
     """The (xmin, ymin, xmax, ymax) boxes of one annotation XML, 256-grid pixels.
 
-    Raises ValueError naming the file for unparsable XML, a bbox without four
+    Raises FlickrError naming the file for unparsable XML, a bbox without four
     integer corners, corners outside [0, 256] or inverted.
     """
     try:
         root = ET.parse(path).getroot()
     except (ET.ParseError, OSError) as e:
-        raise ValueError(f"{path}: not readable XML ({e})") from None
+        raise FlickrError(f"{path}: not readable XML ({e})") from None
     boxes = []
     for bbox in root.iter("bbox"):
         children = list(bbox)
@@ -64,13 +67,13 @@ def parse_boxes(path: Path) -> list[tuple[int, int, int, int]]:
         except ValueError:
             values = ()
         if len(values) != 4:
-            raise ValueError(f"{path}: a bbox needs four integer corners after its first child, got {texts}")
+            raise FlickrError(f"{path}: a bbox needs four integer corners after its first child, got {texts}")
         x1, y1, x2, y2 = values
         if not (0 <= x1 <= x2 <= GRID and 0 <= y1 <= y2 <= GRID):
-            raise ValueError(f"{path}: bbox {values} is not 0 <= min <= max <= {GRID}")
+            raise FlickrError(f"{path}: bbox {values} is not 0 <= min <= max <= {GRID}")
         boxes.append(values)
     if not boxes:
-        raise ValueError(f"{path}: no bbox elements")
+        raise FlickrError(f"{path}: no bbox elements")
     return boxes
 
 
@@ -125,7 +128,7 @@ class FlickrSoundNetEval(StillEval):
                 continue
             try:
                 gt = consensus_gt(parse_boxes(xml), size)
-            except ValueError as e:
+            except FlickrError as e:
                 skipped.skip(SKIP_BAD_XML, str(e))
                 continue
             entry = resolve_entry(root, clip, gt, skipped)

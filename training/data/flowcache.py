@@ -32,6 +32,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from flowgrad.errors import InputError, one_line
+from flowgrad.files import atomic_write
+
 from .folder import FolderWindows
 from .media import MediaError, VideoInfo, read_frames
 from .urbansas import UrbansasEval, UrbansasWindows
@@ -125,10 +128,8 @@ class FlowCache:
 
     def _store(self, path: Path, stored: np.ndarray) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        with atomic_write(path) as f:
             np.save(f, stored, allow_pickle=False)
-        os.replace(tmp, path)
 
     def _entry(self, path: Path, video: VideoInfo, t: float, config: DataConfig,
                compute: ComputeFn) -> tuple[Optional[np.ndarray], np.ndarray]:
@@ -256,14 +257,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     cache = FlowCache(args.cache if args.cache is not None else args.data / "flowcache")
     try:
         config = DataConfig(stride_s=args.stride, flow_work_size=args.work_size)
+    except ValueError as e:  # option values the configuration refuses
+        parser.error(str(e))
+    try:
         if (args.data / "video").is_dir():
             datasets = [UrbansasWindows(args.data, config)]
             if (args.data / "annotations").is_dir():
                 datasets.append(UrbansasEval(args.data, config))
         else:
             datasets = [FolderWindows(args.data, config)]
-    except ValueError as e:  # AnnotationError is one
-        print(f"error: {e}", file=sys.stderr)
+    except InputError as e:  # unusable annotations or media
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     totals = precompute(datasets, cache, workers=args.workers)
     print(f"flow cache {cache.directory}: " + ", ".join(f"{k} {v}" for k, v in totals.items()))

@@ -19,13 +19,15 @@ from pathlib import Path
 import av
 import numpy as np
 
+from flowgrad.errors import InputError
+
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov")
 
 # Full-scale divisors that map each PCM sample format to [-1, 1].
 _INT_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
 
 
-class MediaError(Exception):
+class MediaError(InputError):
     """A media file cannot be read as needed; the message names the file and the problem."""
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from flowgrad.errors import InputError
+
 from .media import VIDEO_SUFFIXES, MediaError, probe_audio, probe_video
 from .windows import ClipSource, DataConfig, Item, SkipCounter, WindowDataset, window_centres
 
@@ -39,7 +41,7 @@ _RATE_DIR = re.compile(r"^video_(\d+)fps$")
 _PREFERRED_FPS = 8  # the papers' flow: consecutive frames of the 8 fps video
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError):
     """An annotation CSV is unusable; the message names the file and what is wrong."""
 
 

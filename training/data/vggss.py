@@ -20,6 +20,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from flowgrad.errors import InputError
+
 from .stills import StillEntry, StillEval, resolve_entry
 from .windows import DataConfig, SkipCounter
 
@@ -27,8 +29,9 @@ SKIP_BAD_ENTRY = "malformed JSON entry"
 SKIP_DUPLICATE = "clip listed twice in the JSON"
 
 
-class VGGSSError(ValueError):
-    """The annotation file cannot be used at all (missing, not JSON, not a list)."""
+class VGGSSError(InputError):
+    """VGG-SS annotations that cannot be used: the file at all (missing, not JSON, not a list), or
+    one entry (:func:`parse_entry`; the reader counts and skips those)."""
 
 
 def union_gt(boxes: Sequence[Sequence[float]], out: int = 224) -> np.ndarray:
@@ -41,17 +44,17 @@ def union_gt(boxes: Sequence[Sequence[float]], out: int = 224) -> np.ndarray:
 
 
 def parse_entry(entry, index: int) -> tuple[str, list[tuple[float, ...]]]:
-    """(clip id, boxes) of one JSON list entry; ValueError saying what is wrong."""
+    """(clip id, boxes) of one JSON list entry; VGGSSError saying what is wrong."""
     if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or not entry["file"].strip():
-        raise ValueError(f"entry {index}: needs a non-empty string 'file'")
+        raise VGGSSError(f"entry {index}: needs a non-empty string 'file'")
     clip, boxes = entry["file"].strip(), entry.get("bbox")
     if not isinstance(boxes, list) or not boxes:
-        raise ValueError(f"entry {index} ({clip}): 'bbox' must be a non-empty list of [x1, y1, x2, y2]")
+        raise VGGSSError(f"entry {index} ({clip}): 'bbox' must be a non-empty list of [x1, y1, x2, y2]")
     parsed = []
     for box in boxes:
         if (not isinstance(box, list) or len(box) != 4
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
-            raise ValueError(f"entry {index} ({clip}): bbox {box!r} is not four finite numbers")
+            raise VGGSSError(f"entry {index} ({clip}): bbox {box!r} is not four finite numbers")
         parsed.append(tuple(float(v) for v in box))
     return clip, parsed
 
@@ -71,7 +74,7 @@ def read_annotations(path: Path, skipped: SkipCounter) -> list[tuple[str, list[t
     for i, entry in enumerate(data):
         try:
             clip, boxes = parse_entry(entry, i)
-        except ValueError as e:
+        except VGGSSError as e:
             skipped.skip(SKIP_BAD_ENTRY, f"{path}: {e}")
             continue
         if clip in seen:

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from flowgrad.audio import resample, resampled_length
+from flowgrad.errors import InputError
 from flowgrad.flow import FarnebackParams, RollingFlow, RollingFlowConfig
 from flowgrad.inputs import prepare_flow, prepare_frames
 from training.metrics import boxes_to_mask
@@ -40,7 +41,7 @@ SKIP_READ_FAILED = "read failed in __getitem__ (substituted)"
 SKIP_NON_FINITE = "NaN or infinite audio, frame or flow (substituted)"
 
 
-class DataError(Exception):
+class DataError(InputError):
     """A dataset cannot produce a sample; the message says which and why."""
 
 

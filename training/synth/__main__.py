@@ -5,7 +5,9 @@ import argparse
 import re
 import sys
 
-from .config import SynthConfig, SynthError
+from flowgrad.errors import InputError, one_line
+
+from .config import SynthConfig
 from .generate import generate
 
 _PROG = "python -m training.synth"
@@ -60,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                              shake_fraction=args.shake_fraction, offscreen_fraction=args.offscreen_fraction,
                              light_fraction=args.light_fraction)
         infos = generate(args.out, args.clips, args.seed, config, overwrite=args.overwrite, progress=True)
-    except SynthError as e:
-        parser.error(str(e))
+    except InputError as e:  # SynthError: a bad argument or output directory
+        parser.error(one_line(e))
     except OSError as e:
         print(f"{_PROG}: error: cannot write {args.out}: {e}", file=sys.stderr)
         return 1

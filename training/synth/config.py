@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flowgrad.errors import InputError
+
 # Urbansas ships its videos at these rates besides the native one; boxes are at 2 fps.
 LOW_RATES = (8, 2)
 ANNOTATION_FPS = 2
 
 
-class SynthError(ValueError):
+class SynthError(InputError):
     """A bad generator argument or output directory, described in one line."""
 
 

