@@ -187,6 +187,11 @@ class Pipeline:
         # returns first and then releases the capture itself.
         self.video.close()
         if self.audio is not None:
+            # The publish stage's last status tells how the audio ran: let it go out first
+            # (it does within one poll), rather than racing it with "stopped".
+            for t in self._threads:
+                if t.name == "fg-publish":
+                    t.join(max(0.0, deadline - self._clock()))
             self.audio.stop()
         for t in self._threads:
             t.join(max(0.0, deadline - self._clock()))

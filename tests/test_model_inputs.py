@@ -18,8 +18,8 @@ from export.onnx import resolve_model
 from export.trt import main as export_trt_main
 from flowgrad import checkpoint, models
 from realtime.assets import DEMO_CLIP, MODELS_DIR
-from realtime.cli import describe_model
 from realtime.cli import main as run_live_main
+from realtime.console import describe_model
 from test_engine import tamper
 from training.evaluate import main as evaluate_main
 
