@@ -131,7 +131,8 @@ class LiveSystem:
     def write_snapshots(self) -> list[tuple[str, Optional[Path]]]:
         """Write each stream's snapshot (config.snapshot_path); (stream, path written or None
         when it published no map with a frame), or [] without a snapshot."""
-        return [(stream, sink.write(self.config.snapshot_path(stream))) for stream, sink in zip(self.streams, self.sinks)]
+        return [(stream, sink.write(self.config.snapshot_path(stream)))
+                for stream, sink in zip(self.streams, self.sinks)]
 
     def stuck_stages(self) -> list[str]:
         """The stages still inside a native call after the stop ("camera0 capture"), see Pipeline.stop."""
@@ -145,37 +146,23 @@ def build_live(config: LiveConfig, notify: Optional[Callable[[str], None]] = Non
     Raises StartError, SourceError, PublishError (all InputError) for bad input found
     on the way, after closing whatever it had opened.
     """
-    model = config.model
-    if model.threads:
-        torch.set_num_threads(model.threads)
+    if config.model.threads:
+        torch.set_num_threads(config.model.threads)
     engine = _open_engine(config)
     cameras = len(config.sources)
     with ExitStack() as opened:
-        if cameras > 1:
+        if cameras > 1:  # one model for all cameras: their requests batched
             try:
-                engine = BatchingEngine(engine, max_batch=cameras)
+                engine = opened.enter_context(BatchingEngine(engine, max_batch=cameras))
             except ValueError as e:  # an export for a fixed batch cannot serve several cameras
                 raise StartError(str(e)) from None
-            opened.callback(engine.close)
         flow = shared_flow(config, notify)
         if flow is not None:
-            opened.callback(flow.close)
-        parts = []
-        for source in config.sources:
-            video = VideoSource(VideoSourceConfig(source.camera))
-            opened.callback(video.close)
-            too_small = frame_size_problem(video.frame_size)
-            if too_small:
-                raise StartError(f"video {source.camera}: {too_small}")
-            ring = audio = None
-            if engine.uses_audio:
-                ring = AudioRing(engine.audio_rate, max(MIN_RING_S, engine.audio_seconds))
-                audio = _open_audio(source, engine.audio_rate, ring)
-                opened.callback(audio.stop)
-            parts.append((video, audio, ring))
+            opened.enter_context(flow)
+        parts = [_open_source(source, engine, opened) for source in config.sources]
         out = config.publishing
-        publisher = Publisher(PublisherConfig(out.address, heatmap_dtype=out.heatmap_dtype, curve=out.curve))
-        opened.callback(publisher.close)
+        publisher = opened.enter_context(
+            Publisher(PublisherConfig(out.address, heatmap_dtype=out.heatmap_dtype, curve=out.curve)))
         dashboard = None
         if config.dashboard.port is not None:
             try:
@@ -183,22 +170,42 @@ def build_live(config: LiveConfig, notify: Optional[Callable[[str], None]] = Non
             except DashboardError as e:
                 raise StartError(f"dashboard: {e}") from None
             opened.callback(dashboard.stop)
+        # One socket for all cameras, used by one thread at a time.
         publish = publisher.publish if cameras == 1 else SharedPublish(publisher.publish)
         sinks = tuple(SnapshotSink(publish) for _ in parts) if config.run.snapshot is not None else ()
-        pipelines = []
-        for k, (stream, (video, audio, ring)) in enumerate(zip(config.streams, parts)):
-            settings = PipelineConfig(
-                stream=stream,
-                flow=RollingFlowConfig(working_size=config.flow.working_size, anchor="newest",
-                                       backend=config.flow.backend, device=model.device),
-                jpeg_quality=out.jpeg_quality,
-                stats_window_s=config.run.stats_window_s,
-                stop_timeout_s=STOP_BUDGET_S,
-            )
-            pipelines.append(Pipeline(settings, video, engine, sinks[k] if sinks else publish, audio=audio,
-                                      ring=ring, flow_fn=flow))
+        pipelines = [Pipeline(_pipeline_config(config, stream), video, engine, sinks[k] if sinks else publish,
+                              audio=audio, ring=ring, flow_fn=flow)
+                     for k, (stream, (video, audio, ring)) in enumerate(zip(config.streams, parts))]
         opened.pop_all()  # built: from here on LiveSystem.run and close own every part
     return LiveSystem(config, pipelines, engine, publisher, flow, dashboard, sinks)
+
+
+def _open_source(source: SourceSettings, engine, opened: ExitStack) -> tuple:
+    """One camera's (video, audio, ring), each registered on ``opened`` to be closed; audio
+    and ring are None for a model that does not listen. StartError for frames too small."""
+    video = VideoSource(VideoSourceConfig(source.camera))
+    opened.callback(video.close)
+    too_small = frame_size_problem(video.frame_size)
+    if too_small:
+        raise StartError(f"video {source.camera}: {too_small}")
+    if not engine.uses_audio:
+        return video, None, None
+    ring = AudioRing(engine.audio_rate, max(MIN_RING_S, engine.audio_seconds))
+    audio = _open_audio(source, engine.audio_rate, ring)
+    opened.callback(audio.stop)
+    return video, audio, ring
+
+
+def _pipeline_config(config: LiveConfig, stream: str) -> PipelineConfig:
+    """The pipeline settings of ``stream``: flow sampled on the newest frame, on the model's device."""
+    return PipelineConfig(
+        stream=stream,
+        flow=RollingFlowConfig(working_size=config.flow.working_size, anchor="newest", backend=config.flow.backend,
+                               device=config.model.device),
+        jpeg_quality=config.publishing.jpeg_quality,
+        stats_window_s=config.run.stats_window_s,
+        stop_timeout_s=STOP_BUDGET_S,
+    )
 
 
 def _open_engine(config: LiveConfig):
