@@ -5,7 +5,9 @@
 
 The bundled 640x360, 24 fps street clip is played in real time as the camera
 (its sound track as the microphone); every heatmap is published over a real
-ZeroMQ PUB socket on loopback. Reported per run: heatmaps per second over the
+ZeroMQ PUB socket on loopback. Each run is built as run_live builds its own
+(realtime.live): flow by OpenCV on a CPU, by our torch Farneback on cuda.
+Reported per run: heatmaps per second over the
 run, capture-to-publish latency p50/p95/p99 (ms), frames dropped before flow,
 flows dropped before inference, and the median flow / inference / audio stage
 times (ms). The first 3 s (warm-up) are not counted.
@@ -27,37 +29,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from export.onnx import export_onnx  # noqa: E402
 from flowgrad import engine as engines  # noqa: E402
 from flowgrad import models  # noqa: E402
-from flowgrad.flow import RollingFlowConfig  # noqa: E402
-from realtime.audio_source import AudioSourceConfig, open_audio_source  # noqa: E402
 from realtime.assets import DEMO_CLIP  # noqa: E402
 from realtime.cli import parse_size  # noqa: E402
-from realtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
-from realtime.publisher import Publisher, PublisherConfig  # noqa: E402
-from realtime.ring import AudioRing  # noqa: E402
-from realtime.video_source import VideoSource, VideoSourceConfig  # noqa: E402
+from realtime.live import (FlowSettings, LiveConfig, ModelSettings, PublishSettings, RunSettings,  # noqa: E402
+                           SourceSettings, build_live)
+from realtime.live.config import default_device  # noqa: E402
 from timing import cpu_name  # noqa: E402
 
 WARMUP_S = 3.0
 
 
-def run_once(eng, clip: Path, seconds: float, flow_size) -> dict:
-    """One pipeline run of ``seconds`` after warm-up; returns its final stats."""
-    video = VideoSource(VideoSourceConfig(str(clip)))
-    ring = audio = None
-    if eng.uses_audio:
-        ring = AudioRing(eng.audio_rate, max(5.0, eng.audio_seconds))
-        audio = open_audio_source(AudioSourceConfig(str(clip), eng.audio_rate), ring)
-    config = PipelineConfig(stream="bench", flow=RollingFlowConfig(working_size=flow_size, anchor="newest"),
-                            stats_window_s=seconds)
-    with Publisher(PublisherConfig("tcp://127.0.0.1:*")) as publisher:
-        pipe = Pipeline(config, video, eng, publisher.publish, audio=audio, ring=ring)
-        warm = {}
+def run_once(model: ModelSettings, clip: Path, seconds: float, flow_size) -> dict:
+    """One run of the live system on ``clip``, ``seconds`` after warm-up; returns its final stats."""
+    system = build_live(LiveConfig(
+        sources=(SourceSettings(str(clip), "video"),), model=model, flow=FlowSettings(flow_size),
+        publishing=PublishSettings("tcp://127.0.0.1:*", stream="bench"),
+        run=RunSettings(duration=WARMUP_S + seconds, quiet=True, stats_window_s=seconds)))
+    warm = {}
 
-        def note_warm(stats):
-            if not warm and stats["uptime_s"] >= WARMUP_S:
-                warm.update(stats)
-                pipe.published.clear()  # count the measured part only
-        final = pipe.run(duration=WARMUP_S + seconds, on_status=note_warm)
+    def note_warm(all_stats):
+        if not warm and all_stats[0]["uptime_s"] >= WARMUP_S:
+            warm.update(all_stats[0])
+            system.pipelines[0].published.clear()  # count the measured part only
+    final = system.run(on_status=note_warm)[0]
     final["drops_measured"] = {k: final["drops"][k] - warm.get("drops", {}).get(k, 0) for k in final["drops"]}
     return final
 
@@ -68,7 +62,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=["flow_only", "rcgrad", "flowgrad_h", "flowgrad_en", "htf"],
                    choices=models.names())
     p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"], choices=engines.BACKENDS)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default=default_device())
     p.add_argument("--flow-size", type=parse_size, default=(320, 180), metavar="WxH")
     p.add_argument("--clip", type=Path, default=DEMO_CLIP)
     p.add_argument("--int8", action="store_true",
@@ -87,13 +81,12 @@ def main(argv=None) -> int:
                 runs.insert(runs.index("onnxruntime") + 1, "onnxruntime int8")
             for backend in runs:
                 if backend.startswith("onnxruntime"):
-                    model = models.create(name).eval()
-                    export_onnx(model, Path(tmp) / name, batch=1,
+                    export_onnx(models.create(name).eval(), Path(tmp) / name, batch=1,
                                 int8_video=DEMO_CLIP if backend.endswith("int8") else None)
-                    eng = engines.open(Path(tmp) / name, device=args.device)
+                    model = ModelSettings(str(Path(tmp) / name), device=args.device)
                 else:
-                    eng = engines.open(name, device=args.device, allow_untrained=True)  # timing only
-                s = run_once(eng, args.clip, args.seconds, args.flow_size)
+                    model = ModelSettings(name, device=args.device, untrained=True)  # timing only
+                s = run_once(model, args.clip, args.seconds, args.flow_size)
                 lat, st, d = s["latency_ms"], s["stage_ms"], s["drops_measured"]
                 fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
                 print(f"| {name} | {backend} | {s['fps']:.1f} | {fmt(lat['p50'])} | {fmt(lat['p95'])} | "

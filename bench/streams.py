@@ -5,15 +5,17 @@
                                       [--flow-compile]
 
 Every stream plays the bundled 640x360, 24 fps street clip in real time as its
-camera with the clip's sound track as its microphone, runs its own rolling
-flow (OpenCV on a CPU, our torch Farneback with --device cuda), and sends its
-maps through one shared ZeroMQ PUB socket on loopback. Inference goes through
-one realtime.batching.BatchingEngine, so concurrent streams share engine calls;
-on a GPU their flow pairs share batched Farneback calls too (BatchingFlow),
-compiled by torch.compile with --flow-compile (compiled before the row's clock starts).
-Reported per stream count: the median and the lowest maps/s over the streams,
-capture-to-publish latency p50 / p95 (median over streams), the mean batch
-size of the shared engine, and frames/flows dropped.
+camera with the clip's sound track as its microphone; each row is built as
+run_live builds several cameras (realtime.live): every stream runs its own
+rolling flow (OpenCV on a CPU, our torch Farneback with --device cuda), and
+sends its maps through one shared ZeroMQ PUB socket on loopback. With several
+streams inference goes through one realtime.batching.BatchingEngine, so
+concurrent streams share engine calls; on a GPU their flow pairs share batched
+Farneback calls too (BatchingFlow), compiled by torch.compile with --flow-compile
+(compiled before the row's clock starts). Reported per stream count: the median
+and the lowest maps/s over the streams, capture-to-publish latency p50 / p95
+(median over streams), the mean batch size of the shared engine (and flow; "-"
+where nothing is shared, as with one stream), and frames/flows dropped.
 
 Target (issue 6): on one H100, >= 16 streams at 25 heatmaps/s each (the clip
 gives at most 24 frames/s per stream).
@@ -34,63 +36,44 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from export.onnx import export_onnx  # noqa: E402
 from flowgrad import engine as engines  # noqa: E402
 from flowgrad import models  # noqa: E402
-from flowgrad.flow import RollingFlowConfig  # noqa: E402
 from realtime.assets import DEMO_CLIP  # noqa: E402
-from realtime.audio_source import AudioSourceConfig, open_audio_source  # noqa: E402
-from realtime.batching import BatchingEngine, BatchingFlow  # noqa: E402
 from realtime.cli import parse_size  # noqa: E402
-from realtime.pipeline import Pipeline, PipelineConfig  # noqa: E402
-from realtime.publisher import Publisher, PublisherConfig  # noqa: E402
-from realtime.ring import AudioRing  # noqa: E402
-from realtime.streams import SharedPublish, run_streams  # noqa: E402
-from realtime.video_source import VideoSource, VideoSourceConfig  # noqa: E402
+from realtime.live import (FlowSettings, LiveConfig, ModelSettings, PublishSettings, RunSettings,  # noqa: E402
+                           SourceSettings, build_live)
+from realtime.live.config import default_device  # noqa: E402
 from timing import cpu_name  # noqa: E402
 
 
-def open_engine(args, tmp: Path):
+def model_settings(args, tmp: Path) -> ModelSettings:
+    """The model every row runs: the registry model (untrained: speed does not need training)
+    or its ONNX export written once into ``tmp``."""
     if args.backend == "onnxruntime":
-        model = models.create(args.model).eval()
-        export_onnx(model, tmp / args.model, int8_video=DEMO_CLIP if args.int8 else None)
-        return engines.open(tmp / args.model, device=args.device)
-    return engines.open(args.model, device=args.device, allow_untrained=True)  # speed does not need training
+        export_onnx(models.create(args.model).eval(), tmp / args.model, int8_video=DEMO_CLIP if args.int8 else None)
+        return ModelSettings(str(tmp / args.model), device=args.device)
+    return ModelSettings(args.model, backend=args.backend, device=args.device, untrained=True)
 
 
-def run(n: int, base, args) -> str:
-    flow_backend = "torch" if args.device.startswith("cuda") else "opencv"
-    with Publisher(PublisherConfig("tcp://127.0.0.1:*")) as publisher, \
-            BatchingEngine(base, max_batch=max(1, n)) as shared:
-        send = SharedPublish(publisher.publish)
-        flow_fn = None
-        if flow_backend == "torch":
-            flow_fn = BatchingFlow(args.device, max_batch=n, compile=args.flow_compile)
-            if args.flow_compile:
-                torch._dynamo.reset()  # a fresh graph cache per row (batch size): no recompile limit
-                flow_fn.warm_up(args.flow_size)
-        pipes = []
-        for k in range(n):
-            ring = audio = None
-            if base.uses_audio:
-                ring = AudioRing(base.audio_rate, max(5.0, base.audio_seconds))
-                audio = open_audio_source(AudioSourceConfig(str(DEMO_CLIP), base.audio_rate), ring)
-            config = PipelineConfig(stream=f"cam{k}", stats_window_s=args.seconds,
-                                    flow=RollingFlowConfig(working_size=args.flow_size, anchor="newest",
-                                                           backend=flow_backend, device=args.device))
-            pipes.append(Pipeline(config, VideoSource(VideoSourceConfig(str(DEMO_CLIP))), shared, send,
-                                  audio=audio, ring=ring, flow_fn=flow_fn))
-        try:
-            stats = run_streams(pipes, duration=args.seconds)
-        finally:
-            if flow_fn is not None:
-                flow_fn.close()
-        fps = [s["fps"] for s in stats]
-        p50 = [s["latency_ms"]["p50"] for s in stats if s["latency_ms"]["p50"] is not None]
-        p95 = [s["latency_ms"]["p95"] for s in stats if s["latency_ms"]["p95"] is not None]
-        frames = sum(s["drops"]["frames"] for s in stats)
-        flows = sum(s["drops"]["flows"] for s in stats)
-        med = (lambda v: f"{statistics.median(v):.0f}" if v else "-")  # noqa: E731
-        flow_batch = f" / {flow_fn.mean_batch:.1f}" if flow_fn is not None else ""
-        return (f"| {n} | {statistics.median(fps):.1f} | {min(fps):.1f} | {med(p50)} | {med(p95)} | "
-                f"{shared.mean_batch:.1f}{flow_batch} | {frames} | {flows} |")
+def run(n: int, model: ModelSettings, args) -> str:
+    """One row: ``n`` streams for args.seconds; the table row."""
+    if args.flow_compile:
+        torch._dynamo.reset()  # a fresh graph cache per row (batch size): no recompile limit
+    system = build_live(LiveConfig(
+        sources=(SourceSettings(str(DEMO_CLIP), "video"),) * n, model=model,
+        flow=FlowSettings(args.flow_size, compile=args.flow_compile),
+        publishing=PublishSettings("tcp://127.0.0.1:*", stream="cam"),
+        run=RunSettings(duration=args.seconds, quiet=True, stats_window_s=args.seconds)))
+    stats = system.run()
+    fps = [s["fps"] for s in stats]
+    p50 = [s["latency_ms"]["p50"] for s in stats if s["latency_ms"]["p50"] is not None]
+    p95 = [s["latency_ms"]["p95"] for s in stats if s["latency_ms"]["p95"] is not None]
+    frames = sum(s["drops"]["frames"] for s in stats)
+    flows = sum(s["drops"]["flows"] for s in stats)
+    med = (lambda v: f"{statistics.median(v):.0f}" if v else "-")  # noqa: E731
+    batch = system.batching()
+    mean = (lambda v: "-" if v is None else f"{v:.1f}")  # noqa: E731
+    flow_batch = f" / {mean(batch['flow'])}" if batch["flow"] is not None else ""
+    return (f"| {n} | {statistics.median(fps):.1f} | {min(fps):.1f} | {med(p50)} | {med(p95)} | "
+            f"{mean(batch['maps'])}{flow_batch} | {frames} | {flows} |")
 
 
 def main(argv=None) -> int:
@@ -99,7 +82,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="flowgrad_en", choices=models.names())
     p.add_argument("--backend", default="torch", choices=engines.BACKENDS)
     p.add_argument("--int8", action="store_true", help="onnxruntime: the int8 export (export.onnx --int8)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default=default_device())
     p.add_argument("--seconds", type=float, default=30.0, help="seconds per stream count (default 30)")
     p.add_argument("--flow-size", type=parse_size, default=(320, 180), metavar="WxH")
     p.add_argument("--flow-compile", action="store_true",
@@ -118,9 +101,9 @@ def main(argv=None) -> int:
           "| dropped frames | dropped flows |")
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        base = open_engine(args, Path(tmp))
+        model = model_settings(args, Path(tmp))
         for n in args.streams:
-            print(run(n, base, args), flush=True)
+            print(run(n, model, args), flush=True)
     return 0
 
 

@@ -20,6 +20,7 @@ Public API
 ``htf_spectrogram(wave, sample_rate=22050)``
 ``tukey_window(n, alpha=0.25, periodic=True, ...)``
 ``resample(wave, orig_hz, new_hz, ...)``
+``newest_window(wave, n)``
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "tukey_window",
     "resample",
     "resampled_length",
+    "newest_window",
     "RCGRAD_N_FFT",
     "RCGRAD_HOP",
     "HTF_NPERSEG",
@@ -248,6 +250,16 @@ def htf_spectrogram(wave: torch.Tensor, sample_rate: int = 22050) -> torch.Tenso
     gain[-1] = 1.0
     power = power * gain
     return (torch.log(power + _LOG_EPS) / 12.0).transpose(1, 2).unsqueeze(1)
+
+
+def newest_window(wave: torch.Tensor, n: int) -> torch.Tensor:
+    """The newest ``n`` samples of ``wave`` (..., T), zero-padded on the left when T < n.
+
+    Returns (..., n), the same dtype and device: the model's audio window from
+    whatever has been heard so far, silence standing in for what is missing.
+    """
+    wave = wave[..., max(0, wave.shape[-1] - n):]
+    return F.pad(wave, (n - wave.shape[-1], 0)) if wave.shape[-1] < n else wave
 
 
 # --------------------------------------------------------------------------

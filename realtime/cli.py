@@ -21,6 +21,8 @@ while running, 2 for bad input found at start (a missing camera, microphone or m
 file, a busy port, frames under 16x16 px, a sound file without usable samples), with
 one line saying what and how to fix it.
 """
+# This module parses the options into a LiveConfig (to_config) and prints; realtime.live
+# builds and runs the system, realtime.console words its lines.
 from __future__ import annotations
 
 import argparse
@@ -28,47 +30,28 @@ import gc
 import os
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
-
-import torch
 
 from flowgrad import engine as engines
 from flowgrad import models
-from flowgrad.checkpoint import display_path
-from flowgrad.errors import InputError
-from flowgrad.flow import RollingFlowConfig
+from flowgrad.errors import InputError, one_line
 
-from .assets import DEMO_CLIP, DEMO_MODEL, ROOT, default_model
-from .audio_source import AudioSourceConfig, open_audio_source
-from .batching import BatchingEngine, BatchingFlow
-from .dashboard import DashboardConfig, DashboardError, DashboardThread
-from .pipeline import Pipeline, PipelineConfig, PipelineError, frame_size_problem
-from .publisher import CurveServer, Publisher, PublisherConfig, PublishError
-from .snapshot import SnapshotSink
-from .ring import AudioRing
-from .streams import SharedPublish, run_streams
-from .video_source import SourceError, VideoSource, VideoSourceConfig
+from .assets import DEMO_CLIP, DEMO_MODEL, ROOT
+from .live import (DashboardSettings, FlowSettings, LiveConfig, ModelSettings, PublishSettings, RunSettings,
+                   SourceSettings, StartError, build_live)
+from .pipeline import PipelineError
+from .publisher import CurveServer
 
 DEMO_SECONDS = 10.0
-# Ctrl-C ends the process within 2 s: the pipelines get this long to stop, the rest is
-# for closing the publisher and the interpreter's exit.
-STOP_BUDGET_S = 1.2
-
-
-class StartError(Exception):
-    """Bad input found before the pipeline starts (exit status 2)."""
+JPEG_QUALITY = 80  # of the camera frame sent with each map
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """"WxH" -> (width, height) in pixels."""
+    """"WxH" -> (width, height) in pixels (FlowSettings checks the minimum)."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 320x180, got {text!r}") from None
-    if w < 16 or h < 16:
-        raise argparse.ArgumentTypeError(f"flow size must be at least 16x16, got {text!r}")
     return w, h
 
 
@@ -137,292 +120,87 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill in defaults that depend on other options (demo, device, audio)."""
+def to_config(args: argparse.Namespace) -> LiveConfig:
+    """run_live's parsed options as a LiveConfig: --demo's defaults filled in, one --audio
+    spread over every camera; StartError for options that do not go together (LiveConfig
+    fills in and checks the rest)."""
+    cameras, audio, duration, snapshot = args.camera, args.audio, args.duration, args.snapshot
     if args.demo:
         if not DEMO_CLIP.is_file():
             raise StartError(f"{DEMO_CLIP}: the bundled demo clip is missing; restore it with git checkout")
-        args.camera = args.camera or [str(DEMO_CLIP)]
-        args.audio = args.audio or ["video"]
+        cameras = cameras or [str(DEMO_CLIP)]
+        audio = audio or ["video"]
         # Someone watching the dashboard needs more than the demo's few seconds.
-        if args.duration is None and args.dashboard is None:
-            args.duration = DEMO_SECONDS
-        args.snapshot = args.snapshot or Path("demo_out/live.png")
-    if args.camera is None:
-        raise StartError("no video source: give --camera INDEX|URL|FILE, or --demo for the bundled clip")
+        if duration is None and args.dashboard is None:
+            duration = DEMO_SECONDS
+        snapshot = snapshot or Path("demo_out/live.png")
+    cameras = cameras or []
+    if audio is not None and len(audio) not in (1, len(cameras)) and cameras:
+        raise StartError(f"{len(audio)} --audio options for {len(cameras)} cameras: give one for all "
+                         "cameras or one per --camera")
+    audio = audio * len(cameras) if audio and len(audio) == 1 else audio or [None] * len(cameras)
     if (args.curve_secret is None) != (args.curve_clients is None):
         raise StartError("--curve-secret and --curve-clients go together")
-    if args.dashboard is not None and args.curve_secret is not None:
-        raise StartError("--dashboard cannot read a CURVE stream; run python -m realtime.dashboard "
-                         "--curve-secret ... --curve-server-key ... instead")
-    if args.duration is not None and args.duration <= 0:
-        raise StartError(f"--duration must be > 0 seconds, got {args.duration:g}")
-    args.model = args.model or default_model()
-    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    args.flow_backend = args.flow_backend or ("torch" if args.device.startswith("cuda") else "opencv")
-    if args.flow_compile and args.flow_backend != "torch":
-        raise StartError("--flow-compile compiles our torch Farneback: use it with --flow-backend torch")
-    cameras = args.camera
-    if args.audio is None:
-        args.audio = ["video" if Path(str(c)).is_file() else "mic" for c in cameras]
-    elif len(args.audio) == 1:
-        args.audio = args.audio * len(cameras)
-    elif len(args.audio) != len(cameras):
-        raise StartError(f"{len(args.audio)} --audio options for {len(cameras)} cameras: give one for all "
-                         "cameras or one per --camera")
-    args.streams = [args.stream] if len(cameras) == 1 else [f"{args.stream}{k}" for k in range(len(cameras))]
-    return args
-
-
-def open_audio(spec: str, camera: str, engine, ring):
-    """The audio source for one --audio value (of ``camera``), writing into ``ring`` at the model's rate."""
-    device = None
-    if spec == "video":
-        if not Path(str(camera)).is_file():
-            raise StartError(f"--audio video needs a video FILE as --camera, got {camera!r}")
-        spec = str(camera)
-    elif spec != "mic" and not Path(spec).is_file():
-        if "/" in spec or Path(spec).suffix:
-            raise StartError(f"--audio {spec}: no such audio file; give an existing file, 'video', 'mic' "
-                             "or a microphone name/index")
-        spec, device = "mic", (int(spec) if spec.isdigit() else spec)
-    try:
-        return open_audio_source(AudioSourceConfig(spec, engine.audio_rate, device=device), ring)
-    except SourceError as e:
-        if spec != "mic":
-            raise
-        # Name the option that picks the microphone.
-        raise StartError(f"--audio {'mic' if device is None else device}: {e}") from None
-
-
-def status_line(stats: dict) -> str:
-    """One line of live figures."""
-    lat = stats["latency_ms"]
-    lat_txt = "-" if lat["p50"] is None else f"{lat['p50']:.0f}/{lat['p95']:.0f}"
-    drops = stats["drops"]
-    return (f"{stats['fps']:5.1f} maps/s  latency p50/p95 {lat_txt} ms  published {stats['published']}  "
-            f"dropped frames {drops['frames']} flows {drops['flows']} maps {drops['maps']}  "
-            f"{sources_text(stats['source'])}")
-
-
-def sources_text(src: dict) -> str:
-    """The sources' part of the status line: states, the video source's own drops and
-    reconnects (a file read slower than real time drops frames before the pipeline sees them),
-    what is wrong with the audio."""
-    text = _video_text(src)
-    return text + (f"  {_audio_text(src)}" if "audio" in src else "")
-
-
-def source_trouble(src: dict) -> str:
-    """What is wrong with a stream's sources, for the several-camera line ('' when all is well):
-    a video source that is not live or drops or reconnects, an audio source that failed or
-    whose samples were repaired."""
-    video = src.get("video_stats", {})
-    found = []
-    if src.get("video") != "live" or any(video.get(key) for key in _VIDEO_COUNTS):
-        found.append(_video_text(src))
-    if src.get("audio") == "failed" or src.get("audio_problem"):
-        found.append(_audio_text(src))
-    return "; ".join(found)
-
-
-_VIDEO_COUNTS = ("dropped", "reconnects")
-
-
-def _video_text(src: dict) -> str:
-    video = src.get("video_stats", {})
-    counts = [f"{video[key]} {key}" for key in _VIDEO_COUNTS if video.get(key)]
-    return f"video {src.get('video')}" + (f" ({', '.join(counts)})" if counts else "")
-
-
-def _audio_text(src: dict) -> str:
-    return f"audio {src['audio']}" + (f" ({src['audio_problem']})" if src.get("audio_problem") else "")
-
-
-@dataclass
-class Live:
-    """Everything ``main`` runs: one pipeline and snapshot sink per camera, the shared
-    engine (a BatchingEngine with several cameras), the one publisher and, with several
-    cameras on the torch Farneback, the shared BatchingFlow."""
-
-    pipelines: list
-    sinks: list
-    engine: object
-    publisher: Publisher
-    flow: Optional[BatchingFlow] = None
-
-    def close(self) -> None:
-        """Close the publisher and the shared engine and flow (after the pipelines stopped)."""
-        self.publisher.close()
-        if isinstance(self.engine, BatchingEngine):
-            self.engine.close()
-        if self.flow is not None:
-            self.flow.close()
-
-
-def shared_flow(args) -> Optional[BatchingFlow]:
-    """The torch Farneback the cameras share, or None when each stream computes its own flow.
-
-    Several cameras on the torch backend (a GPU) share one batched call; a compiled
-    Farneback is shared even by one camera, and compiled here, before any source opens,
-    so that no camera frame waits for it.
-    """
-    cameras = len(args.camera)
-    if args.flow_backend != "torch" or (cameras == 1 and not args.flow_compile):
-        return None
-    flow = BatchingFlow(args.device, max_batch=cameras, compile=args.flow_compile)
-    if args.flow_compile:
-        w, h = args.flow_size
-        if not args.quiet:
-            print(f"run_live: compiling the flow for {w}x{h}, batch {cameras} (tens of seconds, once)",
-                  file=sys.stderr, flush=True)
-        try:
-            flow.warm_up(args.flow_size)
-        except Exception as e:  # a compiler missing or failing: say so in one line
-            flow.close()
-            first = (str(e).strip().splitlines() or [""])[0]
-            raise StartError(f"--flow-compile: torch.compile failed ({type(e).__name__}: {first})") from None
-        except BaseException:
-            flow.close()
-            raise
-    return flow
-
-
-def start_pipelines(args) -> Live:
-    """Open every part; StartError / SourceError / PublishError / ValueError on bad input
-    (whatever was opened before the error is closed again)."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        engine = engines.open(args.model, device=args.device, backend=args.backend, allow_untrained=args.untrained)
-    except InputError as e:  # a model file, name, backend or device that cannot be used
-        raise StartError(str(e)) from None
-    flow_fn = shared_flow(args)
-    opened, parts = [], []
-    try:
-        for camera, audio_spec in zip(args.camera, args.audio):
-            video = VideoSource(VideoSourceConfig(camera))
-            opened.append(video)
-            too_small = frame_size_problem(video.frame_size)
-            if too_small:
-                raise StartError(f"video {camera}: {too_small}")
-            ring = audio = None
-            if engine.uses_audio:
-                ring = AudioRing(engine.audio_rate, max(5.0, engine.audio_seconds))
-                audio = open_audio(audio_spec, camera, engine, ring)
-            parts.append((video, audio, ring))
-        curve = CurveServer(args.curve_secret, args.curve_clients) if args.curve_secret else None
-        publisher = Publisher(PublisherConfig(args.publish, heatmap_dtype=args.heatmap_dtype, curve=curve))
-    except BaseException:
-        for video in opened:
-            video.close()
-        if flow_fn is not None:
-            flow_fn.close()
-        raise
-    shared = engine if len(parts) == 1 else BatchingEngine(engine, max_batch=len(parts))
-    publish = publisher.publish if len(parts) == 1 else SharedPublish(publisher.publish)
-    pipelines, sinks = [], []
-    for stream, (video, audio, ring) in zip(args.streams, parts):
-        config = PipelineConfig(
-            stream=stream,
-            flow=RollingFlowConfig(working_size=args.flow_size, anchor="newest", backend=args.flow_backend,
-                                   device=args.device),
-            jpeg_quality=None if args.no_frame else 80,
-            stop_timeout_s=STOP_BUDGET_S,
-        )
-        sinks.append(SnapshotSink(publish))
-        pipelines.append(Pipeline(config, video, shared, sinks[-1], audio=audio, ring=ring, flow_fn=flow_fn))
-    return Live(pipelines, sinks, shared, publisher, flow_fn)
-
-
-def describe_model(engine) -> str:
-    """The model part of the start-up line: its name and the file it came from, or that
-    its weights are random (or that it has none)."""
-    if getattr(engine, "untrained", False):
-        return f"{engine.name} UNTRAINED random weights"
-    if not Path(engine.source).exists():  # a registry name of a model without weights (flow_only)
-        return f"{engine.name} (no weights)"
-    return f"{engine.name} from {display_path(engine.source)}"
-
-
-def streams_line(all_stats: list[dict], streams: list[str]) -> str:
-    """One line of live figures for several streams."""
-    def one(name, stats):
-        p95 = stats["latency_ms"]["p95"]
-        text = f"{name} {stats['fps']:.1f}/s p95 {'-' if p95 is None else f'{p95:.0f}'} ms"
-        trouble = source_trouble(stats["source"])
-        return text + (f" [{trouble}]" if trouble else "")
-    return "  ".join(one(n, s) for n, s in zip(streams, all_stats))
+    curve = CurveServer(args.curve_secret, args.curve_clients) if args.curve_secret else None
+    return LiveConfig(
+        sources=tuple(SourceSettings(str(c), a) for c, a in zip(cameras, audio)),
+        model=ModelSettings(args.model, args.backend, args.device, args.threads, args.untrained),
+        flow=FlowSettings(args.flow_size, args.flow_backend, args.flow_compile),
+        publishing=PublishSettings(args.publish, args.stream, args.heatmap_dtype,
+                                   None if args.no_frame else JPEG_QUALITY, curve),
+        dashboard=DashboardSettings(args.dashboard),
+        run=RunSettings(duration, snapshot, args.quiet),
+    )
 
 
 def main(argv=None) -> int:
+    """run_live: parse, build the live system, run it with a status line, report; the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        args = resolve(args)
-        live = start_pipelines(args)
-    except (StartError, SourceError, PublishError, ValueError) as e:
-        print(f"run_live: error: {' '.join(str(e).split())}", file=sys.stderr)
+        config = to_config(args)
+        system = build_live(config, notify=None if args.quiet else _say)
+    except InputError as e:  # bad input: one line; anything else is a bug and shows as one
+        print(f"run_live: error: {one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # whatever had opened is closed again by start_pipelines
+    except KeyboardInterrupt:  # whatever had opened is closed again by build_live
         print("run_live: interrupted while starting", file=sys.stderr)
         return 0
-    pipelines, engine, address = live.pipelines, live.engine, live.publisher.address
-    dashboard = None
-    if args.dashboard is not None:
-        try:
-            dashboard = DashboardThread(DashboardConfig((address,), port=args.dashboard))
-        except (DashboardError, ValueError) as e:
-            for pipeline in pipelines:
-                pipeline.stop()
-            live.close()
-            print(f"run_live: error: dashboard: {e}", file=sys.stderr)
-            return 2
-    precision = "" if getattr(engine, "precision", "float32") == "float32" else f" {engine.precision}"
-    cameras = args.camera[0] if len(args.camera) == 1 else f"{len(args.camera)} cameras"
-    streams = ", ".join(f"'{s}'" for s in args.streams)
-    print(f"run_live: {describe_model(engine)} ({engine.backend}{precision}, {args.device}) on {cameras}, "
-          f"publishing {streams} on {address}", file=sys.stderr)
-    if dashboard is not None:
-        print(f"run_live: dashboard on {dashboard.url}", file=sys.stderr, flush=True)
+    print(f"run_live: {system.start_line()}", file=sys.stderr)
+    if system.dashboard is not None:
+        print(f"run_live: dashboard on {system.dashboard.url}", file=sys.stderr, flush=True)
     tty = sys.stderr.isatty()
 
-    def line(all_stats):
-        return status_line(all_stats[0]) if len(all_stats) == 1 else streams_line(all_stats, args.streams)
-
     def show(all_stats):
-        if not args.quiet:
-            print(("\r" if tty else "") + line(all_stats), end="" if tty else "\n", file=sys.stderr, flush=True)
+        if not config.run.quiet:
+            print(("\r" if tty else "") + system.status_line(all_stats), end="" if tty else "\n", file=sys.stderr,
+                  flush=True)
 
     # A service manager's SIGTERM ends the run as Ctrl-C does: stages joined, summary printed.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, interrupt)
     code = 0
     try:
-        if len(pipelines) == 1:
-            final = [pipelines[0].run(duration=args.duration, on_status=lambda st: show([st]))]
-        else:
-            final = run_streams(pipelines, duration=args.duration, on_status=show)
+        final = system.run(on_status=show)
     except PipelineError as e:
-        final, code = [p.stats() for p in pipelines], 1
+        final, code = system.stats(), 1
         print(f"\nrun_live: error: {e}", file=sys.stderr)
-    finally:
-        if dashboard is not None:
-            dashboard.stop()
-        live.close()
-    if tty and not args.quiet:
+    except InputError as e:  # a microphone that opened but refuses to capture
+        final, code = system.stats(), 2
+        print(f"\nrun_live: error: {one_line(e)}", file=sys.stderr)
+    if tty and not config.run.quiet:
         print(file=sys.stderr)
-    print(f"run_live: done: {line(final)}", file=sys.stderr)
-    if args.snapshot is not None:
-        for stream, sink in zip(args.streams, live.sinks):
-            path = args.snapshot if len(live.sinks) == 1 else \
-                args.snapshot.with_name(f"{args.snapshot.stem}_{stream}{args.snapshot.suffix}")
-            written = sink.write(path)
-            print(f"run_live: {'wrote ' + str(written) if written else 'no heatmap to snapshot'}", file=sys.stderr)
-    exit_past_stuck_stages(pipelines, code)
+    print(f"run_live: done: {system.status_line(final)}", file=sys.stderr)
+    for _, written in system.write_snapshots():
+        print(f"run_live: {'wrote ' + str(written) if written else 'no heatmap to snapshot'}", file=sys.stderr)
+    exit_past_stuck_stages(system.stuck_stages(), code)
     # The interpreter's exit would otherwise spend ~0.5 s collecting torch's objects, a
     # quarter of Ctrl-C's 2 s; nothing here needs them collected.
     gc.freeze()
     return code
+
+
+def _say(line: str) -> None:
+    print(f"run_live: {line}", file=sys.stderr, flush=True)
 
 
 def interrupt(signum, frame) -> None:
@@ -432,8 +210,9 @@ def interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def exit_past_stuck_stages(pipelines, code: int) -> None:
-    """End the process at once with ``code`` when a stage is still inside a native call.
+def exit_past_stuck_stages(stuck: list[str], code: int) -> None:
+    """End the process at once with ``code`` when a stage (``stuck``: "camera0 capture", ...)
+    is still inside a native call.
 
     Such a call cannot be interrupted (an OpenCV stream read or reopen runs up to its 5 s
     timeout; one huge frame's decode or resize takes seconds), and a thread still inside
@@ -441,7 +220,6 @@ def exit_past_stuck_stages(pipelines, code: int) -> None:
     not rethrown"). Everything of ours is closed and written by now, so leaving without the
     teardown loses nothing and keeps Ctrl-C within its 2 s.
     """
-    stuck = [f"{p.config.stream} {name.removeprefix('fg-')}" for p in pipelines for name in p.alive]
     if not stuck:
         return
     print(f"run_live: exiting without waiting for stages still inside a native call: {', '.join(stuck)}",
@@ -449,3 +227,7 @@ def exit_past_stuck_stages(pipelines, code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

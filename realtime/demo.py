@@ -5,7 +5,7 @@
 
 The scene (assets/demo, made by scripts/make_demo_assets.py): a bus driving and
 sounding, a parked car (silent) and a swaying tree (moving, silent). Input:
-frame0.png and frame1.png (0.125 s apart) and audio.wav (any rate, resampled).
+frame0.png and frame1.png (FLOW_INTERVAL_S = 0.125 s apart) and audio.wav (any rate, resampled).
 Output: a PNG with the camera frame, the heatmap and their overlay side by side.
 """
 from __future__ import annotations
@@ -21,18 +21,16 @@ import numpy as np
 import torch
 
 from flowgrad import checkpoint, models
-from flowgrad.audio import resample
-from flowgrad.flow import FarnebackParams
-from flowgrad.inputs import prepare_flow, prepare_frames
+from flowgrad.audio import newest_window, resample
+from flowgrad.errors import InputError
+from flowgrad.flow import FLOW_INTERVAL_S, RollingFlow, RollingFlowConfig
 
 from .assets import DEMO_DIR, default_model
 from .picture import blend, colourise, with_caption
-
-# The papers' Farneback settings (REFERENCE section 4), run by OpenCV: the fastest on a CPU.
-FARNEBACK = FarnebackParams().opencv_kwargs()
+from .pipeline import model_inputs
 
 
-class DemoError(Exception):
+class DemoError(InputError):
     """A problem with the demo's inputs, reported as one line."""
 
 
@@ -70,9 +68,7 @@ def load_model(spec: str):
 def audio_window(samples: np.ndarray, rate: int, model) -> torch.Tensor:
     """The newest ``audio_seconds`` of audio at the model's rate, (1, T), zero-padded in front."""
     wave_t = resample(torch.from_numpy(samples)[None], rate, model.audio_rate)
-    n = int(round(model.audio_rate * model.audio_seconds))
-    wave_t = wave_t[:, -n:]
-    return torch.nn.functional.pad(wave_t, (n - wave_t.shape[1], 0))
+    return newest_window(wave_t, round(model.audio_rate * model.audio_seconds))
 
 
 def panels(frame_bgr: np.ndarray, heat: np.ndarray, caption: list[str]) -> np.ndarray:
@@ -93,15 +89,16 @@ def localise_scene(model, data_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]
         raise DemoError(f"{data_dir}: frame0 and frame1 differ in size ({f0.shape} vs {f1.shape})")
     samples, rate = read_wav(data_dir / "audio.wav")
     start = time.perf_counter()
-    flow = cv2.calcOpticalFlowFarneback(
-        cv2.cvtColor(f0, cv2.COLOR_BGR2GRAY), cv2.cvtColor(f1, cv2.COLOR_BGR2GRAY), None, **FARNEBACK
-    )
+    # The papers' pairing, as live: Farneback (OpenCV) from frame0 to frame1, sampled on frame0.
+    rolling = RollingFlow(RollingFlowConfig())
+    rolling.push(f0, 0.0)
+    flow = rolling.push(f1, FLOW_INTERVAL_S).per_interval()
     timings = {"flow": 1000 * (time.perf_counter() - start)}
+    frame_in, flow_in = model_inputs(f0, flow, model.input_size)
     with torch.no_grad():
-        frame_t = prepare_frames(torch.from_numpy(f0), model.input_size)
-        flow_t = prepare_flow(torch.from_numpy(flow).permute(2, 0, 1), model.input_size)
         start = time.perf_counter()
-        heat = model.localise(frame_t, flow_t, audio_window(samples, rate, model))[0].numpy()
+        heat = model.localise(torch.from_numpy(frame_in), torch.from_numpy(flow_in),
+                              audio_window(samples, rate, model))[0].numpy()
         timings["model"] = 1000 * (time.perf_counter() - start)
     return f0, heat, timings
 
@@ -138,7 +135,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         run(args.model, args.data, args.out)
-    except DemoError as e:
+    except InputError as e:  # bad input: one line; anything else is a bug and shows as one
         print(f"demo: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -20,6 +20,7 @@ import av
 import cv2
 import numpy as np
 
+from flowgrad.errors import InputError
 from realtime.picture import OPACITY, band_height, blend, caption_lines, with_caption
 from realtime.protocol import Heatmap
 
@@ -27,7 +28,7 @@ VIDEO_SUFFIXES = (".mp4", ".mkv")
 _TIME_BASE = Fraction(1, 1000)  # presentation times in milliseconds
 
 
-class OverlayVideoError(Exception):
+class OverlayVideoError(InputError):
     """The video cannot be written (one line naming the file and the fix)."""
 
 

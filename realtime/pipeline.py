@@ -37,6 +37,8 @@ import cv2
 import numpy as np
 import torch
 
+from flowgrad.errors import FlowGradError
+from flowgrad.audio import newest_window
 from flowgrad.flow import RollingFlow, RollingFlowConfig
 from flowgrad.inputs import prepare_flow, prepare_frames
 
@@ -61,8 +63,8 @@ def frame_size_problem(size: Optional[tuple[int, int]]) -> Optional[str]:
             f"{MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} px (Farneback's window is 15 px)")
 
 
-class PipelineError(RuntimeError):
-    """A stage failed; the message names the stage and the cause in one line."""
+class PipelineError(FlowGradError, RuntimeError):
+    """A stage failed while running; the message names the stage and the cause in one line."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,11 @@ class Pipeline:
         # returns first and then releases the capture itself.
         self.video.close()
         if self.audio is not None:
+            # The publish stage's last status tells how the audio ran: let it go out first
+            # (it does within one poll), rather than racing it with "stopped".
+            for t in self._threads:
+                if t.name == "fg-publish":
+                    t.join(max(0.0, deadline - self._clock()))
             self.audio.stop()
         for t in self._threads:
             t.join(max(0.0, deadline - self._clock()))
@@ -314,9 +321,7 @@ class Pipeline:
                 self._waiting_for_audio += 1  # the first embedding is still being computed
                 continue
             t0 = self._clock()
-            frame = prepare_frames(torch.from_numpy(item.frame.image), size).numpy()
-            flow = prepare_flow(torch.from_numpy(item.flow), size).numpy()
-            heat = self.engine.heatmaps(frame, flow, emb)[0]
+            heat = self.engine.heatmaps(*model_inputs(item.frame.image, item.flow, size), emb)[0]
             if not np.isfinite(heat).all():
                 raise ValueError("the model returned a heatmap with NaN or infinite values")
             done = self._clock()
@@ -338,7 +343,8 @@ class Pipeline:
             else:  # nothing captured yet: silence
                 heard = np.zeros(0, np.float32)
             # A plain attribute swap: readers always see a whole (1, D) array.
-            self._embedding = self.engine.embed_audio(_left_pad(heard, self.engine.samples)[None])
+            window = newest_window(torch.from_numpy(np.asarray(heard, np.float32)), self.engine.samples)
+            self._embedding = self.engine.embed_audio(window.numpy()[None])
             done = self._clock()
             self.stage_ms["audio"].add(done, done - start)
             self._stop.wait(max(0.0, self.config.audio_refresh_s - (done - start)))
@@ -396,12 +402,16 @@ class Pipeline:
         )
 
 
-def _left_pad(samples: np.ndarray, n: int) -> np.ndarray:
-    """The newest ``n`` samples of a 1-D array, zero-padded on the left (older side) when short."""
-    samples = np.asarray(samples, np.float32)[-n:]
-    if len(samples) == n:
-        return samples
-    return np.concatenate([np.zeros(n - len(samples), np.float32), samples])
+def model_inputs(image: np.ndarray, flow: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A camera frame and its flow as the model's inputs, batch 1.
+
+    image: (H, W, 3) uint8 BGR; flow: (2, h, w) float32 (dx, dy) in full-frame pixels
+    per flow interval, on any grid; size: the model's (height, width). Returns frame
+    (1, 3, *size) float32 RGB in [0, 1] and flow (1, 2, *size) float32, still in
+    full-frame pixels.
+    """
+    frame = prepare_frames(torch.from_numpy(image), size).numpy()
+    return frame, prepare_flow(torch.from_numpy(flow), size).numpy()
 
 
 def _as_dict(obj) -> dict:

@@ -26,11 +26,14 @@ import time
 
 import numpy as np
 
+from flowgrad.errors import InputError
+
 VERSION = 1
 KINDS = ("heatmap", "status")
 HEATMAP_DTYPES = ("uint8", "float16")
 # Stream names go into topics: no "/" (kind separator) or "\n" (topic end).
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+STREAM_NAME_RULE = "1-64 of A-Z a-z 0-9 _ . -"
 _LENGTH = struct.Struct(">I")
 MAX_TOPIC_BYTES = 1 + max(map(len, KINDS)) + 64 + 1  # "<kind>/<stream>\n" at its longest
 # A real header is a few hundred bytes; the limits keep a hostile one cheap to refuse.
@@ -40,8 +43,10 @@ MAX_SIDE = 65535              # largest map side and frame side, pixels (JPEG's 
 MAX_SEQ = 2 ** 53 - 1         # largest integer a JavaScript subscriber reads exactly
 
 
-class ProtocolError(ValueError):
+class ProtocolError(InputError, ValueError):
     """Bytes that are not a valid message of this protocol version (one-line message).
+
+    A peer's bad bytes (InputError); still a ValueError, as decode has always raised.
 
     reason: a short label from a fixed set ("truncated", "bad seq", "version", ...),
         never text taken from the message, so counting by reason stays small.
@@ -127,6 +132,11 @@ class Status:
     publish_time: float | None = None
 
 
+def is_stream_name(text: str) -> bool:
+    """Whether ``text`` may name a stream on the wire (:data:`STREAM_NAME_RULE`)."""
+    return isinstance(text, str) and _STREAM_NAME.fullmatch(text) is not None
+
+
 def topic(kind: str, stream: str) -> bytes:
     """The topic prefix of ``kind`` messages of ``stream``, e.g. b"heatmap/cam1\\n".
 
@@ -134,8 +144,8 @@ def topic(kind: str, stream: str) -> bytes:
     """
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r} is not one of {KINDS}")
-    if not _STREAM_NAME.fullmatch(stream):
-        raise ValueError(f"stream name {stream!r} must be 1-64 of A-Z a-z 0-9 _ . -")
+    if not is_stream_name(stream):
+        raise ValueError(f"stream name {stream!r} must be {STREAM_NAME_RULE}")
     return f"{kind}/{stream}\n".encode("ascii")
 
 

@@ -19,6 +19,8 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from flowgrad.errors import InputError
+
 from realtime.addresses import endpoint_host, is_loopback
 from realtime.protocol import HEATMAP_DTYPES, Heatmap, Status, encode
 
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 CLOSE_LINGER_S = 0.2
 
 
-class PublishError(Exception):
+class PublishError(InputError):
     """The publisher could not start (one-line message naming the address and the fix)."""
 
 

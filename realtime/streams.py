@@ -5,7 +5,7 @@ stream name, sources and rolling flow; their inference stages call one
 :class:`~realtime.batching.BatchingEngine`, and their publish stages send
 through one socket, serialised by :class:`SharedPublish` (a ZeroMQ socket must
 not be used from two threads at once). :func:`run_streams` starts them all
-and stops them all together.
+and stops them all together. :func:`realtime.live.build_live` wires them.
 """
 from __future__ import annotations
 

@@ -34,9 +34,11 @@ import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
-from realtime.overlay_video import VIDEO_SUFFIXES, OverlayVideoError, OverlayVideoWriter
-from realtime.protocol import (KINDS, MAX_TOPIC_BYTES, Heatmap, ProtocolError, Rejections, Status, decode,
-                               topic)
+from flowgrad.errors import FlowGradError, InputError
+
+from realtime.overlay_video import VIDEO_SUFFIXES, OverlayVideoWriter
+from realtime.protocol import (KINDS, MAX_TOPIC_BYTES, STREAM_NAME_RULE, Heatmap, ProtocolError, Rejections,
+                               Status, decode, is_stream_name, topic)
 from realtime.publisher import load_keypair
 
 log = logging.getLogger(__name__)
@@ -50,12 +52,12 @@ _RECONNECT_MAX_S = 10.0
 _READER_POLL_S = 0.1
 
 
-class SubscribeError(Exception):
+class SubscribeError(InputError):
     """The subscriber could not connect (one-line message naming the address and the fix)."""
 
 
-class SubscribeTimeout(TimeoutError):
-    """No message arrived within the requested number of seconds."""
+class SubscribeTimeout(FlowGradError, TimeoutError):
+    """No message arrived within the requested number of seconds (a TimeoutError too)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -524,6 +526,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--curve-secret and --curve-server-key go together")
     if args.count is not None and args.count < 1 or args.duration is not None and args.duration <= 0:
         parser.error("--count and --duration must be positive")
+    bad = [name for name in args.stream or () if not is_stream_name(name)]
+    if bad:
+        parser.error(f"--stream {bad[0]!r}: a stream name is {STREAM_NAME_RULE}")
     if not 0 < args.max_message_mb <= 4096:
         parser.error("--max-message-mb must be in (0, 4096]")
     return args
@@ -544,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"error: {args.record}: cannot write the recording ({e.strerror})", file=sys.stderr)
         return 2
-    except OverlayVideoError as e:
+    except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     curve = CurveClient(args.curve_secret, args.curve_server_key) if args.curve_secret else None
@@ -575,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.count and stats.total + stats.counters.rejections.total >= args.count or \
                     args.duration and now - start >= args.duration:
                 break
-    except (SubscribeError, ValueError, OverlayVideoError) as e:
+    except InputError as e:  # a bad address or key, a video that cannot be written: one line
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

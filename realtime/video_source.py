@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from flowgrad.errors import InputError
 from realtime.clock import wait_until
 
 __all__ = ["SourceError", "VideoSourceConfig", "Frame", "VideoStats", "VideoSource", "parse_video_spec"]
@@ -32,7 +33,7 @@ __all__ = ["SourceError", "VideoSourceConfig", "Frame", "VideoStats", "VideoSour
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-class SourceError(Exception):
+class SourceError(InputError):
     """A live source (camera, stream, microphone, file) cannot be opened; the message is one line."""
 
 

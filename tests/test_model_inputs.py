@@ -18,9 +18,9 @@ from export.onnx import resolve_model
 from export.trt import main as export_trt_main
 from flowgrad import checkpoint, models
 from flowgrad.assets import DEMO_CLIP, MODELS_DIR
-from realtime.cli import describe_model
-from realtime.cli import main as run_live_main
 from helpers import tamper
+from realtime.cli import main as run_live_main
+from realtime.console import describe_model
 from training.evaluate import main as evaluate_main
 
 ROOT = Path(__file__).resolve().parent.parent

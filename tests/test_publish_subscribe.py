@@ -367,6 +367,23 @@ def _cli(*args, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+def test_cli_a_programming_error_is_not_reported_as_bad_input(monkeypatch, capsys):
+    """A ValueError from a bug inside the receive loop escapes main (a traceback, exit status 1)
+    instead of passing for the user's mistake (one line, exit status 2); a bad stream name is
+    still the user's mistake."""
+    import realtime.subscribe as subscribe_module
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug, not the user's input")
+        yield  # a generator, as subscribe_raw is
+    monkeypatch.setattr(subscribe_module, "subscribe_raw", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["tcp://127.0.0.1:1", "--duration", "1"])
+    with pytest.raises(SystemExit) as e:
+        main(["tcp://127.0.0.1:1", "--stream", "two words"])
+    assert e.value.code == 2 and "--stream 'two words': a stream name is 1-64 of" in capsys.readouterr().err
+
+
 def test_cli_help_bad_address_and_ctrl_c():
     helped = _cli("--help")
     out, _ = helped.communicate(timeout=30)

@@ -17,7 +17,8 @@ import pytest
 import zmq
 
 from realtime.assets import DEMO_CLIP
-from realtime.cli import build_parser, streams_line
+from realtime.cli import build_parser
+from realtime.console import streams_line
 from realtime.picture import band_height
 from realtime.protocol import Heatmap, Status
 from realtime.subscribe import subscribe
@@ -141,6 +142,8 @@ def test_a_failing_flow_compile_is_one_start_error_and_closes_the_flow(monkeypat
     option and the cause, and the shared flow's worker thread is stopped, not leaked."""
     from realtime import cli
     from realtime.batching import BatchingFlow
+    from realtime.live import StartError
+    from realtime.live.assembly import shared_flow
 
     made = []
 
@@ -148,11 +151,11 @@ def test_a_failing_flow_compile_is_one_start_error_and_closes_the_flow(monkeypat
         made.append(self)
         raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
     monkeypatch.setattr(BatchingFlow, "warm_up", broken_warm_up)
-    args = cli.resolve(build_parser().parse_args(
+    config = cli.to_config(build_parser().parse_args(
         ["--demo", "--flow-backend", "torch", "--flow-compile", "--device", "cpu", "--quiet"]))
-    with pytest.raises(cli.StartError, match=r"--flow-compile: torch.compile failed \(RuntimeError: "
-                                             r"InvalidCxxCompiler: No working C\+\+ compiler found\)$"):
-        cli.shared_flow(args)
+    with pytest.raises(StartError, match=r"--flow-compile: torch.compile failed \(RuntimeError: "
+                                         r"InvalidCxxCompiler: No working C\+\+ compiler found\)$"):
+        shared_flow(config, notify=None)
     assert len(made) == 1 and not made[0]._batcher._worker.is_alive()
 
 

@@ -1,5 +1,6 @@
 """Optical flow: OpenCV-exact Farneback in torch (any device, batched) and rolling flow for live streams."""
 from .farneback import Farneback, FarnebackParams, farneback
-from .rolling import FlowResult, RollingFlow, RollingFlowConfig
+from .rolling import FLOW_INTERVAL_S, FlowResult, RollingFlow, RollingFlowConfig
 
-__all__ = ["farneback", "Farneback", "FarnebackParams", "RollingFlow", "RollingFlowConfig", "FlowResult"]
+__all__ = ["FLOW_INTERVAL_S", "farneback", "Farneback", "FarnebackParams", "RollingFlow", "RollingFlowConfig",
+           "FlowResult"]

@@ -32,6 +32,9 @@ is the flow from prev to next in pixels of that working grid: a float numpy
 array (h, w, 2) as OpenCV returns it, or a torch tensor (2, h, w) or (1, 2, h, w).
 """
 
+# The papers' flow pair: consecutive frames of 8 fps video (REFERENCE.md section 4), seconds.
+FLOW_INTERVAL_S = 0.125
+
 _BACKENDS = ("opencv", "torch")
 _ANCHORS = ("older", "newest")
 # Two timestamps this close are treated as equally good pairing candidates, so
@@ -52,7 +55,7 @@ class RollingFlowConfig:
     """Settings of :class:`RollingFlow`.
 
     interval_s: nominal spacing, seconds, between the two frames of a flow pair
-        (0.125 s = the 8 fps spacing the models were trained on).
+        (FLOW_INTERVAL_S, 0.125 s = the 8 fps spacing the models were trained on).
     working_size: (width, height) in pixels at which flow is computed; frames
         are resized to it with cv2.INTER_AREA. None = the camera's own size.
     farneback: Farneback parameters (OpenCV's meaning; the reference values).
@@ -74,7 +77,7 @@ class RollingFlowConfig:
         picture without lagging interval_s behind.
     """
 
-    interval_s: float = 0.125
+    interval_s: float = FLOW_INTERVAL_S
     working_size: Optional[tuple[int, int]] = None
     farneback: FarnebackParams = FarnebackParams()
     backend: str = "opencv"

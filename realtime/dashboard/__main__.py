@@ -6,10 +6,11 @@ import asyncio
 import sys
 from pathlib import Path
 
+from flowgrad.errors import InputError
 from realtime.addresses import is_loopback
 from realtime.subscribe import MIB, CurveClient, ReceiveLimits
 
-from .server import DashboardConfig, DashboardError, serve
+from .server import DashboardConfig, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         config = DashboardConfig(tuple(args.connect), host=args.host, port=args.port,
                                  lost_after_s=args.lost_after, curve=curve,
                                  allow_origins=tuple(args.allow_origin), token=token, limits=limits)
-    except ValueError as e:
+    except ValueError as e:  # the option values DashboardConfig refuses (port, origin, token, limits)
         parser.error(str(e))
     if not is_loopback(args.host):
         print(f"dashboard: warning: serving on {args.host}: anyone who can reach it and has the token "
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(config, announce=lambda url: print(f"dashboard: open {url}", file=sys.stderr,
                                                                flush=True)))
-    except DashboardError as e:
+    except InputError as e:  # a busy port, an address it cannot connect to: one line
         print(f"dashboard: error: {e}", file=sys.stderr)
         return 2
     return 0

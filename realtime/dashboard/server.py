@@ -41,6 +41,7 @@ from urllib.parse import quote
 
 from aiohttp import WSCloseCode, web
 
+from flowgrad.errors import InputError
 from realtime.addresses import is_loopback
 from realtime.subscribe import CurveClient, ReceiveLimits, SubscribeError
 
@@ -54,7 +55,7 @@ _PREFIX = struct.Struct(">Bf")
 _MAX_LOGGED = 100  # distinct refusal lines logged, so a hostile page's retries cannot flood the log
 
 
-class DashboardError(Exception):
+class DashboardError(InputError):
     """The dashboard could not start (one line naming the address or port and the fix)."""
 
 

@@ -1,0 +1,219 @@
+"""What a live run is made of, as plain data: :class:`LiveConfig` and its parts.
+
+No argparse here: ``run_live``'s options are parsed into a LiveConfig by
+realtime/cli.py, the benchmarks and tests build one directly. The defaults that
+depend on the machine or on other fields (the model, the device, the flow backend,
+each camera's audio) are filled in when a config is made, and values that cannot
+work are refused then with :class:`StartError` (one line naming the ``run_live``
+option), so that :func:`realtime.live.build_live` meets only the world's problems
+(a missing camera, a busy port). Sizes are (width, height) in pixels, times seconds.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from flowgrad.errors import InputError
+
+from ..assets import default_model
+from ..audio_source import AudioSourceConfig
+from ..pipeline import MIN_FRAME_SIDE
+from ..protocol import STREAM_NAME_RULE, is_stream_name
+from ..publisher import CurveServer
+
+FLOW_BACKENDS = ("opencv", "torch")
+
+
+class StartError(InputError):
+    """Bad input found before the pipelines start (run_live: one line, exit status 2)."""
+
+
+def default_device() -> str:
+    """"cuda" when torch sees a GPU, else "cpu"."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_flow_backend(device: str) -> str:
+    """Our torch Farneback on a GPU; OpenCV's, the fastest on a CPU, otherwise."""
+    return "torch" if device.startswith("cuda") else "opencv"
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """One camera and what it hears.
+
+    camera: camera index ("0"), stream URL (udp://, rtsp://, http://) or video file
+        (looped, played in real time).
+    audio: "mic" (the default input), a microphone name or PortAudio index (e.g.
+        "pulse"), an audio file (looped, real time) or "video" (the camera file's own
+        sound track). None: "video" for a camera file, else "mic".
+    """
+
+    camera: str
+    audio: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.audio is None:
+            object.__setattr__(self, "audio", "video" if Path(self.camera).is_file() else "mic")
+
+    def audio_source(self, sample_rate: int) -> AudioSourceConfig:
+        """What to open for ``audio`` at the model's ``sample_rate`` Hz; StartError for a
+        "video" without a video file or a path that does not exist."""
+        spec, device = self.audio, None
+        if spec == "video":
+            if not Path(self.camera).is_file():
+                raise StartError(f"--audio video needs a video FILE as --camera, got {self.camera!r}")
+            spec = self.camera
+        elif spec != "mic" and not Path(spec).is_file():
+            if "/" in spec or Path(spec).suffix:
+                raise StartError(f"--audio {spec}: no such audio file; give an existing file, 'video', 'mic' "
+                                 "or a microphone name/index")
+            spec, device = "mic", (int(spec) if spec.isdigit() else spec)
+        return AudioSourceConfig(spec, sample_rate, device=device)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The model and where it runs.
+
+    spec: a .ckpt checkpoint, an .onnx export (or its prefix) or a registry name;
+        None: the shipped demo model, or flow_only without it.
+    backend: inference backend (flowgrad.engine.BACKENDS); None: from the model file.
+    device: "cpu" or "cuda"; None: cuda when available.
+    threads: CPU threads for inference (torch's setting for the process); None: torch's default.
+    untrained: allow a registry name of a model with weights (random weights: timing only).
+    """
+
+    spec: Optional[str] = None
+    backend: Optional[str] = None
+    device: Optional[str] = None
+    threads: Optional[int] = None
+    untrained: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "spec", str(self.spec or default_model()))
+        object.__setattr__(self, "device", self.device or default_device())
+        if self.threads is not None and self.threads < 1:
+            raise StartError(f"--threads must be >= 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """Optical flow.
+
+    working_size: (width, height) px the flow is computed at; magnitudes stay in camera pixels.
+    backend: "opencv" (CPU) or "torch" (our Farneback on the model's device); None:
+        torch on cuda, else opencv (LiveConfig fills it in).
+    compile: fuse the torch Farneback with torch.compile, compiled before the cameras open.
+    """
+
+    working_size: tuple[int, int] = (320, 180)
+    backend: Optional[str] = None
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.backend is not None and self.backend not in FLOW_BACKENDS:
+            raise StartError(f"--flow-backend must be one of {', '.join(FLOW_BACKENDS)}, got {self.backend!r}")
+        if min(self.working_size) < MIN_FRAME_SIDE:
+            w, h = self.working_size
+            raise StartError(f"flow size must be at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}, got {w}x{h}")
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    """Where the maps go.
+
+    address: ZeroMQ PUB endpoint to bind ("tcp://127.0.0.1:*" binds a free port).
+    stream: the stream name; with several cameras the streams are stream0, stream1, ...
+    heatmap_dtype: wire type of the heatmap, "uint8" or "float16".
+    jpeg_quality: quality (1-100) of the JPEG camera frame sent with each map; None sends none.
+    curve: CURVE encryption and the allowed clients; None: plain TCP.
+    """
+
+    address: str = "tcp://127.0.0.1:5556"
+    stream: str = "camera"
+    heatmap_dtype: str = "uint8"
+    jpeg_quality: Optional[int] = 80
+    curve: Optional[CurveServer] = None
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    """The web dashboard of the published streams: port None for none, 0 for any free port."""
+
+    port: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.port is not None and not 0 <= self.port <= 65535:
+            raise StartError(f"dashboard: port {self.port} is not in 0..65535")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How long and what is kept.
+
+    duration: seconds to run; None: until Ctrl-C (or LiveSystem.request_stop).
+    snapshot: PNG path of the run's snapshot (one per stream with several cameras); None: none.
+    quiet: no progress lines and no live status line.
+    stats_window_s: window of the fps and latency figures, seconds.
+    """
+
+    duration: Optional[float] = None
+    snapshot: Optional[Path] = None
+    quiet: bool = False
+    stats_window_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.duration is not None and not self.duration > 0:
+            raise StartError(f"--duration must be > 0 seconds, got {self.duration:g}")
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """One live run: cameras with their audio, one model, flow, publishing, dashboard, run.
+
+    Made, it holds no None left to resolve but those that mean "none" (audio of a
+    model without audio is simply not opened). :attr:`streams` names each camera's stream.
+    """
+
+    sources: tuple[SourceSettings, ...]
+    model: ModelSettings = field(default_factory=ModelSettings)
+    flow: FlowSettings = FlowSettings()
+    publishing: PublishSettings = PublishSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+    run: RunSettings = RunSettings()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sources", tuple(self.sources))
+        if not self.sources:
+            raise StartError("no video source: give --camera INDEX|URL|FILE, or --demo for the bundled clip")
+        if self.flow.backend is None:
+            object.__setattr__(self, "flow", dataclasses.replace(
+                self.flow, backend=default_flow_backend(self.model.device)))
+        if self.flow.compile and self.flow.backend != "torch":
+            raise StartError("--flow-compile compiles our torch Farneback: use it with --flow-backend torch")
+        if self.dashboard.port is not None and self.publishing.curve is not None:
+            raise StartError("--dashboard cannot read a CURVE stream; run python -m realtime.dashboard "
+                             "--curve-secret ... --curve-server-key ... instead")
+        bad = [name for name in self.streams if not is_stream_name(name)]
+        if bad:
+            raise StartError(f"--stream {self.publishing.stream!r}: gives the stream name {bad[0]!r}; "
+                             f"a stream name is {STREAM_NAME_RULE}")
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """The stream name of each camera, in order: ``stream``, or stream0, stream1, ... for several."""
+        base = self.publishing.stream
+        return (base,) if len(self.sources) == 1 else tuple(f"{base}{k}" for k in range(len(self.sources)))
+
+    def snapshot_path(self, stream: str) -> Optional[Path]:
+        """Where ``stream``'s snapshot goes: run.snapshot itself with one camera, else
+        ``<stem>_<stream><suffix>`` beside it; None without a snapshot."""
+        path = self.run.snapshot
+        if path is None or len(self.sources) == 1:
+            return path
+        return path.with_name(f"{path.stem}_{stream}{path.suffix}")
