@@ -29,11 +29,9 @@ import torch
 
 from flowgrad.files import atomic_write
 from flowgrad.errors import InputError
-from flowgrad.flow import FarnebackParams
-from flowgrad.inputs import prepare_flow, prepare_frames
+from flowgrad.flow import FLOW_INTERVAL_S, opencv_flow
+from flowgrad.inputs import model_inputs
 from flowgrad.onnx_meta import GraphMeta, write_props
-
-FLOW_INTERVAL_S = 0.125
 
 
 class CalibrationError(InputError):
@@ -74,7 +72,6 @@ def calibration_feeds(model, video: Path, frames: int = 16, seed: int = 0) -> li
         pairs = [(_read_at(capture, i, video), _read_at(capture, i + step, video)) for i in starts]
     finally:
         capture.release()
-    params = FarnebackParams().opencv_kwargs()
     scale = FLOW_INTERVAL_S * fps / step  # the pair's real spacing to the nominal 0.125 s
     feeds = []
     embedding = None
@@ -84,10 +81,8 @@ def calibration_feeds(model, video: Path, frames: int = 16, seed: int = 0) -> li
         with torch.no_grad():
             embedding = model.embed_audio(wave).numpy()
     for first, second in pairs:
-        gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (first, second)]
-        flow = cv2.calcOpticalFlowFarneback(gray[0], gray[1], None, **params).transpose(2, 0, 1) * scale
-        feed = {"frame": prepare_frames(torch.from_numpy(first), model.input_size).numpy(),
-                "flow": prepare_flow(torch.from_numpy(np.ascontiguousarray(flow)), model.input_size).numpy()}
+        frame, flow = model_inputs(first, opencv_flow(first, second) * scale, model.input_size)
+        feed = {"frame": frame, "flow": flow}
         if embedding is not None:
             feed["audio_embedding"] = embedding
         feeds.append(feed)

@@ -5,6 +5,7 @@ frame over the flow interval (about 0.125 s), whatever grid it is sampled on.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -49,6 +50,18 @@ def encode_uv_signed(flow: torch.Tensor) -> torch.Tensor:
     the reference encoding sees the same values there; negative motion is kept.
     """
     return torch.clamp(torch.round(flow), -255.0, 255.0) / 255.0
+
+
+def model_inputs(image_bgr: np.ndarray, flow: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """One camera frame and its flow as a model's numpy inputs, batch 1.
+
+    image_bgr: (H, W, 3) uint8 BGR; flow: (2, h, w) float32 (dx, dy) in full-frame
+    pixels per flow interval, on any grid; size: the model's (height, width). Returns
+    frame (1, 3, *size) float32 RGB in [0, 1] and flow (1, 2, *size) float32, still in
+    full-frame pixels (see prepare_frames and prepare_flow).
+    """
+    frame = prepare_frames(torch.from_numpy(image_bgr), size).numpy()
+    return frame, prepare_flow(torch.from_numpy(np.ascontiguousarray(flow)), size).numpy()
 
 
 def prepare_frames(frames_bgr: torch.Tensor, size: tuple[int, int] = (224, 224)) -> torch.Tensor:

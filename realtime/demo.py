@@ -24,10 +24,10 @@ from flowgrad import checkpoint, models
 from flowgrad.audio import newest_window, resample
 from flowgrad.errors import InputError
 from flowgrad.flow import FLOW_INTERVAL_S, RollingFlow, RollingFlowConfig
+from flowgrad.inputs import model_inputs
 
 from .assets import DEMO_DIR, default_model
 from .picture import blend, colourise, with_caption
-from .pipeline import model_inputs
 
 
 class DemoError(InputError):

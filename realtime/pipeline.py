@@ -40,7 +40,7 @@ import torch
 from flowgrad.errors import FlowGradError
 from flowgrad.audio import newest_window
 from flowgrad.flow import RollingFlow, RollingFlowConfig
-from flowgrad.inputs import prepare_flow, prepare_frames
+from flowgrad.inputs import model_inputs
 
 from .protocol import Heatmap, Status
 from .slots import LatestSlot
@@ -400,18 +400,6 @@ class Pipeline:
             uptime_s=s["uptime_s"],
             publish_time=now + self._unix_offset,
         )
-
-
-def model_inputs(image: np.ndarray, flow: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """A camera frame and its flow as the model's inputs, batch 1.
-
-    image: (H, W, 3) uint8 BGR; flow: (2, h, w) float32 (dx, dy) in full-frame pixels
-    per flow interval, on any grid; size: the model's (height, width). Returns frame
-    (1, 3, *size) float32 RGB in [0, 1] and flow (1, 2, *size) float32, still in
-    full-frame pixels.
-    """
-    frame = prepare_frames(torch.from_numpy(image), size).numpy()
-    return frame, prepare_flow(torch.from_numpy(flow), size).numpy()
 
 
 def _as_dict(obj) -> dict:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .farneback import Farneback, FarnebackParams
+from .opencv import opencv_flow
 
 FlowFn = Callable[[np.ndarray, np.ndarray], Any]
 """flow_fn(prev_gray, next_gray) -> flow.
@@ -347,8 +348,7 @@ class RollingFlow:
     def _flow(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         h, w = nxt.shape
         if self.flow_fn is None:
-            out = cv2.calcOpticalFlowFarneback(prev, nxt, None, **self.config.farneback.opencv_kwargs())
-            return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32)
+            return opencv_flow(prev, nxt, self.config.farneback)
         out = self.flow_fn(prev, nxt)
         if isinstance(out, np.ndarray):
             if out.shape != (h, w, 2):

@@ -23,8 +23,7 @@ from typing import Callable, Optional
 import torch
 
 from flowgrad import engine as engines
-from flowgrad.checkpoint import CheckpointError
-from flowgrad.errors import one_line
+from flowgrad.errors import InputError, one_line
 from flowgrad.flow import RollingFlowConfig
 
 from .. import console
@@ -213,7 +212,7 @@ def _open_engine(config: LiveConfig):
     model = config.model
     try:
         return engines.open(model.spec, device=model.device, backend=model.backend, allow_untrained=model.untrained)
-    except (CheckpointError, ValueError) as e:  # engine.open words every bad model argument as a ValueError
+    except InputError as e:  # a model file, name, backend or device that cannot be used
         raise StartError(one_line(e)) from None
 
 

@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from flowgrad.audio import resample
+from flowgrad.flow import opencv_flow
 from flowgrad.inputs import prepare_flow, prepare_frames
 
 from .media import MediaError, probe_audio, read_audio
@@ -156,9 +157,7 @@ def still_flow(entry: StillEntry, frame_bgr: np.ndarray, config: DataConfig) -> 
         if following.shape != frame_bgr.shape:
             raise MediaError(f"{entry.next_frame}: size {following.shape[1]}x{following.shape[0]} differs from "
                              f"the frame's {width}x{height} ({entry.frame})")
-        gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in (frame_bgr, following)]
-        flow = cv2.calcOpticalFlowFarneback(gray[0], gray[1], None, **config.farneback.opencv_kwargs())
-        flow = flow.transpose(2, 0, 1)
+        flow = opencv_flow(frame_bgr, following, config.farneback)
     else:
         flow = _reference_flow_images(entry.flow_images, (height, width))
     return prepare_flow(torch.from_numpy(np.ascontiguousarray(flow)), config.input_size)[0]

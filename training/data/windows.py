@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from flowgrad.audio import resample, resampled_length
 from flowgrad.errors import InputError
-from flowgrad.flow import FarnebackParams, RollingFlow, RollingFlowConfig
+from flowgrad.flow import FLOW_INTERVAL_S, FarnebackParams, RollingFlow, RollingFlowConfig
 from flowgrad.inputs import prepare_flow, prepare_frames
 from training.metrics import boxes_to_mask
 
@@ -71,7 +71,7 @@ class DataConfig:
 
     audio_rate: int = 16000
     audio_seconds: float = 5.0
-    flow_interval_s: float = 0.125
+    flow_interval_s: float = FLOW_INTERVAL_S
     stride_s: float = 1.0
     flow_work_size: Optional[tuple[int, int]] = None
     input_size: tuple[int, int] = (224, 224)
