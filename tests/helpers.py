@@ -122,6 +122,18 @@ def square_x(t, fps, px_per_frame):
     return 20 + (px_per_frame * round(t * fps)) % 100
 
 
+def moving_texture_video(path, frames=75, size=(160, 96)):
+    """A small MJPG AVI of a blurred random texture sliding 2 px right per frame, 25 fps;
+    size is (W, H) as cv2.VideoWriter takes it. Returns ``path``."""
+    rng = np.random.default_rng(0)
+    background = cv2.GaussianBlur((rng.random(size[::-1]) * 200).astype(np.uint8), (0, 0), 2)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, size)
+    for i in range(frames):
+        writer.write(cv2.cvtColor(np.roll(background, 2 * i, axis=1), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
 def write_video(path, frames, fps, audio=None, audio_rate=16000):
     """H.264 at ``fps`` in the container the suffix names; with ``audio`` ((N,) float32) also an AAC mono track."""
     path.parent.mkdir(parents=True, exist_ok=True)

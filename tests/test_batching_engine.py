@@ -9,6 +9,7 @@ import torch
 
 from flowgrad import engine as engines
 from flowgrad import models
+from helpers import moving_texture_video
 from realtime.batching import BatchingEngine
 
 
@@ -128,7 +129,7 @@ def test_three_streams_share_one_engine_and_one_socket(tmp_path):
     from helpers import video_source as _video
 
     path = tmp_path / "square.avi"
-    writer = cv2_writer(path)
+    writer = moving_texture_video(path)
     torch.manual_seed(0)
     base = engines.TorchEngine(models.create("rcgrad", width=0.125).eval(), "cpu", source="rcgrad")
     with Publisher(PublisherConfig("tcp://127.0.0.1:*")) as publisher, BatchingEngine(base, max_wait_s=0.01) as shared:
@@ -164,19 +165,6 @@ def test_three_streams_share_one_engine_and_one_socket(tmp_path):
     for k in range(3):
         seqs = [seq for stream, seq in received if stream == f"cam{k}"]
         assert seqs and seqs == sorted(seqs), (k, seqs)
-
-
-def cv2_writer(path, frames=75, size=(160, 96)):
-    """A small moving-texture video file (MJPG AVI) for the stream test."""
-    import cv2
-
-    rng = np.random.default_rng(0)
-    background = cv2.GaussianBlur((rng.random(size[::-1]) * 200).astype(np.uint8), (0, 0), 2)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, size)
-    for i in range(frames):
-        writer.write(cv2.cvtColor(np.roll(background, 2 * i, axis=1), cv2.COLOR_GRAY2BGR))
-    writer.release()
-    return path
 
 
 @pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])

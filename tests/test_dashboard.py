@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import zmq
 
+from helpers import moving_texture_video
 from realtime.dashboard import DashboardConfig, DashboardError, DashboardThread
 from flowgrad import engine as engines
 from realtime.dashboard.__main__ import main as dashboard_main
@@ -502,16 +503,6 @@ def test_page_shows_colour_scale_threshold_default_clock_and_ended_apart_from_lo
 
 # ---------------------------------------------------------------------------- the end of a stream
 
-def _moving_video(path, frames=50, size=(160, 96)):
-    rng = np.random.default_rng(0)
-    background = cv2.GaussianBlur((rng.random(size[::-1]) * 200).astype(np.uint8), (0, 0), 2)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, size)
-    for i in range(frames):
-        writer.write(cv2.cvtColor(np.roll(background, 2 * i, axis=1), cv2.COLOR_GRAY2BGR))
-    writer.release()
-    return path
-
-
 def _pipeline(path, engine, publish):
     return Pipeline(PipelineConfig(stream="cam", status_every_s=0.5),
                     VideoSource(VideoSourceConfig(str(path), loop=True)), engine, publish)
@@ -519,7 +510,7 @@ def _pipeline(path, engine, publish):
 
 def test_a_pipelines_last_status_says_ended_and_reaches_the_dashboard(tmp_path):
     """The page tells "ended" from "stream lost" by the pipeline's last status (docs/PROTOCOL.md)."""
-    video = _moving_video(tmp_path / "moving.avi")
+    video = moving_texture_video(tmp_path / "moving.avi", frames=50)
     pub = Publisher(PublisherConfig(ANY_PORT))
     try:
         with DashboardThread(DashboardConfig((pub.address,), port=0)) as dash:

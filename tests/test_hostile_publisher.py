@@ -88,14 +88,19 @@ def flooder():
     pub.close()
 
 
-def test_the_subscribe_iterator_counts_each_rejection_and_keeps_delivering(publisher):
-    counters = ReceiveCounters()
-    messages = subscribe(publisher.address, latest_only=False, counters=counters, timeout_s=20)
+def first_message_received(publisher, messages):
+    """Publish valid maps until the ``messages`` iterator has yielded one (ZeroMQ's slow joiner)."""
     got = []
     reader = threading.Thread(target=lambda: got.append(next(messages)))
     reader.start()
     publisher.until(lambda: got, "the subscriber never received a map")
     reader.join()
+
+
+def test_the_subscribe_iterator_counts_each_rejection_and_keeps_delivering(publisher):
+    counters = ReceiveCounters()
+    messages = subscribe(publisher.address, latest_only=False, counters=counters, timeout_s=20)
+    first_message_received(publisher, messages)
     last = publisher.send_hostile_then_valid()
     seqs = []
     while not seqs or seqs[-1] < last:
@@ -111,11 +116,7 @@ def test_the_subscribe_iterator_counts_each_rejection_and_keeps_delivering(publi
 
 def test_the_default_latest_only_iterator_keeps_delivering_after_hostile_messages(publisher):
     messages = subscribe(publisher.address, timeout_s=20)
-    got = []
-    reader = threading.Thread(target=lambda: got.append(next(messages)))
-    reader.start()
-    publisher.until(lambda: got, "the subscriber never received a map")
-    reader.join()
+    first_message_received(publisher, messages)
     last = publisher.send_hostile_then_valid()
     while next(messages).seq != last:
         pass
