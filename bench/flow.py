@@ -20,13 +20,15 @@ import cv2
 import torch
 
 from flowgrad.flow import Farneback, farneback
+from flowgrad.sizes import wxh_arg
 from footage import FARNEBACK_CV, bikes_pairs, bikes_path, parity, shifted_pair  # bench/ is on sys.path when run
 from timing import keep_freed_memory, median_ms  # as a script
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", default=["224x224", "640x360", "1280x720"])
+    parser.add_argument("--sizes", nargs="+", type=wxh_arg(16), default=[(224, 224), (360, 640), (720, 1280)],
+                        metavar="WxH", help="frame sizes, width x height in pixels (default 224x224 640x360 1280x720)")
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep-freed-memory", action="store_true",
@@ -40,7 +42,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.keep_freed_memory and not keep_freed_memory():
         print("note: mallopt unavailable (not glibc); --keep-freed-memory had no effect")
-    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
     devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if "cuda" in devices and not torch.cuda.is_available():
         parser.error("--devices cuda: no CUDA GPU here")
@@ -52,7 +53,7 @@ def main() -> None:
     print("\n| size | streams | backend | ms per call | ms per pair | pairs/s |")
     print("|---|---|---|---|---|---|")
     compile_s = []
-    for w, h in sizes:
+    for h, w in args.sizes:
         prev, next = shifted_pair(w, h, 3.2, -1.7)
         for n in args.streams:
             ms = median_ms(lambda: [cv2.calcOpticalFlowFarneback(prev, next, None, **FARNEBACK_CV) for _ in range(n)],
@@ -86,8 +87,8 @@ def main() -> None:
         return
     print("\n| size | device | dtype | pairs | mean px | p99.9 px | max px |")
     print("|---|---|---|---|---|---|---|")
-    for w, h in sizes:
-        pairs = bikes_pairs((w, h), pairs=4)
+    for h, w in args.sizes:
+        pairs = bikes_pairs((h, w), pairs=4)
         for dev in devices:
             for dtype in (torch.float32, torch.float64):
                 stats = []

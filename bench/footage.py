@@ -20,8 +20,9 @@ def bikes_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def bikes_pairs(size=None, pairs=2, gap=3):
-    """Grayscale (prev, next) uint8 pairs `gap` frames apart (3 frames = 0.12 s at 25 fps), resized to size=(w, h)."""
+def bikes_pairs(size_hw=None, pairs=2, gap=3):
+    """Grayscale (prev, next) uint8 pairs `gap` frames apart (3 frames = 0.12 s at 25 fps), resized to
+    size_hw = (H, W) in pixels (None: the clip's own 640x272)."""
     cap = cv2.VideoCapture(str(bikes_path()))
     frames = []
     while len(frames) < pairs * 20 + gap:
@@ -29,7 +30,8 @@ def bikes_pairs(size=None, pairs=2, gap=3):
         if not ok:
             break
         g = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
-        frames.append(cv2.resize(g, size, interpolation=cv2.INTER_AREA) if size else g)
+        # cv2.resize's dsize is (width, height).
+        frames.append(cv2.resize(g, size_hw[::-1], interpolation=cv2.INTER_AREA) if size_hw else g)
     cap.release()
     starts = np.linspace(0, len(frames) - gap - 1, pairs).astype(int)
     return [(frames[s], frames[s + gap]) for s in starts]

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from export.onnx import export_onnx  # noqa: E402
 from flowgrad import engine as engines  # noqa: E402
 from flowgrad import models  # noqa: E402
+from flowgrad.sizes import format_wxh, wxh_arg  # noqa: E402
 from realtime.assets import DEMO_CLIP  # noqa: E402
-from realtime.cli import parse_size  # noqa: E402
 from realtime.live import (FlowSettings, LiveConfig, ModelSettings, PublishSettings, RunSettings,  # noqa: E402
                            SourceSettings, build_live)
 from realtime.live.config import default_device  # noqa: E402
@@ -39,10 +39,10 @@ from timing import cpu_name  # noqa: E402
 WARMUP_S = 3.0
 
 
-def run_once(model: ModelSettings, clip: Path, seconds: float, flow_size) -> dict:
+def run_once(model: ModelSettings, clip: Path, seconds: float, flow_hw: tuple[int, int]) -> dict:
     """One run of the live system on ``clip``, ``seconds`` after warm-up; returns its final stats."""
     system = build_live(LiveConfig(
-        sources=(SourceSettings(str(clip), "video"),), model=model, flow=FlowSettings(flow_size),
+        sources=(SourceSettings(str(clip), "video"),), model=model, flow=FlowSettings(flow_hw),
         publishing=PublishSettings("tcp://127.0.0.1:*", stream="bench"),
         run=RunSettings(duration=WARMUP_S + seconds, quiet=True, stats_window_s=seconds)))
     warm = {}
@@ -63,13 +63,13 @@ def main(argv=None) -> int:
                    choices=models.names())
     p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"], choices=engines.BACKENDS)
     p.add_argument("--device", default=default_device())
-    p.add_argument("--flow-size", type=parse_size, default=(320, 180), metavar="WxH")
+    p.add_argument("--flow-size", type=wxh_arg(), default=(180, 320), metavar="WxH", dest="flow_hw")
     p.add_argument("--clip", type=Path, default=DEMO_CLIP)
     p.add_argument("--int8", action="store_true",
                    help="with the onnxruntime backend, also run the int8 export (export.onnx --int8)")
     args = p.parse_args(argv)
     print(f"# {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}, "
-          f"clip {args.clip.name} played in real time, flow at {args.flow_size[0]}x{args.flow_size[1]}, "
+          f"clip {args.clip.name} played in real time, flow at {format_wxh(args.flow_hw)}, "
           f"{args.seconds:g} s per run after {WARMUP_S:g} s warm-up")
     print("| model | backend | maps/s | latency p50 ms | p95 | p99 | dropped frames | dropped flows "
           "| flow ms | infer ms | audio ms |")
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
                     model = ModelSettings(str(Path(tmp) / name), device=args.device)
                 else:
                     model = ModelSettings(name, device=args.device, untrained=True)  # timing only
-                s = run_once(model, args.clip, args.seconds, args.flow_size)
+                s = run_once(model, args.clip, args.seconds, args.flow_hw)
                 lat, st, d = s["latency_ms"], s["stage_ms"], s["drops_measured"]
                 fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
                 print(f"| {name} | {backend} | {s['fps']:.1f} | {fmt(lat['p50'])} | {fmt(lat['p95'])} | "

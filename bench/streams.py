@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from export.onnx import export_onnx  # noqa: E402
 from flowgrad import engine as engines  # noqa: E402
 from flowgrad import models  # noqa: E402
+from flowgrad.sizes import format_wxh, wxh_arg  # noqa: E402
 from realtime.assets import DEMO_CLIP  # noqa: E402
-from realtime.cli import parse_size  # noqa: E402
 from realtime.live import (FlowSettings, LiveConfig, ModelSettings, PublishSettings, RunSettings,  # noqa: E402
                            SourceSettings, build_live)
 from realtime.live.config import default_device  # noqa: E402
@@ -59,7 +59,7 @@ def run(n: int, model: ModelSettings, args) -> str:
         torch._dynamo.reset()  # a fresh graph cache per row (batch size): no recompile limit
     system = build_live(LiveConfig(
         sources=(SourceSettings(str(DEMO_CLIP), "video"),) * n, model=model,
-        flow=FlowSettings(args.flow_size, compile=args.flow_compile),
+        flow=FlowSettings(args.flow_hw, compile=args.flow_compile),
         publishing=PublishSettings("tcp://127.0.0.1:*", stream="cam"),
         run=RunSettings(duration=args.seconds, quiet=True, stats_window_s=args.seconds)))
     stats = system.run()
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     p.add_argument("--int8", action="store_true", help="onnxruntime: the int8 export (export.onnx --int8)")
     p.add_argument("--device", default=default_device())
     p.add_argument("--seconds", type=float, default=30.0, help="seconds per stream count (default 30)")
-    p.add_argument("--flow-size", type=parse_size, default=(320, 180), metavar="WxH")
+    p.add_argument("--flow-size", type=wxh_arg(), default=(180, 320), metavar="WxH", dest="flow_hw")
     p.add_argument("--flow-compile", action="store_true",
                    help="--device cuda: our Farneback compiled by torch.compile (BatchingFlow(compile=True))")
     args = p.parse_args(argv)
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if args.device.startswith("cuda") else ""
     print(f"# {cpu_name()}, {os.cpu_count()} CPUs{gpu}, torch {torch.__version__}; {args.model} "
           f"({args.backend}{' int8' if args.int8 else ''}, {args.device}), full width, flow at "
-          f"{args.flow_size[0]}x{args.flow_size[1]}{' compiled' if args.flow_compile else ''}, "
+          f"{format_wxh(args.flow_hw)}{' compiled' if args.flow_compile else ''}, "
           f"{args.seconds:g} s per row, clip {DEMO_CLIP.name} per stream")
     print("| streams | maps/s per stream (median) | lowest | latency p50 ms | p95 | mean batch (maps / flow) "
           "| dropped frames | dropped flows |")

@@ -31,7 +31,7 @@ other model instances (a live engine's) keep their own paths while an export run
 ``--int8`` quantises the frame graph's convolutions to int8 for CPUs
 (:mod:`export.quantize`); the audio graph stays float32.
 
-CLI: ``python -m export.onnx MODEL.ckpt [-o OUT] [--opset N] [--batch dynamic|N] [--size HxW]
+CLI: ``python -m export.onnx MODEL.ckpt [-o OUT] [--opset N] [--batch dynamic|N] [--size WxH]
 [--int8 [--calibrate VIDEO] [--calibration-frames N]] [--untrained]``. MODEL is a
 checkpoint file; a bare file name that is not in the working directory but is
 one of the shipped checkpoints (``assets/models/flowgrad_en.ckpt``) is taken
@@ -57,8 +57,12 @@ from flowgrad.assets import DEMO_CLIP
 from flowgrad.errors import InputError, one_line
 from flowgrad.files import atomic_write
 from flowgrad.onnx_meta import GraphMeta, OnnxFileError, read_graph, write_props
+from flowgrad.sizes import format_wxh, wxh_arg
 
 __all__ = ["export_onnx", "load_session", "read_metadata", "resolve_model", "main"]
+
+# Smallest exported input side, px: the backbones downsample by 32.
+MIN_SIDE = 32
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -100,8 +104,8 @@ def _parse_batch(batch) -> int | None:
     return batch
 
 
-def _metadata(model, role: str, inputs: dict, outputs: dict, batch, size, wave_len: int | None) -> GraphMeta:
-    """The metadata of one graph (schema: :mod:`flowgrad.onnx_meta`)."""
+def _metadata(model, role: str, inputs: dict, outputs: dict, batch, size_hw, wave_len: int | None) -> GraphMeta:
+    """The metadata of one graph (schema: :mod:`flowgrad.onnx_meta`); size_hw: (H, W) of the inputs."""
     return GraphMeta(
         model=model.name,
         config=dataclasses.asdict(model.config),
@@ -109,7 +113,7 @@ def _metadata(model, role: str, inputs: dict, outputs: dict, batch, size, wave_l
         inputs=inputs,
         outputs=outputs,
         batch="dynamic" if batch is None else batch,
-        input_size=tuple(size),
+        input_size=tuple(size_hw),
         uses_audio=bool(model.uses_audio),
         embed_dim=int(model.embed_dim),
         audio_rate_hz=int(model.audio_rate),
@@ -179,7 +183,7 @@ def _export_one(module, args, path: Path, input_names, output_names, batch, opse
         handle.write(proto.SerializeToString())
 
 
-def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", size=(224, 224),
+def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", size_hw=(224, 224),
                 int8_video: str | Path | None = None, calibration_frames: int = 16) -> list[Path]:
     """Export ``model``'s frame graph (and audio graph when it uses audio) to ONNX.
 
@@ -191,7 +195,7 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
         opset: ONNX opset (17 default; the legacy exporter supports up to 20).
         batch: ``"dynamic"`` (a symbolic ``batch`` axis on every input and
             output) or a fixed positive int.
-        size: (H, W) of the frame / flow inputs and of the heatmap. Models are
+        size_hw: (H, W) in pixels of the frame / flow inputs and of the heatmap. Models are
             defined at 224x224; another size exports a copy of the model with
             that input and map size (fully convolutional nets follow; the
             weights were trained at 224x224), with a warning.
@@ -204,17 +208,17 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
         The written paths, frame graph first.
     """
     fixed = _parse_batch(batch)
-    size = tuple(int(s) for s in size)
-    if len(size) != 2 or min(size) < 32:
-        raise ValueError(f"size must be (H, W) with both >= 32, got {size}")
+    size_hw = tuple(int(s) for s in size_hw)
+    if len(size_hw) != 2 or min(size_hw) < MIN_SIDE:
+        raise ValueError(f"size_hw must be (H, W) with both >= {MIN_SIDE}, got {size_hw}")
     name = getattr(model, "name", "") or type(model).__name__
     model = model.eval()
-    if size != tuple(model.input_size):
-        warnings.warn(f"{name}: exporting at {size[0]}x{size[1]}; the model was defined at "
-                      f"{model.input_size[0]}x{model.input_size[1]}", stacklevel=2)
+    if size_hw != tuple(model.input_size):
+        warnings.warn(f"{name}: exporting at {format_wxh(size_hw)}; the model was defined at "
+                      f"{format_wxh(model.input_size)}", stacklevel=2)
         model = copy.deepcopy(model)
-        model.input_size = size
-        model.map_size = size
+        model.input_size = size_hw
+        model.map_size = size_hw
 
     feeds = None
     if int8_video is not None:  # before anything is written: a bad video must leave no half export
@@ -225,7 +229,7 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
     out = Path(out_dir_or_prefix)
     prefix = out / name if out.is_dir() else out
     b = 2 if fixed is None else fixed  # trace at 2 so nothing specific to 1 gets baked in
-    h, w = size
+    h, w = size_hw
     frame = torch.rand(b, 3, h, w)
     flow = torch.randn(b, 2, h, w)
     written = []
@@ -239,7 +243,7 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
         in_names = ("frame", "flow")
     inputs = {n: _spec(a.shape, fixed) for n, a in zip(in_names, args)}
     outputs = {"heatmap": _spec((b, h, w), fixed)}
-    meta = _metadata(model, "frame", inputs, outputs, fixed, size, None)
+    meta = _metadata(model, "frame", inputs, outputs, fixed, size_hw, None)
     _export_one(FrameGraph(model), args, frame_path, in_names, ("heatmap",), fixed, opset, meta)
     if feeds is not None:
         from .quantize import quantize_frame_graph
@@ -254,7 +258,7 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
         wave = torch.randn(b, n) * 0.1
         inputs = {"wave": _spec(wave.shape, fixed)}
         outputs = {"embedding": _spec((b, model.embed_dim), fixed)}
-        meta = _metadata(model, "audio", inputs, outputs, fixed, size, n)
+        meta = _metadata(model, "audio", inputs, outputs, fixed, size_hw, n)
         _export_one(AudioGraph(model), (wave,), audio_path, ("wave",), ("embedding",), fixed, opset, meta)
         written.append(audio_path)
     return written
@@ -310,16 +314,6 @@ def resolve_model(spec: str, allow_untrained: bool, prog: str) -> tuple[nn.Modul
     return model, (path.with_suffix("") if trained else path)
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 224x224, got {text!r}") from None
-    if min(h, w) < 32:
-        raise argparse.ArgumentTypeError(f"size must be at least 32x32, got {text!r}")
-    return h, w
-
-
 def _parse_opset(text: str) -> int:
     try:
         value = int(text)
@@ -361,8 +355,10 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="ONNX opset version, 7 to 20 (default 17)")
     parser.add_argument("--batch", type=_parse_batch_arg, default="dynamic", metavar="dynamic|N",
                         help="'dynamic' for a symbolic batch axis (default) or a fixed batch size N")
-    parser.add_argument("--size", type=_parse_size, default=(224, 224), metavar="HxW",
-                        help="frame/flow input and heatmap size (default 224x224, the size the models are defined at)")
+    parser.add_argument("--size", type=wxh_arg(MIN_SIDE), default=(224, 224), metavar="WxH", dest="size_hw",
+                        help="frame/flow input and heatmap size, width x height in pixels like every size option "
+                        "(before this release it read height x width), e.g. 256x192 for a 192-row, 256-column "
+                        "input; default 224x224, the size the models are defined at")
     parser.add_argument("--int8", action="store_true",
                         help="quantise the frame graph's convolutions to int8 for onnxruntime on CPUs (about 3x "
                         "faster on AVX-512 VNNI; not for TensorRT); the default output prefix gains '.int8'")
@@ -389,7 +385,7 @@ def main(argv=None) -> int:
         default_out = default_out.with_name(default_out.name + ".int8")
         video = args.calibrate or DEMO_CLIP
     try:
-        written = export_onnx(model, args.out or default_out, opset=args.opset, batch=args.batch, size=args.size,
+        written = export_onnx(model, args.out or default_out, opset=args.opset, batch=args.batch, size_hw=args.size_hw,
                               int8_video=video, calibration_frames=args.calibration_frames)
     except (InputError, OSError) as exc:  # e.g. a calibration video that cannot be read, an unwritable --out
         print(f"{target}: export failed: {one_line(exc)}", file=sys.stderr)

@@ -230,10 +230,10 @@ class BatchingFlow(_SharedCalls):
     def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> torch.Tensor:
         return self._batcher.submit(prev, nxt, key=(prev.shape, nxt.shape))
 
-    def warm_up(self, size: tuple[int, int]) -> None:
-        """Run one full batch of blank (width, height) pairs, so a compiled Farneback is built now."""
-        w, h = size
-        blank = np.zeros((h, w), np.uint8)
+    def warm_up(self, size_hw: tuple[int, int]) -> None:
+        """Run one full batch of blank pairs of ``size_hw`` = (H, W) in pixels of the flow grid,
+        so a compiled Farneback is built now."""
+        blank = np.zeros(size_hw, np.uint8)
         self._run([(blank, blank)])
 
     def _run(self, requests: list[tuple]) -> list[torch.Tensor]:

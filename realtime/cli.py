@@ -35,6 +35,7 @@ from pathlib import Path
 from flowgrad import engine as engines
 from flowgrad import models
 from flowgrad.errors import InputError, one_line
+from flowgrad.sizes import wxh_arg
 
 from .assets import DEMO_CLIP, DEMO_MODEL, ROOT
 from .live import (DashboardSettings, FlowSettings, LiveConfig, ModelSettings, PublishSettings, RunSettings,
@@ -44,15 +45,6 @@ from .publisher import CurveServer
 
 DEMO_SECONDS = 10.0
 JPEG_QUALITY = 80  # of the camera frame sent with each map
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """"WxH" -> (width, height) in pixels (FlowSettings checks the minimum)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 320x180, got {text!r}") from None
-    return w, h
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     mod.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: torch's)")
     flo = p.add_argument_group("optical flow")
-    flo.add_argument("--flow-size", type=parse_size, default=(320, 180), metavar="WxH",
+    # (H, W) in code; FlowSettings checks the minimum.
+    flo.add_argument("--flow-size", type=wxh_arg(), default=(180, 320), metavar="WxH", dest="flow_hw",
                      help="resolution flow is computed at; magnitudes stay in camera pixels (default 320x180)")
     flo.add_argument("--flow-backend", choices=("opencv", "torch"), default=None,
                      help="opencv (CPU) or torch (our Farneback on --device); default: torch on cuda, else opencv")
@@ -145,7 +138,7 @@ def to_config(args: argparse.Namespace) -> LiveConfig:
     return LiveConfig(
         sources=tuple(SourceSettings(str(c), a) for c, a in zip(cameras, audio)),
         model=ModelSettings(args.model, args.backend, args.device, args.threads, args.untrained),
-        flow=FlowSettings(args.flow_size, args.flow_backend, args.flow_compile),
+        flow=FlowSettings(args.flow_hw, args.flow_backend, args.flow_compile),
         publishing=PublishSettings(args.publish, args.stream, args.heatmap_dtype,
                                    None if args.no_frame else JPEG_QUALITY, curve),
         dashboard=DashboardSettings(args.dashboard),

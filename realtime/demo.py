@@ -73,7 +73,7 @@ def audio_window(samples: np.ndarray, rate: int, model) -> torch.Tensor:
 
 def panels(frame_bgr: np.ndarray, heat: np.ndarray, caption: list[str]) -> np.ndarray:
     """Frame | heatmap | overlay side by side at the frame's size, captioned; heat: (h, w) in [0, 1]."""
-    colour = colourise(heat, frame_bgr.shape[1::-1])
+    colour = colourise(heat, frame_bgr.shape[:2])
     row = np.concatenate([frame_bgr, colour, blend(frame_bgr, heat)], axis=1)
     return with_caption(row, caption)
 

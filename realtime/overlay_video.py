@@ -79,7 +79,7 @@ class OverlayVideoWriter:
         self.duration_s = 0.0
         self.skipped_streams: set[str] = set()
         self._video = None
-        self._size: tuple[int, int] | None = None
+        self._picture_hw: tuple[int, int] | None = None  # (H, W) in pixels of the encoded picture, caption aside
         self._t0: float | None = None
         self._last_pts = -1
         if not self.path.parent.is_dir():
@@ -103,8 +103,9 @@ class OverlayVideoWriter:
         picture = self._picture(msg)
         if self._video is None:
             self._start(picture.shape[1], picture.shape[0])
-        if picture.shape[1::-1] != self._size:
-            picture = cv2.resize(picture, self._size, interpolation=cv2.INTER_AREA)
+        if picture.shape[:2] != self._picture_hw:
+            # cv2.resize's dsize is (width, height).
+            picture = cv2.resize(picture, self._picture_hw[::-1], interpolation=cv2.INTER_AREA)
         image = blend(picture, msg.heatmap, self.config.opacity, self.config.threshold)
         if self.config.caption:
             image = with_caption(image, caption_lines(msg.stream, msg.model, msg.capture_time))
@@ -126,7 +127,7 @@ class OverlayVideoWriter:
     def _picture(self, msg: Heatmap) -> np.ndarray:
         """The map's camera frame as BGR, or a black canvas of the frame's aspect when none was sent."""
         if msg.frame_jpeg is None:
-            w, h = msg.frame_size
+            w, h = msg.frame_size  # the protocol's [W, H]
             width = min(w, self.config.max_width)
             return np.zeros((max(2, round(h * width / w)), width, 3), np.uint8)
         image = cv2.imdecode(np.frombuffer(msg.frame_jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -137,15 +138,16 @@ class OverlayVideoWriter:
     def _start(self, width: int, height: int) -> None:
         """Add the video stream, sized from the first picture."""
         codec = self.config.codec or ("libx264" if "libx264" in av.codecs_available else "mpeg4")
-        self._size = (max(2, width - width % 2), max(2, height - height % 2))
+        self._picture_hw = (max(2, height - height % 2), max(2, width - width % 2))
         options = {"crf": str(self.config.crf), "preset": "veryfast"} if codec == "libx264" else {}
         try:
             video = self._container.add_stream(codec, options=options)
         except (ValueError, av.FFmpegError) as e:
             raise OverlayVideoError(f"{self.path}: cannot encode with {codec} ({_reason(e)}); "
                                     "choose another codec") from None
-        band = band_height(self._size[0]) if self.config.caption else 0
-        video.width, video.height = self._size[0], self._size[1] + band
+        height, width = self._picture_hw
+        band = band_height(width) if self.config.caption else 0
+        video.width, video.height = width, height + band
         video.pix_fmt = "yuv420p"
         video.time_base = video.codec_context.time_base = _TIME_BASE
         self._video = video

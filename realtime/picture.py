@@ -20,14 +20,15 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _WHITE = (255, 255, 255)
 
 
-def colourise(heatmap: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+def colourise(heatmap: np.ndarray, size_hw: tuple[int, int] | None = None) -> np.ndarray:
     """(h, w) float map in [0, 1] -> (H, W, 3) uint8 BGR in OpenCV's JET colour map.
 
-    size: (W, H) in pixels to resize the map to first (bilinear); None keeps (h, w).
+    size_hw: (H, W) in pixels to resize the map to first (bilinear); None keeps (h, w).
     """
     heat = np.asarray(heatmap, np.float32)
-    if size is not None:
-        heat = cv2.resize(heat, size, interpolation=cv2.INTER_LINEAR)
+    if size_hw is not None:
+        # cv2.resize's dsize is (width, height).
+        heat = cv2.resize(heat, size_hw[::-1], interpolation=cv2.INTER_LINEAR)
     return cv2.applyColorMap(np.rint(np.clip(heat, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
 
 

@@ -41,6 +41,7 @@ from flowgrad.errors import FlowGradError
 from flowgrad.audio import newest_window
 from flowgrad.flow import RollingFlow, RollingFlowConfig
 from flowgrad.inputs import model_inputs
+from flowgrad.sizes import format_wxh
 
 from .protocol import Heatmap, Status
 from .slots import LatestSlot
@@ -54,12 +55,12 @@ _POLL_S = 0.1  # how often a waiting stage looks at the stop flag
 MIN_FRAME_SIDE = 16
 
 
-def frame_size_problem(size: Optional[tuple[int, int]]) -> Optional[str]:
-    """Why camera frames of ``size`` (width, height) px are too small to localise, or None
+def frame_size_problem(frame_hw: Optional[tuple[int, int]]) -> Optional[str]:
+    """Why camera frames of ``frame_hw`` = (H, W) in pixels are too small to localise, or None
     (also when the size is unknown)."""
-    if size is None or min(size) >= MIN_FRAME_SIDE:
+    if frame_hw is None or min(frame_hw) >= MIN_FRAME_SIDE:
         return None
-    return (f"frames of {size[0]}x{size[1]} px are too small for optical flow: it needs at least "
+    return (f"frames of {format_wxh(frame_hw)} px are too small for optical flow: it needs at least "
             f"{MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} px (Farneback's window is 15 px)")
 
 
@@ -87,7 +88,7 @@ class PipelineConfig:
 
     stream: str = "camera"
     flow: RollingFlowConfig = field(
-        default_factory=lambda: RollingFlowConfig(working_size=(320, 180), anchor="newest"))
+        default_factory=lambda: RollingFlowConfig(working_hw=(180, 320), anchor="newest"))
     audio_refresh_s: float = 1.0
     status_every_s: float = 1.0
     jpeg_quality: Optional[int] = 80
@@ -298,7 +299,7 @@ class Pipeline:
             frame = frames.get(_POLL_S)
             if frame is None:
                 continue
-            problem = frame_size_problem(frame.image.shape[1::-1])  # a stream may change size mid-run
+            problem = frame_size_problem(frame.image.shape[:2])  # a stream may change size mid-run
             if problem:
                 raise ValueError(problem)
             t0 = self._clock()
@@ -375,7 +376,7 @@ class Pipeline:
             publish_time=now + self._unix_offset,
             model=self.engine.name,
             heatmap=item.heatmap,
-            frame_size=(w, h),
+            frame_size=(w, h),  # the protocol's [W, H] (docs/PROTOCOL.md)
             frame_jpeg=self._jpeg(image),
         )
 

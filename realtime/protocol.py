@@ -94,7 +94,8 @@ class Heatmap:
 
     heatmap: (H, W) float32 in [0, 1], row-major; row 0 is the top of the frame.
     frame_size: (W, H) in pixels of the full camera frame the map covers (the map
-        is resized to that, not cropped).
+        is resized to that, not cropped). Width first, as the wire's documented
+        [W, H] (docs/PROTOCOL.md); the code elsewhere holds sizes as (H, W).
     capture_time: UNIX seconds when the camera frame was captured.
     publish_time: UNIX seconds when the message was encoded; None = stamp on encode.
     frame_jpeg: optional JPEG bytes of the camera frame (any size; display only).

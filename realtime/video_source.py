@@ -144,8 +144,8 @@ class VideoSource:
         if self._cap is None:
             raise SourceError(self._open_failure())
         self._fps = self._cap.get(cv2.CAP_PROP_FPS)
-        size = (round(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), round(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        self._frame_size = size if min(size) > 0 else None
+        hw = (round(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), round(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
+        self._frame_hw = hw if min(hw) > 0 else None
         if self.kind == "file" and config.realtime and not (math.isfinite(self._fps) and self._fps > 0):
             self._cap.release()
             raise SourceError(
@@ -173,9 +173,9 @@ class VideoSource:
         return self._fps if math.isfinite(self._fps) and self._fps > 0 else None
 
     @property
-    def frame_size(self) -> tuple[int, int] | None:
-        """(width, height) in pixels of the frames as the opened source reports it (None when it does not)."""
-        return self._frame_size
+    def frame_hw(self) -> tuple[int, int] | None:
+        """(H, W) in pixels of the frames as the opened source reports it (None when it does not)."""
+        return self._frame_hw
 
     def read(self) -> Frame | None:
         """The next frame, or None when there is none now.

@@ -185,8 +185,8 @@ def test_batching_flow_gives_each_stream_its_own_pair_flow(compile):
     got = [None] * len(pairs)
     with BatchingFlow("cpu", max_batch=2, max_wait_s=0.2, compile=compile) as shared:
         if compile:
-            shared.warm_up((96, 64))
-            shared.warm_up((80, 64))
+            shared.warm_up((64, 96))
+            shared.warm_up((64, 80))
         barrier = threading.Barrier(len(pairs))
 
         def stream(i):

@@ -137,10 +137,11 @@ def median_u_in_square(flow, t, fps, px_per_frame):
     return float(np.median(flow[0, rows, cols])), float(np.median(flow[1, rows, cols]))
 
 
-@pytest.mark.parametrize("work_size", [None, (96, 64)])
-def test_flow_points_right_in_full_frame_pixels(urbansas, work_size):
+@pytest.mark.parametrize("work_hw", [None, (64, 96)])
+def test_flow_points_right_in_full_frame_pixels(urbansas, work_hw):
     video = probe_video(urbansas / "video/video_8fps/c1.mp4")
-    frame, flow = compute_flow(video, 2.0, DataConfig(flow_work_size=work_size))
+    assert video.frame_hw == (H, W)
+    frame, flow = compute_flow(video, 2.0, DataConfig(flow_work_hw=work_hw))
     # +2 px per 8 fps frame = +2 full-frame px per 0.125 s, whatever the working size
     u, v = median_u_in_square(flow.numpy(), 2.0, 8, 2)
     assert u == pytest.approx(2.0, abs=0.25)
@@ -274,8 +275,8 @@ def test_training_read_failure_substitutes_and_counts(tmp_path, folder):
 def test_config_validation():
     with pytest.raises(ValueError, match="stride_s"):
         DataConfig(stride_s=0)
-    with pytest.raises(ValueError, match="flow_work_size"):
-        DataConfig(flow_work_size=(640, -1))
+    with pytest.raises(ValueError, match="flow_work_hw"):
+        DataConfig(flow_work_hw=(-1, 640))
     with pytest.raises(ValueError, match="audio_rate"):
         DataConfig(audio_rate=16000.5)
 

@@ -78,12 +78,12 @@ def test_temporal_filter_threshold_hand_computed():
 def test_detections_to_map_and_baseline_hand_counted():
     # bus at (300, 200)-(500, 300) of 1280 x 720 -> x1 = int(52.5) = 52, y1 = int(62.2) = 62,
     # w = int(35.0) = 35, h = int(31.1) = 31: 1085 pixels
-    m = baseline_map(FRAME_F, FRAME_F1, frame_size=(1280, 720))
+    m = baseline_map(FRAME_F, FRAME_F1, frame_hw=(720, 1280))
     assert m.shape == (224, 224) and m.dtype == np.float32 and m.sum() == 35 * 31
     assert m[62, 52] == 1 and m[92, 86] == 1 and m[93, 86] == 0 and m[62, 87] == 0
-    np.testing.assert_array_equal(detections_to_map([BUS_F], (1280, 720)), m)
+    np.testing.assert_array_equal(detections_to_map([BUS_F], (720, 1280)), m)
     # a corner slightly outside the frame is clipped, not rejected
-    assert detections_to_map([[-0.5, -2, 64, 36, 0.9, 2]], (1280, 720)).sum() == 11 * 11
+    assert detections_to_map([[-0.5, -2, 64, 36, 0.9, 2]], (720, 1280)).sum() == 11 * 11
 
 
 def test_letterbox_places_rgb_and_padding():

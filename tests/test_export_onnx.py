@@ -184,6 +184,25 @@ def test_cli_checkpoint_and_errors(tmp_path, capsys):
         assert option in text
 
 
+def test_size_option_is_width_by_height(tmp_path, capsys):
+    """--size 256x192 (width x height, like every size option): a frame input of 192 rows and
+    256 columns, in the graph and in its metadata; the API takes the same as size_hw=(192, 256)."""
+    from flowgrad import engine
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "the model was defined at 224x224"
+        assert main(["flow_only", "--size", "256x192", "-o", str(tmp_path / "cli")]) == 0
+        export_onnx(models.create("flow_only"), tmp_path / "api", size_hw=(192, 256))
+    capsys.readouterr()
+    for prefix in ("cli", "api"):
+        graph = onnx.load(str(tmp_path / f"{prefix}.frame.onnx"))
+        dims = {v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]
+                for v in [*graph.graph.input, *graph.graph.output]}
+        assert dims["frame"] == ["batch", 3, 192, 256] and dims["flow"] == ["batch", 2, 192, 256]
+        assert dims["heatmap"] == ["batch", 192, 256]
+        assert engine.open(tmp_path / prefix).input_size == (192, 256)
+
+
 # --------------------------------------------------------------------------- int8 (export.quantize)
 
 

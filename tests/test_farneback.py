@@ -30,15 +30,15 @@ def assert_parity(got, ref):
 
 
 @needs_bikes
-@pytest.mark.parametrize("size", [None, (224, 224), (640, 360), (1280, 720)])
-def test_real_footage_matches_opencv(size):
-    for prev, next in bikes_pairs(size, pairs=1 if size == (1280, 720) else 2):
+@pytest.mark.parametrize("size_hw", [None, (224, 224), (360, 640), (720, 1280)])
+def test_real_footage_matches_opencv(size_hw):
+    for prev, next in bikes_pairs(size_hw, pairs=1 if size_hw == (720, 1280) else 2):
         assert_parity(ours(prev, next), opencv(prev, next))
 
 
 @needs_bikes
 def test_float64_matches_opencv_and_float32():
-    prev, next = bikes_pairs((320, 180), pairs=1)[0]
+    prev, next = bikes_pairs((180, 320), pairs=1)[0]
     f64 = ours(prev, next, dtype=torch.float64)
     assert f64.dtype == np.float64
     assert_parity(f64, opencv(prev, next))

@@ -1,4 +1,5 @@
 """training.data.flowcache: parity with on-the-fly flow, invalidation, corrupt entries, the CLI."""
+import json
 import os
 import shutil
 
@@ -8,9 +9,10 @@ import torch
 
 from flowgrad import models
 from training.data import DataConfig, UrbansasEval, UrbansasWindows
+from training.data import flowcache
 from training.data.flowcache import FlowCache, main
 from training.data.media import probe_video
-from training.data.windows import compute_flow
+from training.data.windows import compute_flow, config_fingerprint
 
 # the tiny-fixture writers live with the dataset tests
 from helpers import SECONDS, moving_square_frames, write_video
@@ -65,7 +67,7 @@ def test_changed_clip_or_settings_are_new_entries(tmp_path, clip):
     video = probe_video(clip)
     cache = FlowCache(tmp_path / "cache")
     _, old = cache.flow(video, 2.0, CFG)
-    other = DataConfig(flow_work_size=(96, 64))
+    other = DataConfig(flow_work_hw=(64, 96))
     assert cache.entry_path(video, 2.0, other) != cache.entry_path(video, 2.0, CFG)
     assert cache.entry_path(video, 2.5, CFG) != cache.entry_path(video, 2.0, CFG)
     # rewrite the clip: the square now moves left; the old entry must not be used
@@ -99,6 +101,13 @@ def test_corrupt_entry_is_recomputed_and_counted(tmp_path, clip, damage):
     assert cache.stats.hits == 1 and cache.stats.corrupt == 1 and torch.equal(third, good)
 
 
+def test_cache_keys_keep_the_width_first_work_size():
+    """The key still holds the work size as [W, H] under its old name: caches made before
+    the (H, W) convention are found, not recomputed, and never read for the transposed size."""
+    assert json.dumps(config_fingerprint(DataConfig(flow_work_hw=(64, 96)))["flow_work_size"]) == "[96, 64]"
+    assert config_fingerprint(CFG)["flow_work_size"] is None
+
+
 def test_dataset_with_cache_equals_without(tmp_path, urbansas):
     cache = FlowCache(tmp_path / "cache")
     plain, cached = UrbansasWindows(urbansas, CFG), UrbansasWindows(urbansas, CFG, cache=cache)
@@ -129,3 +138,11 @@ def test_cli_bad_arguments(tmp_path, capsys):
     assert "not a directory" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--data", str(tmp_path), "--work-size", "640by360"])
+    assert "640by360" in capsys.readouterr().err
+
+
+def test_cli_work_size_is_width_by_height(urbansas, monkeypatch):
+    seen = []
+    monkeypatch.setattr(flowcache, "precompute", lambda datasets, cache, workers: seen.extend(datasets) or {"failed": 0})
+    assert main(["--data", str(urbansas), "--work-size", "96x64"]) == 0
+    assert seen and {d.config.flow_work_hw for d in seen} == {(64, 96)}

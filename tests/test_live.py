@@ -52,6 +52,7 @@ def test_the_config_fills_in_what_depends_on_other_fields():
     (lambda: LiveConfig(sources=(SourceSettings("0"),), publishing=PublishSettings(stream="two words")),
      "--stream 'two words': gives the stream name 'two words'; a stream name is 1-64 of"),
     (lambda: FlowSettings((8, 8)), "flow size must be at least 16x16, got 8x8"),
+    (lambda: FlowSettings((8, 40)), "flow size must be at least 16x16, got 40x8"),  # (H, W), shown WxH
     (lambda: DashboardSettings(70000), "dashboard: port 70000 is not in 0..65535"),
     (lambda: RunSettings(duration=0), "--duration must be > 0 seconds"),
     (lambda: ModelSettings("flow_only", threads=0), "--threads must be >= 1"),

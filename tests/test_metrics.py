@@ -70,7 +70,7 @@ def test_boxes_to_mask_hand_counted():
     # (2, 1, 5, 3): x1 = int(1.0) = 1, y1 = 1, w = int(2.5) = 2, h = 3 -> rows 1-3, cols 1-2: 6 px
     # (12, 6, 8, 4): x1 = 6, y1 = 6, w = 4, h = 4 -> clipped to rows 6-7, cols 6-7: 4 px
     # (2, 1, 2, 2): x1 = 1, y1 = 1, w = 1, h = 2 -> inside the first box: union unchanged
-    mask = boxes_to_mask([(2, 1, 5, 3), (12, 6, 8, 4), (2, 1, 2, 2)], frame_size=(16, 8), out=8)
+    mask = boxes_to_mask([(2, 1, 5, 3), (12, 6, 8, 4), (2, 1, 2, 2)], frame_hw=(8, 16), out=8)
     expected = np.zeros((8, 8), dtype=np.float32)
     expected[1:4, 1:3] = 1
     expected[6:8, 6:8] = 1
@@ -80,9 +80,9 @@ def test_boxes_to_mask_hand_counted():
 
 def test_boxes_to_mask_urbansas_scale():
     # 1280 x 720 -> 224: (640, 360, 128, 72) -> x1 = y1 = 112, w = h = int(22.4) = 22
-    mask = boxes_to_mask([(640, 360, 128, 72)], frame_size=(1280, 720))
+    mask = boxes_to_mask([(640, 360, 128, 72)], frame_hw=(720, 1280))
     assert mask.shape == (224, 224) and mask.sum() == 22 * 22
     assert mask[112, 112] == 1 and mask[133, 133] == 1 and mask[134, 134] == 0 and mask[111, 112] == 0
-    assert boxes_to_mask([], (1280, 720)).sum() == 0
+    assert boxes_to_mask([], (720, 1280)).sum() == 0
     with pytest.raises(ValueError, match="negative"):
-        boxes_to_mask([(-1, 0, 10, 10)], (1280, 720))
+        boxes_to_mask([(-1, 0, 10, 10)], (720, 1280))

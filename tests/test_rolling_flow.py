@@ -64,7 +64,7 @@ def test_accuracy_full_resolution_30fps(gaussian):
     assert isinstance(r, FlowResult)
     assert r.flow.shape == (2, H, W) and r.flow.dtype == np.float32
     assert abs(r.dt - 0.125) <= 1 / 30
-    assert r.frame_size == (W, H) and r.work_size == (W, H)
+    assert r.frame_hw == (H, W) and r.work_hw == (H, W)
     assert r.t_prev == pytest.approx(r.t - r.dt)
     dx, dy = _interior_median(r.flow, MARGIN / H)
     assert dx == pytest.approx(VX * r.dt, abs=0.15)
@@ -72,11 +72,11 @@ def test_accuracy_full_resolution_30fps(gaussian):
 
 
 def test_accuracy_half_working_resolution_is_reported_in_full_frame_pixels():
-    cfg = RollingFlowConfig(working_size=(W // 2, H // 2))
+    cfg = RollingFlowConfig(working_hw=(H // 2, W // 2))
     rf = RollingFlow(cfg)
     r = [x for x in _stream(rf, 30, 0.5) if x is not None][-1]
     assert r.flow.shape == (2, H // 2, W // 2)
-    assert r.frame_size == (W, H) and r.work_size == (W // 2, H // 2)
+    assert r.frame_hw == (H, W) and r.work_hw == (H // 2, W // 2)
     dx, dy = _interior_median(r.flow, MARGIN / H)
     assert dx == pytest.approx(VX * r.dt, abs=0.3)
     assert dy == pytest.approx(VY * r.dt, abs=0.3)
@@ -185,12 +185,12 @@ def test_resolution_change_resets():
     small = _texture(160, 120, seed=3)
     t0 = 0.3
     assert rf.push(_frame(t0, tex=small), t0) is None
-    assert rf.stats.resets == 1 and rf.frame_size == (160, 120)
+    assert rf.stats.resets == 1 and rf.frame_hw == (120, 160)
     r = None
     for i in range(1, 6):
         r = rf.push(_frame(t0 + i / 30, tex=small), t0 + i / 30)
     assert r is not None
-    assert r.frame_size == (160, 120) and r.flow.shape == (2, 120, 160)
+    assert r.frame_hw == (120, 160) and r.flow.shape == (2, 120, 160)
     # A gray frame of the same size is the same camera: no reset.
     rf.push(_frame(t0 + 6 / 30, tex=small, bgr=False), t0 + 6 / 30)
     assert rf.stats.resets == 1
@@ -227,7 +227,7 @@ def test_flow_fn_output_scaled_to_full_frame(kind):
         out = torch.stack([torch.ones(h, w), torch.full((h, w), 2.0)])
         return out[None] if kind == "torch_batched" else out
 
-    cfg = RollingFlowConfig(working_size=(W // 4, H // 2), backend="torch")
+    cfg = RollingFlowConfig(working_hw=(H // 2, W // 4), backend="torch")
     rf = RollingFlow(cfg, flow_fn=fake)
     r = [x for x in _stream(rf, 30, 0.3) if x is not None][-1]
     assert seen[0] == ((H // 2, W // 4), np.uint8, (H // 2, W // 4))
@@ -263,7 +263,7 @@ def test_bad_input_raises():
 
 @pytest.mark.parametrize("kwargs", [
     dict(interval_s=0.0), dict(interval_s=float("nan")), dict(history_s=0.1),
-    dict(working_size=(0, 10)), dict(working_size=(10,)), dict(working_size=(1.5, 2)),
+    dict(working_hw=(10, 0)), dict(working_hw=(10,)), dict(working_hw=(2, 1.5)),
     dict(backend="cuda"), dict(max_frames=1), dict(farneback=dict(levels=3)), dict(compile=True),
 ])
 def test_config_validation(kwargs):
@@ -284,7 +284,7 @@ def test_farneback_params_validation(kwargs):
 def test_torch_backend_matches_opencv_backend(compile):
     results = {}
     for backend in ("opencv", "torch"):
-        config = RollingFlowConfig(backend=backend, working_size=(96, 64), compile=compile and backend == "torch")
+        config = RollingFlowConfig(backend=backend, working_hw=(64, 96), compile=compile and backend == "torch")
         results[backend] = [r for r in _stream(RollingFlow(config), 30, 0.4) if r is not None]
     assert len(results["torch"]) == len(results["opencv"]) > 0
     for a, b in zip(results["torch"], results["opencv"]):
@@ -294,8 +294,8 @@ def test_torch_backend_matches_opencv_backend(compile):
 
 
 def test_reset_clears():
-    rf = RollingFlow(RollingFlowConfig(working_size=[64, 48]))
-    assert rf.config.working_size == (64, 48)
+    rf = RollingFlow(RollingFlowConfig(working_hw=[48, 64]))
+    assert rf.config.working_hw == (48, 64)
     _stream(rf, 30, 0.3)
     assert len(rf) > 1
     rf.reset()

@@ -60,6 +60,18 @@ def _collect(address, seconds, stream="camera"):
     return got
 
 
+def _published(*args, seconds):
+    """run_live with ``args`` publishing on a free port: (exit status, stderr, the messages
+    received during ``seconds`` after the first)."""
+    port = _free_tcp_port()
+    proc = _start_live(*args, "--publish", f"tcp://127.0.0.1:{port}")
+    try:
+        got = _collect(f"tcp://127.0.0.1:{port}", seconds=seconds)
+    finally:
+        _, err = proc.communicate(timeout=60)
+    return proc.returncode, err, got
+
+
 def test_help_explains_every_option():
     out = _run_live("--help")
     assert out.returncode == 0
@@ -125,6 +137,22 @@ def test_demo_publishes_heatmaps_a_subscriber_receives(tmp_path):
     assert cv2.imread(str(snap)).shape == (360 + band_height(640), 640, 3)  # with the caption band
 
 
+def test_a_non_square_flow_size_is_width_by_height_and_publishes_maps():
+    """--flow-size 160x96 (width x height) computes the flow on a 96-row, 160-column grid, and
+    the demo publishes maps with it (the square 224 default would hide a transposed size)."""
+    from realtime import cli
+    from realtime.live.assembly import _pipeline_config
+
+    config = cli.to_config(build_parser().parse_args(["--demo", "--model", "flow_only", "--flow-size", "160x96"]))
+    assert config.flow.working_hw == (96, 160)
+    assert _pipeline_config(config, "camera").flow.working_hw == (96, 160)
+    returncode, err, got = _published("--demo", "--model", "flow_only", "--flow-size", "160x96", "--duration", "3",
+                                      seconds=1)
+    assert returncode == 0, err
+    maps = [m for m in got if isinstance(m, Heatmap)]
+    assert len(maps) >= 2 and all(m.frame_size == (640, 360) and m.heatmap.shape == (224, 224) for m in maps)
+
+
 def test_compiled_torch_flow_is_built_before_the_camera_opens(tmp_path):
     """--flow-compile: the compiled Farneback is made at --flow-size before the sources open,
     then the run publishes as usual."""
@@ -147,7 +175,7 @@ def test_a_failing_flow_compile_is_one_start_error_and_closes_the_flow(monkeypat
 
     made = []
 
-    def broken_warm_up(self, size):
+    def broken_warm_up(self, size_hw):
         made.append(self)
         raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
     monkeypatch.setattr(BatchingFlow, "warm_up", broken_warm_up)
@@ -414,14 +442,9 @@ def test_nan_inf_and_huge_audio_keep_the_maps_flowing_and_are_reported(tmp_path)
     x[rate: 3 * rate // 2] = np.inf
     x[3 * rate // 2: 2 * rate] *= 1e30 / 0.3
     sound = write_float_wav(tmp_path / "hostile.wav", x, rate)
-    port = _free_tcp_port()
-    proc = _start_live("--camera", str(DEMO_CLIP), "--audio", str(sound), "--model", "rcgrad", "--untrained", "--duration", "8",
-                       "--publish", f"tcp://127.0.0.1:{port}")
-    try:
-        got = _collect(f"tcp://127.0.0.1:{port}", seconds=5)
-    finally:
-        _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    returncode, err, got = _published("--camera", str(DEMO_CLIP), "--audio", str(sound), "--model", "rcgrad",
+                                      "--untrained", "--duration", "8", seconds=5)
+    assert returncode == 0, err
     status = [m for m in got if isinstance(m, Status)]
     maps = [m for m in got if isinstance(m, Heatmap)]
     problem = status[-1].source["audio_problem"]

@@ -291,6 +291,15 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
         SynthConfig(width=100, height=51)
 
 
+def test_cli_size_is_width_by_height(tmp_path, monkeypatch):
+    import training.synth.__main__ as cli
+
+    made = []
+    monkeypatch.setattr(cli, "generate", lambda out, clips, seed, config, **kw: made.append(config) or [])
+    assert main(["--out", str(tmp_path / "x"), "--clips", "1", "--seed", "0", "--size", "320x180"]) == 0
+    assert (made[0].width, made[0].height) == (320, 180)
+
+
 def test_overwrite_replaces_only_generator_outputs(tmp_path):
     out = tmp_path / "o"
     config = dataclasses.replace(CONFIG, seconds=0.5)

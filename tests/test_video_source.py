@@ -44,6 +44,7 @@ def test_spec_parsing(tmp_path):
 def test_bikes_is_read_at_its_frame_rate():
     with VideoSource(VideoSourceConfig(BIKES)) as source:
         assert source.fps == pytest.approx(25.0)
+        assert source.frame_hw == (272, 640)  # (H, W), as the frames' shape
         t0 = time.monotonic()
         frames = [source.read() for _ in range(6)]
         elapsed = time.monotonic() - t0

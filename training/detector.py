@@ -187,9 +187,9 @@ def temporal_filter(dets_f: np.ndarray, dets_f1: np.ndarray, iou_threshold: floa
     return dets_f[~stationary.any(axis=1)], dets_f1[~stationary.any(axis=0)]
 
 
-def detections_to_map(dets: np.ndarray, frame_size: tuple[int, int], out: int = 224) -> np.ndarray:
-    """Binary union of the boxes of detections (N, 6) in pixels of a frame of
-    frame_size = (W, H), on an out x out grid: (out, out) float32 in {0, 1}.
+def detections_to_map(dets: np.ndarray, frame_hw: tuple[int, int], out: int = 224) -> np.ndarray:
+    """Binary union of the boxes of detections (N, 6) in pixels of the video frame, whose
+    (H, W) in pixels is ``frame_hw``, on an out x out grid: (out, out) float32 in {0, 1}.
 
     Scaled with int() exactly as the ground truth (:func:`training.metrics.boxes_to_mask`)
     so prediction and truth share one rasterisation; corners are clipped at 0 first.
@@ -197,12 +197,13 @@ def detections_to_map(dets: np.ndarray, frame_size: tuple[int, int], out: int = 
     dets = _check_dets(dets)
     corners = np.clip(dets[:, :4].astype(np.float64), 0, None)
     boxes = [(x1, y1, max(x2 - x1, 0.0), max(y2 - y1, 0.0)) for x1, y1, x2, y2 in corners]
-    return boxes_to_mask(boxes, frame_size, out)
+    return boxes_to_mask(boxes, frame_hw, out)
 
 
-def baseline_map(dets_f: np.ndarray, dets_f1: np.ndarray, frame_size: tuple[int, int], out: int = 224,
+def baseline_map(dets_f: np.ndarray, dets_f1: np.ndarray, frame_hw: tuple[int, int], out: int = 224,
                  iou_threshold: float = 0.95) -> np.ndarray:
     """The vision-only+CF+TF map of frame f: class filter both frames, temporal
-    filter, union of frame f's remaining boxes. (out, out) float32 in {0, 1}."""
+    filter, union of frame f's remaining boxes. frame_hw: (H, W) in pixels of the video
+    frame. (out, out) float32 in {0, 1}."""
     kept, _ = temporal_filter(class_filter(dets_f), class_filter(dets_f1), iou_threshold)
-    return detections_to_map(kept, frame_size, out)
+    return detections_to_map(kept, frame_hw, out)

@@ -92,7 +92,7 @@ def _detector_localiser(label: str, path: str, interval_s: float = 0.5) -> Local
             item = dataset.items[index]
             video = dataset.sources[item.source].video
             (_, f0), (_, f1) = read_frames(video, [item.t, item.t + interval_s])
-            out.append(baseline_map(detector(f0), detector(f1), video.size, out=dataset.config.input_size[0]))
+            out.append(baseline_map(detector(f0), detector(f1), video.frame_hw, out=dataset.config.input_size[0]))
         return np.stack(out).astype(np.float32)
     return Localiser(label, 16000, 1.0, maps)
 

@@ -99,19 +99,19 @@ def summarise(cious: Iterable[float]) -> dict:
     }
 
 
-def boxes_to_mask(boxes: Iterable[Sequence[float]], frame_size: tuple[int, int], out: int = 224) -> np.ndarray:
+def boxes_to_mask(boxes: Iterable[Sequence[float]], frame_hw: tuple[int, int], out: int = 224) -> np.ndarray:
     """Binary union of boxes, as the reference builds Urbansas ground truth.
 
-    boxes: (x, y, w, h) each, top-left corner and size in pixels of a frame of
-    frame_size = (W, H) (1280 x 720 for Urbansas). Each value is scaled to the
+    boxes: (x, y, w, h) each, top-left corner and size in pixels of the video frame;
+    frame_hw: (H, W) in pixels of that frame ((720, 1280) for Urbansas). Each value is scaled to the
     out x out grid and truncated with int(), in the reference's order
     (int(x / W * out)); the box covers rows y1 .. y1 + h' - 1 and columns
     x1 .. x1 + w' - 1, clipped at the grid's edge. Returns (out, out) float32 in {0, 1}.
     Boxes with negative values raise ValueError (the reference drops such boxes first).
     """
-    width, height = frame_size
+    height, width = frame_hw
     if width <= 0 or height <= 0:
-        raise ValueError(f"boxes_to_mask: frame_size must be positive (W, H), got {frame_size}")
+        raise ValueError(f"boxes_to_mask: frame_hw must be positive (H, W), got {frame_hw}")
     mask = np.zeros((out, out), dtype=np.float32)
     for box in boxes:
         if len(box) != 4 or min(box) < 0:

@@ -9,7 +9,7 @@ closest to the nominal interval. The flow is always reported in pixels of the
 full camera frame, whatever working resolution it was computed at.
 
 Units everywhere: times in seconds (the caller's monotonic clock), flow in
-pixels of the full camera frame, sizes as (width, height) in pixels.
+pixels of the full camera frame, sizes as (H, W) in pixels (flowgrad.sizes).
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class RollingFlowConfig:
 
     interval_s: nominal spacing, seconds, between the two frames of a flow pair
         (FLOW_INTERVAL_S, 0.125 s = the 8 fps spacing the models were trained on).
-    working_size: (width, height) in pixels at which flow is computed; frames
+    working_hw: (H, W) in pixels of the grid flow is computed on; camera frames
         are resized to it with cv2.INTER_AREA. None = the camera's own size.
     farneback: Farneback parameters (OpenCV's meaning; the reference values).
     backend: "opencv" (cv2.calcOpticalFlowFarneback on CPU: the fastest choice
@@ -66,7 +66,7 @@ class RollingFlowConfig:
     device: torch device for backend "torch", e.g. "cuda" or "cpu".
     compile: backend "torch" only: fuse the Farneback steps with torch.compile
         (:class:`flowgrad.flow.Farneback`; worth it on a GPU). The first pair
-        of each working size compiles, which takes tens of seconds.
+        of each working grid compiles, which takes tens of seconds.
     history_s: how far back, seconds, frames are kept (must be >= interval_s).
     max_frames: hard cap on kept frames whatever the frame rate, so memory is
         bounded even for a camera faster than expected.
@@ -79,7 +79,7 @@ class RollingFlowConfig:
     """
 
     interval_s: float = FLOW_INTERVAL_S
-    working_size: Optional[tuple[int, int]] = None
+    working_hw: Optional[tuple[int, int]] = None
     farneback: FarnebackParams = FarnebackParams()
     backend: str = "opencv"
     device: str = "cpu"
@@ -108,16 +108,16 @@ class RollingFlowConfig:
             raise ValueError(f"compile applies to backend 'torch' only, not {self.backend!r}")
         if self.anchor not in _ANCHORS:
             raise ValueError(f"anchor must be one of {_ANCHORS}, got {self.anchor!r}")
-        if self.working_size is not None:
-            ws = self.working_size
+        if self.working_hw is not None:
+            ws = self.working_hw
             if (not isinstance(ws, (tuple, list)) or len(ws) != 2
                     or not all(_is_int(v) and v > 0 for v in ws)):
                 raise ValueError(
-                    f"working_size must be None or (width, height) positive ints, got {ws!r}"
+                    f"working_hw must be None or (height, width) positive ints, got {ws!r}"
                 )
             # Lists are accepted for convenience but stored as a tuple to keep the
             # config hashable.
-            object.__setattr__(self, "working_size", (int(ws[0]), int(ws[1])))
+            object.__setattr__(self, "working_hw", (int(ws[0]), int(ws[1])))
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,14 +126,14 @@ class FlowResult:
 
     flow: (2, h, w) float32 numpy, (dx, dy) from the frame at t_prev to the frame
         at t, in PIXELS OF THE FULL CAMERA FRAME, sampled on the working grid
-        (h, w) = work_size[::-1] of the older frame (or of the newest one with
+        (h, w) = work_hw of the older frame (or of the newest one with
         config anchor="newest"). dx is scaled by frame_width / work_width and dy by
         frame_height / work_height.
     dt: t - t_prev, seconds actually spanned (close to, not equal to, interval_s).
     t: capture time of the newest frame, seconds.
     t_prev: capture time of the earlier frame, seconds.
-    frame_size: (width, height) of the camera frame, pixels.
-    work_size: (width, height) of the grid the flow was computed on, pixels.
+    frame_hw: (H, W) in pixels of the camera frame.
+    work_hw: (H, W) in pixels of the grid the flow was computed on.
     interval_s: the configured nominal interval, seconds.
     """
 
@@ -141,8 +141,8 @@ class FlowResult:
     dt: float
     t: float
     t_prev: float
-    frame_size: tuple[int, int]
-    work_size: tuple[int, int]
+    frame_hw: tuple[int, int]
+    work_hw: tuple[int, int]
     interval_s: float
 
     def per_interval(self) -> np.ndarray:
@@ -200,19 +200,19 @@ class RollingFlow:
         self.flow_fn = flow_fn
         self.stats = RollingFlowStats()
         self._history: deque[tuple[float, np.ndarray]] = deque(maxlen=self.config.max_frames)
-        self._frame_size: Optional[tuple[int, int]] = None
+        self._frame_hw: Optional[tuple[int, int]] = None
 
     @property
-    def frame_size(self) -> Optional[tuple[int, int]]:
-        """(width, height) of the current camera frames in pixels; None before the first."""
-        return self._frame_size
+    def frame_hw(self) -> Optional[tuple[int, int]]:
+        """(H, W) in pixels of the current camera frames; None before the first."""
+        return self._frame_hw
 
     @property
-    def work_size(self) -> Optional[tuple[int, int]]:
-        """(width, height) of the flow grid in pixels; None before the first frame."""
-        if self.config.working_size is not None:
-            return self.config.working_size
-        return self._frame_size
+    def work_hw(self) -> Optional[tuple[int, int]]:
+        """(H, W) in pixels of the flow grid; None before the first frame."""
+        if self.config.working_hw is not None:
+            return self.config.working_hw
+        return self._frame_hw
 
     def __len__(self) -> int:
         """Number of kept frames (never more than config.max_frames)."""
@@ -248,10 +248,10 @@ class RollingFlow:
             return None
 
         h, w = gray_full.shape
-        if self._frame_size is not None and (w, h) != self._frame_size:
+        if self._frame_hw is not None and (h, w) != self._frame_hw:
             self._history.clear()
             self.stats.resets += 1
-        self._frame_size = (w, h)
+        self._frame_hw = (h, w)
 
         if self._history and t - self._history[-1][0] > self.config.history_s:
             self._history.clear()
@@ -282,8 +282,8 @@ class RollingFlow:
             dt=t - t_prev,
             t=t,
             t_prev=t_prev,
-            frame_size=(w, h),
-            work_size=(work_w, work_h),
+            frame_hw=(h, w),
+            work_hw=(work_h, work_w),
             interval_s=self.config.interval_s,
         )
 
@@ -320,10 +320,11 @@ class RollingFlow:
         return np.array(gray, dtype=np.uint8, copy=True, order="C")
 
     def _resize(self, gray: np.ndarray) -> np.ndarray:
-        ws = self.config.working_size
-        if ws is None or (gray.shape[1], gray.shape[0]) == ws:
+        work_hw = self.config.working_hw
+        if work_hw is None or gray.shape == work_hw:
             return gray
-        return cv2.resize(gray, ws, interpolation=cv2.INTER_AREA)
+        # cv2.resize's dsize is (width, height).
+        return cv2.resize(gray, work_hw[::-1], interpolation=cv2.INTER_AREA)
 
     def _pick_prev(self, t: float) -> Optional[tuple[float, np.ndarray]]:
         target = self.config.interval_s

@@ -25,6 +25,7 @@ import torch
 from flowgrad import engine as engines
 from flowgrad.errors import InputError, one_line
 from flowgrad.flow import RollingFlowConfig
+from flowgrad.sizes import format_wxh
 
 from .. import console
 from ..audio_source import open_audio_source
@@ -184,7 +185,7 @@ def _open_source(source: SourceSettings, engine, opened: ExitStack) -> tuple:
     and ring are None for a model that does not listen. StartError for frames too small."""
     video = VideoSource(VideoSourceConfig(source.camera))
     opened.callback(video.close)
-    too_small = frame_size_problem(video.frame_size)
+    too_small = frame_size_problem(video.frame_hw)
     if too_small:
         raise StartError(f"video {source.camera}: {too_small}")
     if not engine.uses_audio:
@@ -199,7 +200,7 @@ def _pipeline_config(config: LiveConfig, stream: str) -> PipelineConfig:
     """The pipeline settings of ``stream``: flow sampled on the newest frame, on the model's device."""
     return PipelineConfig(
         stream=stream,
-        flow=RollingFlowConfig(working_size=config.flow.working_size, anchor="newest", backend=config.flow.backend,
+        flow=RollingFlowConfig(working_hw=config.flow.working_hw, anchor="newest", backend=config.flow.backend,
                                device=config.model.device),
         jpeg_quality=config.publishing.jpeg_quality,
         stats_window_s=config.run.stats_window_s,
@@ -228,11 +229,11 @@ def shared_flow(config: LiveConfig, notify: Optional[Callable[[str], None]]) -> 
         return None
     flow = BatchingFlow(config.model.device, max_batch=cameras, compile=settings.compile)
     if settings.compile:
-        w, h = settings.working_size
         if notify is not None:
-            notify(f"compiling the flow for {w}x{h}, batch {cameras} (tens of seconds, once)")
+            notify(f"compiling the flow for {format_wxh(settings.working_hw)}, batch {cameras} "
+                   "(tens of seconds, once)")
         try:
-            flow.warm_up(settings.working_size)
+            flow.warm_up(settings.working_hw)
         except Exception as e:  # a compiler missing or failing: say so in one line
             flow.close()
             first = (str(e).strip().splitlines() or [""])[0]

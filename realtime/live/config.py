@@ -6,7 +6,7 @@ depend on the machine or on other fields (the model, the device, the flow backen
 each camera's audio) are filled in when a config is made, and values that cannot
 work are refused then with :class:`StartError` (one line naming the ``run_live``
 option), so that :func:`realtime.live.build_live` meets only the world's problems
-(a missing camera, a busy port). Sizes are (width, height) in pixels, times seconds.
+(a missing camera, a busy port). Sizes are (H, W) in pixels (flowgrad.sizes), times seconds.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 
 from flowgrad.errors import InputError
+from flowgrad.sizes import format_wxh
 
 from ..assets import default_model
 from ..audio_source import AudioSourceConfig
@@ -105,22 +106,23 @@ class ModelSettings:
 class FlowSettings:
     """Optical flow.
 
-    working_size: (width, height) px the flow is computed at; magnitudes stay in camera pixels.
+    working_hw: (H, W) in pixels of the grid the flow is computed on (camera frames are
+        resized to it); magnitudes stay in camera pixels.
     backend: "opencv" (CPU) or "torch" (our Farneback on the model's device); None:
         torch on cuda, else opencv (LiveConfig fills it in).
     compile: fuse the torch Farneback with torch.compile, compiled before the cameras open.
     """
 
-    working_size: tuple[int, int] = (320, 180)
+    working_hw: tuple[int, int] = (180, 320)
     backend: Optional[str] = None
     compile: bool = False
 
     def __post_init__(self) -> None:
         if self.backend is not None and self.backend not in FLOW_BACKENDS:
             raise StartError(f"--flow-backend must be one of {', '.join(FLOW_BACKENDS)}, got {self.backend!r}")
-        if min(self.working_size) < MIN_FRAME_SIDE:
-            w, h = self.working_size
-            raise StartError(f"flow size must be at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}, got {w}x{h}")
+        if min(self.working_hw) < MIN_FRAME_SIDE:
+            raise StartError(f"flow size must be at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}, "
+                             f"got {format_wxh(self.working_hw)}")
 
 
 @dataclass(frozen=True)

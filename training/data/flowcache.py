@@ -34,6 +34,7 @@ import torch
 
 from flowgrad.errors import InputError, one_line
 from flowgrad.files import atomic_write
+from flowgrad.sizes import wxh_arg
 
 from .folder import FolderWindows
 from .media import MediaError, VideoInfo, read_frames
@@ -232,14 +233,6 @@ def precompute(datasets: Sequence[WindowDataset], cache: FlowCache, workers: int
     return totals
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 640x360, got {text!r}") from None
-    return w, h
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     """CLI: precompute the flow of a dataset's training windows (and Urbansas eval pairs)."""
     parser = argparse.ArgumentParser(prog="python -m training.data.flowcache", description=__doc__.split("\n\n")[0])
@@ -247,7 +240,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="dataset root: Urbansas layout (has video/) or a folder of videos")
     parser.add_argument("--cache", type=Path, help="cache directory (default: DATA/flowcache)")
     parser.add_argument("--stride", type=float, default=DataConfig.stride_s, help="training window stride, s")
-    parser.add_argument("--work-size", type=_size, help="Farneback working size WIDTHxHEIGHT (default: full frame)")
+    parser.add_argument("--work-size", type=wxh_arg(), metavar="WxH", dest="work_hw",
+                        help="Farneback working size, width x height in pixels, e.g. 640x360 (default: full frame)")
     parser.add_argument("--workers", type=int, default=0, help="worker processes (default: 0, this one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -256,7 +250,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     cache = FlowCache(args.cache if args.cache is not None else args.data / "flowcache")
     try:
-        config = DataConfig(stride_s=args.stride, flow_work_size=args.work_size)
+        config = DataConfig(stride_s=args.stride, flow_work_hw=args.work_hw)
     except ValueError as e:  # option values the configuration refuses
         parser.error(str(e))
     try:

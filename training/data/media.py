@@ -8,7 +8,7 @@ Units: times in seconds from the video's first frame: a file's timeline
 AudioInfo.start_s, which is the video's start when the audio track shares its
 container (a muxer may delay the video past the audio's encoder priming, e.g.
 21 ms in Matroska) and 0 for a separate wav. Audio positions are samples at
-the file's own rate, frame sizes (width, height) in pixels.
+the file's own rate, frame sizes (H, W) in pixels.
 """
 from __future__ import annotations
 
@@ -41,14 +41,14 @@ class VideoInfo:
     """What a dataset needs to know about a video stream.
 
     path: the file. fps: average frame rate, frames/s. n_frames: frame count
-    (from the container, else duration * fps). size: (width, height) in pixels.
+    (from the container, else duration * fps). frame_hw: (H, W) in pixels of its frames.
     start_s: time of the first frame on the file's timeline, seconds.
     """
 
     path: Path
     fps: float
     n_frames: int
-    size: tuple[int, int]
+    frame_hw: tuple[int, int]
     start_s: float = 0.0
 
     @property
@@ -115,7 +115,7 @@ def probe_video(path: Path) -> VideoInfo:
                 raise MediaError(f"{path}: neither frame count nor duration is known")
             n_frames = max(1, round(seconds * fps))
         start_s = float(first.pts * stream.time_base) if first.pts is not None else 0.0
-        return VideoInfo(path=path, fps=fps, n_frames=int(n_frames), size=(first.width, first.height),
+        return VideoInfo(path=path, fps=fps, n_frames=int(n_frames), frame_hw=(first.height, first.width),
                          start_s=start_s)
 
 

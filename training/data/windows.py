@@ -50,7 +50,7 @@ def _positive(name: str, value) -> None:
         raise ValueError(f"DataConfig.{name} must be a finite number > 0, got {value!r}")
 
 
-def _size(name: str, value) -> None:
+def _size_hw(name: str, value) -> None:
     if (not isinstance(value, tuple) or len(value) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
         raise ValueError(f"DataConfig.{name} must be a tuple of two positive ints, got {value!r}")
@@ -63,9 +63,9 @@ class DataConfig:
     audio_rate: Hz of the returned waves. audio_seconds: window length, s.
     flow_interval_s: time between the two frames of a flow pair, s.
     stride_s: spacing of training window centres, s.
-    flow_work_size: (width, height) px at which Farneback runs (frames resized
+    flow_work_hw: (H, W) in pixels of the grid Farneback runs on (video frames resized
         with INTER_AREA, flow rescaled to full-frame px); None = the full frame.
-    input_size: (height, width) of the model's frame/flow/gt grid.
+    input_size: (H, W) in pixels of the model's frame/flow/gt grid.
     farneback: Farneback parameters (the papers' by default).
     """
 
@@ -73,7 +73,7 @@ class DataConfig:
     audio_seconds: float = 5.0
     flow_interval_s: float = FLOW_INTERVAL_S
     stride_s: float = 1.0
-    flow_work_size: Optional[tuple[int, int]] = None
+    flow_work_hw: Optional[tuple[int, int]] = None
     input_size: tuple[int, int] = (224, 224)
     farneback: FarnebackParams = FarnebackParams()
 
@@ -82,9 +82,9 @@ class DataConfig:
             raise ValueError(f"DataConfig.audio_rate must be a positive int (Hz), got {self.audio_rate!r}")
         for name in ("audio_seconds", "flow_interval_s", "stride_s"):
             _positive(name, getattr(self, name))
-        if self.flow_work_size is not None:
-            _size("flow_work_size", self.flow_work_size)
-        _size("input_size", self.input_size)
+        if self.flow_work_hw is not None:
+            _size_hw("flow_work_hw", self.flow_work_hw)
+        _size_hw("input_size", self.input_size)
         if not isinstance(self.farneback, FarnebackParams):
             raise ValueError(f"DataConfig.farneback must be a FarnebackParams, got {type(self.farneback).__name__}")
 
@@ -252,7 +252,7 @@ def compute_flow(video: VideoInfo, t: float, config: DataConfig) -> tuple[np.nda
     if fb_t <= fa_t:
         raise MediaError(f"{video.path}: no two distinct frames near {ta:.3f} s and {tb:.3f} s")
     rolling = RollingFlow(RollingFlowConfig(
-        interval_s=config.flow_interval_s, working_size=config.flow_work_size, farneback=config.farneback,
+        interval_s=config.flow_interval_s, working_hw=config.flow_work_hw, farneback=config.farneback,
         history_s=fb_t - fa_t + config.flow_interval_s))
     rolling.push(fa, fa_t)
     result = rolling.push(fb, fb_t)
@@ -366,11 +366,13 @@ class WindowDataset(Dataset):
                 raise NonFiniteError(f"{src.clip}: the {what} at {item.t:.3f} s holds NaN or infinite values")
         gt = None
         if item.boxes is not None:
-            gt = torch.from_numpy(boxes_to_mask(item.boxes, src.video.size, cfg.input_size[0]))
+            gt = torch.from_numpy(boxes_to_mask(item.boxes, src.video.frame_hw, cfg.input_size[0]))
         return Sample(frame=frame, flow=flow, wave=wave, clip=src.clip, t=item.t, gt=gt)
 
 
 def config_fingerprint(config: DataConfig) -> dict:
     """The config fields that determine a flow field, as JSON-ready values."""
-    return {"flow_interval_s": config.flow_interval_s, "flow_work_size": config.flow_work_size,
+    work_hw = config.flow_work_hw
+    # Stored as the (W, H) "flow_work_size" it always was, so existing flow caches keep their keys.
+    return {"flow_interval_s": config.flow_interval_s, "flow_work_size": work_hw[::-1] if work_hw else None,
             "input_size": config.input_size, "farneback": asdict(config.farneback)}

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from flowgrad.errors import InputError, one_line
+from flowgrad.sizes import wxh_arg
 
 from .config import SynthConfig
 from .generate import generate
@@ -20,13 +20,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{_PROG}: error: {message} (see --help)\n")
 
 
-def _size(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"(\d+)x(\d+)", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 640x360")
-    return int(match[1]), int(match[2])
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     p = _Parser(prog=_PROG, description=(
@@ -38,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory (must be empty unless --overwrite)")
     p.add_argument("--clips", type=int, required=True, help="number of clips (>= 1)")
     p.add_argument("--seed", type=int, required=True, help="random seed (>= 0); same seed, same clips")
-    p.add_argument("--size", type=_size, default=(640, 360), help="frame WIDTHxHEIGHT in pixels (default 640x360)")
+    p.add_argument("--size", type=wxh_arg(), default=(360, 640), metavar="WxH", dest="size_hw",
+                   help="frame width x height in pixels (default 640x360)")
     p.add_argument("--seconds", type=float, default=10.0, help="clip length in seconds (default 10)")
     p.add_argument("--fps", type=int, default=24, help="main video frame rate (default 24)")
     p.add_argument("--audio-rate", type=int, default=48000, help="audio sample rate in Hz (default 48000)")
@@ -57,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = SynthConfig(width=args.size[0], height=args.size[1], seconds=args.seconds, fps=args.fps,
+        config = SynthConfig(width=args.size_hw[1], height=args.size_hw[0], seconds=args.seconds, fps=args.fps,
                              audio_rate=args.audio_rate, night_fraction=args.night_fraction,
                              shake_fraction=args.shake_fraction, offscreen_fraction=args.offscreen_fraction,
                              light_fraction=args.light_fraction)
