@@ -368,7 +368,10 @@ def _receive_newest(link: _Link, newest: _Newest, timeout_s: float | None,
                     tick_s: float | None) -> Iterator[bytes | None]:
     """Newest message per topic (a reader thread empties the socket as messages arrive)."""
     stop = threading.Event()
-    reader = threading.Thread(target=_read_into, args=(link, newest, stop), daemon=True,
+    # Not a daemon: at interpreter exit it is joined (it ends within one poll once the main
+    # thread has finished) instead of being left inside ZeroMQ while the interpreter tears
+    # the context down, which can crash the process when a script exits holding the iterator.
+    reader = threading.Thread(target=_read_into, args=(link, newest, stop), daemon=False,
                               name=f"subscribe-reader {link.address}")
     reader.start()
     try:
@@ -393,10 +396,11 @@ def _receive_newest(link: _Link, newest: _Newest, timeout_s: float | None,
 
 
 def _read_into(link: _Link, newest: _Newest, stop: threading.Event) -> None:
-    """Reader thread: move every message from link's socket into newest until stop is set."""
+    """Reader thread: move every message from link's socket into newest until stop is set
+    or the main thread has finished (the interpreter is exiting)."""
     try:
         poller = link.poller()
-        while not stop.is_set():
+        while not stop.is_set() and threading.main_thread().is_alive():
             wait = _until(time.monotonic(), time.monotonic() + _READER_POLL_S, link.reconnect_at)
             ready = dict(poller.poll(wait * 1000))
             link.tend(ready, time.monotonic())

@@ -403,3 +403,42 @@ def test_cli_help_bad_address_and_ctrl_c():
     assert "0.0 msg/s" in first
     assert watching.returncode == 0, err
     assert "summary: 0 messages" in out
+
+
+HOLDS_ITERATOR_AT_EXIT = r"""
+import sys
+from realtime.subscribe import subscribe
+messages = subscribe(sys.argv[1], timeout_s=20)   # latest-only: a reader thread inside ZeroMQ
+next(messages)
+print("got one", flush=True)
+"""  # ... and the script ends with the iterator still open
+
+
+def test_a_script_that_exits_holding_the_iterator_ends_cleanly(tmp_path):
+    """The latest-only reader thread leaves ZeroMQ when the main thread has finished, so the
+    interpreter never tears the context down under it (a crash, exit -11, was seen once under
+    load with a daemon reader) and never waits on it: exit 0, promptly, every time."""
+    pub = Publisher(PublisherConfig("tcp://127.0.0.1:*"))
+    stop = threading.Event()
+
+    def publish():
+        seq = 0
+        while not stop.is_set():
+            pub.publish(Heatmap(stream="cam1", seq=seq, capture_time=time.time(), model="t",
+                                heatmap=np.zeros((4, 4), np.float32), frame_size=(64, 48)))
+            seq += 1
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=publish)
+    thread.start()
+    try:
+        for _ in range(3):
+            start = time.monotonic()
+            proc = subprocess.run([sys.executable, "-c", HOLDS_ITERATOR_AT_EXIT, pub.address], capture_output=True,
+                                  text=True, timeout=30, cwd=ROOT)
+            assert proc.returncode == 0 and proc.stdout == "got one\n", proc.stderr
+            assert time.monotonic() - start < 20
+    finally:
+        stop.set()
+        thread.join()
+        pub.close()
