@@ -31,6 +31,8 @@ from flowgrad.errors import InputError
 VERSION = 1
 KINDS = ("heatmap", "status")
 HEATMAP_DTYPES = ("uint8", "float16")
+# The unit of the optional level_db field (flowgrad.loudness): uncalibrated, or with --mic-calibration.
+LEVEL_REFS = ("dBFS(A)", "dB(A) SPL")
 # Stream names go into topics: no "/" (kind separator) or "\n" (topic end).
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 STREAM_NAME_RULE = "1-64 of A-Z a-z 0-9 _ . -"
@@ -99,6 +101,9 @@ class Heatmap:
     capture_time: UNIX seconds when the camera frame was captured.
     publish_time: UNIX seconds when the message was encoded; None = stamp on encode.
     frame_jpeg: optional JPEG bytes of the camera frame (any size; display only).
+    level_db: optional A-weighted level of the newest audio heard (finite, in level_ref's
+        unit); None when the pipeline measures none (a model without audio).
+    level_ref: the unit of level_db, one of LEVEL_REFS; required whenever level_db is a number.
     """
 
     stream: str
@@ -109,6 +114,8 @@ class Heatmap:
     frame_size: tuple[int, int]
     publish_time: float | None = None
     frame_jpeg: bytes | None = None
+    level_db: float | None = None
+    level_ref: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +129,7 @@ class Status:
     source: free-form state of the input (e.g. {"connected": True, "url": ...}).
     uptime_s: seconds since the pipeline started.
     publish_time: UNIX seconds when encoded; None = stamp on encode.
+    level_db, level_ref: as in :class:`Heatmap` (the newest level when the status was made).
     """
 
     stream: str
@@ -131,6 +139,8 @@ class Status:
     source: dict
     uptime_s: float
     publish_time: float | None = None
+    level_db: float | None = None
+    level_ref: str | None = None
 
 
 def is_stream_name(text: str) -> bool:
@@ -163,7 +173,7 @@ def encode(msg: Heatmap | Status, heatmap_dtype: str = "uint8") -> bytes:
         header = {"kind": "status", "stream": msg.stream, "publish_time": publish_time,
                   "fps": float(msg.fps), "latency_ms": dict(msg.latency_ms),
                   "drops": dict(msg.drops), "source": dict(msg.source),
-                  "uptime_s": float(msg.uptime_s)}
+                  "uptime_s": float(msg.uptime_s), **_level_fields(msg)}
         return _pack(topic("status", msg.stream), header, [])
     if not isinstance(msg, Heatmap):
         raise TypeError(f"cannot encode {type(msg).__name__}: expected Heatmap or Status")
@@ -176,7 +186,7 @@ def encode(msg: Heatmap | Status, heatmap_dtype: str = "uint8") -> bytes:
               "seq": msg.seq if isinstance(msg.seq, bool) else int(msg.seq),
               "capture_time": float(msg.capture_time), "publish_time": publish_time,
               "model": str(msg.model), "shape": list(msg.heatmap.shape),
-              "dtype": heatmap_dtype, "frame_size": [int(w), int(h)]}
+              "dtype": heatmap_dtype, "frame_size": [int(w), int(h)], **_level_fields(msg)}
     return _pack(topic("heatmap", msg.stream), header, payloads)
 
 
@@ -228,6 +238,15 @@ def _pack(topic_bytes: bytes, header: dict, payloads: list[tuple[str, bytes]]) -
     return b"".join([topic_bytes, _LENGTH.pack(len(head)), head, *(b for _, b in payloads)])
 
 
+def _level_fields(msg) -> dict:
+    """The optional level header fields of ``msg``: none when it has no level (_check_header checks them)."""
+    if msg.level_db is None and msg.level_ref is None:
+        return {}
+    level = msg.level_db
+    return {"level_db": level if isinstance(level, bool) or not isinstance(level, (int, float)) else float(level),
+            "level_ref": msg.level_ref}
+
+
 def _heatmap_bytes(heatmap: np.ndarray, dtype: str) -> bytes:
     """Validated float map in [0, 1] -> its payload bytes in ``dtype``."""
     if dtype not in HEATMAP_DTYPES:
@@ -276,6 +295,7 @@ def _check_header(header: dict) -> None:
     _field(header, "payloads", lambda v: isinstance(v, dict) and all(
         isinstance(p, dict) and _count(p.get("offset")) and _count(p.get("length")) for p in v.values()),
         'an object of {"offset": int >= 0, "length": int >= 0}')
+    _check_level(header)
     if kind == "status":
         _field(header, "fps", lambda v: _finite(v) and v >= 0, "a finite number >= 0")
         _field(header, "uptime_s", lambda v: _finite(v) and v >= 0, "a finite number >= 0")
@@ -293,6 +313,16 @@ def _check_header(header: dict) -> None:
     for key in ("shape", "frame_size"):
         _field(header, key, lambda v: isinstance(v, list) and len(v) == 2 and all(
             _count(x) and 1 <= x <= MAX_SIDE for x in v), f"two integers in 1..{MAX_SIDE}")
+
+
+def _check_level(header: dict) -> None:
+    """The optional level_db (finite number or null) and level_ref (one of LEVEL_REFS, present
+    whenever level_db is a number)."""
+    if "level_db" in header:
+        _field(header, "level_db", lambda v: v is None or _finite(v), "a finite number (dB) or null")
+    if "level_ref" in header or header.get("level_db") is not None:
+        _field(header, "level_ref", lambda v: v in LEVEL_REFS or (v is None and header.get("level_db") is None),
+               f"one of {LEVEL_REFS} with a level_db")
 
 
 def _field(header: dict, key: str, valid, what: str):
@@ -357,12 +387,18 @@ def _payloads(header: dict, body: bytes) -> dict[str, bytes]:
     return blobs
 
 
+def _levels(header: dict) -> dict:
+    """The checked level fields as keyword arguments of Heatmap and Status."""
+    level = header.get("level_db")
+    return {"level_db": None if level is None else float(level), "level_ref": header.get("level_ref")}
+
+
 def _status(header: dict) -> Status:
     """A checked status header -> Status."""
     return Status(stream=header["stream"], fps=float(header["fps"]),
                   latency_ms={k: None if v is None else float(v) for k, v in header["latency_ms"].items()},
                   drops=dict(header["drops"]), source=header["source"], uptime_s=float(header["uptime_s"]),
-                  publish_time=float(header["publish_time"]))
+                  publish_time=float(header["publish_time"]), **_levels(header))
 
 
 def _heatmap(header: dict, blobs: dict[str, bytes]) -> Heatmap:
@@ -381,4 +417,5 @@ def _heatmap(header: dict, blobs: dict[str, bytes]) -> Heatmap:
     fw, fh = header["frame_size"]
     return Heatmap(stream=header["stream"], seq=header["seq"], capture_time=float(header["capture_time"]),
                    model=header["model"], heatmap=m, frame_size=(fw, fh),
-                   publish_time=float(header["publish_time"]), frame_jpeg=blobs.get("frame_jpeg"))
+                   publish_time=float(header["publish_time"]), frame_jpeg=blobs.get("frame_jpeg"),
+                   **_levels(header))

@@ -40,6 +40,7 @@ def with_field(data: bytes, key: str, json_text: str) -> bytes:
 HEATMAP_MSG = encode(make_heatmap(3, 4))
 STATUS_MSG = encode(Status(stream="cam1", fps=25.0, latency_ms={"p50": 1.0, "p95": 2.0, "p99": None},
                            drops={"capture": 0}, source={"video": "live"}, uptime_s=3.0, publish_time=5.0))
+LEVEL_MSG = encode(make_heatmap(3, 4, level_db=-23.5, level_ref="dBFS(A)"))
 DEEP = "[" * 100_000 + "]" * 100_000
 
 # (name, message, reason): every one the issue found escaping as another exception, and more.
@@ -102,4 +103,13 @@ HOSTILE = [
     ("status with a stray payload byte", STATUS_MSG + b"\0", "payload layout"),
     ("topic of another stream", b"status/cam2" + STATUS_MSG[len(b"status/cam1"):], "topic mismatch"),
     ("no newline", b"x" * 200, "no topic"),
+    ("level_db as a string", with_field(LEVEL_MSG, "level_db", '"-23"'), "bad level_db"),
+    ("level_db 1e999", with_field(LEVEL_MSG, "level_db", "1e999"), "bad level_db"),
+    ("level_db as a list", with_field(LEVEL_MSG, "level_db", "[-23]"), "bad level_db"),
+    ("level_db true", with_field(LEVEL_MSG, "level_db", "true"), "bad level_db"),
+    ("level_db without level_ref", with_field(HEATMAP_MSG, "level_db", "-23"), "bad level_ref"),
+    ("level_ref unknown", with_field(LEVEL_MSG, "level_ref", '"dB(C)"'), "bad level_ref"),
+    ("level_ref as a list", with_field(LEVEL_MSG, "level_ref", '["dBFS(A)"]'), "bad level_ref"),
+    ("status level_db 1e999", with_field(with_field(STATUS_MSG, "level_ref", '"dB(A) SPL"'), "level_db", "1e999"),
+     "bad level_db"),
 ]

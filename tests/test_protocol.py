@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hostile_messages import HEATMAP_MSG, HOSTILE, STATUS_MSG, make_heatmap, split_by_hand, with_field
+from hostile_messages import HEATMAP_MSG, HOSTILE, LEVEL_MSG, STATUS_MSG, make_heatmap, split_by_hand, with_field
 from realtime.protocol import Heatmap, ProtocolError, Status, decode, encode, topic
 
 
@@ -76,6 +76,28 @@ def test_status_round_trip():
     topic_line, header, body = split_by_hand(data)
     assert topic_line == b"status/cam1" and body == b"" and header["payloads"] == {}
     assert decode(data) == msg
+
+
+def test_level_fields_round_trip_and_are_optional():
+    _, header, _ = split_by_hand(LEVEL_MSG)
+    assert header["level_db"] == -23.5 and header["level_ref"] == "dBFS(A)" and header["version"] == 1
+    got = decode(LEVEL_MSG)
+    assert (got.level_db, got.level_ref) == (-23.5, "dBFS(A)")
+    status = Status(stream="cam1", fps=1.0, latency_ms={}, drops={}, source={}, uptime_s=1.0, publish_time=2.0,
+                    level_db=71.25, level_ref="dB(A) SPL")
+    assert (decode(encode(status)).level_db, decode(encode(status)).level_ref) == (71.25, "dB(A) SPL")
+    # no level: no fields on the wire, None after decoding; an explicit null level decodes too
+    assert "level_db" not in split_by_hand(HEATMAP_MSG)[1]
+    assert decode(HEATMAP_MSG).level_db is None and decode(STATUS_MSG).level_ref is None
+    nulls = with_field(with_field(HEATMAP_MSG, "level_db", "null"), "level_ref", "null")
+    assert decode(nulls).level_db is None
+
+
+@pytest.mark.parametrize("level, ref", [(float("inf"), "dBFS(A)"), (float("nan"), "dBFS(A)"), ("-3", "dBFS(A)"),
+                                        (-3.0, None), (-3.0, "dB"), ([1.0], "dBFS(A)"), (True, "dBFS(A)")])
+def test_encode_refuses_bad_levels(level, ref):
+    with pytest.raises(ValueError):
+        encode(make_heatmap(level_db=level, level_ref=ref))
 
 
 def test_publish_time_is_stamped_when_missing():
@@ -185,7 +207,7 @@ FRAGMENTS = ["null", "true", "false", "-1", "0", "1", "7", "2.5", "1e999", "-1e9
              '{"heatmap": {"offset": 0, "length": 12}}', '{"heatmap": {"offset": 0}}',
              '{"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}', "[[[[[[[[[1]]]]]]]]]"]
 KEYS = ["version", "kind", "stream", "seq", "capture_time", "publish_time", "model", "shape", "dtype",
-        "frame_size", "payloads", "fps", "latency_ms", "drops", "source", "uptime_s", "extra"]
+        "frame_size", "payloads", "fps", "latency_ms", "drops", "source", "uptime_s", "level_db", "level_ref", "extra"]
 
 
 def test_seeded_mutations_decode_or_raise_protocol_error():
@@ -193,7 +215,7 @@ def test_seeded_mutations_decode_or_raise_protocol_error():
     dashboard does), or raises ProtocolError; nothing else escapes."""
     rng = np.random.default_rng(15)
     frame = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
-    seeds = [HEATMAP_MSG, STATUS_MSG, encode(make_heatmap(2, 3, frame_jpeg=frame), "float16")]
+    seeds = [HEATMAP_MSG, STATUS_MSG, LEVEL_MSG, encode(make_heatmap(2, 3, frame_jpeg=frame), "float16")]
     outcomes = {"decoded": 0, "rejected": 0}
     for i in range(6000):
         data = seeds[i % len(seeds)]
