@@ -7,7 +7,11 @@ audio source writes into an :class:`~realtime.ring.AudioRing` from its own
 thread or callback; an audio stage refreshes the audio embedding from the
 ring's newest window every ``audio_refresh_s`` seconds, on its own thread so
 the heatmap path never waits for it, and the inference stage makes one
-heatmap per flow field with the newest embedding.
+heatmap per flow field with the newest embedding. The audio stage also measures the
+A-weighted level of the newest ``level_window_s`` of sound (flowgrad.loudness) at each
+refresh; every heatmap and status message carries the newest level (``level_db``,
+``level_ref``). Only models that listen have an audio source and an audio stage, so
+messages of a model without audio (flow_only) carry no level.
 
 Every timestamp inside the process is ``time.monotonic()`` seconds; messages
 on the wire carry UNIX seconds (docs/PROTOCOL.md), converted once at start.
@@ -41,6 +45,7 @@ from flowgrad.errors import FlowGradError
 from flowgrad.audio import newest_window
 from flowgrad.flow import RollingFlow, RollingFlowConfig
 from flowgrad.inputs import model_inputs
+from flowgrad.loudness import AWeighting
 from flowgrad.sizes import format_wxh
 
 from .protocol import Heatmap, Status
@@ -84,6 +89,11 @@ class PipelineConfig:
     jpeg_width: the sent frame is scaled down to at most this many pixels wide.
     stats_window_s: window, seconds, of the fps and latency figures.
     stop_timeout_s: how long ``stop`` waits for the sources and threads, in all, seconds.
+    level_window_s: seconds of the newest sound whose A-weighted level the messages carry
+        (1 s, as a sound level meter's "slow" time constant: the embedding's 5 s window
+        would lag a passing vehicle by seconds).
+    mic_calibration_db: the dBFS(A) reading of a 94 dB SPL 1 kHz calibrator on this audio
+        source: levels are then dB(A) SPL; None: dBFS(A).
     """
 
     stream: str = "camera"
@@ -95,9 +105,11 @@ class PipelineConfig:
     jpeg_width: int = 640
     stats_window_s: float = 5.0
     stop_timeout_s: float = 2.0
+    level_window_s: float = 1.0
+    mic_calibration_db: Optional[float] = None
 
     def __post_init__(self) -> None:
-        for name in ("audio_refresh_s", "status_every_s", "stats_window_s", "stop_timeout_s"):
+        for name in ("audio_refresh_s", "status_every_s", "stats_window_s", "stop_timeout_s", "level_window_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
@@ -150,6 +162,11 @@ class Pipeline:
         self.started_at: Optional[float] = None
         self._embedding: Optional[np.ndarray] = None
         self._waiting_for_audio = 0
+        # Designed once here (the ring's rate is fixed); a plain float swap makes the level
+        # visible to the publish stage, as the embedding is.
+        self._weighting = (AWeighting(ring.sample_rate, calibration_db=config.mic_calibration_db)
+                           if engine.uses_audio else None)
+        self._level: Optional[float] = None
 
     # ------------------------------------------------------------------ control
 
@@ -213,6 +230,15 @@ class Pipeline:
         return self._embedding
 
     @property
+    def level(self) -> tuple[Optional[float], Optional[str]]:
+        """(level_db, level_ref): the A-weighted level of the newest level_window_s of sound in
+        dBFS(A) or dB(A) SPL (see PipelineConfig), or (None, None) without audio or before the
+        first measurement."""
+        if self._level is None:
+            return None, None
+        return self._level, self._weighting.unit
+
+    @property
     def error(self) -> Optional[str]:
         """The first stage failure, one line, or None."""
         return self._errors[0] if self._errors else None
@@ -248,7 +274,7 @@ class Pipeline:
 
     def stats(self) -> dict:
         """Live figures: fps and capture-to-publish latency (ms), drops per stage,
-        stage times (ms), source states."""
+        stage times (ms), source states, the newest level ("level_db", "level_ref": see :attr:`level`)."""
         now = self._clock()
         pub = self.published.snapshot(now)
         drops = {name: slot.dropped for name, slot in self._slots.items()}
@@ -269,6 +295,7 @@ class Pipeline:
             "stage_ms": {k: v.snapshot(now)["latency_ms"]["p50"] for k, v in self.stage_ms.items()},
             "source": source,
             "uptime_s": now - self.started_at if self.started_at is not None else 0.0,
+            **dict(zip(("level_db", "level_ref"), self.level)),
         }
 
     # ------------------------------------------------------------------ stages
@@ -346,6 +373,8 @@ class Pipeline:
             # A plain attribute swap: readers always see a whole (1, D) array.
             window = newest_window(torch.from_numpy(np.asarray(heard, np.float32)), self.engine.samples)
             self._embedding = self.engine.embed_audio(window.numpy()[None])
+            if self.ring.total_samples:
+                self._level = self._weighting.level_db(self.ring.latest(self.config.level_window_s).samples)
             done = self._clock()
             self.stage_ms["audio"].add(done, done - start)
             self._stop.wait(max(0.0, self.config.audio_refresh_s - (done - start)))
@@ -378,7 +407,11 @@ class Pipeline:
             heatmap=item.heatmap,
             frame_size=(w, h),  # the protocol's [W, H] (docs/PROTOCOL.md)
             frame_jpeg=self._jpeg(image),
+            **self._level_fields(),
         )
+
+    def _level_fields(self) -> dict:
+        return dict(zip(("level_db", "level_ref"), self.level))
 
     def _jpeg(self, image: np.ndarray) -> Optional[bytes]:
         if self.config.jpeg_quality is None:
@@ -400,6 +433,7 @@ class Pipeline:
             source={**s["source"], "pipeline": state},
             uptime_s=s["uptime_s"],
             publish_time=now + self._unix_offset,
+            **self._level_fields(),
         )
 
 

@@ -253,3 +253,36 @@ def test_a_model_returning_nan_is_blamed_on_the_infer_stage(square_video):
 
     with pytest.raises(PipelineError, match="^infer stage failed: ValueError: the model returned a heatmap with NaN"):
         Pipeline(_config(), _video(square_video), NaNModel(), Collector()).run(duration=30)
+
+
+def _iec_a_db(f):
+    """The analytic A-weighting of IEC 61672-1 (Annex E), dB: independent of the filter design."""
+    f2 = f * f
+    ra = 12194.0 ** 2 * f2 * f2 / ((f2 + 20.6 ** 2) * np.sqrt((f2 + 107.7 ** 2) * (f2 + 737.9 ** 2)) * (f2 + 12194.0 ** 2))
+    return 20 * np.log10(ra) + 2.0
+
+
+@pytest.mark.parametrize("calibration", [None, -30.0])
+def test_messages_carry_the_level_of_the_tone_heard(square_video, calibration):
+    """ToneSource plays 0.3 * sin(2 pi 440 t): its level is 20 log10(0.3 / sqrt 2) + A(440 Hz)."""
+    eng = engines.TorchEngine(models.create("rcgrad", width=0.25).eval())
+    ring = AudioRing(eng.audio_rate, 5.0)
+    out = Collector()
+    pipe = Pipeline(_config(mic_calibration_db=calibration), _video(square_video), eng, out,
+                    audio=ToneSource(ring), ring=ring)
+    pipe.run(duration=2.0)
+    expected = 20 * np.log10(0.3 / np.sqrt(2)) + _iec_a_db(440.0)
+    unit = "dBFS(A)"
+    if calibration is not None:
+        expected, unit = expected - calibration + 94.0, "dB(A) SPL"
+    maps, status = out.of(Heatmap), [s for s in out.of(Status) if s.level_db is not None]
+    assert maps and status
+    for m in maps + status:  # maps wait for the first embedding, which comes with the first level
+        assert m.level_ref == unit and abs(m.level_db - expected) < 0.5, (m.level_db, expected)
+
+
+def test_a_model_without_audio_publishes_no_level(square_video):
+    out = Collector()
+    stats = Pipeline(_config(), _video(square_video), engines.open("flow_only"), out).run(duration=1.5)
+    assert out.messages and all(m.level_db is None and m.level_ref is None for m in out.messages)
+    assert stats["level_db"] is None
