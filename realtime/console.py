@@ -39,13 +39,20 @@ def live_line(all_stats: list[dict], streams: Sequence[str]) -> str:
 
 
 def status_line(stats: dict) -> str:
-    """One stream's line: maps/s, latency p50/p95 (ms), published, drops per stage, its sources."""
+    """One stream's line: maps/s, latency p50/p95 (ms), published, drops per stage, its sources,
+    the sound level when the pipeline measures one."""
     lat = stats["latency_ms"]
     lat_txt = "-" if lat["p50"] is None else f"{lat['p50']:.0f}/{lat['p95']:.0f}"
     drops = stats["drops"]
     return (f"{stats['fps']:5.1f} maps/s  latency p50/p95 {lat_txt} ms  published {stats['published']}  "
             f"dropped frames {drops['frames']} flows {drops['flows']} maps {drops['maps']}  "
-            f"{sources_text(stats['source'])}")
+            f"{sources_text(stats['source'])}{level_text(stats)}")
+
+
+def level_text(stats: dict) -> str:
+    """The level part of a status line, e.g. "  level -23.4 dBFS(A)"; '' without a level."""
+    level = stats.get("level_db")
+    return "" if level is None else f"  level {level:.1f} {stats['level_ref']}"
 
 
 def streams_line(all_stats: list[dict], streams: Sequence[str]) -> str:

@@ -93,6 +93,8 @@ def test_help_explains_every_option():
     (("--demo", "--flow-backend", "opencv", "--flow-compile"), "--flow-backend torch"),
     (("--camera", str(DEMO_CLIP), "--camera", str(DEMO_CLIP), "--camera", str(DEMO_CLIP),
       "--audio", "video", "--audio", "video"), "2 --audio options for 3 cameras"),
+    (("--demo", "--mic-calibration", "nan"), "--mic-calibration must be a finite number"),
+    (("--demo", "--mic-calibration", "inf"), "--mic-calibration must be a finite number"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(args, message):
     start = time.monotonic()
@@ -500,3 +502,18 @@ def test_ctrl_c_while_a_camera_is_still_opening_is_a_clean_exit_0():
         proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "interrupted while starting" in err, err
+
+
+def test_mic_calibration_shows_the_level_in_dba_spl(tmp_path):
+    """The demo hearing a 1 kHz sine of amplitude 0.1 (-23.0 dBFS(A)) through a microphone whose
+    94 dB calibrator reads -20 dBFS(A): the status lines show 91.0 dB(A) SPL."""
+    rate = 16000
+    sound = write_float_wav(tmp_path / "sine.wav", 0.1 * np.sin(2 * np.pi * 1000 * np.arange(2 * rate) / rate), rate)
+    out = _run_live("--demo", "--audio", str(sound), "--duration", "4", "--mic-calibration", "-20")
+    assert out.returncode == 0, out.stderr
+    levels = [float(v) for v in re.findall(r"level (-?[0-9.]+) dB\(A\) SPL", out.stderr)]
+    assert levels, out.stderr
+    expected = 20 * np.log10(0.1 / np.sqrt(2)) + 20 + 94
+    assert all(abs(v - expected) < 0.5 for v in levels), (levels, expected)
+    done = [line for line in out.stderr.splitlines() if line.startswith("run_live: done:")][0]
+    assert "dB(A) SPL" in done

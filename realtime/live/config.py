@@ -11,6 +11,7 @@ option), so that :func:`realtime.live.build_live` meets only the world's problem
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -52,12 +53,18 @@ class SourceSettings:
     audio: "mic" (the default input), a microphone name or PortAudio index (e.g.
         "pulse"), an audio file (looped, real time) or "video" (the camera file's own
         sound track). None: "video" for a camera file, else "mic".
+    mic_calibration_db: what this audio reads, in dBFS(A), for a 94 dB SPL 1 kHz calibrator
+        (run_live --mic-calibration): levels are then dB(A) SPL; None: dBFS(A).
     """
 
     camera: str
     audio: Optional[str] = None
+    mic_calibration_db: Optional[float] = None
 
     def __post_init__(self) -> None:
+        cal = self.mic_calibration_db
+        if cal is not None and (isinstance(cal, bool) or not isinstance(cal, (int, float)) or not math.isfinite(cal)):
+            raise StartError(f"--mic-calibration must be a finite number of dBFS(A), got {cal!r}")
         if self.audio is None:
             object.__setattr__(self, "audio", "video" if Path(self.camera).is_file() else "mic")
 
