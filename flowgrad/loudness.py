@@ -16,8 +16,9 @@ The filter is the analog A-weighting of IEC 61672-1 (zeros at 0 Hz x4; poles at 
 107.7 Hz, 737.9 Hz, 12194 Hz x2) mapped to digital with the bilinear transform and normalised
 to 0 dB at 1 kHz. The bilinear transform compresses the response towards Nyquist: at 48 kHz the
 response stays within 0.1 dB of the IEC table up to 5 kHz and within the class 1 tolerances up to
-20 kHz; at 16 kHz sampling within 0.1 dB up to 2 kHz and within class 1 up to 4 kHz
-(tests/test_loudness.py checks both).
+20 kHz; at 22.05 kHz (htf) within 0.1 dB up to 3.15 kHz and class 1 up to 6.3 kHz; at 16 kHz
+(the flowgrad family) within 0.1 dB up to 2 kHz and class 1 up to 4 kHz, above which it falls
+short (6.3 kHz: 5.8 dB low). tests/test_loudness.py checks each.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ def _errors(rate, up_to_hz):
     return [(f, g - a, tol) for (f, a, tol), g in zip(rows, got)]
 
 
-@pytest.mark.parametrize("rate, tight_hz, class1_hz", [(48000, 5000, 20000), (44100, 5000, 20000), (16000, 2000, 4000)])
+@pytest.mark.parametrize("rate, tight_hz, class1_hz", [(48000, 5000, 20000), (44100, 5000, 20000),
+                                                     (22050, 3150, 6300), (16000, 2000, 4000)])
 def test_response_matches_the_iec_table(rate, tight_hz, class1_hz):
     for f, err, _ in _errors(rate, tight_hz):
         assert abs(err) <= 0.1, (rate, f, err)
