@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal
 
 __all__ = ["AWeighting", "a_weighted_level_db", "LEVEL_FLOOR_DBFS", "CALIBRATOR_SPL_DB", "level_ref"]
 
@@ -65,6 +64,9 @@ class AWeighting:
         self.rate = int(rate)
         self.calibration_db = _check_calibration(calibration_db)
         self.unit = level_ref(self.calibration_db)
+        # imported here: scipy.signal takes ~0.6 s to import, which run_live's start-up and
+        # models without audio (no level) should not pay
+        from scipy import signal
         poles = [-2.0 * math.pi * f for f in _POLES_HZ]
         z, p, k = signal.bilinear_zpk([0.0] * 4, poles, 1.0, self.rate)
         # normalise the digital response (not the analog one) to exactly 0 dB at 1 kHz
@@ -73,6 +75,8 @@ class AWeighting:
 
     def response_db(self, freqs_hz) -> np.ndarray:
         """The filter's gain in dB at ``freqs_hz`` (array-like of Hz, each below rate / 2)."""
+        from scipy import signal
+
         _, h = signal.sosfreqz(self.sos, worN=np.asarray(freqs_hz, dtype=np.float64), fs=self.rate)
         return 20.0 * np.log10(np.maximum(np.abs(h), 1e-300))
 
@@ -86,6 +90,8 @@ class AWeighting:
             raise ValueError(f"wave must be (T,) or (C, T) with T >= 1, got shape {x.shape}")
         if not np.isfinite(x).all():
             raise ValueError("wave contains NaN or Inf samples: no level can be measured")
+        from scipy import signal
+
         weighted = signal.sosfilt(self.sos, x, axis=-1)
         rms = math.sqrt(float(np.mean(weighted * weighted)))
         dbfs = 20.0 * math.log10(max(rms, _FLOOR_RMS))

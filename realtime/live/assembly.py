@@ -173,8 +173,7 @@ def build_live(config: LiveConfig, notify: Optional[Callable[[str], None]] = Non
         # One socket for all cameras, used by one thread at a time.
         publish = publisher.publish if cameras == 1 else SharedPublish(publisher.publish)
         sinks = tuple(SnapshotSink(publish) for _ in parts) if config.run.snapshot is not None else ()
-        pipelines = [Pipeline(_pipeline_config(config, stream, config.sources[k]), video, engine,
-                              sinks[k] if sinks else publish,
+        pipelines = [Pipeline(_pipeline_config(config, stream), video, engine, sinks[k] if sinks else publish,
                               audio=audio, ring=ring, flow_fn=flow)
                      for k, (stream, (video, audio, ring)) in enumerate(zip(config.streams, parts))]
         opened.pop_all()  # built: from here on LiveSystem.run and close own every part
@@ -197,9 +196,10 @@ def _open_source(source: SourceSettings, engine, opened: ExitStack) -> tuple:
     return video, audio, ring
 
 
-def _pipeline_config(config: LiveConfig, stream: str, source: SourceSettings) -> PipelineConfig:
-    """The pipeline settings of ``stream`` (of ``source``): flow sampled on the newest frame, on the
-    model's device; levels in dB(A) SPL when the source's microphone is calibrated."""
+def _pipeline_config(config: LiveConfig, stream: str) -> PipelineConfig:
+    """The pipeline settings of ``stream``: flow sampled on the newest frame, on the model's
+    device; levels in dB(A) SPL when its source's microphone is calibrated."""
+    source = config.sources[config.streams.index(stream)]
     return PipelineConfig(
         stream=stream,
         flow=RollingFlowConfig(working_hw=config.flow.working_hw, anchor="newest", backend=config.flow.backend,
