@@ -487,14 +487,26 @@ def test_the_several_camera_line_names_each_streams_source_trouble():
                     "cam2 20.0/s p95 50 ms [audio running (12 invalid samples)]")
 
 
+def _udp_port_bound(port: int) -> bool:
+    """Whether some socket of this machine listens on UDP ``port`` (Linux /proc/net/udp)."""
+    with open("/proc/net/udp") as table:
+        return any(line.split()[1].endswith(f":{port:04X}") for line in list(table)[1:])
+
+
+@pytest.mark.skipif(not Path("/proc/net/udp").exists(), reason="reads /proc/net/udp (Linux)")
 def test_ctrl_c_while_a_camera_is_still_opening_is_a_clean_exit_0():
     """Ctrl-C before the pipelines run (a stream camera that sends nothing is being opened):
     one line, exit 0, no traceback (it takes effect when the open attempt returns)."""
-    proc = _start_live("--camera", f"udp://127.0.0.1:{free_udp_port()}", "--model", "flow_only",
+    port = free_udp_port()
+    proc = _start_live("--camera", f"udp://127.0.0.1:{port}", "--model", "flow_only",
                        "--publish", f"tcp://127.0.0.1:{_free_tcp_port()}")
     try:
-        time.sleep(2.0)  # the model is loaded; the camera's open attempt is under way
-        assert proc.poll() is None, proc.communicate()
+        # The open attempt is under way once FFmpeg listens on the camera's UDP port (however
+        # long the imports took on a loaded machine).
+        deadline = time.monotonic() + 60
+        while not _udp_port_bound(port):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
