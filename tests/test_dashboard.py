@@ -407,9 +407,10 @@ def test_page_skips_malformed_fields_and_keeps_drawing():
         cam.stop()
 
 
-def test_page_shows_what_is_wrong_with_the_audio():
+def test_page_shows_what_is_wrong_with_the_audio_and_its_level():
     """run_live's status names an audio problem (source.audio_problem): the tile shows it, marked;
-    a status without one clears it; a wrong type is not drawn."""
+    a status without one clears it; a wrong type is not drawn. The A-weighted level is shown
+    with its reference, and not at all when its fields are malformed."""
     driver = _chrome()
     cam = Camera("cam1")
     try:
@@ -428,6 +429,16 @@ def test_page_shows_what_is_wrong_with_the_audio():
             assert audio_cell() == ["running", False]
             _inject(driver, _wire(_status_header("probe", source={"audio": 3, "audio_problem": ["x"]})))
             assert audio_cell() == ["–", False]
+
+            def level_cell():
+                return driver.execute_script(
+                    "return document.querySelector('.tile[data-stream=\"probe\"] .level').textContent")
+            _inject(driver, _wire(_status_header("probe", level_db=-23.04, level_ref="dBFS(A)")))
+            assert level_cell() == "-23.0 dBFS(A)"
+            _inject(driver, _wire(_status_header("probe", level_db=71.26, level_ref="dB(A) SPL")))
+            assert level_cell() == "71.3 dB(A) SPL"
+            _inject(driver, _wire(_status_header("probe", level_db="loud", level_ref="dB(A) SPL")))
+            assert level_cell() == "–"
     finally:
         driver.quit()
         cam.stop()

@@ -130,6 +130,10 @@ function onStatus(tile, header) {
   const audioCell = tile.node.querySelector(".audio");
   audioCell.textContent = problem ? `${audio}: ${problem}` : audio;
   audioCell.classList.toggle("problem", problem !== "" || audio === "failed");
+  // The A-weighted level of the newest second of sound (docs/PROTOCOL.md), when the model listens.
+  const units = ["dBFS(A)", "dB(A) SPL"];
+  tile.node.querySelector(".level").textContent =
+    isNumber(header.level_db) && units.includes(header.level_ref) ? `${header.level_db.toFixed(1)} ${header.level_ref}` : "–";
   // The pipeline's last status says "ended" (normal stop) or "failed" (docs/PROTOCOL.md).
   const state = source.pipeline;
   tile.endState = state === "ended" || state === "failed" ? state : null;
