@@ -63,6 +63,11 @@ function parseArgs(argv) {
   return args;
 }
 
+// The optional A-weighted level of the sound (docs/PROTOCOL.md), e.g. " level=-23.0 dBFS(A)".
+function level(header) {
+  return typeof header.level_db === "number" ? ` level=${header.level_db.toFixed(1)} ${header.level_ref}` : "";
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const socket = new zmq.Subscriber({ linger: 0 });
@@ -78,10 +83,10 @@ async function main() {
       const max = heatmap.reduce((a, b) => Math.max(a, b), 0);
       const [h, w] = header.shape;
       console.log(`heatmap stream=${header.stream} seq=${header.seq} shape=${h}x${w} ` +
-                  `dtype=${header.dtype} max=${max.toFixed(6)}`);
+                  `dtype=${header.dtype} max=${max.toFixed(6)}${level(header)}`);
     } else {
       console.log(`status stream=${header.stream} fps=${header.fps} ` +
-                  `latency_p50_ms=${header.latency_ms.p50}`);
+                  `latency_p50_ms=${header.latency_ms.p50}${level(header)}`);
     }
     if (++received >= args.count) break;
   }
