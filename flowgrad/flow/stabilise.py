@@ -1,0 +1,124 @@
+"""Camera-shake (ego-motion) compensation of one flow field.
+
+A shaking or panning camera adds the same smooth motion to every pixel of a
+distant scene. :func:`compensate` fits that motion robustly to a grid of flow
+samples and subtracts it, so that what is left is the motion of things moving
+relative to the background.
+
+The model is a homography: for a scene far from the camera (a street seen from
+a pole or a window) a camera rotation maps one frame onto the other by a
+homography exactly, and it covers shift, in-plane rotation, zoom and the
+perspective change of a small pan/tilt. An affine model cannot express the
+last; a similarity (estimateAffinePartial2D) not even shear.
+
+Where it fails: the fit takes the dominant motion to be "the background".
+When a vehicle fills most of the frame (over about half of the samples, and
+rigid enough to fit one homography within ``reproj_px``), the fit follows the
+vehicle: the vehicle's flow becomes ~0 and the truly static background gets
+the vehicle's motion, negated. When neither the background nor the vehicle
+holds ``min_inlier_fraction`` of the samples, no model is trusted and the flow
+comes back unchanged (``info.compensated`` False). A blank, textureless frame
+cannot be recognised from flow alone (Farneback gives ~0 flow there, which
+fits the identity perfectly); subtracting the identity's zero motion is then
+harmless.
+
+Units: flow in pixels of the grid it is sampled on, (dx, dy) per frame pair.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Denominator of the homography below which a pixel maps to (near) infinity:
+# the model then folds the frame over, which no camera shake does.
+_MIN_W = 1e-3
+
+
+@dataclass(frozen=True)
+class StabiliseInfo:
+    """What :func:`compensate` did to one flow field.
+
+    compensated: True when the background motion was subtracted; False when the
+        flow came back unchanged because the fit could not be trusted.
+    inlier_fraction: fraction of the fitted (finite, textured) grid samples within reproj_px of the
+        fitted model (0.0 when no model was found), in [0, 1].
+    reason: "ok", or a short sentence saying why the flow was left unchanged.
+    """
+
+    compensated: bool
+    inlier_fraction: float
+    reason: str
+
+
+def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture: float = 1e-4, step: int = 8, border: int = 16, reproj_px: float = 1.0,
+               min_inliers: int = 24, min_inlier_fraction: float = 0.5
+               ) -> tuple[np.ndarray, StabiliseInfo]:
+    """Subtract the background's motion, fitted as a homography, from a flow field.
+
+    flow: (2, H, W) float, (dx, dy) in pixels from the first frame to the second,
+        sampled on the first frame's pixel grid.
+    frame: optional (H, W) uint8 gray frame the flow is sampled on (its first
+        frame). When given, only samples where it has texture in two directions
+        (cv2.cornerMinEigenVal, 7 px block, >= min_texture) are fitted: Farneback
+        reports ~0 flow on flat areas (sky, walls, blur), which would otherwise
+        outvote the background and fit a still camera.
+    min_texture: that threshold, in cornerMinEigenVal's units for uint8 frames
+        (1e-4 passes a faint sensor-noise texture, not a flat or blurred area).
+    step: spacing in pixels of the grid of samples the model is fitted to.
+    border: pixels skipped at each edge, where Farneback's flow is least reliable.
+    reproj_px: RANSAC threshold in pixels: a sample whose end point is within it
+        of the model's prediction is an inlier (background).
+    min_inliers: fewest inlier samples for the model to be trusted.
+    min_inlier_fraction: smallest inlier fraction (of the finite samples) for the
+        model to be trusted; 0.5 means the background must be the majority.
+    Returns (flow_out, info): flow_out is a new (2, H, W) float32 array, flow minus
+    the model's displacement at every pixel, or an unchanged float32 copy when
+    info.compensated is False (too few samples or inliers, no or a degenerate
+    model). Non-finite samples are left out of the fit (and stay non-finite).
+    Raises ValueError for a flow that is not a (2, H, W) array.
+    """
+    if not isinstance(flow, np.ndarray) or flow.ndim != 3 or flow.shape[0] != 2:
+        shape = getattr(flow, "shape", type(flow).__name__)
+        raise ValueError(f"flow must be a (2, H, W) array, got {shape}")
+    flow = np.array(flow, dtype=np.float32, copy=True)
+    _, h, w = flow.shape
+
+    def unchanged(reason: str, fraction: float = 0.0) -> tuple[np.ndarray, StabiliseInfo]:
+        return flow, StabiliseInfo(False, fraction, reason)
+
+    ys, xs = np.mgrid[border:h - border:step, border:w - border:step]
+    src = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+    d = flow[:, ys.ravel(), xs.ravel()].T
+    finite = np.isfinite(d).all(axis=1)
+    if frame is not None:
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != (h, w):
+            raise ValueError(f"frame must be a ({h}, {w}) uint8 gray array, got "
+                             f"{getattr(frame, 'shape', type(frame).__name__)}")
+        texture = cv2.cornerMinEigenVal(frame, 7, ksize=3)
+        finite &= texture[ys.ravel(), xs.ravel()] >= min_texture
+    src, d = src[finite], d[finite]
+    n = len(src)
+    if n < max(min_inliers, 4):
+        return unchanged(f"too few finite, textured flow samples ({n}) for a background fit")
+
+    hom, mask = cv2.findHomography(src, src + d, cv2.RANSAC, reproj_px)
+    if hom is None or mask is None or not np.isfinite(hom).all():
+        return unchanged("no background model found")
+    inliers = int(mask.sum())
+    fraction = inliers / n
+    if inliers < min_inliers or fraction < min_inlier_fraction:
+        return unchanged(f"background fit untrusted: {inliers} of {n} samples are inliers "
+                         f"({fraction:.2f} < {min_inlier_fraction:g} or < {min_inliers})", fraction)
+
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float64)
+    den = hom[2, 0] * gx + hom[2, 1] * gy + hom[2, 2]
+    # findHomography scales the model so that hom[2, 2] == 1: den > 0 keeps the frame unfolded.
+    if not np.all(den > _MIN_W):
+        return unchanged("degenerate background model (folds the frame)", fraction)
+    px = (hom[0, 0] * gx + hom[0, 1] * gy + hom[0, 2]) / den
+    py = (hom[1, 0] * gx + hom[1, 1] * gy + hom[1, 2]) / den
+    flow[0] -= (px - gx).astype(np.float32)
+    flow[1] -= (py - gy).astype(np.float32)
+    return flow, StabiliseInfo(True, fraction, "ok")

