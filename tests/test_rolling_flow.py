@@ -330,3 +330,50 @@ def test_newest_anchor_samples_the_flow_on_the_newest_frame():
 def test_anchor_validation():
     with pytest.raises(ValueError, match="anchor"):
         RollingFlowConfig(anchor="middle")
+
+
+def _shaken_stream(base, n, seed=0):
+    """n frames of `base` (real footage, gray) each moved by a random camera shake: a shift of up to 3 px
+    and a rotation of up to 1 degree about the centre."""
+    rng = np.random.default_rng(seed)
+    h, w = base.shape
+    for _ in range(n):
+        a = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-1, 1), 1.0)
+        a[:, 2] += rng.uniform(-3, 3, 2)
+        yield cv2.warpAffine(base, a, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+
+
+@pytest.mark.skipif(__import__("bench.footage").footage.bikes_path() is None, reason="bikes.mp4 not installed")
+def test_stabilise_removes_camera_shake_from_a_static_real_scene():
+    from bench.footage import bikes_path
+    cap = cv2.VideoCapture(str(bikes_path()))
+    for _ in range(61):
+        ok, frame = cap.read()
+    cap.release()
+    base = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    medians = {}
+    for stabilise in (False, True):
+        rf = RollingFlow(RollingFlowConfig(stabilise=stabilise))
+        mags = []
+        for i, f in enumerate(_shaken_stream(base, 12)):
+            r = rf.push(f, i / 24)
+            if r is not None:
+                mags.append(np.median(np.hypot(*r.flow[:, 40:-40, 40:-40])))
+        medians[stabilise] = float(np.median(mags))
+        assert rf.stats.stabilise_fallbacks == 0
+    assert medians[False] > 2.0
+    assert medians[True] < 1.0 and medians[True] < 0.3 * medians[False]
+
+
+def test_stabilise_falls_back_on_a_blank_stream_and_counts_it():
+    rf = RollingFlow(RollingFlowConfig(stabilise=True))
+    blank = np.full((120, 160), 90, np.uint8)
+    results = [rf.push(blank, i / 24) for i in range(8)]
+    computed = sum(r is not None for r in results)
+    assert computed > 0 and rf.stats.stabilise_fallbacks == computed == rf.stats.computed
+    assert all(np.all(r.flow == 0) for r in results if r is not None)
+
+
+def test_stabilise_must_be_a_bool():
+    with pytest.raises(ValueError, match="stabilise must be a bool"):
+        RollingFlowConfig(stabilise=1)

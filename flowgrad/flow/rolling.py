@@ -24,6 +24,7 @@ import torch
 
 from .farneback import Farneback, FarnebackParams
 from .opencv import opencv_flow
+from .stabilise import compensate
 
 FlowFn = Callable[[np.ndarray, np.ndarray], Any]
 """flow_fn(prev_gray, next_gray) -> flow.
@@ -76,6 +77,10 @@ class RollingFlowConfig:
         older one, negated, so it still points forwards in time but is sampled
         on the newest frame: a live display then overlays it on the newest
         picture without lagging interval_s behind.
+    stabilise: remove camera shake from each field with
+        :func:`flowgrad.flow.stabilise.compensate` (the background's motion,
+        fitted on the working grid, is subtracted); a pair whose background
+        cannot be fitted keeps its flow and counts in stats.stabilise_fallbacks.
     """
 
     interval_s: float = FLOW_INTERVAL_S
@@ -87,6 +92,7 @@ class RollingFlowConfig:
     history_s: float = 1.0
     max_frames: int = 256
     anchor: str = "older"
+    stabilise: bool = False
 
     def __post_init__(self) -> None:
         for name in ("interval_s", "history_s"):
@@ -106,6 +112,8 @@ class RollingFlowConfig:
             raise ValueError(f"backend must be one of {_BACKENDS}, got {self.backend!r}")
         if self.compile and self.backend != "torch":
             raise ValueError(f"compile applies to backend 'torch' only, not {self.backend!r}")
+        if not isinstance(self.stabilise, bool):
+            raise ValueError(f"stabilise must be a bool, got {self.stabilise!r}")
         if self.anchor not in _ANCHORS:
             raise ValueError(f"anchor must be one of {_ANCHORS}, got {self.anchor!r}")
         if self.working_hw is not None:
@@ -166,6 +174,8 @@ class RollingFlowStats:
     out_of_order: frames ignored because t <= the newest kept timestamp.
     gaps: times history was cleared because t jumped more than history_s ahead.
     resets: times history was cleared because the camera resolution changed.
+    stabilise_fallbacks: fields returned uncompensated under config.stabilise
+        because their background could not be fitted.
     """
 
     pushed: int = 0
@@ -173,6 +183,7 @@ class RollingFlowStats:
     out_of_order: int = 0
     gaps: int = 0
     resets: int = 0
+    stabilise_fallbacks: int = 0
 
 
 class RollingFlow:
@@ -271,6 +282,9 @@ class RollingFlow:
         else:
             flow = self._flow(gray, prev_gray)
             np.negative(flow, out=flow)
+        if self.config.stabilise:
+            flow, info = compensate(flow, frame=prev_gray if self.config.anchor == "older" else gray)
+            self.stats.stabilise_fallbacks += not info.compensated
         work_h, work_w = gray.shape
         # Each axis has its own scale, since the working size need not keep the
         # camera's aspect ratio.
