@@ -122,3 +122,15 @@ def test_non_finite_samples_are_left_out_of_the_fit():
 def test_bad_shape_is_a_clear_error(bad):
     with pytest.raises(ValueError, match="flow must be a"):
         compensate(bad)
+
+
+def test_a_vehicle_filling_most_of_the_frame_becomes_the_background():
+    """The documented failure: the fit follows the majority motion, so the vehicle's flow goes to ~0 and the
+    static background gets the vehicle's motion negated."""
+    h, w = 180, 320
+    flow = np.zeros((2, h, w), np.float32)
+    flow[0][:, :230] = 5.0  # a vehicle over ~70 % of the samples, moving 5 px right; the rest is still
+    out, info = compensate(flow)
+    assert info.compensated and 0.6 < info.inlier_fraction < 0.8
+    assert np.abs(out[:, 20:-20, 20:220]).max() < 0.01
+    np.testing.assert_allclose(out[0][20:-20, 240:-20], -5.0, atol=0.01)

@@ -2,6 +2,7 @@
 from .farneback import Farneback, FarnebackParams, farneback
 from .opencv import opencv_flow
 from .rolling import FLOW_INTERVAL_S, FlowResult, RollingFlow, RollingFlowConfig
+from .stabilise import StabiliseInfo, compensate
 
 __all__ = ["FLOW_INTERVAL_S", "farneback", "Farneback", "FarnebackParams", "RollingFlow", "RollingFlowConfig",
-           "FlowResult", "opencv_flow"]
+           "FlowResult", "opencv_flow", "compensate", "StabiliseInfo"]
