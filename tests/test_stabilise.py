@@ -134,3 +134,9 @@ def test_a_vehicle_filling_most_of_the_frame_becomes_the_background():
     assert info.compensated and 0.6 < info.inlier_fraction < 0.8
     assert np.abs(out[:, 20:-20, 20:220]).max() < 0.01
     np.testing.assert_allclose(out[0][20:-20, 240:-20], -5.0, atol=0.01)
+
+
+@pytest.mark.parametrize("frame", [np.zeros((10, 10), np.uint8), np.zeros((180, 320), np.float32)])
+def test_bad_frame_is_a_clear_error(frame):
+    with pytest.raises(ValueError, match="frame must be a"):
+        compensate(np.zeros((2, 180, 320), np.float32), frame=frame)

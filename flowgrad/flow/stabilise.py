@@ -52,9 +52,9 @@ class StabiliseInfo:
     reason: str
 
 
-def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture: float = 1e-4, step: int = 8, border: int = 16, reproj_px: float = 1.0,
-               min_inliers: int = 24, min_inlier_fraction: float = 0.5
-               ) -> tuple[np.ndarray, StabiliseInfo]:
+def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture: float = 1e-4,
+               step: int = 8, border: int = 16, reproj_px: float = 1.0, min_inliers: int = 24,
+               min_inlier_fraction: float = 0.5) -> tuple[np.ndarray, StabiliseInfo]:
     """Subtract the background's motion, fitted as a homography, from a flow field.
 
     flow: (2, H, W) float, (dx, dy) in pixels from the first frame to the second,
@@ -71,13 +71,14 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     reproj_px: RANSAC threshold in pixels: a sample whose end point is within it
         of the model's prediction is an inlier (background).
     min_inliers: fewest inlier samples for the model to be trusted.
-    min_inlier_fraction: smallest inlier fraction (of the finite samples) for the
+    min_inlier_fraction: smallest inlier fraction (of the fitted samples) for the
         model to be trusted; 0.5 means the background must be the majority.
     Returns (flow_out, info): flow_out is a new (2, H, W) float32 array, flow minus
     the model's displacement at every pixel, or an unchanged float32 copy when
     info.compensated is False (too few samples or inliers, no or a degenerate
     model). Non-finite samples are left out of the fit (and stay non-finite).
-    Raises ValueError for a flow that is not a (2, H, W) array.
+    Raises ValueError for a flow that is not a (2, H, W) array or a frame that is
+    not (H, W) uint8.
     """
     if not isinstance(flow, np.ndarray) or flow.ndim != 3 or flow.shape[0] != 2:
         shape = getattr(flow, "shape", type(flow).__name__)
@@ -91,14 +92,14 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     ys, xs = np.mgrid[border:h - border:step, border:w - border:step]
     src = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
     d = flow[:, ys.ravel(), xs.ravel()].T
-    finite = np.isfinite(d).all(axis=1)
+    usable = np.isfinite(d).all(axis=1)
     if frame is not None:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != (h, w):
             raise ValueError(f"frame must be a ({h}, {w}) uint8 gray array, got "
                              f"{getattr(frame, 'shape', type(frame).__name__)}")
         texture = cv2.cornerMinEigenVal(frame, 7, ksize=3)
-        finite &= texture[ys.ravel(), xs.ravel()] >= min_texture
-    src, d = src[finite], d[finite]
+        usable &= texture[ys.ravel(), xs.ravel()] >= min_texture
+    src, d = src[usable], d[usable]
     n = len(src)
     if n < max(min_inliers, 4):
         return unchanged(f"too few finite, textured flow samples ({n}) for a background fit")
