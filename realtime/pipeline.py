@@ -295,7 +295,7 @@ class Pipeline:
             "stage_ms": {k: v.snapshot(now)["latency_ms"]["p50"] for k, v in self.stage_ms.items()},
             "source": source,
             "uptime_s": now - self.started_at if self.started_at is not None else 0.0,
-            **dict(zip(("level_db", "level_ref"), self.level)),
+            **self._level_fields(),
         }
 
     # ------------------------------------------------------------------ stages
@@ -367,14 +367,15 @@ class Pipeline:
                 raise PipelineError(f"audio source failed: {' '.join(str(self.audio.error).split())}")
             start = self._clock()
             if self.ring.total_samples:
-                heard = self.ring.latest(self.engine.audio_seconds).samples
-            else:  # nothing captured yet: silence
+                # One read serves both: the level's window is the newest part of the embedding's.
+                heard = self.ring.latest(max(self.engine.audio_seconds, self.config.level_window_s)).samples
+                level_n = round(self.config.level_window_s * self.ring.sample_rate)
+                self._level = self._weighting.level_db(heard[len(heard) - level_n:])
+            else:  # nothing captured yet: silence, and no level
                 heard = np.zeros(0, np.float32)
             # A plain attribute swap: readers always see a whole (1, D) array.
             window = newest_window(torch.from_numpy(np.asarray(heard, np.float32)), self.engine.samples)
             self._embedding = self.engine.embed_audio(window.numpy()[None])
-            if self.ring.total_samples:
-                self._level = self._weighting.level_db(self.ring.latest(self.config.level_window_s).samples)
             done = self._clock()
             self.stage_ms["audio"].add(done, done - start)
             self._stop.wait(max(0.0, self.config.audio_refresh_s - (done - start)))
@@ -433,7 +434,8 @@ class Pipeline:
             source={**s["source"], "pipeline": state},
             uptime_s=s["uptime_s"],
             publish_time=now + self._unix_offset,
-            **self._level_fields(),
+            level_db=s["level_db"],
+            level_ref=s["level_ref"],
         )
 
 
