@@ -284,23 +284,46 @@ def _set_curve(sock: zmq.Socket, curve: CurveClient) -> None:
 def _receive_in_order(link: _Link, timeout_s: float | None, tick_s: float | None) -> Iterator[bytes | None]:
     """Every message of link's socket in arrival order; None per idle tick; SubscribeTimeout."""
     poller = link.poller()
-    last = time.monotonic()
-    next_tick = None if tick_s is None else last + tick_s
+    clock = _IdleClock(timeout_s, tick_s)
     while True:
-        wait = _until(time.monotonic(), next_tick, None if timeout_s is None else last + timeout_s,
-                      link.reconnect_at)
+        wait = _until(time.monotonic(), *clock.deadlines(), link.reconnect_at)
         ready = dict(poller.poll(None if wait is None else wait * 1000))
         now = time.monotonic()
         link.tend(ready, now)
         if link.sock in ready:
-            last = now
-            next_tick = None if tick_s is None else now + tick_s
+            clock.received(now)
             yield link.recv()
-        elif timeout_s is not None and now - last >= timeout_s:
-            raise SubscribeTimeout(f"no message within {timeout_s:g} s")
-        elif next_tick is not None and now >= next_tick:
-            next_tick = now + tick_s
+        elif clock.idle(now):
             yield None
+
+
+class _IdleClock:
+    """A receive loop's two clocks: SubscribeTimeout after ``timeout_s`` seconds without a
+    message, and an idle tick (the loop yields None) every ``tick_s`` seconds without one;
+    either None = never."""
+
+    def __init__(self, timeout_s: float | None, tick_s: float | None):
+        self.timeout_s, self.tick_s = timeout_s, tick_s
+        self.received(time.monotonic())
+
+    def received(self, now: float) -> None:
+        """A message arrived at monotonic ``now``: both clocks restart."""
+        self.last = now
+        self.next_tick = None if self.tick_s is None else now + self.tick_s
+
+    def deadlines(self) -> tuple[float | None, float | None]:
+        """(next tick, timeout), monotonic seconds, for :func:`_until`."""
+        return self.next_tick, None if self.timeout_s is None else self.last + self.timeout_s
+
+    def idle(self, now: float) -> bool:
+        """After a wait that brought no message: raise SubscribeTimeout when it timed out;
+        True when an idle tick is due (and the next one is scheduled)."""
+        if self.timeout_s is not None and now - self.last >= self.timeout_s:
+            raise SubscribeTimeout(f"no message within {self.timeout_s:g} s")
+        if self.next_tick is not None and now >= self.next_tick:
+            self.next_tick = now + self.tick_s
+            return True
+        return False
 
 
 def _until(now: float, *deadlines: float | None) -> float | None:
@@ -375,20 +398,14 @@ def _receive_newest(link: _Link, newest: _Newest, timeout_s: float | None,
                               name=f"subscribe-reader {link.address}")
     reader.start()
     try:
-        last = time.monotonic()
-        next_tick = None if tick_s is None else last + tick_s
+        clock = _IdleClock(timeout_s, tick_s)
         while True:
-            data = newest.take(_until(time.monotonic(), next_tick,
-                                      None if timeout_s is None else last + timeout_s))
+            data = newest.take(_until(time.monotonic(), *clock.deadlines()))
             now = time.monotonic()
             if data is not None:
-                last = now
-                next_tick = None if tick_s is None else now + tick_s
+                clock.received(now)
                 yield data
-            elif timeout_s is not None and now - last >= timeout_s:
-                raise SubscribeTimeout(f"no message within {timeout_s:g} s")
-            elif next_tick is not None and now >= next_tick:
-                next_tick = now + tick_s
+            elif clock.idle(now):
                 yield None
     finally:
         stop.set()
