@@ -34,6 +34,7 @@ from realtime.assets import DEMO_CLIP  # noqa: E402
 from realtime.live import (FlowSettings, LiveConfig, ModelSettings, PublishSettings, RunSettings,  # noqa: E402
                            SourceSettings, build_live)
 from realtime.live.config import default_device  # noqa: E402
+from realtime.pipeline import LIVE_FLOW_HW  # noqa: E402
 from timing import cpu_name  # noqa: E402
 
 WARMUP_S = 3.0
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
                    choices=models.names())
     p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"], choices=engines.BACKENDS)
     p.add_argument("--device", default=default_device())
-    p.add_argument("--flow-size", type=wxh_arg(), default=(180, 320), metavar="WxH", dest="flow_hw")
+    p.add_argument("--flow-size", type=wxh_arg(), default=LIVE_FLOW_HW, metavar="WxH", dest="flow_hw")
     p.add_argument("--clip", type=Path, default=DEMO_CLIP)
     p.add_argument("--int8", action="store_true",
                    help="with the onnxruntime backend, also run the int8 export (export.onnx --int8)")

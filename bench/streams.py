@@ -41,6 +41,7 @@ from realtime.assets import DEMO_CLIP  # noqa: E402
 from realtime.live import (FlowSettings, LiveConfig, ModelSettings, PublishSettings, RunSettings,  # noqa: E402
                            SourceSettings, build_live)
 from realtime.live.config import default_device  # noqa: E402
+from realtime.pipeline import LIVE_FLOW_HW  # noqa: E402
 from timing import cpu_name  # noqa: E402
 
 
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
     p.add_argument("--int8", action="store_true", help="onnxruntime: the int8 export (export.onnx --int8)")
     p.add_argument("--device", default=default_device())
     p.add_argument("--seconds", type=float, default=30.0, help="seconds per stream count (default 30)")
-    p.add_argument("--flow-size", type=wxh_arg(), default=(180, 320), metavar="WxH", dest="flow_hw")
+    p.add_argument("--flow-size", type=wxh_arg(), default=LIVE_FLOW_HW, metavar="WxH", dest="flow_hw")
     p.add_argument("--flow-compile", action="store_true",
                    help="--device cuda: our Farneback compiled by torch.compile (BatchingFlow(compile=True))")
     args = p.parse_args(argv)

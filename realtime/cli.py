@@ -35,12 +35,12 @@ from pathlib import Path
 from flowgrad import engine as engines
 from flowgrad import models
 from flowgrad.errors import InputError, one_line
-from flowgrad.sizes import wxh_arg
+from flowgrad.sizes import format_wxh, wxh_arg
 
 from .assets import DEMO_CLIP, DEMO_MODEL, ROOT
 from .live import (DashboardSettings, FlowSettings, LiveConfig, ModelSettings, PublishSettings, RunSettings,
                    SourceSettings, StartError, build_live)
-from .pipeline import PipelineError
+from .pipeline import LIVE_FLOW_HW, PipelineError
 from .publisher import CurveServer
 
 DEMO_SECONDS = 10.0
@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: torch's)")
     flo = p.add_argument_group("optical flow")
     # (H, W) in code; FlowSettings checks the minimum.
-    flo.add_argument("--flow-size", type=wxh_arg(), default=(180, 320), metavar="WxH", dest="flow_hw",
-                     help="resolution flow is computed at; magnitudes stay in camera pixels (default 320x180)")
+    flo.add_argument("--flow-size", type=wxh_arg(), default=LIVE_FLOW_HW, metavar="WxH", dest="flow_hw",
+                     help="resolution flow is computed at; magnitudes stay in camera pixels "
+                          f"(default {format_wxh(LIVE_FLOW_HW)})")
     flo.add_argument("--flow-backend", choices=("opencv", "torch"), default=None,
                      help="opencv (CPU) or torch (our Farneback on --device); default: torch on cuda, else opencv")
     flo.add_argument("--flow-compile", action="store_true",

@@ -58,6 +58,8 @@ _POLL_S = 0.1  # how often a waiting stage looks at the stop flag
 # size, but a side under 16 px holds less than one 15-px Farneback window of motion, and
 # our torch Farneback (and --flow-size) refuse it; RollingFlow itself fails under 2 px.
 MIN_FRAME_SIDE = 16
+# (H, W) px live flow is computed at by default (320x180; magnitudes stay in camera pixels).
+LIVE_FLOW_HW = (180, 320)
 
 
 def frame_size_problem(frame_hw: Optional[tuple[int, int]]) -> Optional[str]:
@@ -98,7 +100,7 @@ class PipelineConfig:
 
     stream: str = "camera"
     flow: RollingFlowConfig = field(
-        default_factory=lambda: RollingFlowConfig(working_hw=(180, 320), anchor="newest"))
+        default_factory=lambda: RollingFlowConfig(working_hw=LIVE_FLOW_HW, anchor="newest"))
     audio_refresh_s: float = 1.0
     status_every_s: float = 1.0
     jpeg_quality: Optional[int] = 80

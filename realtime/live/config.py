@@ -23,7 +23,7 @@ from flowgrad.sizes import format_wxh
 
 from ..assets import default_model
 from ..audio_source import AudioSourceConfig
-from ..pipeline import MIN_FRAME_SIDE
+from ..pipeline import LIVE_FLOW_HW, MIN_FRAME_SIDE
 from ..protocol import STREAM_NAME_RULE, is_stream_name
 from ..publisher import CurveServer
 
@@ -120,7 +120,7 @@ class FlowSettings:
     compile: fuse the torch Farneback with torch.compile, compiled before the cameras open.
     """
 
-    working_hw: tuple[int, int] = (180, 320)
+    working_hw: tuple[int, int] = LIVE_FLOW_HW
     backend: Optional[str] = None
     compile: bool = False
 
