@@ -11,7 +11,9 @@ make every sample usable (NaN and inf become silence, values beyond full scale
 are clipped to [-1, 1], both counted in :class:`AudioStats` and described by
 ``problem``), downmix to mono, resample to the ring's rate with
 :class:`StreamResampler` and write blocks stamped with the ``time.monotonic()``
-capture time of their last sample. ``sounddevice`` (which needs the PortAudio
+capture time of their last sample. A ring of C > 1 channels also gets the
+source's channels, each resampled; the mono downmix is made before resampling
+either way, so mono models hear the same samples whatever the ring keeps. ``sounddevice`` (which needs the PortAudio
 library) is imported only when a microphone is opened, so files work without it.
 """
 from __future__ import annotations
@@ -64,6 +66,8 @@ class AudioSourceConfig:
     capture_rate: microphone rate in Hz to ask PortAudio for; None = the device's default.
     queue_s: seconds of microphone blocks that may wait for the resampling
         thread before new ones are dropped (and counted as overruns).
+    channels: microphone channels to capture (run_live --channels); None = the
+        device's first two (one for a mono device). Files deliver all of theirs.
     """
 
     spec: str
@@ -73,6 +77,7 @@ class AudioSourceConfig:
     loop: bool = True
     capture_rate: int | None = None
     queue_s: float = 1.0
+    channels: int | None = None
 
     def __post_init__(self):
         if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
@@ -81,6 +86,9 @@ class AudioSourceConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"AudioSourceConfig.{name} must be a positive number of seconds, got {value!r}")
+        c = self.channels
+        if c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 1):
+            raise ValueError(f"AudioSourceConfig.channels must be a positive int or None, got {c!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +119,12 @@ class StreamResampler:
     the outputs whose kernel lies inside real input are kept: no clicks at block
     edges, at the price of holding back ``latency_s`` of input. Chunks are cut
     at whole polyphase periods so every output falls on the global output grid.
+
+    channels: None for ``(n,)`` blocks, C for ``(C, n)`` blocks (the channels
+    resampled together).
     """
 
-    def __init__(self, in_hz: int, out_hz: int):
+    def __init__(self, in_hz: int, out_hz: int, channels: int | None = None):
         for name, value in (("in_hz", in_hz), ("out_hz", out_hz)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"StreamResampler: {name} must be a positive int in Hz, got {value!r}")
@@ -125,7 +136,8 @@ class StreamResampler:
         self._ctx = 0 if self._down == self._up else -(-reach // self._down) * self._down
         # Input from global sample (next chunk start - ctx) on; zeros before the stream's start,
         # as the one-shot resample pads.
-        self._buf = np.zeros(self._ctx, np.float32)
+        self._lead = () if channels is None else (channels,)
+        self._buf = np.zeros((*self._lead, self._ctx), np.float32)
         self._in_total = 0
         self._out_total = 0
 
@@ -135,22 +147,26 @@ class StreamResampler:
         return self._ctx / self.in_hz
 
     def process(self, block: np.ndarray, end_time: float | None = None) -> tuple[np.ndarray, float | None]:
-        """Feed ``(n,)`` float32 mono at ``in_hz``; returns the new ``(m,)`` float32 at ``out_hz``.
+        """Feed ``(n,)`` (or ``(C, n)``) float32 at ``in_hz``; returns the new ``(m,)`` (or
+        ``(C, m)``) float32 at ``out_hz``.
 
         end_time: monotonic capture time in seconds of the block's last input
         sample; the second return value is then the capture time of the last
         returned output sample (None when not given or nothing was returned).
         """
         block = np.asarray(block, np.float32)
-        self._in_total += block.shape[0]
+        if block.shape[:-1] != self._lead:
+            raise ValueError(f"StreamResampler.process: expected a block of shape {(*self._lead, 'n')}, "
+                             f"got {block.shape}")
+        self._in_total += block.shape[-1]
         if self._ctx == 0:
             out = block
         else:
-            self._buf = np.concatenate([self._buf, block])
-            chunk = (self._buf.shape[0] - 2 * self._ctx) // self._down * self._down
-            out = self._resample_chunk(chunk, chunk * self._up // self._down) if chunk > 0 else block[:0]
-        self._out_total += out.shape[0]
-        if end_time is None or out.shape[0] == 0:
+            self._buf = np.concatenate([self._buf, block], axis=-1)
+            chunk = (self._buf.shape[-1] - 2 * self._ctx) // self._down * self._down
+            out = self._resample_chunk(chunk, chunk * self._up // self._down) if chunk > 0 else block[..., :0]
+        self._out_total += out.shape[-1]
+        if end_time is None or out.shape[-1] == 0:
             return out, None
         last_pos = (self._out_total - 1) * self._down / self._up  # in input samples
         return out, end_time - (self._in_total - 1 - last_pos) / self.in_hz
@@ -158,20 +174,46 @@ class StreamResampler:
     def flush(self) -> np.ndarray:
         """The outputs still held back, treating the stream as ended (zeros after it)."""
         if self._ctx == 0:
-            return np.zeros(0, np.float32)
+            return np.zeros((*self._lead, 0), np.float32)
         remaining = -(-self._in_total * self._up // self._down) - self._out_total
-        self._buf = np.concatenate([self._buf, np.zeros(self._ctx, np.float32)])
-        out = self._resample_chunk(self._buf.shape[0] - 2 * self._ctx, remaining)
-        self._out_total += out.shape[0]
+        self._buf = np.concatenate([self._buf, np.zeros((*self._lead, self._ctx), np.float32)], axis=-1)
+        out = self._resample_chunk(self._buf.shape[-1] - 2 * self._ctx, remaining)
+        self._out_total += out.shape[-1]
         return out
 
     def _resample_chunk(self, chunk: int, n_out: int) -> np.ndarray:
         """Resample buffered input ``[ctx, ctx + chunk)`` with its context; keep ``n_out`` outputs."""
-        x = torch.from_numpy(self._buf[: chunk + 2 * self._ctx])
+        x = torch.from_numpy(np.ascontiguousarray(self._buf[..., : chunk + 2 * self._ctx]))
         y = resample(x, self.in_hz, self.out_hz).numpy()
         skip = self._ctx * self._up // self._down
-        self._buf = self._buf[chunk:]
-        return np.ascontiguousarray(y[skip : skip + n_out])
+        self._buf = self._buf[..., chunk:]
+        return np.ascontiguousarray(y[..., skip : skip + n_out])
+
+
+class _RingRows:
+    """A source's usable audio at its own rate -> the ring's rows at the ring's rate.
+
+    Row 0 is the mono downmix, resampled as one stream (what mono models have
+    always heard, bit for bit); rows 1..C, only for a multichannel ring, are the
+    channels resampled together.
+    """
+
+    def __init__(self, in_hz: int, out_hz: int, channels: int, keep_channels: bool):
+        self._mono = StreamResampler(in_hz, out_hz)
+        self._channels = StreamResampler(in_hz, out_hz, channels) if keep_channels else None
+
+    def process(self, mono: np.ndarray, block: np.ndarray, end_time: float | None = None):
+        """mono ``(n,)`` and block ``(C, n)`` float32 -> ``((R, m) rows, capture time of
+        the last or None)``; R is 1 or 1 + C."""
+        out, out_end = self._mono.process(mono, end_time)
+        if self._channels is None:
+            return out[None], out_end
+        return np.concatenate([out[None], self._channels.process(block)[0]]), out_end
+
+    def flush(self) -> np.ndarray:
+        """The rows still held back, the stream having ended."""
+        out = self._mono.flush()[None]
+        return out if self._channels is None else np.concatenate([out, self._channels.flush()])
 
 
 class _AudioSource:
@@ -273,6 +315,23 @@ class _AudioSource:
             self._count(invalid_samples=invalid, clipped_samples=clipped)
         return samples
 
+    def _ring_rows(self, in_hz: int, channels: int, what: str) -> _RingRows:
+        """The resampling of ``channels`` channels at ``in_hz`` into this ring's rows;
+        SourceError when the ring keeps another number of channels (nothing is silently
+        downmixed for direction finding)."""
+        kept = self.ring.channels
+        if kept not in (1, channels):
+            raise SourceError(f"{what} has {channels} channel{'s' * (channels != 1)} but the microphone "
+                              f"geometry has {kept} microphones; give one channel per microphone")
+        return _RingRows(in_hz, self.config.sample_rate, channels, keep_channels=kept > 1)
+
+    def _write_rows(self, rows: np.ndarray, end_time: float) -> None:
+        """Write ``(R, n)`` ring rows (see :class:`_RingRows`) captured up to ``end_time``."""
+        if rows.shape[0] == 1:
+            self.ring.write(rows[0], end_time=end_time)
+        else:
+            self.ring.write(rows[1:].T, end_time=end_time, mono=rows[0])
+
     def _begin(self, start_time: float) -> None:
         """Acquire what the thread needs before it starts (may raise SourceError)."""
 
@@ -302,9 +361,11 @@ class FileAudioSource(_AudioSource):
                 raise SourceError(f"audio file {self.path}: its audio track has {codec.channels} channels at "
                                   f"{codec.sample_rate} Hz; give a file with sound")
             self.file_rate = codec.sample_rate
+            self.channels = codec.channels
             self.loop_samples = _video_loop_samples(container, self.file_rate)
         finally:
             container.close()
+        self._rows = self._ring_rows(self.file_rate, self.channels, f"audio file {self.path}")
         self._check_usable()
         self._start_time = 0.0
 
@@ -349,49 +410,50 @@ class FileAudioSource(_AudioSource):
 
     def _run(self) -> None:
         block = max(1, round(self.config.block_s * self.config.sample_rate))
-        rate = self.config.sample_rate
-        resampler = StreamResampler(self.file_rate, rate)
-        pending = np.zeros(0, np.float32)
+        pending = None
         written = 0
         for chunk in self._decode():
-            pending = np.concatenate([pending, resampler.process(chunk)[0]])
-            while pending.shape[0] >= block:
-                if not self._write_at_pace(pending[:block], written, block):
+            rows = self._rows.process(chunk.mean(axis=0, dtype=np.float32), chunk)[0]
+            pending = rows if pending is None else np.concatenate([pending, rows], axis=1)
+            while pending.shape[1] >= block:
+                if not self._write_at_pace(pending[:, :block], written, block):
                     return
-                pending, written = pending[block:], written + block
+                pending, written = pending[:, block:], written + block
             if self._stop.is_set():
                 return
         # Finite play (no loop): the held-back tail, then the end.
-        pending = np.concatenate([pending, resampler.flush()])
-        if pending.shape[0] and not self._write_at_pace(pending, written, block):
+        tail = self._rows.flush()
+        pending = tail if pending is None else np.concatenate([pending, tail], axis=1)
+        if pending.shape[1] and not self._write_at_pace(pending, written, block):
             return
         self._state = "ended"
 
-    def _write_at_pace(self, samples: np.ndarray, written: int, block: int) -> bool:
-        """Write ``samples`` (ring-rate output samples ``written ..``) when the last is due; False if stopped."""
-        due = self._start_time + (written + samples.shape[0] - 1) / self.config.sample_rate
+    def _write_at_pace(self, rows: np.ndarray, written: int, block: int) -> bool:
+        """Write ``(R, n)`` ring rows (ring-rate output samples ``written ..``) when the last
+        is due; False if stopped."""
+        due = self._start_time + (written + rows.shape[1] - 1) / self.config.sample_rate
         if not wait_until(due, self._stop):
             return False
         late = time.monotonic() - due
-        self.ring.write(samples, end_time=due)
+        self._write_rows(rows, due)
         self._count(blocks=1, underruns=int(late > block / self.config.sample_rate))
         return True
 
     def _decode(self) -> Iterator[np.ndarray]:
-        """Mono float32 chunks at ``file_rate``, loop after loop (one pass when not looping)."""
+        """``(C, n)`` float32 chunks at ``file_rate``, loop after loop (one pass when not looping)."""
         while not self._stop.is_set():
             played = 0
             for chunk in self._decode_once():
                 if self.loop_samples is not None:
                     if played >= self.loop_samples:
                         break  # audio longer than the video: the rest is cut
-                    chunk = chunk[: self.loop_samples - played]
-                played += chunk.shape[0]
+                    chunk = chunk[:, : self.loop_samples - played]
+                played += chunk.shape[1]
                 yield chunk
                 if self._stop.is_set():
                     return
             if self.loop_samples is not None and played < self.loop_samples:
-                yield np.zeros(self.loop_samples - played, np.float32)
+                yield np.zeros((self.channels, self.loop_samples - played), np.float32)
                 played = self.loop_samples
             if played == 0:
                 raise SourceError(f"audio file {self.path}: audio track decodes to no samples")
@@ -401,11 +463,11 @@ class FileAudioSource(_AudioSource):
     def _decode_once(self) -> Iterator[np.ndarray]:
         container = self._open()
         try:
-            # Planar float keeps the file's rate and channels; the downmix is a plain mean.
+            # Planar float keeps the file's rate and channels.
             to_float = av.AudioResampler(format="fltp")
             for frame in container.decode(audio=0):
                 for converted in to_float.resample(frame):
-                    yield self._usable(converted.to_ndarray()).mean(axis=0, dtype=np.float32)
+                    yield self._usable(converted.to_ndarray())
                 if self._stop.is_set():
                     return
         finally:
@@ -440,9 +502,14 @@ class MicrophoneSource(_AudioSource):
         self._sd = _import_sounddevice()
         self.device_info = _find_input(self._sd, config.device)
         self.capture_rate = config.capture_rate or int(self.device_info["default_samplerate"])
-        self.channels = min(2, int(self.device_info["max_input_channels"]))
-        if self.channels < 1:
+        has = int(self.device_info["max_input_channels"])
+        if has < 1:
             raise SourceError(f"microphone {self.device_info['name']!r} has no input channels; choose another device")
+        if config.channels is not None and config.channels > has:
+            raise SourceError(f"--channels {config.channels}: microphone {self.device_info['name']!r} has only "
+                              f"{has} input channels")
+        self.channels = config.channels or min(2, has)
+        self._rows = self._ring_rows(self.capture_rate, self.channels, f"microphone {self.device_info['name']!r}")
         self._queue: queue.Queue = queue.Queue(
             maxsize=max(2, math.ceil(config.queue_s / config.block_s))
         )
@@ -484,7 +551,6 @@ class MicrophoneSource(_AudioSource):
             self._count(overruns=1)
 
     def _run(self) -> None:
-        resampler = StreamResampler(self.capture_rate, self.config.sample_rate)
         while not self._stop.is_set():
             try:
                 block, end_time = self._queue.get(timeout=0.1)
@@ -493,9 +559,10 @@ class MicrophoneSource(_AudioSource):
                 if stream is not None and not stream.active and not self._stop.is_set():
                     raise SourceError(f"microphone {self.device_info['name']!r} stopped delivering audio (unplugged?)")
                 continue
-            out, out_end = resampler.process(self._usable(block).mean(axis=1, dtype=np.float32), end_time)
-            if out.shape[0]:
-                self.ring.write(out, end_time=out_end)
+            block = self._usable(block)  # (frames, C), as PortAudio delivers it
+            rows, out_end = self._rows.process(block.mean(axis=1, dtype=np.float32), block.T, end_time)
+            if rows.shape[1]:
+                self._write_rows(rows, out_end)
                 self._count(blocks=1)
 
 

@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="what the audio input reads, in dBFS(A), for a 94 dB SPL 1 kHz sound calibrator "
                           "held on the microphone: levels are then shown and published in dB(A) SPL "
                           "(level = reading - DB + 94); default: uncalibrated levels in dBFS(A)")
+    src.add_argument("--channels", type=int, default=None, metavar="N",
+                     help="microphone channels to capture (mono models hear their mean); default: the "
+                          "device's first two")
     src.add_argument("--demo", action="store_true",
                      help=f"the bundled street clip ({DEMO_CLIP.relative_to(ROOT)}, sound from its track) and "
                           f"the default model, for {DEMO_SECONDS:g} s unless --duration is given; writes "
@@ -141,7 +144,7 @@ def to_config(args: argparse.Namespace) -> LiveConfig:
         raise StartError("--curve-secret and --curve-clients go together")
     curve = CurveServer(args.curve_secret, args.curve_clients) if args.curve_secret else None
     return LiveConfig(
-        sources=tuple(SourceSettings(str(c), a, args.mic_calibration) for c, a in zip(cameras, audio)),
+        sources=tuple(SourceSettings(str(c), a, args.mic_calibration, args.channels) for c, a in zip(cameras, audio)),
         model=ModelSettings(args.model, args.backend, args.device, args.threads, args.untrained),
         flow=FlowSettings(args.flow_hw, args.flow_backend, args.flow_compile),
         publishing=PublishSettings(args.publish, args.stream, args.heatmap_dtype,

@@ -152,3 +152,45 @@ def test_concurrent_reader_never_sees_torn_windows():
     assert not any(t.is_alive() for t in threads)
     assert not errors, f"torn window starting at {errors[0][:3]}"
     np.testing.assert_array_equal(ring.latest(0.5).samples, np.arange(n_blocks * block - 500, n_blocks * block))
+
+
+def test_channels_wrap_around_with_their_downmix():
+    rng = np.random.default_rng(3)
+    ring = AudioRing(100, seconds=1.0, channels=3)
+    history = []
+    for n in (30, 70, 45, 99, 1, 100, 13, 64):
+        block = rng.standard_normal((n, 3)).astype(np.float32)
+        ring.write(block)
+        history.append(block)
+    ref = np.concatenate(history)
+    w = ring.latest(0.6, channels=True)
+    np.testing.assert_array_equal(w.samples, ref[-60:].T)
+    np.testing.assert_array_equal(ring.latest(0.6).samples, ref[-60:].mean(axis=1, dtype=np.float32))
+
+
+def test_a_given_downmix_is_kept_as_is_and_gaps_are_silence_on_every_channel():
+    ring = AudioRing(10, seconds=2.0, channels=2)
+    block = np.ones((5, 2), np.float32)
+    ring.write(block, end_time=1.0, mono=np.full(5, 0.25, np.float32))
+    ring.write(block, end_time=2.0)  # 0.5 s late: 5 samples of silence first
+    assert ring.stats.gap_samples == 5
+    np.testing.assert_array_equal(ring.latest(1.5, channels=True).samples[:, :5], np.ones((2, 5)))
+    np.testing.assert_array_equal(ring.latest(1.5, channels=True).samples[:, 5:10], np.zeros((2, 5)))
+    np.testing.assert_array_equal(ring.latest(1.5).samples, [0.25] * 5 + [0] * 5 + [1] * 5)
+
+
+def test_a_mono_ring_reads_its_channels_as_one_row():
+    ring = AudioRing(8, seconds=1.0)
+    ring.write(np.array([[0.5, 0.25], [0.0, 1.0]], np.float32))
+    np.testing.assert_array_equal(ring.latest(0.25, channels=True).samples, [[0.375, 0.5]])
+
+
+@pytest.mark.parametrize("block, mono, match", [
+    (np.zeros(4, np.float32), None, r"keeps 2 channels.*\(n, 2\)"),
+    (np.zeros((4, 3), np.float32), None, r"keeps 2 channels"),
+    (np.zeros((4, 2), np.float32), np.zeros(3, np.float32), r"mono must have shape \(4,\)"),
+    (np.zeros((4, 2), np.float32), np.array([0, 0, 0, np.inf]), "mono contains NaN or inf"),
+])
+def test_blocks_that_do_not_fit_a_multichannel_ring_are_refused(block, mono, match):
+    with pytest.raises(ValueError, match=match):
+        AudioRing(8, channels=2).write(block, mono=mono)

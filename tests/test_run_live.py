@@ -95,6 +95,8 @@ def test_help_explains_every_option():
       "--audio", "video", "--audio", "video"), "2 --audio options for 3 cameras"),
     (("--demo", "--mic-calibration", "nan"), "--mic-calibration must be a finite number"),
     (("--demo", "--mic-calibration", "inf"), "--mic-calibration must be a finite number"),
+    (("--demo", "--channels", "0"), "--channels must be at least 1, got 0"),
+    (("--demo", "--model", "rcgrad", "--untrained", "--channels", "2"), "--channels is for a microphone"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(args, message):
     start = time.monotonic()

@@ -53,6 +53,7 @@ class SourceSettings:
     audio: "mic" (the default input), a microphone name or PortAudio index (e.g.
         "pulse"), an audio file (looped, real time) or "video" (the camera file's own
         sound track). None: "video" for a camera file, else "mic".
+    channels: microphone channels to capture (run_live --channels); None: the device's first two.
     mic_calibration_db: what this audio reads, in dBFS(A), for a 94 dB SPL 1 kHz calibrator
         (run_live --mic-calibration): levels are then dB(A) SPL; None: dBFS(A).
     """
@@ -60,6 +61,7 @@ class SourceSettings:
     camera: str
     audio: Optional[str] = None
     mic_calibration_db: Optional[float] = None
+    channels: Optional[int] = None
 
     def __post_init__(self) -> None:
         cal = self.mic_calibration_db
@@ -67,6 +69,8 @@ class SourceSettings:
             raise StartError(f"--mic-calibration must be a finite number of dBFS(A), got {cal!r}")
         if self.audio is None:
             object.__setattr__(self, "audio", "video" if Path(self.camera).is_file() else "mic")
+        if self.channels is not None and self.channels < 1:
+            raise StartError(f"--channels must be at least 1, got {self.channels}")
 
     def audio_source(self, sample_rate: int) -> AudioSourceConfig:
         """What to open for ``audio`` at the model's ``sample_rate`` Hz; StartError for a
@@ -81,7 +85,9 @@ class SourceSettings:
                 raise StartError(f"--audio {spec}: no such audio file; give an existing file, 'video', 'mic' "
                                  "or a microphone name/index")
             spec, device = "mic", (int(spec) if spec.isdigit() else spec)
-        return AudioSourceConfig(spec, sample_rate, device=device)
+        if self.channels is not None and spec != "mic":
+            raise StartError(f"--channels is for a microphone; --audio {self.audio} has the file's own channels")
+        return AudioSourceConfig(spec, sample_rate, device=device, channels=self.channels)
 
 
 @dataclass(frozen=True)
