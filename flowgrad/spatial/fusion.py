@@ -1,0 +1,49 @@
+"""Fusing a localisation map with a direction likelihood, and how sharp a likelihood is."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from flowgrad.maps import minmax
+
+__all__ = ["fuse", "sharpness"]
+
+
+def fuse(maps: torch.Tensor, likelihood) -> torch.Tensor:
+    """A map weighted by where the sound comes from.
+
+    maps: ``(B, H, W)`` float localisation maps (any non-negative scale).
+    likelihood: ``(B, W)`` or ``(W,)`` over image columns, or ``(B, H, W)`` / ``(H, W)``
+        over pixels; non-negative (flowgrad.spatial.doa's are in (0, 1]).
+    Returns ``(B, H, W)``: ``maps * likelihood`` min-max normalised to [0, 1] per map, as
+    the models' maps are (a flat likelihood leaves a normalised map as it was).
+    """
+    lik = torch.as_tensor(likelihood, dtype=maps.dtype, device=maps.device)
+    if maps.ndim != 3:
+        raise ValueError(f"fuse: maps must be (B, H, W), got {tuple(maps.shape)}")
+    b, h, w = maps.shape
+    if lik.shape in ((w,), (b, w)):
+        lik = lik.reshape(-1, 1, w)
+    elif lik.shape not in ((h, w), (b, h, w)):
+        raise ValueError(f"fuse: likelihood must be (W,), (B, W), (H, W) or (B, H, W) for maps "
+                         f"{tuple(maps.shape)}, got {tuple(lik.shape)}")
+    return minmax(maps * lik)
+
+
+def sharpness(likelihood) -> float:
+    """How concentrated a likelihood is, in [0, 1]: 1 - its entropy / the entropy of a flat one.
+
+    likelihood: any shape (``(W,)`` or ``(H, W)``), non-negative, not all zero.
+    0 for a flat likelihood (no direction: the sounding score should not trust it), 1
+    when all of it sits in one column (or pixel).
+    """
+    p = np.asarray(likelihood, np.float64).reshape(-1)
+    total = p.sum()
+    if p.size < 2 or not np.isfinite(total) or total <= 0 or (p < 0).any():
+        raise ValueError(f"sharpness: expected a non-negative likelihood of 2 or more values with a positive "
+                         f"sum, got {p.size} values summing to {total}")
+    p = p / total
+    nz = p[p > 0]
+    return float(max(0.0, 1.0 + np.sum(nz * np.log(nz)) / math.log(p.size)))
