@@ -7,11 +7,13 @@ import time
 from pathlib import Path
 
 
-def median_ms(fn, repeat: int, warmup: int = 1, sync=None) -> float:
+def median_ms(fn, repeat: int, warmup: int = 1, sync=None, pause_s: float = 0.0) -> float:
     """Median wall time of fn() in milliseconds over ``repeat`` calls after ``warmup`` calls.
 
     sync: called after each fn() (e.g. torch.cuda.synchronize) so asynchronous
     device work is inside the measurement; None when fn is synchronous.
+    pause_s: seconds slept before each timed call, outside the measurement: calls spaced
+    as in live use, where thread pools (OpenBLAS's) fall asleep between them.
     """
     sync = sync or (lambda: None)
     for _ in range(warmup):
@@ -19,6 +21,7 @@ def median_ms(fn, repeat: int, warmup: int = 1, sync=None) -> float:
     sync()
     times = []
     for _ in range(repeat):
+        time.sleep(pause_s)
         start = time.perf_counter()
         fn()
         sync()

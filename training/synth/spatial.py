@@ -16,19 +16,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.special
 
+from flowgrad.spatial.fractional import sample_at
 from flowgrad.spatial.srp import SPEED_OF_SOUND
 
 __all__ = ["render_moving_source", "diffuse_noise", "linear_path", "azimuth_elevation_deg"]
 
-# Sinc interpolation half-width in samples (each side): fractional delays accurate to
-# well under 1e-3 of the signal over 0.9 x Nyquist with the Kaiser window below.
-_HALF_TAPS = 32
-_KAISER_BETA = 8.6
-# Fractional offsets tabulated for the kernel (linear between them: errors ~1e-6).
-_PHASES = 1024
-_CHUNK = 1 << 15  # output samples interpolated at once (bounds memory: chunk x 64 taps)
 # Plane waves summed into the diffuse field (directions spread evenly over the sphere).
 _DIFFUSE_DIRECTIONS = 64
 
@@ -77,7 +70,7 @@ def render_moving_source(signal: np.ndarray, sample_rate: int, path_m: np.ndarra
             emitted = _positions_at(path, times - delay)
             delay = np.linalg.norm(emitted - mic, axis=1) * sample_rate / speed_of_sound
         gain = reference_m / np.maximum(delay * speed_of_sound / sample_rate, min_distance_m)
-        out[m] = gain * _sample_at(signal, times - delay)
+        out[m] = gain * sample_at(signal, times - delay)
     return out
 
 
@@ -107,31 +100,3 @@ def _positions_at(path: np.ndarray, at: np.ndarray) -> np.ndarray:
     left = np.minimum(np.floor(at).astype(np.int64), path.shape[0] - 2)
     frac = (at - left)[:, None]
     return path[left] * (1 - frac) + path[left + 1] * frac
-
-
-def _sample_at(signal: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """``signal`` (zeros outside it) evaluated at fractional sample times ``at`` by
-    Kaiser-windowed sinc interpolation (the kernel read from a table of fractional
-    offsets, linearly interpolated between them)."""
-    table = _kernel_table()
-    out = np.empty(at.shape[0])
-    taps = np.arange(-_HALF_TAPS + 1, _HALF_TAPS + 1)
-    padded = np.concatenate([np.zeros(_HALF_TAPS), signal, np.zeros(_HALF_TAPS)])
-    for start in range(0, at.shape[0], _CHUNK):
-        q = at[start : start + _CHUNK]
-        base = np.floor(q).astype(np.int64)
-        phase = (q - base) * _PHASES  # offset in [0, 1) in table steps
-        row = np.minimum(phase.astype(np.int64), _PHASES - 1)
-        weight = (phase - row)[:, None]
-        kernel = table[row] * (1 - weight) + table[row + 1] * weight
-        values = padded[np.clip(base[:, None] + taps[None, :] + _HALF_TAPS, 0, padded.shape[0] - 1)]
-        out[start : start + _CHUNK] = np.einsum("nk,nk->n", values, kernel)
-    return out
-
-
-def _kernel_table() -> np.ndarray:
-    """``(_PHASES + 1, 2 * _HALF_TAPS)``: the windowed-sinc taps for offsets 0, 1/P, .., 1."""
-    taps = np.arange(-_HALF_TAPS + 1, _HALF_TAPS + 1)
-    x = np.arange(_PHASES + 1)[:, None] / _PHASES - taps[None, :]
-    window = scipy.special.i0(_KAISER_BETA * np.sqrt(np.clip(1 - (x / _HALF_TAPS) ** 2, 0, 1)))
-    return np.sinc(x) * window / scipy.special.i0(_KAISER_BETA)
