@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from flowgrad.audio import resample
+from flowgrad.spatial.geometry import check_channels
 from realtime.clock import wait_until
 from realtime.ring import AudioRing
 from realtime.video_source import SourceError
@@ -316,13 +317,12 @@ class _AudioSource:
         return samples
 
     def _ring_rows(self, in_hz: int, channels: int, what: str) -> _RingRows:
-        """The resampling of ``channels`` channels at ``in_hz`` into this ring's rows;
-        SourceError when the ring keeps another number of channels (nothing is silently
-        downmixed for direction finding)."""
+        """The resampling of ``channels`` channels at ``in_hz`` into this ring's rows.
+        A multichannel ring holds one channel per microphone of the array: ChannelCountError
+        (an InputError naming both counts) when the source has another number."""
         kept = self.ring.channels
-        if kept not in (1, channels):
-            raise SourceError(f"{what} has {channels} channel{'s' * (channels != 1)} but the microphone "
-                              f"geometry has {kept} microphones; give one channel per microphone")
+        if kept > 1:
+            check_channels(kept, channels, what)
         return _RingRows(in_hz, self.config.sample_rate, channels, keep_channels=kept > 1)
 
     def _write_rows(self, rows: np.ndarray, end_time: float) -> None:

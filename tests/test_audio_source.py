@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from flowgrad.audio import resample
+from flowgrad.spatial.geometry import ChannelCountError
 from livestandins import PulseNullSink, write_float_wav
 from realtime.audio_source import AudioSourceConfig, FileAudioSource, StreamResampler, open_audio_source
 from realtime.ring import AudioRing
@@ -338,9 +339,13 @@ def test_mono_readers_hear_the_same_downmix_as_before_bit_for_bit(tmp_path):
 
 def test_a_channel_count_other_than_the_rings_is_one_line_naming_both(tmp_path):
     write_wav(tmp_path / "mono.wav", np.zeros(1600), 16000)
-    with pytest.raises(SourceError, match=r"^audio file .*mono.wav has 1 channel but the microphone geometry "
-                                          r"has 2 microphones; give one channel per microphone$"):
+    with pytest.raises(ChannelCountError, match=r"^audio file .*mono.wav has 1 channel but --mics has 2 microphones; "
+                                                r"give one channel per microphone \(nothing is downmixed"):
         open_audio_source(AudioSourceConfig(str(tmp_path / "mono.wav"), 16000), AudioRing(16000, channels=2))
+    four = tmp_path / "four.wav"
+    write_wav(four, np.zeros((1600, 4)), 16000)
+    with pytest.raises(ChannelCountError, match=r"four.wav has 4 channels but --mics has 2 microphones"):
+        open_audio_source(AudioSourceConfig(str(four), 16000), AudioRing(16000, channels=2))
 
 
 def test_stream_resampler_takes_channels_together():

@@ -86,7 +86,7 @@ class DirectionFinder:
         signals = np.asarray(signals)
         if signals.ndim != 2:
             raise ValueError(f"DirectionFinder: expected (M, T) samples, got shape {signals.shape}")
-        check_channels(self.geometry, signals.shape[0], "the audio window")
+        check_channels(self.geometry.channels, signals.shape[0], "the audio window")
         power = self._srp(signals)
         best = int(np.argmax(power))
         d = self._directions[best]

@@ -127,11 +127,12 @@ def check_hfov(hfov_deg) -> float:
     return float(hfov_deg)
 
 
-def check_channels(geometry: ArrayGeometry, channels: int, source: str = "the audio") -> None:
-    """ChannelCountError (naming both counts) unless ``source`` delivers one channel per microphone."""
-    if channels != geometry.channels:
+def check_channels(microphones: int, channels: int, source: str = "the audio") -> None:
+    """ChannelCountError (naming both counts) unless ``source``, with ``channels`` channels,
+    delivers one channel per microphone of the ``microphones`` of the geometry."""
+    if channels != microphones:
         raise ChannelCountError(f"{source} has {channels} channel{'s' * (channels != 1)} but --mics has "
-                                f"{geometry.channels} microphones; give one channel per microphone "
+                                f"{microphones} microphones; give one channel per microphone "
                                 "(nothing is downmixed for direction finding)")
 
 
