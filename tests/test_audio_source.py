@@ -392,3 +392,31 @@ def test_a_stereo_microphone_keeps_its_channels_through_a_pulseaudio_null_sink(t
             monkeypatch.delenv("PULSE_SERVER")
             sd._terminate()
             sd._initialize()
+
+
+def test_a_stereo_video_track_keeps_its_channels_and_is_padded_to_the_video_on_each(tmp_path):
+    """0.5 s of video with 0.3 s of stereo sound (left +0.25, right -0.5): a 2-channel ring at the
+    file's rate holds exactly that, then silence on both channels up to the video's end."""
+    path, rate = tmp_path / "stereo.mkv", 48000
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = out.add_stream("pcm_s16le", rate=rate)
+        audio.layout = "stereo"
+        for i in range(12):
+            for packet in video.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8),
+                                                                  format="rgb24")):
+                out.mux(packet)
+        pcm = np.tile(np.array([8192, -16384], np.int16), 14400)[None]  # interleaved L, R: 0.3 s
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = rate, 0, fractions.Fraction(1, rate)
+        for packet in [*audio.encode(frame), *audio.encode(None), *video.encode(None)]:
+            out.mux(packet)
+    ring = AudioRing(rate, channels=2)
+    source = _play_whole(path, ring, rate)
+    assert source.channels == 2 and source.loop_samples == 0.48 * rate
+    assert ring.total_samples == source.loop_samples
+    got = ring.latest(ring.total_samples / rate, channels=True).samples
+    np.testing.assert_array_equal(got[:, :14400], np.repeat([[0.25], [-0.5]], 14400, axis=1))
+    np.testing.assert_array_equal(got[:, 14400:], 0)
+    np.testing.assert_array_equal(ring.latest(ring.total_samples / rate).samples[:14400], -0.125)
