@@ -15,7 +15,8 @@ from flowgrad.spatial.geometry import (ArrayGeometry, ChannelCountError, Geometr
                                        column_of_azimuth, load_geometry, parse_mics, pixel_directions,
                                        preset_geometry, row_of_direction)
 from flowgrad.spatial.srp import SrpPhat, pyroomacoustics_srp
-from training.synth.spatial import azimuth_elevation_deg, diffuse_noise, linear_path, render_moving_source
+from training.synth.spatial import (azimuth_elevation_deg, diffuse_noise, linear_path, render_array,
+                                    render_moving_source)
 
 RATE = 48000
 
@@ -330,3 +331,20 @@ def test_the_clap_check_of_docs_spatial_finds_the_clap(tmp_path):
     assert found, out.stdout
     assert abs(float(found[1]) - 25.0) < 3 and abs(int(found[2]) - expected) < 0.02 * 1280
     assert float(found[3]) > 0.2
+
+
+def test_a_scene_is_its_sources_plus_diffuse_noise_and_two_sources_are_two_directions():
+    geometry = preset_geometry("stereo:0.3")
+    rng = np.random.default_rng(10)
+    n = RATE
+    sources = [(rng.standard_normal(n), at_direction(-25.0)), (rng.standard_normal(n), at_direction(30.0))]
+    scene = render_array(sources, RATE, geometry.mic_positions_m, 0.001, np.random.default_rng(11))
+    parts = sum(render_moving_source(s, RATE, p, geometry.mic_positions_m) for s, p in sources)
+    noise = diffuse_noise(n, RATE, geometry.mic_positions_m, 0.001, np.random.default_rng(11))
+    np.testing.assert_allclose(scene, parts + noise, atol=1e-6)
+    likelihood = DirectionFinder(geometry, (180, 320), RATE)(scene[:, RATE // 4 : 3 * RATE // 4]).likelihood
+    columns = [round(float(column_of_azimuth(a, 320, 90.0))) for a in (-25.0, 30.0)]
+    assert all(likelihood[c - 2 : c + 3].max() > 0.3 for c in columns)  # both sources stand out
+    assert likelihood[160] < 0.05  # and the middle, where neither is, does not
+    with pytest.raises(ValueError, match="must be 48000 samples long"):
+        render_array([sources[0], (np.zeros(10), at_direction(0))], RATE, geometry.mic_positions_m, 0, rng)

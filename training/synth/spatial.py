@@ -20,7 +20,7 @@ import numpy as np
 from flowgrad.spatial.fractional import sample_at
 from flowgrad.spatial.srp import SPEED_OF_SOUND
 
-__all__ = ["render_moving_source", "diffuse_noise", "linear_path", "azimuth_elevation_deg"]
+__all__ = ["render_array", "render_moving_source", "diffuse_noise", "linear_path", "azimuth_elevation_deg"]
 
 # Plane waves summed into the diffuse field (directions spread evenly over the sphere).
 _DIFFUSE_DIRECTIONS = 64
@@ -38,6 +38,31 @@ def azimuth_elevation_deg(points_m) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(points_m, np.float64)
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
     return np.degrees(np.arctan2(x, z)), np.degrees(np.arctan2(-y, np.hypot(x, z)))
+
+
+def render_array(sources, sample_rate: int, mic_positions_m: np.ndarray, noise_rms: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """What an array hears of a scene: every source on its path plus diffuse noise.
+
+    sources: ``(signal (T,), path_m (T, 3) or (3,))`` pairs, as :func:`render_moving_source`
+        takes them, all T samples long.
+    noise_rms: the diffuse noise's RMS at each microphone (0: none).
+    Returns ``(M, T)`` float32.
+    """
+    mics = np.asarray(mic_positions_m, np.float64)
+    sources = list(sources)
+    if not sources:
+        raise ValueError("render_array: give at least one (signal, path) source")
+    n = len(sources[0][0])
+    if any(len(signal) != n for signal, _ in sources):
+        raise ValueError(f"render_array: every source signal must be {n} samples long, got "
+                         f"{[len(signal) for signal, _ in sources]}")
+    out = np.zeros((mics.shape[0], n), np.float32)
+    for signal, path in sources:
+        out += render_moving_source(signal, sample_rate, path, mics)
+    if noise_rms > 0:
+        out += diffuse_noise(n, sample_rate, mics, noise_rms, rng)
+    return out
 
 
 def render_moving_source(signal: np.ndarray, sample_rate: int, path_m: np.ndarray, mic_positions_m: np.ndarray,
