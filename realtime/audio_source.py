@@ -13,8 +13,9 @@ are clipped to [-1, 1], both counted in :class:`AudioStats` and described by
 :class:`StreamResampler` and write blocks stamped with the ``time.monotonic()``
 capture time of their last sample. A ring of C > 1 channels also gets the
 source's channels, each resampled; the mono downmix is made before resampling
-either way, so mono models hear the same samples whatever the ring keeps. ``sounddevice`` (which needs the PortAudio
-library) is imported only when a microphone is opened, so files work without it.
+either way, so mono models hear the same samples whatever the ring keeps.
+``sounddevice`` (which needs the PortAudio library) is imported only when a
+microphone is opened, so files work without it.
 """
 from __future__ import annotations
 

@@ -133,6 +133,24 @@ class AudioRing:
             s = self._stats
             self._stats = dataclasses.replace(s, blocks=s.blocks + 1)
 
+    def _rows(self, block: np.ndarray, mono: np.ndarray | None) -> np.ndarray:
+        """The buffer's rows for ``block``: ``(1, n)`` mono for a mono ring, else
+        ``(1 + C, n)`` the downmix then the channels; ValueError for a block that does
+        not fit."""
+        block = _to_float32(block, "block")
+        if self.channels > 1 and (block.ndim != 2 or block.shape[1] != self.channels):
+            raise ValueError(f"AudioRing.write: this ring keeps {self.channels} channels, got a block of "
+                             f"shape {block.shape}; give (n, {self.channels})")
+        if mono is None:
+            mono = block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block
+        else:
+            mono = _to_float32(mono, "mono")
+            if mono.shape != block.shape[:1]:
+                raise ValueError(f"AudioRing.write: mono must have shape {block.shape[:1]}, got {mono.shape}")
+        if self.channels == 1:
+            return np.ascontiguousarray(mono, dtype=np.float32)[None]
+        return np.concatenate([mono[None], block.T]).astype(np.float32, copy=False)
+
     def _advance_clock(self, n: int, end_time: float | None) -> None:
         """Re-anchor the sample clock for a block of ``n`` samples ending at ``end_time``."""
         last = self._count + n - 1
@@ -250,25 +268,6 @@ class AudioRing:
     def _require_anchor(self, what: str) -> None:
         if self._anchor is None:
             raise ValueError(f"AudioRing.{what}: nothing written yet; start the audio source first")
-
-
-    def _rows(self, block: np.ndarray, mono: np.ndarray | None) -> np.ndarray:
-        """The buffer's rows for ``block``: ``(1, n)`` mono for a mono ring, else
-        ``(1 + C, n)`` the downmix then the channels; ValueError for a block that does
-        not fit."""
-        block = _to_float32(block, "block")
-        if self.channels > 1 and (block.ndim != 2 or block.shape[1] != self.channels):
-            raise ValueError(f"AudioRing.write: this ring keeps {self.channels} channels, got a block of "
-                             f"shape {block.shape}; give (n, {self.channels})")
-        if mono is None:
-            mono = block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block
-        else:
-            mono = _to_float32(mono, "mono")
-            if mono.shape != block.shape[:1]:
-                raise ValueError(f"AudioRing.write: mono must have shape {block.shape[:1]}, got {mono.shape}")
-        if self.channels == 1:
-            return np.ascontiguousarray(mono, dtype=np.float32)[None]
-        return np.concatenate([mono[None], block.T]).astype(np.float32, copy=False)
 
 
 def _to_float32(block: np.ndarray, name: str) -> np.ndarray:
