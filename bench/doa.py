@@ -25,7 +25,7 @@ from flowgrad.sizes import wxh_arg
 from flowgrad.spatial.doa import DirectionFinder
 from flowgrad.spatial.gcc import gcc_phat
 from flowgrad.spatial.geometry import preset_geometry
-from flowgrad.spatial.srp import pyroomacoustics_srp, stft
+from flowgrad.spatial.srp import default_nfft, pyroomacoustics_srp, stft
 from training.synth.spatial import diffuse_noise, render_moving_source
 import timing  # bench/ is on sys.path when run as a script
 
@@ -47,10 +47,10 @@ def speed_rows(rate: int, window_s: float, hw: tuple[int, int], repeat: int,
         finder = DirectionFinder(geometry, hw, rate)
         x = rng.standard_normal((geometry.channels, n)).astype(np.float32)
         what = "pixels" if geometry.has_vertical_extent else "columns"
-        grid = len(finder._directions)
+        grid = len(finder.directions)
         rows.append((f"{spec} ours, {what} ({grid} directions)", median_ms(lambda: finder(x), repeat)))
         rows.append((f"{spec} pyroomacoustics SRP, same directions",
-                     median_ms(lambda: pyroomacoustics_srp(x, geometry.mic_positions_m, finder._directions, rate),
+                     median_ms(lambda: pyroomacoustics_srp(x, geometry.mic_positions_m, finder.directions, rate),
                                max(3, repeat // 5))))
     pair = rng.standard_normal((2, n))
     rows.append(("GCC-PHAT pair, ours (upsample 16)", median_ms(lambda: gcc_phat(pair[0], pair[1], rate, 0.2 / 343),
@@ -59,13 +59,15 @@ def speed_rows(rate: int, window_s: float, hw: tuple[int, int], repeat: int,
     rows.append(("GCC-PHAT pair, pyroomacoustics tdoa (interp 16)",
                  median_ms(lambda: tdoa(pair[0], pair[1], interp=16, fs=rate), repeat)))
     stereo = pair.astype(np.float32)
-    rows.append(("STFT 1024/512 stereo: ours (strided, scipy float32)", median_ms(lambda: stft(stereo, 1024), repeat)))
+    nfft = default_nfft(rate)
+    rows.append((f"STFT {nfft}/{nfft // 2} stereo: ours (strided, scipy float32)",
+                 median_ms(lambda: stft(stereo, nfft), repeat)))
 
     def numpy_stft():
-        index = np.arange(1024)[None, :] + 512 * np.arange(1 + (n - 1024) // 512)[:, None]
-        return np.fft.rfft(pair[:, index] * np.hanning(1024), axis=-1)
+        index = np.arange(nfft)[None, :] + nfft // 2 * np.arange(1 + (n - nfft) // (nfft // 2))[:, None]
+        return np.fft.rfft(pair[:, index] * np.hanning(nfft), axis=-1)
 
-    rows.append(("STFT 1024/512 stereo: numpy float64 (copied frames)", median_ms(numpy_stft, repeat)))
+    rows.append((f"STFT {nfft}/{nfft // 2} stereo: numpy float64 (copied frames)", median_ms(numpy_stft, repeat)))
     steer, vector = rng.standard_normal((1476, 320)), rng.standard_normal(1476)
     rows.append(("steering product 1476x320: einsum (ours)", median_ms(lambda: np.einsum("k,kg->g", vector, steer),
                                                                        repeat)))

@@ -15,7 +15,7 @@ import numpy as np
 
 from .fusion import sharpness
 from .geometry import ArrayGeometry, check_channels, pixel_directions
-from .srp import DEFAULT_BAND_HZ, DEFAULT_NFFT, SrpPhat
+from .srp import DEFAULT_BAND_HZ, SrpPhat
 
 __all__ = ["DirectionFinder", "DoaEstimate", "DEFAULT_WINDOW_S", "DEFAULT_CONCENTRATION"]
 
@@ -56,12 +56,12 @@ class DirectionFinder:
     geometry: the array (its ``hfov_deg`` is the camera's).
     image_hw: (H, W) pixels of the map the likelihood is fused with.
     sample_rate: Hz of the ``(M, T)`` windows given to :meth:`__call__`.
-    nfft, band_hz: STFT length and frequencies (Hz) that take part.
+    nfft, band_hz: STFT length (None: about 20 ms) and frequencies (Hz) that take part.
     concentration: how steeply the likelihood falls away from the SRP peak.
     """
 
     def __init__(self, geometry: ArrayGeometry, image_hw: tuple[int, int], sample_rate: int,
-                 nfft: int = DEFAULT_NFFT, band_hz: tuple[float, float] = DEFAULT_BAND_HZ,
+                 nfft: int | None = None, band_hz: tuple[float, float] = DEFAULT_BAND_HZ,
                  concentration: float = DEFAULT_CONCENTRATION):
         h, w = image_hw
         if h < 1 or w < 1:
@@ -79,6 +79,12 @@ class DirectionFinder:
         self._srp = SrpPhat(geometry.mic_positions_m, self._directions, sample_rate, nfft, band_hz)
         self._col_taps = _taps(self._cols, w)
         self._row_taps = None if rows is None else _taps(rows, h)
+
+    @property
+    def directions(self) -> np.ndarray:
+        """``(G, 3)`` the unit vectors (camera coordinates) SRP-PHAT is evaluated at: the
+        horizon row's columns, or a rows x columns grid, row by row."""
+        return self._directions
 
     def __call__(self, signals: np.ndarray) -> DoaEstimate:
         """``(M, T)`` float samples (one channel per microphone; 0.5 s is the usual window)

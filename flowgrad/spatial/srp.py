@@ -8,9 +8,9 @@ bins and frames of the phase-transformed cross-spectrum steered to each directio
   or pixels, fixed while the camera is) is computed once; each window then costs one
   STFT, one cross-spectrum per pair and one matrix product. Written because
   pyroomacoustics' ``SRP`` loops in Python over the directions and rebuilds each
-  direction's steering vectors on every call: bench/doa.py measured it at 11 ms for a
-  stereo pair over an image's 320 columns and 140 ms for 4 microphones over 1920
-  pixel directions (the live budget is 5 ms per map), ours at 0.8 and 2.4 ms.
+  direction's steering vectors on every call: bench/doa.py measured it at 11 to 17 ms
+  for a stereo pair over an image's 320 columns and about 150 ms for 4 microphones over
+  1920 pixel directions (the live budget is 5 ms per map), ours at 0.8 and 2.3 ms.
 * :func:`pyroomacoustics_srp`: the same through ``pyroomacoustics.doa.SRP``, the
   independent reference the tests and the bench compare ours with.
 
@@ -22,10 +22,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-__all__ = ["SrpPhat", "stft", "pyroomacoustics_srp", "SPEED_OF_SOUND", "DEFAULT_NFFT", "DEFAULT_BAND_HZ"]
+__all__ = ["SrpPhat", "stft", "default_nfft", "pyroomacoustics_srp", "SPEED_OF_SOUND", "DEFAULT_BAND_HZ"]
 
 SPEED_OF_SOUND = 343.0  # m/s
-DEFAULT_NFFT = 1024
+# STFT frames of about this many seconds (1024 samples at 48 kHz, 256 at 16 kHz): the
+# same frequency bins, and so the same cost, whatever the rate.
+FRAME_S = 0.02
 # Road and voice sound lies mostly here; below, a short array has no phase
 # difference to measure; above, the band adds cost and little information.
 DEFAULT_BAND_HZ = (300.0, 6000.0)
@@ -44,18 +46,24 @@ def stft(signals: np.ndarray, nfft: int) -> np.ndarray:
     return scipy.fft.rfft(frames * np.hanning(nfft).astype(np.float32), axis=-1).transpose(0, 2, 1)
 
 
+def default_nfft(sample_rate: int) -> int:
+    """The STFT length for ``sample_rate`` Hz: the power of two nearest :data:`FRAME_S` seconds."""
+    return 2 ** max(1, round(np.log2(FRAME_S * sample_rate)))
+
+
 class SrpPhat:
     """SRP-PHAT of one array at fixed directions; call it on each window.
 
     mic_positions_m: ``(M, 3)`` metres, camera coordinates.
     directions: ``(G, 3)`` unit vectors (where the sound comes from).
-    sample_rate: Hz of the signals. nfft: STFT length (even). band_hz: the
-    frequencies (Hz) that take part.
+    sample_rate: Hz of the signals. nfft: STFT length (even; None: :func:`default_nfft`).
+    band_hz: the frequencies (Hz) that take part.
     """
 
     def __init__(self, mic_positions_m: np.ndarray, directions: np.ndarray, sample_rate: int,
-                 nfft: int = DEFAULT_NFFT, band_hz: tuple[float, float] = DEFAULT_BAND_HZ,
+                 nfft: int | None = None, band_hz: tuple[float, float] = DEFAULT_BAND_HZ,
                  speed_of_sound: float = SPEED_OF_SOUND):
+        nfft = default_nfft(sample_rate) if nfft is None else nfft
         positions = np.asarray(mic_positions_m, np.float64)
         directions = np.asarray(directions, np.float64)
         if nfft < 2 or nfft % 2:
@@ -86,7 +94,7 @@ class SrpPhat:
 
 
 def pyroomacoustics_srp(signals: np.ndarray, mic_positions_m: np.ndarray, directions: np.ndarray,
-                        sample_rate: int, nfft: int = DEFAULT_NFFT,
+                        sample_rate: int, nfft: int | None = None,
                         band_hz: tuple[float, float] = DEFAULT_BAND_HZ) -> np.ndarray:
     """The same values as :class:`SrpPhat` computed by ``pyroomacoustics.doa.SRP``
     (its own normalisation undone), for tests and the bench."""
@@ -94,6 +102,7 @@ def pyroomacoustics_srp(signals: np.ndarray, mic_positions_m: np.ndarray, direct
     from pyroomacoustics.doa.doa import ModeVector
     from pyroomacoustics.doa.grid import GridSphere
 
+    nfft = default_nfft(sample_rate) if nfft is None else nfft
     directions = np.asarray(directions, np.float64)
     # Camera (x right, y down, z forward) -> pyroomacoustics (X forward, Y right, Z up): a
     # reflection, which keeps every dot product and so every delay.
