@@ -44,7 +44,7 @@ def speed_rows(rate: int, window_s: float, hw: tuple[int, int], repeat: int,
     rows = []
     for spec in ARRAYS:
         geometry = preset_geometry(spec)
-        finder = DirectionFinder(geometry, hw, rate)
+        finder = DirectionFinder(geometry, hw, rate, window_s=window_s)
         x = rng.standard_normal((geometry.channels, n)).astype(np.float32)
         what = "pixels" if geometry.has_vertical_extent else "columns"
         grid = len(finder.directions)
@@ -80,7 +80,7 @@ def accuracy_rows(rate: int, window_s: float, hw: tuple[int, int], sources: int,
     rows = []
     for spec in ARRAYS:
         geometry = preset_geometry(spec)
-        finder = DirectionFinder(geometry, hw, rate)
+        finder = DirectionFinder(geometry, hw, rate, window_s=window_s)
         half = geometry.hfov_deg / 2 - 2
         rng = np.random.default_rng(1)
         for snr in snrs:

@@ -348,3 +348,21 @@ def test_a_scene_is_its_sources_plus_diffuse_noise_and_two_sources_are_two_direc
     assert likelihood[160] < 0.05  # and the middle, where neither is, does not
     with pytest.raises(ValueError, match="must be 48000 samples long"):
         render_array([sources[0], (np.zeros(10), at_direction(0))], RATE, geometry.mic_positions_m, 0, rng)
+
+
+def test_a_multichannel_ring_feeds_the_direction_finder():
+    """A rendered source written block by block into a 2-channel ring: the newest window of
+    ``window_s`` read back as channels gives the source's azimuth; the mono row averages them."""
+    from realtime.ring import AudioRing
+
+    geometry = preset_geometry("stereo:0.2")
+    signals = heard(geometry, at_direction(-18.0), 1.0, 20.0, seed=12)
+    ring = AudioRing(RATE, seconds=5.0, channels=2)
+    for start in range(0, RATE, 2400):
+        ring.write(signals[:, start : start + 2400].T, end_time=10.0 + (start + 2399) / RATE)
+    finder = DirectionFinder(geometry, (180, 320), RATE)
+    window = ring.latest(finder.window_s, end_time=10.9, channels=True)
+    assert window.samples.shape == (2, RATE // 2) and window.filled
+    assert abs(finder(window.samples).azimuth_deg + 18.0) < 3.0
+    np.testing.assert_allclose(ring.latest(finder.window_s, end_time=10.9).samples,
+                               window.samples.mean(axis=0), atol=1e-7)

@@ -58,17 +58,21 @@ class DirectionFinder:
     sample_rate: Hz of the ``(M, T)`` windows given to :meth:`__call__`.
     nfft, band_hz: STFT length (None: about 20 ms) and frequencies (Hz) that take part.
     concentration: how steeply the likelihood falls away from the SRP peak.
+    window_s: seconds of audio a map is made from, for the caller to read (live: the
+        newest; offline: centred on the evaluated frame).
     """
 
     def __init__(self, geometry: ArrayGeometry, image_hw: tuple[int, int], sample_rate: int,
                  nfft: int | None = None, band_hz: tuple[float, float] = DEFAULT_BAND_HZ,
-                 concentration: float = DEFAULT_CONCENTRATION):
+                 concentration: float = DEFAULT_CONCENTRATION, window_s: float = DEFAULT_WINDOW_S):
         h, w = image_hw
         if h < 1 or w < 1:
             raise ValueError(f"DirectionFinder: image_hw must be positive, got {image_hw}")
         if not (math.isfinite(concentration) and concentration > 0):
             raise ValueError(f"DirectionFinder: concentration must be a positive number, got {concentration!r}")
-        self.geometry, self.image_hw, self.concentration = geometry, (h, w), concentration
+        if not (math.isfinite(window_s) and window_s > 0):
+            raise ValueError(f"DirectionFinder: window_s must be a positive number of seconds, got {window_s!r}")
+        self.geometry, self.image_hw, self.concentration, self.window_s = geometry, (h, w), concentration, window_s
         flat = not geometry.has_vertical_extent
         self._cols = np.linspace(0, w - 1, min(w, MAX_GRID_COLUMNS if flat else MAX_GRID_HW[1]))
         rows = None if flat else np.linspace(0, h - 1, min(h, MAX_GRID_HW[0]))
@@ -87,7 +91,7 @@ class DirectionFinder:
         return self._directions
 
     def __call__(self, signals: np.ndarray) -> DoaEstimate:
-        """``(M, T)`` float samples (one channel per microphone; 0.5 s is the usual window)
+        """``(M, T)`` float samples (one channel per microphone; ``window_s`` of them)
         -> the :class:`DoaEstimate` of that window. ChannelCountError for another M."""
         signals = np.asarray(signals)
         if signals.ndim != 2:
