@@ -231,6 +231,10 @@ def test_a_window_with_the_wrong_channel_count_is_refused_naming_both():
     finder = DirectionFinder(preset_geometry("square:0.1"), (90, 160), RATE)
     with pytest.raises(ChannelCountError, match="has 2 channels but --mics has 4 microphones"):
         finder(np.zeros((2, RATE // 2)))
+    bad = np.zeros((4, RATE // 2))
+    bad[1, 100] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        finder(bad)
 
 
 # ------------------------------------------------------------------ fusion

@@ -97,6 +97,8 @@ class DirectionFinder:
         if signals.ndim != 2:
             raise ValueError(f"DirectionFinder: expected (M, T) samples, got shape {signals.shape}")
         check_channels(self.geometry.channels, signals.shape[0], "the audio window")
+        if not np.isfinite(signals).all():  # one NaN would make every direction NaN
+            raise ValueError("DirectionFinder: the audio window contains NaN or inf samples")
         power = self._srp(signals)
         best = int(np.argmax(power))
         d = self._directions[best]
