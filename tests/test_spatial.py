@@ -95,6 +95,18 @@ def test_not_json_is_one_line(tmp_path):
     (tmp_path / "a.json").write_text("{mic")
     with pytest.raises(GeometryError, match="not JSON"):
         parse_mics(str(tmp_path / "a.json"))
+    (tmp_path / "b.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(GeometryError, match="not JSON"):
+        parse_mics(str(tmp_path / "b.json"))
+
+
+def test_huge_geometry_files_and_arrays_are_refused_before_they_cost_memory(tmp_path):
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps({"mic_positions_m": [[i * 0.01, 0, 0] for i in range(80000)]}))
+    with pytest.raises(GeometryError, match="larger than 1 MiB"):
+        parse_mics(str(path))
+    with pytest.raises(GeometryError, match="at most 64 microphones, got 5000"):
+        ArrayGeometry([[i * 0.01, 0, 0] for i in range(5000)])  # 5000 x 5000 distances otherwise
 
 
 def test_a_channel_count_other_than_the_microphones_names_both_counts():

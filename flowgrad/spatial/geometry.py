@@ -47,6 +47,10 @@ MIN_SPACING_M = 1e-3
 # Vertical (y) extent in metres below which an array cannot tell rows apart.
 MIN_VERTICAL_EXTENT_M = 0.02
 PRESETS = ("stereo", "square")
+# Bounds on what a --mics file may ask for: the pair checks and the SRP steering grow
+# with the square of the microphones; a geometry file is a few hundred bytes.
+MAX_MICROPHONES = 64
+MAX_FILE_BYTES = 1 << 20
 
 
 class GeometryError(InputError):
@@ -105,6 +109,8 @@ def check_positions(positions) -> np.ndarray:
         raise GeometryError(f"mic_positions_m must be a list of [x, y, z] in metres, got shape {p.shape}")
     if p.shape[0] < 2:
         raise GeometryError(f"direction finding needs at least 2 microphones, got {p.shape[0]}")
+    if p.shape[0] > MAX_MICROPHONES:
+        raise GeometryError(f"at most {MAX_MICROPHONES} microphones, got {p.shape[0]}")
     if not np.isfinite(p).all():
         bad = int(np.argwhere(~np.isfinite(p))[0, 0])
         raise GeometryError(f"microphone {bad} has a non-finite position {p[bad].tolist()}; give metres")
@@ -140,10 +146,15 @@ def load_geometry(path: str | Path, hfov_deg: float | None = None) -> ArrayGeome
     """The geometry of a ``--mics`` JSON file; ``hfov_deg`` (``--hfov``) overrides the file's."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise GeometryError(f"--mics {path}: larger than {MAX_FILE_BYTES >> 20} MiB; a geometry file is a few "
+                                "hundred bytes")
+        data = json.loads(raw)
     except OSError as e:
         raise GeometryError(f"--mics {path}: cannot be read ({e.strerror or e})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise GeometryError(f"--mics {path}: not JSON ({e})") from None
     if not isinstance(data, dict) or "mic_positions_m" not in data:
         raise GeometryError(f'--mics {path}: expected {{"mic_positions_m": [[x, y, z], ...], "hfov_deg": 90.0}}')
