@@ -317,8 +317,9 @@ def _with_score_defaults(model: torch.nn.Module, state_dict: Any, name: str) -> 
         return state_dict
     if any(k in state_dict for k in SCORE_BUFFERS):
         return state_dict  # partly there: the usual mismatch check names what is missing
-    warnings.warn(f"{name}: saved before the sounding score: it is uncalibrated (not a probability); "
-                  "calibrate it with `python -m training.calibrate CKPT --data SET`", UncalibratedWarning, stacklevel=3)
+    # Located at the file itself (line 0 has no source to quote): one line where it is printed.
+    warnings.warn_explicit("saved before the sounding score: it is uncalibrated (not a probability); calibrate "
+                           "it with `python -m training.calibrate CKPT --data SET`", UncalibratedWarning, name, 0)
     return {**state_dict, **{k: own[k] for k in SCORE_BUFFERS}}
 
 

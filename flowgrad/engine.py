@@ -307,8 +307,9 @@ class OnnxEngine(Engine):
         self._has_score = "score" in [o.name for o in self.frame_session.get_outputs()]
         self.score_calibrated = bool(self._has_score and meta.score_calibrated)
         if not self._has_score:
-            warnings.warn(f"{frame_path}: exported before the sounding score: every score is 1 (never quiet); "
-                          f"{onnx_meta.REEXPORT}", NoScoreWarning, stacklevel=3)
+            # Located at the file itself (line 0 has no source to quote): one line where it is printed.
+            warnings.warn_explicit(f"exported before the sounding score: every score is 1 (never quiet); "
+                                   f"{onnx_meta.REEXPORT}", NoScoreWarning, str(frame_path), 0)
         _check_graph_inputs(frame_path, self.frame_session, meta.graph_inputs())
         self.audio_session = None
         self.audio_source = None

@@ -2,6 +2,7 @@
 flowgrad.published (importing published weights)."""
 import dataclasses
 import os
+import warnings
 
 import pytest
 import torch
@@ -449,7 +450,9 @@ def test_a_checkpoint_from_before_the_score_loads_uncalibrated_with_one_warning(
         loaded = ckpt.load(path)
     assert len(record) == 1
     text = str(record[0].message)
-    assert "\n" not in text and "old.ckpt" in text and "training.calibrate" in text
+    assert "\n" not in text and "training.calibrate" in text and record[0].filename == str(path)
+    line = warnings.formatwarning(record[0].message, record[0].category, record[0].filename, record[0].lineno)
+    assert line.count("\n") == 1 and line.startswith(f"{path}:0: UncalibratedWarning: saved before")
     assert not loaded.score_is_calibrated
     assert float(loaded.score_scale) == 1.0 and float(loaded.score_bias) == 0.0
     frame, flow, wave = torch.rand(1, 3, 224, 224), torch.randn(1, 2, 224, 224), torch.randn(1, 16000) * 0.1

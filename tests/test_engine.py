@@ -272,6 +272,7 @@ def test_an_export_from_before_the_score_opens_with_scores_of_one_and_one_warnin
     with pytest.warns(engine.NoScoreWarning) as record:
         eng = engine.open(tmp_path / "old")
     assert len(record) == 1 and "\n" not in str(record[0].message) and "re-export" in str(record[0].message)
+    assert record[0].filename == str(tmp_path / "old.frame.onnx")
     assert not eng.score_calibrated
     frame, flow, wave = _inputs(model, 2)
     emb = eng.embed_audio(wave)
