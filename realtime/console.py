@@ -20,7 +20,8 @@ def describe_model(engine) -> str:
         return f"{engine.name} UNTRAINED random weights"
     if not Path(engine.source).exists():  # a registry name of a model without weights (flow_only)
         return f"{engine.name} (no weights)"
-    return f"{engine.name} from {display_path(engine.source)}"
+    uncalibrated = engine.uses_audio and not getattr(engine, "score_calibrated", True)
+    return f"{engine.name} from {display_path(engine.source)}" + (" (score uncalibrated)" if uncalibrated else "")
 
 
 def start_line(engine, device: str, cameras: Sequence[str], streams: Sequence[str], address: str) -> str:

@@ -95,6 +95,8 @@ def test_help_explains_every_option():
       "--audio", "video", "--audio", "video"), "2 --audio options for 3 cameras"),
     (("--demo", "--mic-calibration", "nan"), "--mic-calibration must be a finite number"),
     (("--demo", "--mic-calibration", "inf"), "--mic-calibration must be a finite number"),
+    (("--demo", "--min-score", "1.5"), "--min-score must be a number from 0 to 1"),
+    (("--demo", "--min-score", "nan"), "--min-score must be a number from 0 to 1"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(args, message):
     start = time.monotonic()
@@ -485,6 +487,22 @@ def test_the_several_camera_line_names_each_streams_source_trouble():
                         ["cam0", "cam1", "cam2"])
     assert line == ("cam0 20.0/s p95 50 ms  cam1 20.0/s p95 50 ms [video reconnecting (4 dropped)]  "
                     "cam2 20.0/s p95 50 ms [audio running (12 invalid samples)]")
+
+
+def test_the_console_lines_show_the_score_and_the_several_camera_line_the_level_too():
+    from realtime.console import status_line
+
+    def stats(level=None, score=None, quiet=None):
+        return {"fps": 20.0, "latency_ms": {"p50": 30.0, "p95": 50.0}, "published": 9,
+                "drops": {"frames": 0, "flows": 0, "maps": 0},
+                "source": {"video": "live", "video_stats": {"dropped": 0, "reconnects": 0}},
+                "level_db": level, "level_ref": None if level is None else "dBFS(A)", "score": score, "quiet": quiet}
+    assert status_line(stats(-23.04, 0.123, True)).endswith("level -23.0 dBFS(A)  score 0.12 quiet")
+    assert status_line(stats(-23.04, 0.834, False)).endswith("level -23.0 dBFS(A)  score 0.83")
+    assert "score" not in status_line(stats())  # before the first map
+    line = streams_line([stats(-23.04, 0.834, False), stats(-40.0, 0.1, True), stats()], ["cam0", "cam1", "cam2"])
+    assert line == ("cam0 20.0/s p95 50 ms -23 dBFS(A) score 0.83  cam1 20.0/s p95 50 ms -40 dBFS(A) score 0.10 quiet  "
+                    "cam2 20.0/s p95 50 ms")
 
 
 def _udp_port_bound(port: int) -> bool:
