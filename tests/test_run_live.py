@@ -547,3 +547,24 @@ def test_mic_calibration_shows_the_level_in_dba_spl(tmp_path):
     assert all(abs(v - expected) < 0.5 for v in levels), (levels, expected)
     done = [line for line in out.stderr.splitlines() if line.startswith("run_live: done:")][0]
     assert "dB(A) SPL" in done
+
+
+# ---------------------------------------------------------------------------- listening: the sounding score
+
+
+def test_the_demo_with_silence_publishes_quiet_maps_and_with_its_own_sound_does_not(tmp_path):
+    """The acceptance test of issue 17: the demo (the shipped, calibrated flowgrad_en) hearing
+    digital silence publishes quiet maps; hearing the clip's own sound it does not. Judged on
+    the maps captured once the model's 5 s audio window has filled (before, the embedding is of
+    a window still mostly empty: silence, and quiet is then right)."""
+    silence = write_float_wav(tmp_path / "silence.wav", np.zeros(16000 * 2), 16000)
+    runs = {}
+    for name, audio in (("silence", ["--audio", str(silence)]), ("own sound", [])):
+        returncode, err, got = _published("--demo", *audio, "--duration", "15", seconds=12)
+        assert returncode == 0, err
+        maps = [m for m in got if isinstance(m, Heatmap)]
+        assert maps and all(m.score is not None and m.quiet is not None for m in maps), name
+        runs[name] = [m for m in maps if m.capture_time >= maps[0].capture_time + 5.5]
+        assert len(runs[name]) >= 5, (name, len(maps), err)
+    assert all(m.quiet for m in runs["silence"]), [round(m.score, 3) for m in runs["silence"]]
+    assert not any(m.quiet for m in runs["own sound"]), [round(m.score, 3) for m in runs["own sound"]]
