@@ -568,3 +568,18 @@ def test_the_demo_with_silence_publishes_quiet_maps_and_with_its_own_sound_does_
         assert len(runs[name]) >= 5, (name, len(maps), err)
     assert all(m.quiet for m in runs["silence"]), [round(m.score, 3) for m in runs["silence"]]
     assert not any(m.quiet for m in runs["own sound"]), [round(m.score, 3) for m in runs["own sound"]]
+
+
+def test_the_start_line_says_when_a_listening_models_score_is_uncalibrated(tmp_path):
+    from flowgrad import checkpoint, engine, models
+    from realtime.console import describe_model
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = models.create("rcgrad", width=0.125)
+    checkpoint.save(tmp_path / "raw.ckpt", model)
+    model.set_score_calibration(10.0, -8.0)
+    checkpoint.save(tmp_path / "cal.ckpt", model)
+    assert describe_model(engine.open(tmp_path / "raw.ckpt")).endswith("raw.ckpt (score uncalibrated)")
+    assert describe_model(engine.open(tmp_path / "cal.ckpt")).endswith("cal.ckpt")
+    assert describe_model(engine.open("flow_only")) == "flow_only (no weights)"
