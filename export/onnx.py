@@ -4,7 +4,9 @@
 
 * ``<out>.frame.onnx``: inputs ``frame`` (B, 3, H, W) float32 RGB in [0, 1],
   ``flow`` (B, 2, H, W) float32 in pixels of the full camera frame and
-  ``audio_embedding`` (B, embed_dim) float32 -> ``heatmap`` (B, H, W) in [0, 1];
+  ``audio_embedding`` (B, embed_dim) float32 -> ``heatmap`` (B, H, W) in [0, 1]
+  and ``score`` (B,) in [0, 1], the sounding score with the model's calibration
+  as constants (metadata ``score_calibrated`` says whether it is calibrated);
 * ``<out>.audio.onnx``: input ``wave`` (B, T) float32 mono at the model's
   ``audio_rate`` Hz, T = round(audio_rate * audio_seconds) fixed -> ``embedding``
   (B, embed_dim). The spectrogram is inside the graph, computed as a
@@ -69,7 +71,7 @@ MIN_SIDE = 32
 
 
 class FrameGraph(nn.Module):
-    """(frame, flow, audio_embedding) -> heatmap; (frame, flow) for models without audio."""
+    """(frame, flow, audio_embedding) -> (heatmap, score); (frame, flow) for models without audio."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -242,9 +244,10 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
         args = (frame, flow)
         in_names = ("frame", "flow")
     inputs = {n: _spec(a.shape, fixed) for n, a in zip(in_names, args)}
-    outputs = {"heatmap": _spec((b, h, w), fixed)}
-    meta = _metadata(model, "frame", inputs, outputs, fixed, size_hw, None)
-    _export_one(FrameGraph(model), args, frame_path, in_names, ("heatmap",), fixed, opset, meta)
+    outputs = {"heatmap": _spec((b, h, w), fixed), "score": _spec((b,), fixed)}
+    meta = dataclasses.replace(_metadata(model, "frame", inputs, outputs, fixed, size_hw, None),
+                               score_calibrated=bool(model.score_is_calibrated))
+    _export_one(FrameGraph(model), args, frame_path, in_names, tuple(outputs), fixed, opset, meta)
     if feeds is not None:
         from .quantize import quantize_frame_graph
 
@@ -341,7 +344,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m export.onnx",
         description="Export a flowgrad localiser to ONNX: <OUT>.frame.onnx (frame, flow, "
-        "audio_embedding -> heatmap) and, for models that use audio, <OUT>.audio.onnx "
+        "audio_embedding -> heatmap, score) and, for models that use audio, <OUT>.audio.onnx "
         "(wave at the model's rate, fixed window -> embedding).",
     )
     parser.add_argument("model", metavar="MODEL",

@@ -4,7 +4,7 @@ MODEL is resolved as by ``export.onnx`` (a bare ``flowgrad_en.ckpt`` not in the
 working directory is the shipped ``assets/models/flowgrad_en.ckpt``; a registry
 name needs ``--untrained``).
 
-Writes ``<OUT>.frame.ep`` (frame, flow, audio_embedding -> heatmap) and, for
+Writes ``<OUT>.frame.ep`` (frame, flow, audio_embedding -> heatmap, score) and, for
 models that use audio, ``<OUT>.audio.ep`` (wave -> embedding), each a
 torch-tensorrt ExportedProgram with the TensorRT engine embedded, for a fixed
 batch size. Before writing, each compiled graph is run on random inputs and
@@ -55,8 +55,10 @@ def require_tensorrt():
     return torch_tensorrt
 
 
-def _check_close(name: str, got: torch.Tensor, want: torch.Tensor, tol: float) -> float:
-    diff = float((got.float() - want.float()).abs().max())
+def _check_close(name: str, got, want, tol: float) -> float:
+    """Largest difference over the outputs (a tensor, or a tuple such as (heatmap, score))."""
+    got, want = (got, want) if isinstance(want, tuple) else ((got,), (want,))
+    diff = max(float((g.float() - w.float()).abs().max()) for g, w in zip(got, want))
     if not diff <= tol:
         raise TrtMismatchError(f"{name}: TensorRT output differs from torch by {diff:.3g} (> {tol}); nothing written")
     return diff

@@ -53,6 +53,10 @@ HTF_NOVERLAP = 274
 
 _LOG_EPS = 1e-7
 _STD_EPS = 1e-9
+# Least standard deviation (natural-log power units) the RCGrad standardisation divides by. Real
+# sound has ~1 or more; a constant spectrogram (digital silence) has only rounding noise, which
+# divided by ~0 became arbitrary, batch-dependent values, and so did the sounding score of silence.
+_STD_FLOOR = 1e-3
 
 
 # --------------------------------------------------------------------------
@@ -129,7 +133,7 @@ def rcgrad_spectrogram(wave: torch.Tensor, stats: str = "clip") -> torch.Tensor:
     scalar mean and standard deviation.
 
     Steps: :func:`power_spectrogram` with ``n_fft=512``, ``hop=353``, then
-    ``log(x + 1e-7)``, then ``(x - mean) / (std + 1e-9)`` where ``std`` is the
+    ``log(x + 1e-7)``, then ``(x - mean) / (max(std, 1e-3) + 1e-9)`` where ``std`` is the
     unbiased ``torch.std``.
 
     Args:
@@ -157,7 +161,7 @@ def rcgrad_spectrogram(wave: torch.Tensor, stats: str = "clip") -> torch.Tensor:
     else:
         mean = logspec.mean(dim=(1, 2), keepdim=True)
         std = logspec.std(dim=(1, 2), keepdim=True)
-    return ((logspec - mean) / (std + _STD_EPS)).unsqueeze(1)
+    return ((logspec - mean) / (torch.clamp(std, min=_STD_FLOOR) + _STD_EPS)).unsqueeze(1)
 
 
 # --------------------------------------------------------------------------
@@ -468,7 +472,7 @@ def rcgrad_spectrogram_dft(wave: torch.Tensor, stats: str = "clip") -> torch.Ten
         count = bins * frames
         dev = logspec - mean
         var = (dev * dev).mean(dim=(1, 2), keepdim=True) * (count / (count - 1))
-    return (dev / (torch.sqrt(var) + _STD_EPS)).unsqueeze(1)
+    return (dev / (torch.clamp(torch.sqrt(var), min=_STD_FLOOR) + _STD_EPS)).unsqueeze(1)
 
 
 def htf_spectrogram_dft(wave: torch.Tensor, sample_rate: int = 22050) -> torch.Tensor:

@@ -52,6 +52,7 @@ __all__ = [
     "VERSION",
     "CheckpointError",
     "UntrainedError",
+    "UncalibratedWarning",
     "save",
     "load",
     "read_meta",
@@ -302,6 +303,26 @@ def _state_dict_problems(expected: Mapping[str, torch.Tensor], given: Mapping[st
     return missing, unexpected, mismatched
 
 
+class UncalibratedWarning(UserWarning):
+    """A checkpoint from before the sounding-score calibration: it loads with an uncalibrated score."""
+
+
+def _with_score_defaults(model: torch.nn.Module, state_dict: Any, name: str) -> Any:
+    """``state_dict`` with the model's default (uncalibrated) score buffers added when the file
+    has none of them (the format before the sounding score), with one warning; else unchanged."""
+    from .models.base import SCORE_BUFFERS
+
+    own = model.state_dict()
+    if not isinstance(state_dict, Mapping) or not all(k in own for k in SCORE_BUFFERS):
+        return state_dict
+    if any(k in state_dict for k in SCORE_BUFFERS):
+        return state_dict  # partly there: the usual mismatch check names what is missing
+    # Located at the file itself (line 0 has no source to quote): one line where it is printed.
+    warnings.warn_explicit("saved before the sounding score: it is uncalibrated (not a probability); calibrate "
+                           "it with `python -m training.calibrate CKPT --data SET`", UncalibratedWarning, name, 0)
+    return {**state_dict, **{k: own[k] for k in SCORE_BUFFERS}}
+
+
 def _target_device(map_location: Any):
     if isinstance(map_location, (str, torch.device)):
         return torch.device(map_location)
@@ -414,7 +435,7 @@ def load(path: Any, map_location: Any = "cpu") -> torch.nn.Module:
     obj = _torch_load(name, map_location)
     _check_header(obj, name)
     model = build(obj["model"], obj["config"], name)
-    state_dict = obj["state_dict"]
+    state_dict = _with_score_defaults(model, obj["state_dict"], name)
 
     missing, unexpected, mismatched = _state_dict_problems(model.state_dict(), state_dict)
     if missing or unexpected or mismatched:

@@ -7,13 +7,15 @@
 >>> eng = engine.open("flow_only")                       # a registry name: a model without weights
 >>> eng = engine.open("rcgrad", allow_untrained=True)    # random, untrained weights: only when asked for
 >>> emb = eng.embed_audio(wave)                          # (B, T) float32 -> (B, embed_dim)
->>> maps = eng.heatmaps(frame, flow, emb)                # -> (B, h, w) float32 in [0, 1]
+>>> maps, scores = eng.localise(frame, flow, emb)        # -> (B, h, w), (B,) float32 in [0, 1]
+>>> maps = eng.heatmaps(frame, flow, emb)                # the maps only
 
 ``open`` (alias ``open_engine``) returns an :class:`Engine`. Every engine has the
 same attributes (``name``, ``input_size``, ``map_size``, ``audio_rate``,
 ``audio_seconds``, ``uses_audio``, ``embed_dim``, ``backend``, ``source``: the
-file it was loaded from, ``untrained``: True for random weights) and the same two
-numpy methods, following :mod:`flowgrad.models.base`:
+file it was loaded from, ``untrained``: True for random weights,
+``score_calibrated``: whether the sounding score is a calibrated probability)
+and the same numpy methods, following :mod:`flowgrad.models.base`:
 
 * ``embed_audio(wave)``: wave (B, T) float32 mono in [-1, 1] at ``audio_rate``
   Hz -> (B, embed_dim) float32. The torch backend accepts any T. The ONNX audio
@@ -22,9 +24,17 @@ numpy methods, following :mod:`flowgrad.models.base`:
   ``samples`` samples and a shorter one is left-padded with zeros (silence
   before the oldest sample), so the newest sample is always last. Models
   without audio (``uses_audio`` False) return a (B, 0) array.
-* ``heatmaps(frame, flow, embedding)``: frame (B, 3, H, W) float32 RGB in
+* ``localise(frame, flow, embedding)``: frame (B, 3, H, W) float32 RGB in
   [0, 1], flow (B, 2, H, W) float32 in pixels of the full camera frame,
-  embedding (B, embed_dim) from ``embed_audio`` -> (B, *map_size) float32.
+  embedding (B, embed_dim) from ``embed_audio`` -> ``(maps, scores)``: maps
+  (B, *map_size) float32 in [0, 1], scores (B,) float32 in [0, 1], the sounding
+  score (:mod:`flowgrad.models.base`; a constant 1 for models without audio).
+  ``heatmaps(...)`` is the same call returning the maps only.
+
+An ONNX export written before the score (a frame graph with the heatmap as its
+only output) still opens: its scores are a constant 1 (never quiet, as before)
+and ``score_calibrated`` is False, with one warning (:class:`NoScoreWarning`)
+when it is opened; re-export it to get the score.
 
 Backends: ``"torch"`` (``.ckpt`` via :func:`flowgrad.checkpoint.load`, or a
 registry name via :func:`flowgrad.checkpoint.create_registered`: refused for a
@@ -45,6 +55,7 @@ export: missing, corrupt, metadata missing or of the wrong type),
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +63,7 @@ import numpy as np
 from . import onnx_meta
 from .errors import InputError, one_line
 
-__all__ = ["Engine", "TorchEngine", "OnnxEngine", "EngineError", "open", "open_engine", "BACKENDS"]
+__all__ = ["Engine", "TorchEngine", "OnnxEngine", "EngineError", "NoScoreWarning", "open", "open_engine", "BACKENDS"]
 
 BACKENDS = ("torch", "onnxruntime")
 _TRT_SUFFIXES = (".ep", ".ts", ".trt", ".engine", ".plan")
@@ -64,9 +75,13 @@ class EngineError(InputError):
     """A model path, backend or device that cannot be opened; the message is one line naming it and the fix."""
 
 
+class NoScoreWarning(UserWarning):
+    """An ONNX export from before the sounding score: its scores are a constant 1."""
+
+
 class Engine:
     """Common interface; see the module docstring. Subclasses set the attributes
-    and implement ``_embed`` / ``_heatmaps`` on validated float32 arrays."""
+    and implement ``_embed`` / ``_localise`` on validated float32 arrays."""
 
     backend: str = ""
     name: str = ""
@@ -78,6 +93,7 @@ class Engine:
     embed_dim: int = 0
     source: str = ""
     untrained: bool = False
+    score_calibrated: bool = False
 
     @property
     def samples(self) -> int:
@@ -97,8 +113,13 @@ class Engine:
         return np.ascontiguousarray(self._embed(np.ascontiguousarray(wave)), dtype=np.float32)
 
     def heatmaps(self, frame, flow, embedding=None) -> np.ndarray:
+        """The maps of :meth:`localise`: (B, *map_size) float32 in [0, 1]."""
+        return self.localise(frame, flow, embedding)[0]
+
+    def localise(self, frame, flow, embedding=None) -> tuple[np.ndarray, np.ndarray]:
         """frame (B,3,H,W) RGB [0,1], flow (B,2,H,W) full-frame pixels, embedding (B, D)
-        -> (B, *map_size) float32 in [0, 1]. ``embedding`` may be None for models without audio."""
+        -> (maps (B, *map_size) float32 in [0, 1], scores (B,) float32 in [0, 1]).
+        ``embedding`` may be None for models without audio."""
         frame = np.asarray(frame, dtype=np.float32)
         flow = np.asarray(flow, dtype=np.float32)
         b = frame.shape[0] if frame.ndim == 4 else None
@@ -114,13 +135,13 @@ class Engine:
                 want = tuple("B" if s is None else s for s in (None, *shape[1:]))
                 raise ValueError(f"{self._who()}: {what} must have shape {want} with the same B >= 1, "
                                  f"got {tuple(arr.shape)}")
-        out = self._heatmaps(np.ascontiguousarray(frame), np.ascontiguousarray(flow),
-                             np.ascontiguousarray(embedding))
-        return np.ascontiguousarray(out, dtype=np.float32)
+        maps, scores = self._localise(np.ascontiguousarray(frame), np.ascontiguousarray(flow),
+                                      np.ascontiguousarray(embedding))
+        return np.ascontiguousarray(maps, dtype=np.float32), np.ascontiguousarray(scores, dtype=np.float32).reshape(b)
 
-    def __call__(self, frame, flow, wave) -> np.ndarray:
-        """Both paths at once: ``heatmaps(frame, flow, embed_audio(wave))``."""
-        return self.heatmaps(frame, flow, self.embed_audio(wave))
+    def __call__(self, frame, flow, wave) -> tuple[np.ndarray, np.ndarray]:
+        """Both paths at once: ``localise(frame, flow, embed_audio(wave))`` -> (maps, scores)."""
+        return self.localise(frame, flow, self.embed_audio(wave))
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} {self.name!r} backend={self.backend} device={getattr(self, 'device', '?')} "
@@ -134,7 +155,7 @@ class Engine:
     def _embed(self, wave: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _heatmaps(self, frame, flow, emb) -> np.ndarray:  # pragma: no cover - abstract
+    def _localise(self, frame, flow, emb) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -181,6 +202,7 @@ class TorchEngine(Engine):
         self.audio_seconds = float(model.audio_seconds)
         self.uses_audio = bool(model.uses_audio)
         self.embed_dim = int(model.embed_dim)
+        self.score_calibrated = bool(model.score_is_calibrated)
         self._torch = torch
         self.forward = self.model  # replaceable (e.g. by torch.compile(model)) by benchmarks
 
@@ -194,9 +216,10 @@ class TorchEngine(Engine):
         with self._torch.inference_mode():
             return self._numpy(self.model.embed_audio(self._tensor(wave)))
 
-    def _heatmaps(self, frame, flow, emb):
+    def _localise(self, frame, flow, emb):
         with self._torch.inference_mode():
-            return self._numpy(self.forward(self._tensor(frame), self._tensor(flow), self._tensor(emb)))
+            maps, scores = self.forward(self._tensor(frame), self._tensor(flow), self._tensor(emb))
+            return self._numpy(maps), self._numpy(scores)
 
 
 # --------------------------------------------------------------------------- onnxruntime
@@ -281,6 +304,12 @@ class OnnxEngine(Engine):
         self.precision = meta.precision or "float32"  # "int8": export.onnx --int8
         self.frame_session = _session(data, frame_path, providers, threads)
         self._frame_inputs = [i.name for i in self.frame_session.get_inputs()]
+        self._has_score = "score" in [o.name for o in self.frame_session.get_outputs()]
+        self.score_calibrated = bool(self._has_score and meta.score_calibrated)
+        if not self._has_score:
+            # Located at the file itself (line 0 has no source to quote): one line where it is printed.
+            warnings.warn_explicit(f"exported before the sounding score: every score is 1 (never quiet); "
+                                   f"{onnx_meta.REEXPORT}", NoScoreWarning, str(frame_path), 0)
         _check_graph_inputs(frame_path, self.frame_session, meta.graph_inputs())
         self.audio_session = None
         self.audio_source = None
@@ -321,10 +350,12 @@ class OnnxEngine(Engine):
         self._check_batch(wave.shape[0], self._audio_batch, self.audio_source)
         return self.audio_session.run(None, {"wave": self.fit_wave(wave)})[0]
 
-    def _heatmaps(self, frame, flow, emb):
+    def _localise(self, frame, flow, emb):
         self._check_batch(frame.shape[0], self.batch, self.source)
         feeds = {"frame": frame, "flow": flow, "audio_embedding": emb}
-        return self.frame_session.run(None, {k: feeds[k] for k in self._frame_inputs})[0]
+        outputs = ["heatmap", "score"] if self._has_score else ["heatmap"]
+        out = self.frame_session.run(outputs, {k: feeds[k] for k in self._frame_inputs})
+        return out[0], (out[1] if self._has_score else np.ones(frame.shape[0], np.float32))
 
 
 # --------------------------------------------------------------------------- open

@@ -17,6 +17,9 @@ audio_rate_hz          sample rate of the audio graph's wave
 audio_window_s         the audio window, seconds
 audio_samples          audio graph only: samples of its fixed-length wave
 precision, calibration optional: "int8" and what calibrated it (``export.quantize``)
+score_calibrated       frame graph, optional: whether its ``score`` output (the sounding
+                       score, (batch,)) is calibrated; absent in exports from before
+                       the score, whose only output is ``heatmap``
 frame_normalisation    "RGB in [0,1], colour order RGB" (documentation for readers)
 flow_units             "pixels of the full camera frame"
 =====================  ===============================================================
@@ -92,6 +95,7 @@ _BY_ROLE = {
 _OPTIONAL = {
     "precision": (lambda v: isinstance(v, str), "a string such as 'int8'"),
     "calibration": (lambda v: isinstance(v, str), "a string"),
+    "score_calibrated": (lambda v: type(v) is bool, "true or false"),
 }
 
 
@@ -116,6 +120,7 @@ class GraphMeta:
     audio_samples: Optional[int] = None
     precision: Optional[str] = None
     calibration: Optional[str] = None
+    score_calibrated: Optional[bool] = None
     frame_normalisation: str = FRAME_NOTE
     flow_units: str = FLOW_UNITS
 

@@ -24,6 +24,7 @@ import torch
 
 from .checkpoint import FORMAT, CheckpointError, build, check_finite, read_tensors
 from .errors import listing, one_line
+from .models.base import SCORE_BUFFERS
 
 __all__ = ["LAYOUTS", "ImportReport", "import_published"]
 
@@ -275,7 +276,8 @@ def import_published(path: Any, layout: str | None = None, *, model: str | None 
             )
         loaded_sd[ours] = value
     check_finite(name, {mapping[k]: v for k, v in loaded_sd.items()})
-    missing = [k for k in expected if k not in loaded_sd]
+    # published weights never carry our score calibration: it stays at its uncalibrated default
+    missing = [k for k in expected if k not in loaded_sd and k not in SCORE_BUFFERS]
     try:
         net.load_state_dict(loaded_sd, strict=False)
     except (RuntimeError, TypeError, ValueError) as exc:

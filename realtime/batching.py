@@ -157,7 +157,7 @@ class _SharedCalls:
 
 
 class BatchingEngine(_SharedCalls):
-    """Wraps an :class:`flowgrad.engine.Engine` so that concurrent ``heatmaps`` calls share batches.
+    """Wraps an :class:`flowgrad.engine.Engine` so that concurrent ``localise`` / ``heatmaps`` calls share batches.
 
     engine: a dynamic-batch engine (torch, or an ONNX export with batch "dynamic").
     max_batch: most requests per engine call. max_wait_s: how long the worker
@@ -177,7 +177,7 @@ class BatchingEngine(_SharedCalls):
         self._batcher = Batcher(self._run, 1 if fixed == 1 else max_batch, max_wait_s, "heatmap engine")
 
     def __getattr__(self, name):
-        # Everything but heatmaps / embed_audio is the wrapped engine's (name, input_size, ...).
+        # Everything but localise / heatmaps / embed_audio is the wrapped engine's (name, input_size, ...).
         return getattr(self.__dict__["engine"], name)
 
     @property
@@ -190,22 +190,28 @@ class BatchingEngine(_SharedCalls):
         with self._audio_lock:
             return self.engine.embed_audio(wave)
 
-    def heatmaps(self, frame: np.ndarray, flow: np.ndarray, embedding: Optional[np.ndarray]) -> np.ndarray:
-        """Maps for one stream's batch (usually 1 row), computed together with other streams' requests.
+    def localise(self, frame: np.ndarray, flow: np.ndarray,
+                 embedding: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Maps and scores for one stream's batch (usually 1 row), computed together with other
+        streams' requests.
 
         frame (B, 3, H, W), flow (B, 2, H, W), embedding (B, D) or None, as
-        ``Engine.heatmaps``; returns (B, h, w) float32. Raises the engine's error
+        ``Engine.localise``; returns ((B, h, w), (B,)) float32. Raises the engine's error
         for this batch, or RuntimeError once closed.
         """
         return self._batcher.submit(frame, flow, embedding)
 
-    def _run(self, requests: list[tuple]) -> list[np.ndarray]:
+    def heatmaps(self, frame: np.ndarray, flow: np.ndarray, embedding: Optional[np.ndarray]) -> np.ndarray:
+        """The maps of :meth:`localise`: (B, h, w) float32."""
+        return self.localise(frame, flow, embedding)[0]
+
+    def _run(self, requests: list[tuple]) -> list[tuple[np.ndarray, np.ndarray]]:
         frames, flows, embeddings = zip(*requests)
         emb = None if embeddings[0] is None else np.concatenate(embeddings)
-        maps = self.engine.heatmaps(np.concatenate(frames), np.concatenate(flows), emb)
+        maps, scores = self.engine.localise(np.concatenate(frames), np.concatenate(flows), emb)
         out, start = [], 0
         for f in frames:
-            out.append(maps[start:start + len(f)])
+            out.append((maps[start:start + len(f)], scores[start:start + len(f)]))
             start += len(f)
         return out
 

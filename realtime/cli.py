@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--heatmap-dtype", choices=("uint8", "float16"), default="uint8",
                      help="wire type of the heatmap (default uint8)")
     out.add_argument("--no-frame", action="store_true", help="do not send the JPEG camera frame with each map")
+    out.add_argument("--min-score", type=float, default=0.5, metavar="S",
+                     help="maps whose sounding score (the model's calibrated probability that a source in view "
+                          "is sounding) is below S are published with quiet=true, and displays fade them "
+                          "(default 0.5; 0: never quiet)")
     out.add_argument("--curve-secret", type=Path, metavar="FILE",
                      help="CURVE: this publisher's .key_secret file; encrypts the stream and admits only the "
                           "clients whose public .key files are in --curve-clients (docs/PROTOCOL.md)")
@@ -148,7 +152,7 @@ def to_config(args: argparse.Namespace) -> LiveConfig:
         model=ModelSettings(args.model, args.backend, args.device, args.threads, args.untrained),
         flow=FlowSettings(args.flow_hw, args.flow_backend, args.flow_compile),
         publishing=PublishSettings(args.publish, args.stream, args.heatmap_dtype,
-                                   None if args.no_frame else JPEG_QUALITY, curve),
+                                   None if args.no_frame else JPEG_QUALITY, curve, min_score=args.min_score),
         dashboard=DashboardSettings(args.dashboard),
         run=RunSettings(duration, snapshot, args.quiet),
     )

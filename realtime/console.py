@@ -20,7 +20,8 @@ def describe_model(engine) -> str:
         return f"{engine.name} UNTRAINED random weights"
     if not Path(engine.source).exists():  # a registry name of a model without weights (flow_only)
         return f"{engine.name} (no weights)"
-    return f"{engine.name} from {display_path(engine.source)}"
+    uncalibrated = engine.uses_audio and not getattr(engine, "score_calibrated", True)
+    return f"{engine.name} from {display_path(engine.source)}" + (" (score uncalibrated)" if uncalibrated else "")
 
 
 def start_line(engine, device: str, cameras: Sequence[str], streams: Sequence[str], address: str) -> str:
@@ -40,13 +41,19 @@ def live_line(all_stats: list[dict], streams: Sequence[str]) -> str:
 
 def status_line(stats: dict) -> str:
     """One stream's line: maps/s, latency p50/p95 (ms), published, drops per stage, its sources,
-    the sound level when the pipeline measures one."""
+    the sound level when the pipeline measures one, the newest map's sounding score."""
     lat = stats["latency_ms"]
     lat_txt = "-" if lat["p50"] is None else f"{lat['p50']:.0f}/{lat['p95']:.0f}"
     drops = stats["drops"]
     return (f"{stats['fps']:5.1f} maps/s  latency p50/p95 {lat_txt} ms  published {stats['published']}  "
             f"dropped frames {drops['frames']} flows {drops['flows']} maps {drops['maps']}  "
-            f"{sources_text(stats['source'])}{level_text(stats)}")
+            f"{sources_text(stats['source'])}{level_text(stats)}{score_text(stats)}")
+
+
+def score_text(stats: dict) -> str:
+    """The score part of a status line, e.g. "  score 0.83" or "  score 0.12 quiet"; '' before any map."""
+    score = stats.get("score")
+    return "" if score is None else f"  score {score:.2f}{' quiet' if stats.get('quiet') else ''}"
 
 
 def level_text(stats: dict) -> str:
@@ -56,10 +63,15 @@ def level_text(stats: dict) -> str:
 
 
 def streams_line(all_stats: list[dict], streams: Sequence[str]) -> str:
-    """Several streams' line: per stream maps/s, p95 latency (ms) and any source trouble."""
+    """Several streams' line: per stream maps/s, p95 latency (ms), level and score when known, and
+    any source trouble."""
     def one(name, stats):
         p95 = stats["latency_ms"]["p95"]
         text = f"{name} {stats['fps']:.1f}/s p95 {'-' if p95 is None else f'{p95:.0f}'} ms"
+        if stats.get("level_db") is not None:
+            text += f" {stats['level_db']:.0f} {stats['level_ref']}"
+        if stats.get("score") is not None:
+            text += f" score {stats['score']:.2f}{' quiet' if stats.get('quiet') else ''}"
         trouble = source_trouble(stats["source"])
         return text + (f" [{trouble}]" if trouble else "")
     return "  ".join(one(n, s) for n, s in zip(streams, all_stats))

@@ -97,8 +97,9 @@ def localise_scene(model, data_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]
     frame_in, flow_in = model_inputs(f0, flow, model.input_size)
     with torch.no_grad():
         start = time.perf_counter()
-        heat = model.localise(torch.from_numpy(frame_in), torch.from_numpy(flow_in),
-                              audio_window(samples, rate, model))[0].numpy()
+        maps, _score = model.localise(torch.from_numpy(frame_in), torch.from_numpy(flow_in),
+                                      audio_window(samples, rate, model))
+        heat = maps[0].numpy()
         timings["model"] = 1000 * (time.perf_counter() - start)
     return f0, heat, timings
 

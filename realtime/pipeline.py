@@ -11,7 +11,9 @@ heatmap per flow field with the newest embedding. The audio stage also measures 
 A-weighted level of the newest ``level_window_s`` of sound (flowgrad.loudness) at each
 refresh; every heatmap and status message carries the newest level (``level_db``,
 ``level_ref``). Only models that listen have an audio source and an audio stage, so
-messages of a model without audio (flow_only) carry no level.
+messages of a model without audio (flow_only) carry no level. Every heatmap message
+carries the model's sounding score of its map (``score``) and ``quiet``: whether the
+score is below ``min_score``.
 
 Every timestamp inside the process is ``time.monotonic()`` seconds; messages
 on the wire carry UNIX seconds (docs/PROTOCOL.md), converted once at start.
@@ -96,6 +98,8 @@ class PipelineConfig:
         would lag a passing vehicle by seconds).
     mic_calibration_db: the dBFS(A) reading of a 94 dB SPL 1 kHz calibrator on this audio
         source: levels are then dB(A) SPL; None: dBFS(A).
+    min_score: a map whose sounding score is below this, in [0, 1], is published quiet
+        (0.5: even odds on the calibrated score; 0 never flags one).
     """
 
     stream: str = "camera"
@@ -109,8 +113,11 @@ class PipelineConfig:
     stop_timeout_s: float = 2.0
     level_window_s: float = 1.0
     mic_calibration_db: Optional[float] = None
+    min_score: float = 0.5
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.min_score <= 1.0:  # False for NaN too
+            raise ValueError(f"min_score must be in [0, 1], got {self.min_score!r}")
         for name in ("audio_refresh_s", "status_every_s", "stats_window_s", "stop_timeout_s", "level_window_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -131,6 +138,7 @@ class _Flowed:
 class _Mapped:
     frame: Any
     heatmap: np.ndarray  # (h, w) float32 in [0, 1]
+    score: float  # the sounding score in [0, 1]
 
 
 class Pipeline:
@@ -169,6 +177,7 @@ class Pipeline:
         self._weighting = (AWeighting(ring.sample_rate, calibration_db=config.mic_calibration_db)
                            if engine.uses_audio else None)
         self._level: Optional[float] = None
+        self._score: Optional[float] = None  # the newest map's, a plain float swap
 
     # ------------------------------------------------------------------ control
 
@@ -276,7 +285,8 @@ class Pipeline:
 
     def stats(self) -> dict:
         """Live figures: fps and capture-to-publish latency (ms), drops per stage,
-        stage times (ms), source states, the newest level ("level_db", "level_ref": see :attr:`level`)."""
+        stage times (ms), source states, the newest level ("level_db", "level_ref": see :attr:`level`),
+        the newest map's sounding score ("score", None before the first map) and whether it is "quiet"."""
         now = self._clock()
         pub = self.published.snapshot(now)
         drops = {name: slot.dropped for name, slot in self._slots.items()}
@@ -297,6 +307,8 @@ class Pipeline:
             "stage_ms": {k: v.snapshot(now)["latency_ms"]["p50"] for k, v in self.stage_ms.items()},
             "source": source,
             "uptime_s": now - self.started_at if self.started_at is not None else 0.0,
+            "score": self._score,
+            "quiet": None if self._score is None else self._score < self.config.min_score,
             **self._level_fields(),
         }
 
@@ -351,12 +363,14 @@ class Pipeline:
                 self._waiting_for_audio += 1  # the first embedding is still being computed
                 continue
             t0 = self._clock()
-            heat = self.engine.heatmaps(*model_inputs(item.frame.image, item.flow, size), emb)[0]
-            if not np.isfinite(heat).all():
-                raise ValueError("the model returned a heatmap with NaN or infinite values")
+            heats, scores = self.engine.localise(*model_inputs(item.frame.image, item.flow, size), emb)
+            heat, score = heats[0], float(scores[0])
+            if not (np.isfinite(heat).all() and 0.0 <= score <= 1.0):
+                raise ValueError("the model returned a heatmap or score with NaN, infinite or out-of-range values")
             done = self._clock()
             self.stage_ms["infer"].add(done, done - t0)
-            maps.put(_Mapped(item.frame, heat))
+            self._score = score
+            maps.put(_Mapped(item.frame, heat, score))
 
     def _audio(self) -> None:
         """Refresh the audio embedding from the ring's newest window every audio_refresh_s.
@@ -410,6 +424,8 @@ class Pipeline:
             heatmap=item.heatmap,
             frame_size=(w, h),  # the protocol's [W, H] (docs/PROTOCOL.md)
             frame_jpeg=self._jpeg(image),
+            score=item.score,
+            quiet=item.score < self.config.min_score,
             **self._level_fields(),
         )
 

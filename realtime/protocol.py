@@ -104,6 +104,10 @@ class Heatmap:
     level_db: optional A-weighted level of the newest audio heard (finite, in level_ref's
         unit); None when the pipeline measures none (a model without audio).
     level_ref: the unit of level_db, one of LEVEL_REFS; required whenever level_db is a number.
+    score: optional sounding score of the map, a number in [0, 1] (the model's calibrated
+        probability that a source in view is sounding; 1 for a model without audio).
+    quiet: optional bool, True when score is below the publisher's --min-score: the map
+        shows where things are, not a sound (displays fade it).
     """
 
     stream: str
@@ -116,6 +120,8 @@ class Heatmap:
     frame_jpeg: bytes | None = None
     level_db: float | None = None
     level_ref: str | None = None
+    score: float | None = None
+    quiet: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +192,8 @@ def encode(msg: Heatmap | Status, heatmap_dtype: str = "uint8") -> bytes:
               "seq": msg.seq if isinstance(msg.seq, bool) else int(msg.seq),
               "capture_time": float(msg.capture_time), "publish_time": publish_time,
               "model": str(msg.model), "shape": list(msg.heatmap.shape),
-              "dtype": heatmap_dtype, "frame_size": [int(w), int(h)], **_level_fields(msg)}
+              "dtype": heatmap_dtype, "frame_size": [int(w), int(h)], **_level_fields(msg),
+              **_score_fields(msg)}
     return _pack(topic("heatmap", msg.stream), header, payloads)
 
 
@@ -245,6 +252,17 @@ def _level_fields(msg) -> dict:
     level = msg.level_db
     return {"level_db": level if isinstance(level, bool) or not isinstance(level, (int, float)) else float(level),
             "level_ref": msg.level_ref}
+
+
+def _score_fields(msg: Heatmap) -> dict:
+    """The optional score and quiet header fields of ``msg`` (only those set; _check_header checks them)."""
+    fields = {}
+    if msg.score is not None:
+        score = msg.score
+        fields["score"] = score if isinstance(score, bool) or not isinstance(score, (int, float)) else float(score)
+    if msg.quiet is not None:
+        fields["quiet"] = msg.quiet
+    return fields
 
 
 def _heatmap_bytes(heatmap: np.ndarray, dtype: str) -> bytes:
@@ -313,6 +331,10 @@ def _check_header(header: dict) -> None:
     for key in ("shape", "frame_size"):
         _field(header, key, lambda v: isinstance(v, list) and len(v) == 2 and all(
             _count(x) and 1 <= x <= MAX_SIDE for x in v), f"two integers in 1..{MAX_SIDE}")
+    if "score" in header:
+        _field(header, "score", lambda v: _finite(v) and 0 <= v <= 1, "a finite number in [0, 1]")
+    if "quiet" in header:
+        _field(header, "quiet", lambda v: type(v) is bool, "true or false")
 
 
 def _check_level(header: dict) -> None:
@@ -418,4 +440,5 @@ def _heatmap(header: dict, blobs: dict[str, bytes]) -> Heatmap:
     return Heatmap(stream=header["stream"], seq=header["seq"], capture_time=float(header["capture_time"]),
                    model=header["model"], heatmap=m, frame_size=(fw, fh),
                    publish_time=float(header["publish_time"]), frame_jpeg=blobs.get("frame_jpeg"),
+                   score=float(header["score"]) if "score" in header else None, quiet=header.get("quiet"),
                    **_levels(header))

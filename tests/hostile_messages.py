@@ -41,6 +41,7 @@ HEATMAP_MSG = encode(make_heatmap(3, 4))
 STATUS_MSG = encode(Status(stream="cam1", fps=25.0, latency_ms={"p50": 1.0, "p95": 2.0, "p99": None},
                            drops={"capture": 0}, source={"video": "live"}, uptime_s=3.0, publish_time=5.0))
 LEVEL_MSG = encode(make_heatmap(3, 4, level_db=-23.5, level_ref="dBFS(A)"))
+SCORE_MSG = encode(make_heatmap(3, 4, score=0.25, quiet=True))
 DEEP = "[" * 100_000 + "]" * 100_000
 
 # (name, message, reason): every one the issue found escaping as another exception, and more.
@@ -112,4 +113,13 @@ HOSTILE = [
     ("level_ref as a list", with_field(LEVEL_MSG, "level_ref", '["dBFS(A)"]'), "bad level_ref"),
     ("status level_db 1e999", with_field(with_field(STATUS_MSG, "level_ref", '"dB(A) SPL"'), "level_db", "1e999"),
      "bad level_db"),
+    ("score 1e999", with_field(SCORE_MSG, "score", "1e999"), "bad score"),
+    ("score above 1", with_field(SCORE_MSG, "score", "1.5"), "bad score"),
+    ("score below 0", with_field(SCORE_MSG, "score", "-0.01"), "bad score"),
+    ("score as a string", with_field(SCORE_MSG, "score", '"0.5"'), "bad score"),
+    ("score true", with_field(SCORE_MSG, "score", "true"), "bad score"),
+    ("score null", with_field(SCORE_MSG, "score", "null"), "bad score"),
+    ("quiet as 1", with_field(SCORE_MSG, "quiet", "1"), "bad quiet"),
+    ("quiet as a string", with_field(SCORE_MSG, "quiet", '"true"'), "bad quiet"),
+    ("quiet null", with_field(SCORE_MSG, "quiet", "null"), "bad quiet"),
 ]

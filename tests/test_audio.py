@@ -17,6 +17,7 @@ from flowgrad.audio import (
     htf_spectrogram,
     power_spectrogram,
     rcgrad_spectrogram,
+    rcgrad_spectrogram_dft,
     resample,
     resampled_length,
     tukey_window,
@@ -114,6 +115,18 @@ def test_rcgrad_clip_mode_is_batch_independent():
     # Sanity check that the test can fail: batch mode does depend on batch-mates.
     alone = rcgrad_spectrogram(wave[1:2], stats="batch")
     assert (alone - rcgrad_spectrogram(wave, stats="batch")[1:2]).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("fn", [rcgrad_spectrogram, rcgrad_spectrogram_dft])
+def test_rcgrad_digital_silence_standardises_to_zeros_whatever_the_batch(fn):
+    """A constant spectrogram holds nothing to standardise: zeros (not rounding noise divided by
+    ~0, which made the embedding, and the sounding score, of silence depend on the batch)."""
+    for batch in (1, 3, 16):
+        out = fn(torch.zeros(batch, 80000))
+        assert out.abs().max() < 1e-2, (batch, float(out.abs().max()))
+    wave = _noise(2, 8000, seed=6)  # real sound is standardised as before (std far above the floor)
+    logspec = fn(wave * 0.01)
+    assert logspec.std(dim=(1, 2, 3)).sub(1).abs().max() < 1e-3
 
 
 # --------------------------------------------------------------------------

@@ -32,12 +32,12 @@ class CountingEngine:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def heatmaps(self, frame, flow, emb):
+    def localise(self, frame, flow, emb):
         self.calls.append(len(frame))
         time.sleep(self.delay)
         if self.fail:
             raise RuntimeError("engine exploded")
-        return self.inner.heatmaps(frame, flow, emb)
+        return self.inner.localise(frame, flow, emb)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_concurrent_streams_get_their_own_maps_in_shared_calls(rcgrad_engine):
     counting = CountingEngine(rcgrad_engine, delay=0.05)  # slow calls so requests pile up
     streams = 6
     inputs = [_inputs(rcgrad_engine, 1, seed) for seed in range(streams)]
-    expected = [rcgrad_engine.heatmaps(*x) for x in inputs]
+    expected = [rcgrad_engine.localise(*x) for x in inputs]
     got = [None] * streams
     with BatchingEngine(counting, max_batch=4, max_wait_s=0.02) as shared:
         assert shared.name == "rcgrad" and shared.input_size == rcgrad_engine.input_size
@@ -58,16 +58,17 @@ def test_concurrent_streams_get_their_own_maps_in_shared_calls(rcgrad_engine):
 
         def stream(i):
             barrier.wait()
-            got[i] = shared.heatmaps(*inputs[i])
+            got[i] = shared.localise(*inputs[i])
         threads = [threading.Thread(target=stream, args=(i,)) for i in range(streams)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(10)
         assert shared.maps == streams and shared.batches == len(counting.calls)
-    for g, e in zip(got, expected):
-        assert g.shape == (1, *rcgrad_engine.map_size)
+    for (g, g_score), (e, e_score) in zip(got, expected):
+        assert g.shape == (1, *rcgrad_engine.map_size) and g_score.shape == (1,)
         np.testing.assert_allclose(g, e, atol=1e-5)  # batched rows equal single calls
+        np.testing.assert_allclose(g_score, e_score, atol=1e-6)  # and so do their scores
     assert max(counting.calls) <= 4 and sum(counting.calls) == streams
     assert len(counting.calls) < streams  # at least one call served several streams
 

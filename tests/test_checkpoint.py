@@ -2,6 +2,7 @@
 flowgrad.published (importing published weights)."""
 import dataclasses
 import os
+import warnings
 
 import pytest
 import torch
@@ -427,3 +428,56 @@ def test_a_registry_name_with_weights_needs_allow_untrained(monkeypatch, tmp_pat
     assert model.name == "rcgrad" and not trained
     assert ckpt.create_registered("flow_only").name == "flow_only"  # no weights: nothing to train
     assert isinstance(excinfo.value, CheckpointError)  # every entry point already reports these in one line
+
+
+# ------------------------------------------------------------------ the sounding-score calibration
+
+
+def _old_format(tmp_path, model):
+    """The file the code before the sounding score wrote: the same dict, without the score buffers."""
+    path = tmp_path / "old.ckpt"
+    ckpt.save(path, model)
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"] = {k: v for k, v in payload["state_dict"].items() if not k.startswith("score_")}
+    torch.save(payload, path)
+    return path
+
+
+def test_a_checkpoint_from_before_the_score_loads_uncalibrated_with_one_warning(tmp_path):
+    model = small("rcgrad")
+    path = _old_format(tmp_path, model)
+    with pytest.warns(ckpt.UncalibratedWarning) as record:
+        loaded = ckpt.load(path)
+    assert len(record) == 1
+    text = str(record[0].message)
+    assert "\n" not in text and "training.calibrate" in text and record[0].filename == str(path)
+    line = warnings.formatwarning(record[0].message, record[0].category, record[0].filename, record[0].lineno)
+    assert line.count("\n") == 1 and line.startswith(f"{path}:0: UncalibratedWarning: saved before")
+    assert not loaded.score_is_calibrated
+    assert float(loaded.score_scale) == 1.0 and float(loaded.score_bias) == 0.0
+    frame, flow, wave = torch.rand(1, 3, 224, 224), torch.randn(1, 2, 224, 224), torch.randn(1, 16000) * 0.1
+    with torch.no_grad():
+        for got, want in zip(loaded.localise(frame, flow, wave), model.localise(frame, flow, wave)):
+            assert torch.equal(got, want)
+
+
+def test_a_calibrated_checkpoint_loads_calibrated_and_silently(tmp_path, recwarn):
+    model = small("flowgrad_en")
+    model.set_score_calibration(12.5, -9.0)
+    ckpt.save(tmp_path / "cal.ckpt", model)
+    loaded = ckpt.load(tmp_path / "cal.ckpt")
+    assert loaded.score_is_calibrated
+    assert (float(loaded.score_scale), float(loaded.score_bias)) == (12.5, -9.0)
+    assert not [w for w in recwarn if issubclass(w.category, ckpt.UncalibratedWarning)]
+
+
+def test_a_checkpoint_with_part_of_the_calibration_is_refused(tmp_path):
+    model = small("rcgrad")
+    path = tmp_path / "part.ckpt"
+    ckpt.save(path, model)
+    payload = torch.load(path, weights_only=True)
+    del payload["state_dict"]["score_bias"]
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError) as excinfo:
+        ckpt.load(path)
+    assert_one_line_error(excinfo, path, "missing", "score_bias")

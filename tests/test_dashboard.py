@@ -348,13 +348,14 @@ def _status_header(stream, **fields):
     return {k: v for k, v in header.items() if v is not None}
 
 
-def _heatmap_wire(stream, seq, capture_time=None, shape=(9, 16), frame_size=(1280, 720), heat=None):
-    """A heatmap message with a uint8 map (left half hot); its fields may be made wrong by the caller."""
+def _heatmap_wire(stream, seq, capture_time=None, shape=(9, 16), frame_size=(1280, 720), heat=None, **fields):
+    """A heatmap message with a uint8 map (left half hot); its fields may be made wrong by the caller
+    (``fields``: more header fields, e.g. score and quiet)."""
     heat = (left_hot_map() * 255).astype(np.uint8).tobytes() if heat is None else heat
     header = {"version": 1, "kind": "heatmap", "stream": stream, "seq": seq,
               "capture_time": time.time() if capture_time is None else capture_time,
               "publish_time": time.time(), "model": "test", "shape": list(shape), "dtype": "uint8",
-              "frame_size": list(frame_size), "payloads": {"heatmap": {"offset": 0, "length": len(heat)}}}
+              "frame_size": list(frame_size), "payloads": {"heatmap": {"offset": 0, "length": len(heat)}}, **fields}
     return _wire(header, heat)
 
 
@@ -439,6 +440,41 @@ def test_page_shows_what_is_wrong_with_the_audio_and_its_level():
             assert level_cell() == "71.3 dB(A) SPL"
             _inject(driver, _wire(_status_header("probe", level_db="loud", level_ref="dB(A) SPL")))
             assert level_cell() == "–"
+    finally:
+        driver.quit()
+        cam.stop()
+
+
+def test_page_shows_the_score_and_the_level_of_maps_and_fades_quiet_ones():
+    """A map's score is shown (with "quiet" when the publisher flags it) and a quiet map is drawn
+    fainter over the picture; a malformed score shows "–" and does not fade; a map's level_db is
+    shown like the status's."""
+    driver = _chrome()
+    cam = Camera("cam1")
+    try:
+        with DashboardThread(DashboardConfig((cam.address,), port=0)) as dash:
+            driver.get(dash.url)
+            wait_for(lambda: "cam1" in _tiles(driver), 20, "cam1 drawn")
+
+            def shown():
+                return driver.execute_script("""
+                    const t = document.querySelector('.tile[data-stream="probe"]');
+                    return [t.querySelector('.score').textContent, t.dataset.quiet,
+                            t.querySelector('.level').textContent];""")
+
+            def hot_red(seq, **fields):  # red of the hot left half after drawing map ``seq``
+                _inject(driver, _heatmap_wire("probe", seq, **fields))
+                wait_for(lambda: _tiles(driver)["probe"]["seq"] == seq, 10, f"map {seq} drawn")
+                return _pixel(driver, "probe", 0.25, 0.5)[0]
+
+            loud = hot_red(1, score=0.834, quiet=False, level_db=-20.04, level_ref="dBFS(A)")
+            assert shown() == ["0.83", "false", "-20.0 dBFS(A)"]
+            faded = hot_red(2, score=0.12, quiet=True)
+            assert shown()[:2] == ["0.12 quiet", "true"]
+            assert faded < 0.5 * loud, (faded, loud)  # over a black picture: fainter red
+            bad = hot_red(3, score="high", quiet="yes")
+            assert shown()[:2] == ["–", "false"] and bad == loud
+            assert hot_red(4) == loud and shown()[0] == "–"  # no score: a publisher from before it
     finally:
         driver.quit()
         cam.stop()
@@ -542,7 +578,7 @@ def test_a_pipelines_last_status_says_ended_and_reaches_the_dashboard(tmp_path):
     class Broken:
         name, input_size, uses_audio = "broken", (224, 224), False
 
-        def heatmaps(self, *a):
+        def localise(self, *a):
             raise RuntimeError("model exploded")
 
     sent = []

@@ -44,16 +44,21 @@ def test_checkpoint_and_onnx_agree(saved, name):
         assert emb_t.dtype == emb_o.dtype == np.float32
         if model.embed_dim:
             assert np.abs(emb_t - emb_o).max() <= TOL
-        maps_t = eng_t.heatmaps(frame, flow, emb_t)
-        maps_o = eng_o.heatmaps(frame, flow, emb_t)
+        maps_t, scores_t = eng_t.localise(frame, flow, emb_t)
+        maps_o, scores_o = eng_o.localise(frame, flow, emb_t)
         assert maps_t.shape == maps_o.shape == (batch, *model.map_size)
         assert maps_t.dtype == maps_o.dtype == np.float32
         assert np.abs(maps_t - maps_o).max() <= TOL
         assert maps_t.min() >= 0.0 and maps_t.max() <= 1.0
+        assert scores_t.shape == scores_o.shape == (batch,) and scores_t.dtype == scores_o.dtype == np.float32
+        assert np.abs(scores_t - scores_o).max() <= TOL
+        assert np.array_equal(eng_t.heatmaps(frame, flow, emb_t), maps_t)  # the maps of the same call
         # the torch engine is the model itself
         with torch.inference_mode():
-            ref = model(torch.from_numpy(frame), torch.from_numpy(flow), torch.from_numpy(emb_t)).numpy()
-        assert np.abs(maps_t - ref).max() <= 1e-6
+            ref, ref_score = model(torch.from_numpy(frame), torch.from_numpy(flow), torch.from_numpy(emb_t))
+        assert np.abs(maps_t - ref.numpy()).max() <= 1e-6
+        assert np.abs(scores_t - ref_score.numpy()).max() <= 1e-6
+    assert eng_t.score_calibrated == eng_o.score_calibrated == model.score_is_calibrated
 
 
 def test_prefix_and_frame_path_open_the_same_pair(saved):
@@ -239,3 +244,54 @@ def test_registry_names_with_weights_need_allow_untrained(saved):
     assert not engine.open("flow_only").untrained  # no weights to train
     _, ckpt, prefix = saved["rcgrad"]
     assert not engine.open(ckpt).untrained and not engine.open(prefix).untrained
+
+
+def _without_score(prefix, out):
+    """A copy of an export as written before the sounding score: the heatmap its only output."""
+    import shutil
+
+    import onnx
+
+    from flowgrad.onnx_meta import GraphMeta, write_props
+
+    proto = onnx.load(f"{prefix}.frame.onnx")
+    kept = [o for o in proto.graph.output if o.name != "score"]
+    del proto.graph.output[:]
+    proto.graph.output.extend(kept)
+    meta = GraphMeta.parse({p.key: p.value for p in proto.metadata_props}, prefix)
+    outputs = {"heatmap": meta.outputs["heatmap"]}
+    import dataclasses
+    write_props(proto, dataclasses.replace(meta, outputs=outputs, score_calibrated=None))
+    onnx.save(proto, f"{out}.frame.onnx")
+    shutil.copy(f"{prefix}.audio.onnx", f"{out}.audio.onnx")
+
+
+def test_an_export_from_before_the_score_opens_with_scores_of_one_and_one_warning(saved, tmp_path):
+    model, ckpt, prefix = saved["rcgrad"]
+    _without_score(prefix, tmp_path / "old")
+    with pytest.warns(engine.NoScoreWarning) as record:
+        eng = engine.open(tmp_path / "old")
+    assert len(record) == 1 and "\n" not in str(record[0].message) and "re-export" in str(record[0].message)
+    assert record[0].filename == str(tmp_path / "old.frame.onnx")
+    assert not eng.score_calibrated
+    frame, flow, wave = _inputs(model, 2)
+    emb = eng.embed_audio(wave)
+    maps, scores = eng.localise(frame, flow, emb)
+    assert np.abs(maps - engine.open(ckpt).heatmaps(frame, flow, emb)).max() <= TOL
+    assert scores.dtype == np.float32 and np.array_equal(scores, np.ones(2, np.float32))
+
+
+def test_a_calibrated_model_exports_a_calibrated_score(tmp_path):
+    torch.manual_seed(0)
+    model = models.create("htf", **small_config("htf"))
+    frame, flow, wave = _inputs(model, 3, seed=4)
+    model.set_score_calibration(30.0, -15.0)
+    export_onnx(model, tmp_path / "cal")
+    eng_o, eng_t = engine.open(tmp_path / "cal"), engine.TorchEngine(model)
+    assert eng_o.score_calibrated and eng_o.meta.score_calibrated
+    emb = eng_t.embed_audio(wave)
+    with torch.inference_mode():
+        evidence = model.sounding_evidence(*(torch.from_numpy(a) for a in (frame, flow, emb))).numpy()
+    want = 1 / (1 + np.exp(-(30.0 * evidence - 15.0)))
+    assert np.abs(eng_o.localise(frame, flow, emb)[1] - want).max() <= TOL
+    assert np.abs(eng_t.localise(frame, flow, emb)[1] - want).max() <= 1e-5

@@ -39,10 +39,11 @@ def exported(onnx_exports):
 
 
 def _run_frame(session, model, frame, flow, emb):
+    """(heatmap, score) of the frame graph."""
     feeds = {"frame": frame.numpy(), "flow": flow.numpy()}
     if model.uses_audio:
         feeds["audio_embedding"] = emb.numpy()
-    return session.run(None, feeds)[0]
+    return tuple(session.run(["heatmap", "score"], feeds))
 
 
 @pytest.mark.parametrize("name", models.names())
@@ -60,14 +61,16 @@ def test_onnxruntime_matches_torch_dynamic_batch(exported, name):
         frame, flow, wave = make_inputs(model, batch, seed=batch)
         with torch.no_grad():
             emb = model.embed_audio(wave)
-            ref = model(frame, flow, emb)
+            ref, ref_score = model(frame, flow, emb)
         if audio_sess is not None:
             got_emb = audio_sess.run(None, {"wave": wave.numpy()})[0]
             assert got_emb.shape == tuple(emb.shape)
             assert np.abs(got_emb - emb.numpy()).max() <= TOL
-        got = _run_frame(frame_sess, model, frame, flow, emb)
+        got, got_score = _run_frame(frame_sess, model, frame, flow, emb)
         assert got.shape == (batch, *model.map_size)
         assert np.abs(got - ref.numpy()).max() <= TOL
+        assert got_score.shape == (batch,) and got_score.dtype == np.float32
+        assert np.abs(got_score - ref_score.numpy()).max() <= TOL
 
 
 @pytest.mark.parametrize("name", models.names())
@@ -86,6 +89,10 @@ def test_ops_are_tensorrt_parsable_and_metadata(exported, name):
         assert meta["flow_units"] == "pixels of the full camera frame"
         assert meta["audio_rate_hz"] == model.audio_rate
         assert meta["audio_window_s"] == model.audio_seconds
+        if role == "frame":
+            assert [o.name for o in proto.graph.output] == ["heatmap", "score"]
+            assert meta["outputs"]["score"]["shape"] == ["batch"]
+            assert meta["score_calibrated"] is model.score_is_calibrated
         assert all(v["dtype"] == "float32" and v["shape"][0] == "batch" for v in meta["inputs"].values())
         if role == "audio":
             assert meta["inputs"]["wave"]["shape"] == ["batch", round(model.audio_rate * model.audio_seconds)]
@@ -100,10 +107,10 @@ def test_reference_mode_median_clean_pixel_agreement(tmp_path):
     frame, flow, wave = make_inputs(model, 4, seed=3)
     with torch.no_grad():
         emb = model.embed_audio(wave)
-        ref = model(frame, flow, emb).numpy()
+        ref = model(frame, flow, emb)[0].numpy()
     got_emb = load_session(audio_path)[0].run(None, {"wave": wave.numpy()})[0]
     assert np.abs(got_emb - emb.numpy()).max() <= TOL  # batch-wide standardisation, input-stat BN
-    got = _run_frame(load_session(frame_path)[0], model, frame, flow, emb)
+    got = _run_frame(load_session(frame_path)[0], model, frame, flow, emb)[0]
     assert np.mean(np.abs(got - ref) > TOL) < 1e-3
     ops = {n.op_type for p in (frame_path, audio_path) for n in onnx.load(str(p)).graph.node}
     assert ops <= TRT10_SUPPORTED_OPS, sorted(ops - TRT10_SUPPORTED_OPS)
@@ -214,6 +221,14 @@ def test_int8_frame_graph_tracks_torch(name, tmp_path):
     correlation towards 0. The graph is QDQ around every Conv, metadata kept + precision."""
     torch.manual_seed(0)
     model = models.create(name, **small_config(name)).eval()
+    tests = calibration_feeds(model, DEMO_CLIP, 7)[1::2]  # other frames than the calibration ones
+    frame = np.concatenate([f["frame"] for f in tests])
+    flow = np.concatenate([f["flow"] for f in tests])
+    emb = np.concatenate([f["audio_embedding"] for f in tests]) if model.uses_audio else np.zeros((3, 0), np.float32)
+    if model.uses_audio:  # a steep calibration centred on these frames: score errors are not hidden in a flat sigmoid
+        with torch.no_grad():
+            evidence = model.sounding_evidence(torch.from_numpy(frame), torch.from_numpy(flow), torch.from_numpy(emb))
+        model.set_score_calibration(20.0, -20.0 * float(evidence.mean()))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         paths = export_onnx(model, tmp_path / name, int8_video=DEMO_CLIP, calibration_frames=4)
@@ -230,16 +245,15 @@ def test_int8_frame_graph_tracks_torch(name, tmp_path):
     assert meta["model"] == name and meta["role"] == "frame"
     if model.uses_audio:
         assert "precision" not in {p.key for p in onnx.load(str(paths[1])).metadata_props}  # audio stays float32
-    tests = calibration_feeds(model, DEMO_CLIP, 7)[1::2]  # other frames than the calibration ones
-    frame = np.concatenate([f["frame"] for f in tests])
-    flow = np.concatenate([f["flow"] for f in tests])
-    emb = np.concatenate([f["audio_embedding"] for f in tests]) if model.uses_audio else np.zeros((3, 0), np.float32)
+    assert meta["score_calibrated"] is True
     with torch.no_grad():
-        ref = model(torch.from_numpy(frame), torch.from_numpy(flow), torch.from_numpy(emb)).numpy()
-    got = _run_frame(load_session(paths[0])[0], model, torch.from_numpy(frame), torch.from_numpy(flow),
-                     torch.from_numpy(emb))
+        ref, ref_score = (t.numpy() for t in model(torch.from_numpy(frame), torch.from_numpy(flow),
+                                                   torch.from_numpy(emb)))
+    got, got_score = _run_frame(load_session(paths[0])[0], model, torch.from_numpy(frame), torch.from_numpy(flow),
+                                torch.from_numpy(emb))
     assert got.shape == ref.shape
     assert np.abs(got - ref).mean() <= 0.03
+    assert got_score.shape == ref_score.shape and np.abs(got_score - ref_score).max() <= 0.03
     for g, r in zip(got, ref):
         assert np.corrcoef(g.ravel(), r.ravel())[0, 1] >= 0.98
 

@@ -50,7 +50,7 @@ def test_cached_flow_matches_fresh_flow(tmp_path, clip):
     frame = torch.rand(1, 3, 224, 224)
     emb = model.embed_audio(torch.zeros(1, 80000))
     with torch.no_grad():
-        diff = (model(frame, fresh[None], emb) - model(frame, hit[None], emb)).abs().max()
+        diff = (model(frame, fresh[None], emb)[0] - model(frame, hit[None], emb)[0]).abs().max()
     assert float(diff) < 1e-3
 
 

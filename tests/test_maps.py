@@ -51,8 +51,8 @@ def test_reference_mode_cleans_and_uses_input_batchnorm_stats():
     assert not torch.allclose(e_live, e_ref), "reference mode must use the clip's own BN statistics"
     for k, v in ref.state_dict().items():
         assert torch.equal(v, buffers[k]), f"reference mode changed {k}"
-    out_ref = ref(frame, flow, e_live)
-    out_live = live(frame, flow, e_live)
+    out_ref = ref(frame, flow, e_live)[0]
+    out_live = live(frame, flow, e_live)[0]
     torch.testing.assert_close(out_ref, clean_below_median(out_live))
     assert (out_ref == 0).float().mean() >= 0.5
 
@@ -70,8 +70,8 @@ def test_flowgrad_h_is_rcgrad_map_gated_by_motion():
         if reference:
             semantic = clean_below_median(semantic)
         expected = torch.clamp(semantic * flow_magnitude(flow) / h.config.motion_px, 0, 1)
-        torch.testing.assert_close(h(frame, flow, emb), expected)
-        assert h(frame, torch.zeros_like(flow), emb).max() == 0, "no motion, no sound source"
+        torch.testing.assert_close(h(frame, flow, emb)[0], expected)
+        assert h(frame, torch.zeros_like(flow), emb)[0].max() == 0, "no motion, no sound source"
 
 
 @torch.no_grad()
@@ -81,6 +81,7 @@ def test_flow_only_is_normalised_magnitude():
     flow[0, 0, 100:120, 50:90] = 3.0
     flow[0, 1, 100:120, 50:90] = 4.0  # magnitude 5
     flow[0, 0, 0:10, 0:10] = -2.5  # magnitude 2.5
-    out = m(torch.rand(1, 3, 224, 224), flow, m.embed_audio(torch.zeros(1, 16000)))
+    out, score = m(torch.rand(1, 3, 224, 224), flow, m.embed_audio(torch.zeros(1, 16000)))
+    assert score.tolist() == [1.0]  # no ears
     assert out[0, 110, 60] == 1 and out[0, 200, 200] == 0
     torch.testing.assert_close(out[0, 5, 5], torch.tensor(0.5), atol=1e-6, rtol=0)

@@ -22,23 +22,32 @@ def test_shapes_dtype_and_range(model):
     frame, flow, wave = make_inputs(model, batch=2)
     emb = model.embed_audio(wave)
     assert emb.shape == (2, model.embed_dim) and emb.dtype == torch.float32
-    out = model(frame, flow, emb)
+    out, score = model(frame, flow, emb)
     assert out.shape == (2, *model.map_size) and out.dtype == torch.float32
     assert torch.isfinite(out).all()
     assert out.min() >= 0 and out.max() <= 1
     assert out.max() > 0.5, "a map of random inputs should use its range"
+    assert score.shape == (2,) and score.dtype == torch.float32
+    assert torch.isfinite(score).all() and score.min() >= 0 and score.max() <= 1
+    evidence = model.sounding_evidence(frame, flow, emb)
+    assert evidence.shape == (2,) and torch.isfinite(evidence).all()
+    if model.uses_audio:  # the score is the sigmoid of the calibrated evidence
+        torch.testing.assert_close(score, torch.sigmoid(model.score_scale * evidence + model.score_bias))
+    else:
+        assert torch.equal(score, torch.ones(2)), "flow_only has no ears: its score is a constant 1"
 
 
 @torch.no_grad()
 def test_batch_independence(model):
     frame, flow, wave = make_inputs(model, batch=3)
     emb = model.embed_audio(wave)
-    together = model(frame, flow, emb)
+    together, scores = model(frame, flow, emb)
     for i in range(3):
         alone_emb = model.embed_audio(wave[i : i + 1])
         torch.testing.assert_close(alone_emb, emb[i : i + 1], atol=1e-5, rtol=1e-4)
-        alone = model(frame[i : i + 1], flow[i : i + 1], alone_emb)
+        alone, score = model(frame[i : i + 1], flow[i : i + 1], alone_emb)
         torch.testing.assert_close(alone, together[i : i + 1], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(score, scores[i : i + 1], atol=1e-5, rtol=1e-4)
 
 
 @torch.no_grad()
@@ -46,7 +55,7 @@ def test_determinism(model):
     frame, flow, wave = make_inputs(model, batch=2)
     a = model.localise(frame, flow, wave)
     b = model.localise(frame, flow, wave)
-    assert torch.equal(a, b)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
 @torch.no_grad()
@@ -55,7 +64,7 @@ def test_map_follows_the_inputs(model):
     frame, flow, wave = make_inputs(model, batch=1, seed=1)
     frame2, flow2, _ = make_inputs(model, batch=1, seed=2)
     emb = model.embed_audio(wave)
-    assert not torch.allclose(model(frame, flow, emb), model(frame2, flow2, emb), atol=1e-3)
+    assert not torch.allclose(model(frame, flow, emb)[0], model(frame2, flow2, emb)[0], atol=1e-3)
 
 
 def test_bad_shapes_raise(model):
@@ -73,3 +82,24 @@ def test_bad_shapes_raise(model):
 def test_full_width_embedding_size(name):
     m = models.create(name)
     assert m.embed_dim == 512
+
+
+@torch.no_grad()
+def test_calibration_sets_the_score_and_travels_in_the_state_dict(model):
+    frame, flow, wave = make_inputs(model, batch=2)
+    emb = model.embed_audio(wave)
+    if not model.uses_audio:
+        with pytest.raises(ValueError, match="no audio"):
+            model.set_score_calibration(2.0, -1.0)
+        assert model.score_is_calibrated and "score_scale" not in model.state_dict()
+        return
+    assert not model.score_is_calibrated
+    evidence = model.sounding_evidence(frame, flow, emb)
+    model.set_score_calibration(8.0, -3.0)
+    assert model.score_is_calibrated
+    torch.testing.assert_close(model(frame, flow, emb)[1], torch.sigmoid(8.0 * evidence - 3.0))
+    state = model.state_dict()
+    assert float(state["score_scale"]) == 8.0 and float(state["score_bias"]) == -3.0
+    assert bool(state["score_calibrated"])
+    with pytest.raises(ValueError, match="finite"):
+        model.set_score_calibration(float("nan"), 0.0)

@@ -15,7 +15,7 @@ from realtime.publisher import Publisher, PublisherConfig
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "node-subscriber"
 LINE = re.compile(r"heatmap stream=(\S+) seq=(\d+) shape=(\d+)x(\d+) dtype=(\S+) max=([\d.]+)"
-                  r"( level=-23\.0 dBFS\(A\))?")
+                  r"( level=-23\.0 dBFS\(A\))?( score=0\.25 quiet| score=1\.00)?$")
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,7 @@ def test_node_subscriber_decodes_python_messages(node_example, dtype):
         while node.poll() is None:
             now = time.time()
             level = {"level_db": -23.04, "level_ref": "dBFS(A)"} if seq % 2 else {}  # as a listening model sends
+            level.update({1: {"score": 0.25, "quiet": True}, 2: {"score": 1.0, "quiet": False}}.get(seq % 3, {}))
             pub.publish(Heatmap("cam1", seq, now, "test", expected_map(seq), (640, 360), **level))
             pub.publish(Heatmap("cam10", seq, now, "test", np.ones((2, 2), np.float32), (64, 64)))
             if seq % 5 == 4:
@@ -73,12 +74,14 @@ def test_node_subscriber_decodes_python_messages(node_example, dtype):
     heatmaps = [LINE.fullmatch(line) for line in lines if line.startswith("heatmap")]
     assert heatmaps and all(heatmaps), out
     for match in heatmaps:
-        stream, got_seq, h, w, got_dtype, got_max, _ = match.groups()
+        stream, got_seq, h, w, got_dtype, got_max, *_ = match.groups()
         assert (stream, int(h), int(w), got_dtype) == ("cam1", 3, 4, dtype)
         assert abs(float(got_max) - expected_map(int(got_seq)).max()) <= 0.5 / 255 + 1e-6
     seqs = [int(m.group(2)) for m in heatmaps]
     assert seqs == sorted(seqs)
     assert all(bool(m.group(7)) == (int(m.group(2)) % 2 == 1) for m in heatmaps), out  # the level when sent
+    assert all(m.group(8) == {0: None, 1: " score=0.25 quiet", 2: " score=1.00"}[int(m.group(2)) % 3]
+               for m in heatmaps), out  # the score (and quiet) when sent
     for line in lines:
         if line.startswith("status"):
             assert line == "status stream=cam1 fps=25 latency_p50_ms=1.5"

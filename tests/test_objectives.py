@@ -112,8 +112,8 @@ def test_derive_flowgrad_h_copies_rcgrad():
     assert derived.name == "flowgrad_h" and not derived.training
     frame, flow, wave = make_inputs(rc, batch=2)
     emb = rc.embed_audio(wave)
-    expected = torch.clamp(rc(frame, flow, emb) * flow_magnitude(flow), 0.0, 1.0)
-    torch.testing.assert_close(derived(frame, flow, emb), expected)
+    expected = torch.clamp(rc(frame, flow, emb)[0] * flow_magnitude(flow), 0.0, 1.0)
+    torch.testing.assert_close(derived(frame, flow, emb)[0], expected)
     with pytest.raises(ValueError, match="rcgrad"):
         derive_flowgrad_h(models.create("flowgrad_ic", width=0.25))
 

@@ -14,7 +14,7 @@ from helpers import pipeline_config as _config
 from helpers import video_source as _video
 from livestandins import write_float_wav
 from realtime.audio_source import AudioSourceConfig, open_audio_source
-from realtime.pipeline import Pipeline, PipelineError
+from realtime.pipeline import Pipeline, PipelineConfig, PipelineError
 from realtime.protocol import Heatmap, Status
 from realtime.ring import AudioRing
 from realtime.video_source import Frame
@@ -110,7 +110,7 @@ def test_a_failing_stage_stops_everything_and_raises(square_video):
     class Broken:
         name, input_size, uses_audio = "broken", (224, 224), False
 
-        def heatmaps(self, *a):
+        def localise(self, *a):
             raise RuntimeError("model exploded")
 
     pipe = Pipeline(_config(), _video(square_video), Broken(), Collector())
@@ -248,11 +248,16 @@ def test_a_model_returning_nan_is_blamed_on_the_infer_stage(square_video):
     class NaNModel:
         name, input_size, uses_audio = "nan", (224, 224), False
 
-        def heatmaps(self, frame, flow, emb):
-            return np.full((1, 224, 224), np.nan, np.float32)
+        def __init__(self, heat, score):
+            self.heat, self.score = heat, score
 
-    with pytest.raises(PipelineError, match="^infer stage failed: ValueError: the model returned a heatmap with NaN"):
-        Pipeline(_config(), _video(square_video), NaNModel(), Collector()).run(duration=30)
+        def localise(self, frame, flow, emb):
+            return np.full((1, 224, 224), self.heat, np.float32), np.full(1, self.score, np.float32)
+
+    for heat, score in ((np.nan, 0.5), (0.5, np.nan), (0.5, 1.5)):
+        with pytest.raises(PipelineError, match="^infer stage failed: ValueError: the model returned a heatmap or "
+                                                "score with NaN"):
+            Pipeline(_config(), _video(square_video), NaNModel(heat, score), Collector()).run(duration=30)
 
 
 def _iec_a_db(f):
@@ -286,3 +291,38 @@ def test_a_model_without_audio_publishes_no_level(square_video):
     stats = Pipeline(_config(), _video(square_video), engines.open("flow_only"), out).run(duration=1.5)
     assert out.messages and all(m.level_db is None and m.level_ref is None for m in out.messages)
     assert stats["level_db"] is None
+
+
+class _FixedScore:
+    """flow_only's maps with a chosen sounding score."""
+
+    def __init__(self, score):
+        self.inner, self.score = engines.open("flow_only"), score
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def localise(self, frame, flow, emb):
+        return self.inner.heatmaps(frame, flow, emb), np.full(len(frame), self.score, np.float32)
+
+
+@pytest.mark.parametrize("score, min_score, quiet", [(0.3, 0.5, True), (0.7, 0.5, False), (0.5, 0.5, False),
+                                                     (0.3, 0.0, False), (0.999, 1.0, True)])
+def test_every_map_carries_its_score_and_whether_it_is_quiet(square_video, score, min_score, quiet):
+    out = Collector()
+    stats = Pipeline(_config(min_score=min_score), _video(square_video), _FixedScore(score), out).run(duration=1.5)
+    maps = out.of(Heatmap)
+    assert maps and all(m.score == pytest.approx(score) and m.quiet is quiet for m in maps)
+    assert stats["score"] == pytest.approx(score) and stats["quiet"] is quiet
+
+
+def test_flow_only_has_no_ears_and_is_never_quiet(square_video):
+    out = Collector()
+    Pipeline(_config(), _video(square_video), engines.open("flow_only"), out).run(duration=1.5)
+    assert out.of(Heatmap) and all(m.score == 1.0 and m.quiet is False for m in out.of(Heatmap))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_min_score_outside_0_1_is_refused(bad):
+    with pytest.raises(ValueError, match="min_score must be in"):
+        PipelineConfig(min_score=bad)

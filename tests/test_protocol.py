@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from hostile_messages import HEATMAP_MSG, HOSTILE, LEVEL_MSG, STATUS_MSG, make_heatmap, split_by_hand, with_field
+from hostile_messages import (HEATMAP_MSG, HOSTILE, LEVEL_MSG, SCORE_MSG, STATUS_MSG, make_heatmap, split_by_hand,
+                             with_field)
 from realtime.protocol import Heatmap, ProtocolError, Status, decode, encode, topic
 
 
@@ -91,6 +92,24 @@ def test_level_fields_round_trip_and_are_optional():
     assert decode(HEATMAP_MSG).level_db is None and decode(STATUS_MSG).level_ref is None
     nulls = with_field(with_field(HEATMAP_MSG, "level_db", "null"), "level_ref", "null")
     assert decode(nulls).level_db is None
+
+
+def test_score_fields_round_trip_and_are_optional():
+    _, header, _ = split_by_hand(SCORE_MSG)
+    assert header["score"] == 0.25 and header["quiet"] is True and header["version"] == 1
+    got = decode(SCORE_MSG)
+    assert (got.score, got.quiet) == (0.25, True)
+    loud = decode(encode(make_heatmap(score=1, quiet=False)))
+    assert loud.score == 1.0 and isinstance(loud.score, float) and loud.quiet is False
+    assert "score" not in split_by_hand(HEATMAP_MSG)[1] and "quiet" not in split_by_hand(HEATMAP_MSG)[1]
+    assert (decode(HEATMAP_MSG).score, decode(HEATMAP_MSG).quiet) == (None, None)
+
+
+@pytest.mark.parametrize("score, quiet", [(float("nan"), None), (float("inf"), None), (1.5, None), (-0.1, None),
+                                          ("0.5", None), (True, None), (0.5, 1), (0.5, "yes")])
+def test_encode_refuses_bad_scores(score, quiet):
+    with pytest.raises(ValueError):
+        encode(make_heatmap(score=score, quiet=quiet))
 
 
 @pytest.mark.parametrize("level, ref", [(float("inf"), "dBFS(A)"), (float("nan"), "dBFS(A)"), ("-3", "dBFS(A)"),
@@ -207,7 +226,8 @@ FRAGMENTS = ["null", "true", "false", "-1", "0", "1", "7", "2.5", "1e999", "-1e9
              '{"heatmap": {"offset": 0, "length": 12}}', '{"heatmap": {"offset": 0}}',
              '{"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}', "[[[[[[[[[1]]]]]]]]]"]
 KEYS = ["version", "kind", "stream", "seq", "capture_time", "publish_time", "model", "shape", "dtype",
-        "frame_size", "payloads", "fps", "latency_ms", "drops", "source", "uptime_s", "level_db", "level_ref", "extra"]
+        "frame_size", "payloads", "fps", "latency_ms", "drops", "source", "uptime_s", "level_db", "level_ref", "score", "quiet",
+        "extra"]
 
 
 def test_seeded_mutations_decode_or_raise_protocol_error():
@@ -215,7 +235,7 @@ def test_seeded_mutations_decode_or_raise_protocol_error():
     dashboard does), or raises ProtocolError; nothing else escapes."""
     rng = np.random.default_rng(15)
     frame = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
-    seeds = [HEATMAP_MSG, STATUS_MSG, LEVEL_MSG, encode(make_heatmap(2, 3, frame_jpeg=frame), "float16")]
+    seeds = [HEATMAP_MSG, STATUS_MSG, LEVEL_MSG, SCORE_MSG, encode(make_heatmap(2, 3, frame_jpeg=frame), "float16")]
     outcomes = {"decoded": 0, "rejected": 0}
     for i in range(6000):
         data = seeds[i % len(seeds)]

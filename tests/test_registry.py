@@ -58,7 +58,8 @@ def test_save_load_round_trip(name, tmp_path):
     assert loaded.has_weights == model.has_weights == bool(model.state_dict())
     frame, flow, wave = make_inputs(model, batch=2)
     with torch.no_grad():
-        assert torch.equal(loaded.localise(frame, flow, wave), model.localise(frame, flow, wave))
+        for got, want in zip(loaded.localise(frame, flow, wave), model.localise(frame, flow, wave)):
+            assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("name", models.names())
@@ -89,14 +90,15 @@ def test_export_parity_without_process_wide_patches(name, tmp_path, monkeypatch)
     frame, flow, wave = make_inputs(model, batch=3, seed=5)
     with torch.no_grad():
         emb = model.embed_audio(wave)
-        ref = model(frame, flow, emb).numpy()
+        ref, ref_score = (t.numpy() for t in model(frame, flow, emb))
     feeds = {"frame": frame.numpy(), "flow": flow.numpy()}
     if model.uses_audio:
         got_emb = load_session(paths[1])[0].run(None, {"wave": wave.numpy()})[0]
         assert np.abs(got_emb - emb.numpy()).max() <= TOL
         feeds["audio_embedding"] = emb.numpy()
-    got = load_session(paths[0])[0].run(None, feeds)[0]
+    got, got_score = load_session(paths[0])[0].run(["heatmap", "score"], feeds)
     assert np.abs(got - ref).max() <= TOL
+    assert got_score.shape == (3,) and np.abs(got_score - ref_score).max() <= TOL
 
 
 @pytest.mark.parametrize("name", models.names())

@@ -97,6 +97,8 @@ def test_help_explains_every_option():
     (("--demo", "--mic-calibration", "inf"), "--mic-calibration must be a finite number"),
     (("--demo", "--channels", "0"), "--channels must be at least 1, got 0"),
     (("--demo", "--model", "rcgrad", "--untrained", "--channels", "2"), "--channels is for a microphone"),
+    (("--demo", "--min-score", "1.5"), "--min-score must be a number from 0 to 1"),
+    (("--demo", "--min-score", "nan"), "--min-score must be a number from 0 to 1"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(args, message):
     start = time.monotonic()
@@ -489,6 +491,22 @@ def test_the_several_camera_line_names_each_streams_source_trouble():
                     "cam2 20.0/s p95 50 ms [audio running (12 invalid samples)]")
 
 
+def test_the_console_lines_show_the_score_and_the_several_camera_line_the_level_too():
+    from realtime.console import status_line
+
+    def stats(level=None, score=None, quiet=None):
+        return {"fps": 20.0, "latency_ms": {"p50": 30.0, "p95": 50.0}, "published": 9,
+                "drops": {"frames": 0, "flows": 0, "maps": 0},
+                "source": {"video": "live", "video_stats": {"dropped": 0, "reconnects": 0}},
+                "level_db": level, "level_ref": None if level is None else "dBFS(A)", "score": score, "quiet": quiet}
+    assert status_line(stats(-23.04, 0.123, True)).endswith("level -23.0 dBFS(A)  score 0.12 quiet")
+    assert status_line(stats(-23.04, 0.834, False)).endswith("level -23.0 dBFS(A)  score 0.83")
+    assert "score" not in status_line(stats())  # before the first map
+    line = streams_line([stats(-23.04, 0.834, False), stats(-40.0, 0.1, True), stats()], ["cam0", "cam1", "cam2"])
+    assert line == ("cam0 20.0/s p95 50 ms -23 dBFS(A) score 0.83  cam1 20.0/s p95 50 ms -40 dBFS(A) score 0.10 quiet  "
+                    "cam2 20.0/s p95 50 ms")
+
+
 def _udp_port_bound(port: int) -> bool:
     """Whether some socket of this machine listens on UDP ``port`` (Linux /proc/net/udp)."""
     with open("/proc/net/udp") as table:
@@ -531,3 +549,39 @@ def test_mic_calibration_shows_the_level_in_dba_spl(tmp_path):
     assert all(abs(v - expected) < 0.5 for v in levels), (levels, expected)
     done = [line for line in out.stderr.splitlines() if line.startswith("run_live: done:")][0]
     assert "dB(A) SPL" in done
+
+
+# ---------------------------------------------------------------------------- listening: the sounding score
+
+
+def test_the_demo_with_silence_publishes_quiet_maps_and_with_its_own_sound_does_not(tmp_path):
+    """The acceptance test of issue 17: the demo (the shipped, calibrated flowgrad_en) hearing
+    digital silence publishes quiet maps; hearing the clip's own sound it does not. Judged on
+    the maps captured once the model's 5 s audio window has filled (before, the embedding is of
+    a window still mostly empty: silence, and quiet is then right)."""
+    silence = write_float_wav(tmp_path / "silence.wav", np.zeros(16000 * 2), 16000)
+    runs = {}
+    for name, audio in (("silence", ["--audio", str(silence)]), ("own sound", [])):
+        returncode, err, got = _published("--demo", *audio, "--duration", "15", seconds=12)
+        assert returncode == 0, err
+        maps = [m for m in got if isinstance(m, Heatmap)]
+        assert maps and all(m.score is not None and m.quiet is not None for m in maps), name
+        runs[name] = [m for m in maps if m.capture_time >= maps[0].capture_time + 5.5]
+        assert len(runs[name]) >= 5, (name, len(maps), err)
+    assert all(m.quiet for m in runs["silence"]), [round(m.score, 3) for m in runs["silence"]]
+    assert not any(m.quiet for m in runs["own sound"]), [round(m.score, 3) for m in runs["own sound"]]
+
+
+def test_the_start_line_says_when_a_listening_models_score_is_uncalibrated(tmp_path):
+    from flowgrad import checkpoint, engine, models
+    from realtime.console import describe_model
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = models.create("rcgrad", width=0.125)
+    checkpoint.save(tmp_path / "raw.ckpt", model)
+    model.set_score_calibration(10.0, -8.0)
+    checkpoint.save(tmp_path / "cal.ckpt", model)
+    assert describe_model(engine.open(tmp_path / "raw.ckpt")).endswith("raw.ckpt (score uncalibrated)")
+    assert describe_model(engine.open(tmp_path / "cal.ckpt")).endswith("cal.ckpt")
+    assert describe_model(engine.open("flow_only")) == "flow_only (no weights)"

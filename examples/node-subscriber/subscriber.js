@@ -68,6 +68,13 @@ function level(header) {
   return typeof header.level_db === "number" ? ` level=${header.level_db.toFixed(1)} ${header.level_ref}` : "";
 }
 
+// The optional sounding score of a map and its quiet flag (docs/PROTOCOL.md), e.g. " score=0.83" or
+// " score=0.12 quiet": a quiet map shows where things are, not a sound.
+function score(header) {
+  if (typeof header.score !== "number") return "";
+  return ` score=${header.score.toFixed(2)}${header.quiet === true ? " quiet" : ""}`;
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const socket = new zmq.Subscriber({ linger: 0 });
@@ -83,7 +90,7 @@ async function main() {
       const max = heatmap.reduce((a, b) => Math.max(a, b), 0);
       const [h, w] = header.shape;
       console.log(`heatmap stream=${header.stream} seq=${header.seq} shape=${h}x${w} ` +
-                  `dtype=${header.dtype} max=${max.toFixed(6)}${level(header)}`);
+                  `dtype=${header.dtype} max=${max.toFixed(6)}${level(header)}${score(header)}`);
     } else {
       console.log(`status stream=${header.stream} fps=${header.fps} ` +
                   `latency_p50_ms=${header.latency_ms.p50}${level(header)}`);

@@ -11,8 +11,20 @@ A localiser has two paths, run at their own rates:
     later, sampled on the same H x W grid but in PIXELS OF THE FULL CAMERA FRAME
     (see :func:`flowgrad.inputs.prepare_flow`);
     audio_embedding (B, embed_dim) from ``embed_audio``
-  -> heatmap (B, *map_size) float32 in [0, 1], on the same grid as the frame
-  input (pixel (i, j) of the map covers pixel (i, j) of the 224x224 frame).
+  -> ``(heatmap, score)``: heatmap (B, *map_size) float32 in [0, 1], on the same
+  grid as the frame input (pixel (i, j) of the map covers pixel (i, j) of the
+  224x224 frame); score (B,) float32 in [0, 1], the sounding score: once
+  calibrated, the probability that a source visible in the frame is sounding.
+
+The sounding score is ``sigmoid(score_scale * evidence + score_bias)``, where
+``sounding_evidence(frame, flow, audio_embedding)`` -> (B,) is raw audio-visual
+agreement taken before the map's min-max normalisation (each model says which).
+``score_scale``, ``score_bias`` and ``score_calibrated`` are buffers, so the
+calibration (:func:`flowgrad.calibration.fit_platt`, ``python -m
+training.calibrate``) travels in every checkpoint and is a constant of the ONNX
+graph; :meth:`Localiser.set_score_calibration` sets it. Uncalibrated (scale 1,
+bias 0) the score is NOT a probability: it only orders frames. A model without
+audio (``uses_audio`` False) has no such buffers and scores a constant 1.
 
 ``cams(...)`` exposes the raw closed-form Grad-CAM maps, where a model has them,
 for tests and diagnostics.
@@ -34,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
@@ -77,6 +90,10 @@ class PublishedForm:
         return (self.root is not None) + (self.channels is not None)
 
 
+#: The sounding-score calibration buffers of a model that uses audio (checkpoints before them load uncalibrated).
+SCORE_BUFFERS = ("score_scale", "score_bias", "score_calibrated")
+
+
 class Localiser(nn.Module):
     """Base class of registry models; see the module docstring for the contract."""
 
@@ -107,6 +124,10 @@ class Localiser(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
+        if self.uses_audio:
+            self.register_buffer("score_scale", torch.tensor(1.0))
+            self.register_buffer("score_bias", torch.tensor(0.0))
+            self.register_buffer("score_calibrated", torch.tensor(False))
 
     @property
     def has_weights(self) -> bool:
@@ -152,9 +173,38 @@ class Localiser(nn.Module):
         """(B, T) float32 wave at ``audio_rate`` -> (B, embed_dim)."""
         raise NotImplementedError
 
-    def localise(self, frame: torch.Tensor, flow: torch.Tensor, wave: torch.Tensor) -> torch.Tensor:
-        """Both paths at once: ``forward(frame, flow, embed_audio(wave))``."""
+    def localise(self, frame: torch.Tensor, flow: torch.Tensor,
+                 wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both paths at once: ``forward(frame, flow, embed_audio(wave))`` -> (heatmap, score)."""
         return self(frame, flow, self.embed_audio(wave))
+
+    # ------------------------------------------------------------ the sounding score
+
+    def sounding_evidence(self, frame: torch.Tensor, flow: torch.Tensor, audio_embedding: torch.Tensor) -> torch.Tensor:
+        """Raw, uncalibrated evidence (B,) float32 that the frame holds a sounding source (higher:
+        more); inputs as ``forward``. What calibration (:mod:`flowgrad.calibration`) is fitted on."""
+        raise NotImplementedError
+
+    def score_from_evidence(self, evidence: torch.Tensor) -> torch.Tensor:
+        """(B,) evidence -> (B,) float32 score in [0, 1]: sigmoid(score_scale * evidence + score_bias)."""
+        return torch.sigmoid(self.score_scale * evidence + self.score_bias)
+
+    @property
+    def score_is_calibrated(self) -> bool:
+        """Whether the score is a calibrated probability (always True without audio: a constant 1)."""
+        return bool(self.score_calibrated) if self.uses_audio else True
+
+    def set_score_calibration(self, scale: float, bias: float) -> None:
+        """Store a Platt calibration (score = sigmoid(scale * evidence + bias)), in place; marks the
+        score calibrated. ValueError for a model without audio or a non-finite value."""
+        if not self.uses_audio:
+            raise ValueError(f"{self.name} has no audio: its score is a constant 1 and takes no calibration")
+        if not (math.isfinite(scale) and math.isfinite(bias)):
+            raise ValueError(f"{self.name}: calibration scale and bias must be finite, got {scale!r}, {bias!r}")
+        with torch.no_grad():
+            self.score_scale.fill_(float(scale))
+            self.score_bias.fill_(float(bias))
+            self.score_calibrated.fill_(True)
 
     def check_inputs(self, frame: torch.Tensor, flow: torch.Tensor, emb: torch.Tensor) -> None:
         """Raise ValueError unless the inputs follow the contract's shapes."""

@@ -23,6 +23,9 @@ class FlowOnly(Localiser):
 
     No parameters; ``embed_audio`` returns a (B, 0) embedding and
     ``uses_audio`` is False so pipelines can skip audio altogether.
+
+    It has no ears: its sounding score is a constant 1 (every frame "sounds"), its
+    evidence a constant 1, and it takes no calibration.
     """
 
     Config = FlowOnlyConfig
@@ -39,6 +42,12 @@ class FlowOnly(Localiser):
         check_wave(wave, self.name)
         return wave.new_zeros(wave.shape[0], 0)
 
+    def sounding_evidence(self, frame, flow, audio_embedding):
+        """(B,) ones: no audio, no evidence either way."""
+        self.check_inputs(frame, flow, audio_embedding)
+        return flow.new_ones(flow.shape[0], dtype=torch.float32)
+
     def forward(self, frame, flow, audio_embedding):
         self.check_inputs(frame, flow, audio_embedding)
-        return minmax(flow_magnitude(flow))
+        # ones_like of a flow slice: the exported graph's score keeps the batch axis
+        return minmax(flow_magnitude(flow)), torch.ones_like(flow[:, 0, 0, 0], dtype=torch.float32)

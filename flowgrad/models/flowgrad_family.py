@@ -91,19 +91,55 @@ class RCGrad(Localiser):
         """(B, D) image embedding for training: the pooled features the CAM reads."""
         return self.image_encoder(self.image_input(frame, flow))
 
+    def branch_features(self, frame: torch.Tensor, flow: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The feature maps (B, C, 14, 14) the CAMs read, keyed by branch ("image"; EN adds "flow")."""
+        return {"image": self.image_encoder.features(self.image_input(frame, flow))}
+
     def cams(self, frame, flow, audio_embedding) -> dict[str, torch.Tensor]:
         """Raw closed-form Grad-CAM maps, (B, 14, 14) each, keyed by branch."""
-        feats = self.image_encoder.features(self.image_input(frame, flow))
-        return {"image": gradcam(feats, audio_embedding, self.traceable)}
+        return {k: gradcam(f, audio_embedding, self.traceable) for k, f in self.branch_features(frame, flow).items()}
+
+    def heatmap(self, cams: dict[str, torch.Tensor], flow: torch.Tensor) -> torch.Tensor:
+        """The variant's map (B, *map_size) in [0, 1] from its raw CAMs (and the flow, for the gate)."""
+        return self.finish(normalise_cam(cams["image"], self.map_size))
 
     def finish(self, maps: torch.Tensor) -> torch.Tensor:
         """Final step of every variant: median clean in reference mode."""
         return clean_below_median(maps) if self.config.reference else maps
 
+    def sounding_evidence(self, frame, flow, audio_embedding):
+        """(B,) cosine of the audio embedding with each branch's pooled embedding, averaged over
+        branches (see :func:`cosine_evidence`)."""
+        self.check_inputs(frame, flow, audio_embedding)
+        return cosine_evidence(self.branch_features(frame, flow), audio_embedding)
+
     def forward(self, frame, flow, audio_embedding):
         self.check_inputs(frame, flow, audio_embedding)
-        cam = self.cams(frame, flow, audio_embedding)["image"]
-        return self.finish(normalise_cam(cam, self.map_size))
+        feats = self.branch_features(frame, flow)
+        cams = {k: gradcam(f, audio_embedding, self.traceable) for k, f in feats.items()}
+        return self.heatmap(cams, flow), self.score_from_evidence(cosine_evidence(feats, audio_embedding))
+
+
+def cosine_evidence(features: dict[str, torch.Tensor], audio_embedding: torch.Tensor) -> torch.Tensor:
+    """Sounding evidence of the RCGrad family: (B,) mean over branches of cos(GAP(A), a).
+
+    features: branch -> A (B, C, h, w); audio_embedding: a (B, C). The cosine of the pooled
+    embeddings is the logit the CLIP objective trains, so it is where the model says whether
+    sound and picture agree; the CAM's peak is not usable: it scales with |a|, and digital
+    silence gives an embedding ~2000x longer than any sound (per-clip standardisation of a
+    constant spectrogram). Measured on a held-out synthetic set (training.synth seed 5000):
+    cosine AUROC sounding vs silence 0.95 (rcgrad) / 0.98 (flowgrad_en), the CAM peak 0.0.
+    Each vector is divided by its largest magnitude first so float16 never overflows.
+    """
+    a = audio_embedding / audio_embedding.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+    a = a / a.pow(2).sum(dim=1, keepdim=True).sqrt().clamp_min(1e-12)
+    total = 0
+    for feats in features.values():
+        v = feats.mean(dim=(2, 3))
+        v = v / v.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+        v = v / v.pow(2).sum(dim=1, keepdim=True).sqrt().clamp_min(1e-12)
+        total = total + (v * a).sum(dim=1)
+    return (total / len(features)).float()
 
 
 class FlowGradH(RCGrad):
@@ -123,10 +159,8 @@ class FlowGradH(RCGrad):
     derived_from = "rcgrad"
     published_forms = ()  # never a file's default: derived from rcgrad weights
 
-    def forward(self, frame, flow, audio_embedding):
-        self.check_inputs(frame, flow, audio_embedding)
-        cam = self.cams(frame, flow, audio_embedding)["image"]
-        semantic = self.finish(normalise_cam(cam, self.map_size))
+    def heatmap(self, cams, flow):
+        semantic = self.finish(normalise_cam(cams["image"], self.map_size))
         gate = flow_magnitude(flow) / self.config.motion_px
         return torch.clamp(semantic * gate, 0.0, 1.0)
 
@@ -191,14 +225,12 @@ class FlowGradEN(RCGrad):
         """(B, D) flow embedding for training: the pooled flow encoder on (|flow| + 5) / 200."""
         return self.flow_encoder(encode_magnitude(flow))
 
-    def cams(self, frame, flow, audio_embedding):
-        cams = super().cams(frame, flow, audio_embedding)
-        cams["flow"] = gradcam(self.flow_encoder.features(encode_magnitude(flow)), audio_embedding, self.traceable)
-        return cams
+    def branch_features(self, frame, flow):
+        feats = super().branch_features(frame, flow)
+        feats["flow"] = self.flow_encoder.features(encode_magnitude(flow))
+        return feats
 
-    def forward(self, frame, flow, audio_embedding):
-        self.check_inputs(frame, flow, audio_embedding)
-        cams = self.cams(frame, flow, audio_embedding)
+    def heatmap(self, cams, flow):
         product = normalise_cam(cams["image"], self.map_size) * normalise_cam(cams["flow"], self.map_size)
         return clean_below_median(product) if self.config.reference else minmax(product)
 

@@ -107,6 +107,15 @@ class HearTheFlow(Localiser):
         return channel_dot(self.attended_features(frame, flow), F.normalize(audio_embedding, dim=1),
                            self.traceable)
 
+    def sounding_evidence(self, frame, flow, audio_embedding):
+        """(B,) peak of the 7x7 cosine similarity map: the LVS objective trains the sounding
+        region's cosine up and others' down, and the peak is scale-free (both sides are unit
+        vectors) where the min-max normalised map is not."""
+        self.check_inputs(frame, flow, audio_embedding)
+        return self.similarity(frame, flow, audio_embedding).flatten(1).amax(dim=1).float()
+
     def forward(self, frame, flow, audio_embedding):
         self.check_inputs(frame, flow, audio_embedding)
-        return minmax(resize(self.similarity(frame, flow, audio_embedding), self.map_size))
+        similarity = self.similarity(frame, flow, audio_embedding)
+        evidence = similarity.flatten(1).amax(dim=1).float()
+        return minmax(resize(similarity, self.map_size)), self.score_from_evidence(evidence)

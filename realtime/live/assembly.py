@@ -208,6 +208,7 @@ def _pipeline_config(config: LiveConfig, stream: str) -> PipelineConfig:
         stats_window_s=config.run.stats_window_s,
         stop_timeout_s=STOP_BUDGET_S,
         mic_calibration_db=source.mic_calibration_db,
+        min_score=config.publishing.min_score,
     )
 
 

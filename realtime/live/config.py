@@ -147,6 +147,8 @@ class PublishSettings:
     heatmap_dtype: wire type of the heatmap, "uint8" or "float16".
     jpeg_quality: quality (1-100) of the JPEG camera frame sent with each map; None sends none.
     curve: CURVE encryption and the allowed clients; None: plain TCP.
+    min_score: maps whose sounding score is below this, in [0, 1], are published quiet
+        (run_live --min-score; 0.5: even odds on a calibrated score).
     """
 
     address: str = "tcp://127.0.0.1:5556"
@@ -154,6 +156,12 @@ class PublishSettings:
     heatmap_dtype: str = "uint8"
     jpeg_quality: Optional[int] = 80
     curve: Optional[CurveServer] = None
+    min_score: float = 0.5
+
+    def __post_init__(self) -> None:
+        score = self.min_score
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
+            raise StartError(f"--min-score must be a number from 0 to 1, got {score!r}")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,9 @@ const JET = jetTable();
 // A dashboard bound beyond loopback needs the token of the page's own URL on /ws too.
 const TOKEN = new URLSearchParams(location.search).get("token");
 const STREAM_NAME = /^[A-Za-z0-9_.\-]{1,64}$/;
+// A quiet map (score below the publisher's --min-score: nothing heard sounding) is drawn this much fainter.
+const QUIET_FADE = 0.25;
+const LEVEL_UNITS = ["dBFS(A)", "dB(A) SPL"];
 
 const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
 const isCount = (v) => Number.isInteger(v) && v >= 0;
@@ -110,6 +113,12 @@ function onHeatmap(tile, header, payloads) {
   tile.node.querySelector(".seq").textContent = String(header.seq);
   const model = typeof header.model === "string" ? header.model : "?";
   tile.node.querySelector(".name").title = `model ${model}, map ${header.shape[1]}x${header.shape[0]}`;
+  // The sounding score and quiet flag (docs/PROTOCOL.md): shown, and a quiet map fades.
+  const score = isNumber(header.score) && header.score >= 0 && header.score <= 1 ? header.score : null;
+  const quiet = header.quiet === true;
+  tile.node.querySelector(".score").textContent = score === null ? "–" : `${score.toFixed(2)}${quiet ? " quiet" : ""}`;
+  tile.node.dataset.quiet = String(quiet);
+  if (header.level_db !== undefined) showLevel(tile, header);
   tile.pending = { header, heat: payloads.heatmap, jpeg: payloads.frame_jpeg || null };
   drawNewest(tile);
 }
@@ -130,13 +139,16 @@ function onStatus(tile, header) {
   const audioCell = tile.node.querySelector(".audio");
   audioCell.textContent = problem ? `${audio}: ${problem}` : audio;
   audioCell.classList.toggle("problem", problem !== "" || audio === "failed");
-  // The A-weighted level of the newest second of sound (docs/PROTOCOL.md), when the model listens.
-  const units = ["dBFS(A)", "dB(A) SPL"];
-  tile.node.querySelector(".level").textContent =
-    isNumber(header.level_db) && units.includes(header.level_ref) ? `${header.level_db.toFixed(1)} ${header.level_ref}` : "–";
+  showLevel(tile, header);
   // The pipeline's last status says "ended" (normal stop) or "failed" (docs/PROTOCOL.md).
   const state = source.pipeline;
   tile.endState = state === "ended" || state === "failed" ? state : null;
+}
+
+// The A-weighted level of the newest second of sound (docs/PROTOCOL.md), when the model listens.
+function showLevel(tile, header) {
+  tile.node.querySelector(".level").textContent = isNumber(header.level_db) && LEVEL_UNITS.includes(header.level_ref)
+    ? `${header.level_db.toFixed(1)} ${header.level_ref}` : "–";
 }
 
 // Decode and draw the newest pending message; one decode at a time per tile.
@@ -195,7 +207,7 @@ function paint(tile, shown) {
   tile.heatCanvas.height = h;
   tile.heatCanvas.getContext("2d").putImageData(rgba, 0, 0);
   ctx.imageSmoothingEnabled = true;
-  ctx.globalAlpha = Number(tile.opacity.value);
+  ctx.globalAlpha = Number(tile.opacity.value) * (header.quiet === true ? QUIET_FADE : 1);
   ctx.drawImage(tile.heatCanvas, 0, 0, width, height);
   ctx.globalAlpha = 1;
 }

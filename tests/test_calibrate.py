@@ -1,0 +1,86 @@
+"""`python -m training.calibrate` on a small synthetic street set: the fitted calibration is the
+Platt fit of the model's own evidence (positives vs silence and swapped audio), it is written into
+the checkpoint with what the file had, and bad input is one line and exit status 2."""
+import numpy as np
+import pytest
+import torch
+
+from flowgrad import checkpoint, models
+from flowgrad.calibration import balanced_weights, fit_platt
+from training.calibrate import _partners, collect_evidence, main
+from training.data import DataConfig, UrbansasEval
+from training.synth import SynthConfig, generate
+
+
+@pytest.fixture(scope="module")
+def eval_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "set"
+    generate(out, clips=2, seed=23, config=SynthConfig(width=320, height=180, seconds=6.0))
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "rc.ckpt"
+    checkpoint.save(path, models.create("rcgrad", width=0.125, audio_seconds=1.0), epoch=3)
+    return path
+
+
+def test_swapped_audio_always_comes_from_another_clip():
+    clips = ["a", "a", "a", "b", "c", "c"]
+    partners = _partners(clips)
+    assert all(clips[j] != clips[i] for i, j in enumerate(partners))
+    assert _partners(["a", "a"]) is None
+
+
+def test_calibrates_on_positives_silence_and_swapped_audio(eval_set, small_ckpt, tmp_path, capsys):
+    out = tmp_path / "cal.ckpt"
+    before = small_ckpt.read_bytes()
+    assert main([str(small_ckpt), "--data", str(eval_set), "--out", str(out), "--batch-size", "3"]) == 0
+    assert small_ckpt.read_bytes() == before  # --out leaves the input alone
+    table = capsys.readouterr().out
+    for row in ("| positive |", "| silence |", "| swapped |", "fitted: scale", "Brier score"):
+        assert row in table, table
+
+    model = checkpoint.load(out)
+    assert model.score_is_calibrated
+    # the same fit, made here from the model's own evidence
+    source = checkpoint.load(small_ckpt)
+    data = UrbansasEval(eval_set, DataConfig(audio_rate=16000, audio_seconds=1.0))
+    evidence = collect_evidence(source, data, batch_size=5)
+    n = len(data)
+    assert [len(evidence.by_kind[k]) for k in ("positive", "silence", "swapped")] == [n, n, n]
+    x = np.concatenate([evidence.by_kind[k] for k in ("positive", "silence", "swapped")])
+    y = np.arange(3 * n) < n
+    scale, bias = fit_platt(x, y, balanced_weights(y))
+    assert float(model.score_scale) == pytest.approx(scale, rel=1e-4)
+    assert float(model.score_bias) == pytest.approx(bias, rel=1e-4, abs=1e-4)
+    meta = checkpoint.read_meta(out)["meta"]
+    assert meta["epoch"] == 3 and meta["score_calibration"]["counts"] == {"positive": n, "silence": n, "swapped": n}
+
+
+def test_in_place_by_default(eval_set, small_ckpt, tmp_path):
+    copy = tmp_path / "copy.ckpt"
+    copy.write_bytes(small_ckpt.read_bytes())
+    assert main([str(copy), "--data", str(eval_set)]) == 0
+    assert checkpoint.load(copy).score_is_calibrated
+
+
+def test_bad_input_is_one_line_and_exit_status_2(eval_set, small_ckpt, tmp_path, capsys):
+    flow_only = tmp_path / "fo.ckpt"
+    checkpoint.save(flow_only, models.create("flow_only"))
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [([str(small_ckpt), "--data", str(tmp_path / "nope")], "no such folder"),
+             ([str(flow_only), "--data", str(eval_set)], "has no audio"),
+             ([str(junk), "--data", str(eval_set)], "junk.ckpt"),
+             ([str(small_ckpt), "--data", str(empty)], "calibrate: error:"),
+             ([str(small_ckpt), "--data", str(eval_set), "--out", str(tmp_path / "no" / "dir" / "x.ckpt")],
+              "x.ckpt")]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err and err.startswith("calibrate: error:"), (argv, err)

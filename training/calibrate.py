@@ -1,0 +1,210 @@
+"""``python -m training.calibrate CKPT --data ROOT [--out CKPT2]``: calibrate a model's sounding score.
+
+Positives are the benchmark's evaluation pairs (the pairs ``training.evaluate``
+scores, read the same way); negatives are the same frames with digital silence
+and with the audio of a pair from another clip (swapped). The model's raw
+``sounding_evidence`` of all three is fitted with Platt scaling
+(:func:`flowgrad.calibration.fit_platt`), each class (positives, negatives)
+weighing half, so the score is the probability of "sounding" under an even
+prior. The fitted scale and bias go into the model's buffers and the
+checkpoint is written atomically (in place unless ``--out``), its meta keeping
+what it had plus ``score_calibration`` (data, counts, scale, bias).
+
+Prints a table: examples of each kind, their evidence and scores before and after,
+the fitted scale and bias, the Brier score before and after and the AUROC of the
+evidence of positives against each kind of negative. Bad input (a missing folder,
+a file that is not a checkpoint, a model without audio, a set without pairs, a
+set that cannot be fitted) is one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from flowgrad import checkpoint
+from flowgrad.calibration import auroc, balanced_weights, brier, fit_platt
+from flowgrad.errors import InputError, one_line
+
+from .benchmarks import BENCHMARKS
+from .data import DataConfig, DataError, collate
+from .data.flowcache import FlowCache
+
+KINDS = ("positive", "silence", "swapped")
+
+
+class CalibrateError(InputError):
+    """Bad arguments, model or data (exit status 2)."""
+
+
+@dataclass
+class Evidence:
+    """Raw evidence per kind of example (KINDS), float64 arrays, and the clip of each pair."""
+
+    by_kind: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    clips: list[str] = field(default_factory=list)
+    skipped: dict = field(default_factory=dict)
+
+
+def _batches(data, batch_size: int, still: bool, show: bool, desc: str):
+    """Collated batches of every readable evaluation pair (an unreadable pair of a still-frame set
+    is counted and passed over, of a video set it stops, as in training.evaluate)."""
+    for start in tqdm(range(0, len(data), batch_size), desc=desc, disable=not show, unit="batch", leave=False):
+        samples = []
+        for i in range(start, min(start + batch_size, len(data))):
+            try:
+                samples.append(data[i])
+            except DataError as e:
+                if not still:
+                    raise CalibrateError(str(e)) from None
+                data.count_unreadable(str(e))
+        if samples:
+            yield collate(samples)
+
+
+def _partners(clips: list[str]) -> Optional[list[int]]:
+    """For each pair the index of the next pair (cyclically) from ANOTHER clip; None with one clip only."""
+    if len(set(clips)) < 2:
+        return None
+    n = len(clips)
+    return [next((i + k) % n for k in range(1, n) if clips[(i + k) % n] != clips[i]) for i in range(n)]
+
+
+@torch.inference_mode()
+def collect_evidence(model, data, batch_size: int = 8, device: str = "cpu", show: bool = False,
+                     still: bool = False) -> Evidence:
+    """The model's evidence for every pair of ``data`` with its own audio, digital silence and
+    another clip's audio (still: a still-frame set, whose unreadable pairs are passed over). Two passes: the first keeps each pair's audio embedding (the swapped
+    negatives need embeddings of pairs read later), the second scores the swapped audio."""
+    model = model.to(device).eval()
+    out = Evidence()
+    silence = None
+    embeddings = []
+    for batch in _batches(data, batch_size, still, show, f"{model.name}: own audio, silence"):
+        frame, flow = batch.frame.to(device), batch.flow.to(device)
+        emb = model.embed_audio(batch.wave.to(device))
+        if silence is None:
+            silence = model.embed_audio(torch.zeros(1, batch.wave.shape[1], device=device))
+        out.by_kind["positive"] += model.sounding_evidence(frame, flow, emb).tolist()
+        out.by_kind["silence"] += model.sounding_evidence(frame, flow, silence.expand(len(emb), -1)).tolist()
+        embeddings.append(emb)
+        out.clips += list(batch.clip)
+    if not out.clips:
+        raise CalibrateError(f"no evaluation pair could be read ({data.skipped})")
+    partners = _partners(out.clips)
+    if partners is not None:
+        embeddings = torch.cat(embeddings)
+        start = 0
+        for batch in _batches(data, batch_size, still, show, f"{model.name}: swapped audio"):
+            n = len(batch.clip)
+            swapped = embeddings[partners[start:start + n]]
+            out.by_kind["swapped"] += model.sounding_evidence(batch.frame.to(device), batch.flow.to(device),
+                                                              swapped).tolist()
+            start += n
+    out.skipped = dict(data.skipped) if isinstance(data.skipped, dict) else data.skipped
+    return out
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def fit(evidence: Evidence) -> tuple[float, float, dict]:
+    """(scale, bias, report) of the balanced Platt fit; report holds the table's figures."""
+    kinds = [k for k in KINDS if evidence.by_kind[k]]
+    x = np.concatenate([evidence.by_kind[k] for k in kinds])
+    y = np.concatenate([np.full(len(evidence.by_kind[k]), k == "positive") for k in kinds])
+    scale, bias = fit_platt(x, y, balanced_weights(y))
+    report = {"kinds": {}, "brier_before": brier(_sigmoid(x), y), "brier_after": brier(_sigmoid(scale * x + bias), y)}
+    pos = np.asarray(evidence.by_kind["positive"])
+    for k in kinds:
+        e = np.asarray(evidence.by_kind[k])
+        report["kinds"][k] = {"n": len(e), "mean": float(e.mean()), "sd": float(e.std()),
+                              "before": float(_sigmoid(e).mean()), "after": float(_sigmoid(scale * e + bias).mean()),
+                              "below_half": float((_sigmoid(scale * e + bias) < 0.5).mean()),
+                              "auroc": None if k == "positive" else auroc(pos, e)}
+    return scale, bias, report
+
+
+def table(report: dict, scale: float, bias: float) -> str:
+    """The report as a Markdown table and two summary lines."""
+    lines = ["| examples | n | evidence mean ± sd | score before | score after | score < 0.5 | AUROC vs positives |",
+             "|---|---|---|---|---|---|---|"]
+    for k, r in report["kinds"].items():
+        auc = "-" if r["auroc"] is None else f"{r['auroc']:.3f}"
+        lines.append(f"| {k} | {r['n']} | {r['mean']:.4f} ± {r['sd']:.4f} | {r['before']:.3f} | {r['after']:.3f} "
+                     f"| {r['below_half']:.2f} | {auc} |")
+    lines.append("")
+    lines.append(f"fitted: scale {scale:.4f}, bias {bias:.4f} (score = sigmoid(scale * evidence + bias); "
+                 "positives and negatives weigh half each)")
+    lines.append(f"Brier score: {report['brier_before']:.4f} before (uncalibrated), {report['brier_after']:.4f} after")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.calibrate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", metavar="CKPT", help="a flowgrad checkpoint of a model that uses audio")
+    p.add_argument("--data", required=True, help="the benchmark's folder (as training.evaluate --data)")
+    p.add_argument("--benchmark", choices=sorted(BENCHMARKS), default="urbansas", help="reader of --data (urbansas)")
+    p.add_argument("--out", type=Path, default=None, help="write the calibrated checkpoint here (default: in place)")
+    p.add_argument("--batch-size", type=int, default=8, help="pairs per inference batch (8)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--flow-cache", default=None, help="folder caching flow between runs (default: a temporary one)")
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    show = sys.stderr.isatty()
+    out = args.out or Path(args.checkpoint)
+    try:
+        if not Path(args.data).is_dir():
+            raise CalibrateError(f"{args.data}: no such folder")
+        if args.batch_size < 1:
+            raise CalibrateError(f"--batch-size must be at least 1, got {args.batch_size}")
+        model = checkpoint.load(args.checkpoint)
+        if not model.uses_audio:
+            raise CalibrateError(f"{args.checkpoint}: {model.name} has no audio: its score is a constant 1 and "
+                                 "takes no calibration")
+        meta = checkpoint.read_meta(args.checkpoint)["meta"]
+        benchmark = BENCHMARKS[args.benchmark]
+        with tempfile.TemporaryDirectory() as tmp:
+            config = DataConfig(audio_rate=model.audio_rate, audio_seconds=model.audio_seconds)
+            data = benchmark.dataset(Path(args.data), config, FlowCache(Path(args.flow_cache or tmp)))
+            if len(data) == 0:
+                raise CalibrateError(f"{args.data}: no {benchmark.title} evaluation pairs "
+                                     f"({data.skipped or 'none selected by the annotations'})")
+            evidence = collect_evidence(model, data, args.batch_size, args.device, show, benchmark.still)
+        try:
+            scale, bias, report = fit(evidence)
+        except ValueError as e:
+            raise CalibrateError(f"{args.data}: cannot calibrate {model.name}: {one_line(e)}") from None
+        model.set_score_calibration(scale, bias)
+        counts = {k: r["n"] for k, r in report["kinds"].items()}
+        meta["score_calibration"] = {"data": str(args.data), "benchmark": args.benchmark, "counts": counts,
+                                     "scale": scale, "bias": bias, "method": "platt, balanced classes"}
+        checkpoint.save(out, model.cpu(), **meta)
+    except InputError as e:  # CalibrateError, checkpoints, annotations, media
+        print(f"calibrate: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an unwritable --out
+        print(f"calibrate: error: {out}: cannot write it: {one_line(e.strerror or e)}", file=sys.stderr)
+        return 2
+    if "swapped" not in report["kinds"]:
+        print("calibrate: one clip only: no swapped-audio negatives", file=sys.stderr)
+    print(f"{model.name} ({args.checkpoint}) on {args.data}:\n")
+    print(table(report, scale, bias))
+    print(f"calibrate: wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
