@@ -118,6 +118,12 @@ class Engine:
                              np.ascontiguousarray(embedding))
         return np.ascontiguousarray(out, dtype=np.float32)
 
+    # STAND-IN for issue 17 (branch h-synth): the lead drops this method at merge, h-score's
+    # Engine.localise (the calibrated sounding score) replaces it.
+    def localise(self, frame, flow, embedding=None):  # stand-in until h-score lands
+        """(maps (B, h, w) float32, scores (B,) float32); the stand-in's score is always 1."""
+        return self.heatmaps(frame, flow, embedding), np.ones(len(frame), np.float32)
+
     def __call__(self, frame, flow, wave) -> np.ndarray:
         """Both paths at once: ``heatmaps(frame, flow, embed_audio(wave))``."""
         return self.heatmaps(frame, flow, self.embed_audio(wave))
