@@ -75,6 +75,7 @@ def test_layout_and_headers(run):
     meta = json.loads((out / "synth.json").read_text())
     assert meta["seed"] == SEED and meta["config"]["width"] == 320 and set(meta["scenes"]) == {i.clip_id for i in infos}
     assert "sounding" in (out / "README.md").read_text()
+    assert "synthesised" in (out / "SOURCES").read_text() and (out / "annotations" / "cases.json").is_file()
 
 
 def test_videos_decode_with_expected_size_and_length(run):
@@ -277,7 +278,8 @@ def test_night_is_darker_and_shake_moves_the_background(tmp_path):
 
 
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
-    for argv in (["--clips", "0"], ["--size", "640by360"], ["--size", "641x360"], ["--seconds", "-1"]):
+    for argv in (["--clips", "0"], ["--size", "640by360"], ["--size", "641x360"], ["--seconds", "-1"],
+                 ["--silent-fraction", "1.5"], ["--quiet-fraction", "-0.1"], ["--ambience", "-1"]):
         with pytest.raises(SystemExit) as e:
             main(["--out", str(tmp_path / "x"), "--clips", "1", "--seed", "0", *argv])
         err = capsys.readouterr().err
@@ -298,6 +300,10 @@ def test_cli_size_is_width_by_height(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "generate", lambda out, clips, seed, config, **kw: made.append(config) or [])
     assert main(["--out", str(tmp_path / "x"), "--clips", "1", "--seed", "0", "--size", "320x180"]) == 0
     assert (made[0].width, made[0].height) == (320, 180)
+    assert main(["--out", str(tmp_path / "x"), "--clips", "1", "--seed", "0", "--silent-fraction", "0.1",
+                 "--busy-fraction", "0.2", "--quiet-fraction", "0.3", "--parked-fraction", "0.4", "--ambience", "0"]) == 0
+    c = made[1]
+    assert (c.silent_fraction, c.busy_fraction, c.quiet_fraction, c.parked_fraction, c.ambience) == (0.1, 0.2, 0.3, 0.4, 0)
 
 
 def test_overwrite_replaces_only_generator_outputs(tmp_path):
