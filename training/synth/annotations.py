@@ -42,7 +42,7 @@ The localisation benchmark scores sounding vehicles only, so:
   offscreen as in Urbansas' published sample rows; motorbike and truck ours).
 * Silent movers (cyclists, e-scooter riders, electric vehicles) move through
   the picture without an engine sound: like parked vehicles they are never
-  boxed and have no event. During a quiet stretch no vehicle sounds within 40 m
+  boxed and have no event. During a quiet stretch no vehicle sounds within 25 m
   of the camera; only the ambience (wind, birds, voices; synthesised, see
   SOURCES) and possibly a hidden-street vehicle are heard.
 * ``cases.json`` gives every 2 fps time of every clip one evaluation case

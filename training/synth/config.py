@@ -40,7 +40,7 @@ class SynthConfig:
     light_fraction: float = 0.5
     silent_fraction: float = 0.4
     busy_fraction: float = 0.2
-    quiet_fraction: float = 0.3
+    quiet_fraction: float = 0.2
     parked_fraction: float = 0.7
     ambience: float = 1.0
 

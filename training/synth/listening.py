@@ -9,7 +9,7 @@ and, from its own generator (so the street itself stays what that seed always dr
   sound, every other vehicle in the picture becomes electric (silent) and two more
   electric cars join, so several vehicles move and only one or two are loud;
 * a quiet stretch (``config.quiet_fraction``): every sounding vehicle within
-  ``QUIET_RADIUS`` m of the camera during a stretch of 50-80 % of the clip is removed,
+  ``QUIET_RADIUS`` m of the camera during a stretch of 30-50 % of the clip is removed,
   so that only ambience (and a hidden-street vehicle, when the clip has one: then
   the stretch is off-screen-only) is heard there;
 * parked vehicles are shown with probability ``config.parked_fraction``.
@@ -26,7 +26,7 @@ import numpy as np
 from . import scene as sc
 from .config import SynthConfig
 
-QUIET_RADIUS = 40.0  # m: a vehicle farther than this is -14 dB or more below one at 8 m
+QUIET_RADIUS = 25.0  # m: a vehicle farther than this is 10 dB or more below one at 8 m
 _SILENT_KINDS = ("bicycle", "e-scooter", "car")
 _SILENT_WEIGHTS = (0.35, 0.25, 0.4)
 _LOUD_AT_MOST = 2  # sounding vehicles left in the picture of a busy clip
@@ -68,7 +68,7 @@ def add_listening(scene: sc.Scene, config: SynthConfig, rng: np.random.Generator
     # Every decision is drawn, used or not, so that one fraction never changes another's draws.
     u_silent, u_busy, u_quiet, u_parked = rng.random(4)
     n_silent = int(rng.integers(1, 3))
-    quiet_length = rng.uniform(0.5, 0.8) * scene.seconds
+    quiet_length = rng.uniform(0.3, 0.5) * scene.seconds
     quiet_start = rng.uniform(0.0, 1.0) * (scene.seconds - quiet_length)
     layout = scene.layout
     vehicles = list(scene.vehicles)
