@@ -233,7 +233,7 @@ def test_evaluation_with_a_known_map_hand_worked(flickr_set, tmp_path):
     112^2 * 1.5 -> cIoU = 112^2 / (1.5 * 112^2) = 2/3. good_tr: no overlap, the quadrant is
     all gt == 0 -> 0 / (1.5 + 1) = 0. The corrupt clip is counted, not scored.
     """
-    red = Localiser("red", 16000, 1.0, lambda batch, data, idx: batch.frame[:, 0].numpy())
+    red = Localiser("red", 16000, 1.0, lambda batch, data, idx: (batch.frame[:, 0].numpy(), np.ones(len(idx))))
     cache = FlowCache(tmp_path / "cache")
     summary, cious, _ = evaluate_one(red, flickr_set, cache, 2, "median", False, BENCHMARKS["flickr"])
     assert cious == [pytest.approx(2 / 3), 0.0]

@@ -86,3 +86,91 @@ def test_boxes_to_mask_urbansas_scale():
     assert boxes_to_mask([], (720, 1280)).sum() == 0
     with pytest.raises(ValueError, match="negative"):
         boxes_to_mask([(-1, 0, 10, 10)], (720, 1280))
+
+
+# SLAVC detection metrics. Five pairs, confidence highest first:
+#   A positive cIoU 0.8 (0.9), B negative (0.8), C positive cIoU 0.2 (0.7: found in the wrong
+#   place), D positive cIoU 0.6 (0.4), E negative (0.3). Three positives.
+#   tau 0.9: TP 1 FP 0 FN 2 -> P 1,   R 1/3
+#   tau 0.8: TP 1 FP 1 FN 2 -> P 1/2, R 1/3
+#   tau 0.7: TP 1 FP 2 FN 1 -> P 1/3, R 1/2   (C moves from FN to FP)
+#   tau 0.4: TP 2 FP 2 FN 0 -> P 1/2, R 1
+#   tau 0.3: TP 2 FP 3 FN 0 -> P 2/5, R 1
+# envelope 1, 1/2, 1/2, 1/2, 2/5 -> AP = 1/3 * 1 + 1/6 * 1/2 + 1/2 * 1/2 = 2/3
+# F1: 1/2, 2/5, 2/5, 2/3, 4/7 -> max 2/3
+HAND = dict(positive=[True, False, True, True, False], cious=[0.8, None, 0.2, 0.6, None],
+            scores=[0.9, 0.8, 0.7, 0.4, 0.3])
+
+
+def test_slavc_curve_ap_and_max_f1_hand_worked():
+    from training.metrics import average_precision, max_f1, pr_curve
+
+    thresholds, p, r = pr_curve(**HAND)
+    assert thresholds.tolist() == [0.9, 0.8, 0.7, 0.4, 0.3]
+    assert p.tolist() == pytest.approx([1, 1 / 2, 1 / 3, 1 / 2, 2 / 5])
+    assert r.tolist() == pytest.approx([1 / 3, 1 / 3, 1 / 2, 1, 1])
+    assert average_precision(**HAND) == pytest.approx(2 / 3)
+    assert max_f1(**HAND) == pytest.approx(2 / 3)
+    # Localisation matters: with C localised it is a true positive at 0.7.
+    good = dict(HAND, cious=[0.8, None, 0.9, 0.6, None])
+    assert average_precision(**good) > average_precision(**HAND)
+    # A stricter cIoU rule drops D (0.6): only A is ever found, R = 1/3 .. 1/2 .. 1 with P from TP 1.
+    assert average_precision(**HAND, ciou_at=0.7) < average_precision(**HAND)
+
+
+def test_slavc_ties_share_one_threshold_and_degenerate_sets():
+    from training.metrics import average_precision, loud_rate, max_f1, pr_curve
+
+    # Both at 0.5: one point, TP 1 FP 1 FN 0 -> P 1/2, R 1; AP = 1/2.
+    thresholds, p, r = pr_curve([True, False], [0.9, None], [0.5, 0.5])
+    assert thresholds.tolist() == [0.5] and p.tolist() == [0.5] and r.tolist() == [1.0]
+    assert average_precision([True, False], [0.9, None], [0.5, 0.5]) == pytest.approx(0.5)
+    # A constant score (flow_only's 1) cannot rank: AP = the share of localised positives.
+    assert average_precision([True, True, False, False], [0.9, 0.1, None, None], [1.0] * 4) == pytest.approx(0.25)
+    assert np.isnan(average_precision([False, False], [None, None], [0.1, 0.2]))
+    assert np.isnan(max_f1([False], [None], [0.3]))
+    assert average_precision([True], [0.1], [0.3]) == 0.0  # found, never localised
+    assert loud_rate([0.1, 0.5, 0.7, 0.2]) == 0.5 and np.isnan(loud_rate([]))
+    with pytest.raises(ValueError, match="cIoU"):
+        pr_curve([True], [None], [0.5])
+    with pytest.raises(ValueError, match="NaN"):
+        pr_curve([True], [0.5], [float("nan")])
+    with pytest.raises(ValueError, match="one length"):
+        pr_curve([True, False], [0.5], [0.5, 0.1])
+
+
+def _brute_force_ap_f1(positive, cious, scores, at=0.5):
+    """SLAVC's rule counted pair by pair at every distinct threshold (no vectorising)."""
+    points = []
+    for tau in sorted(set(scores), reverse=True):
+        tp = fp = fn = 0
+        for pos, c, s in zip(positive, cious, scores):
+            if s >= tau:
+                if pos and c >= at:
+                    tp += 1
+                else:
+                    fp += 1
+            elif pos:
+                fn += 1
+        points.append((tp / (tp + fp) if tp + fp else 1.0, tp / (tp + fn) if tp + fn else 1.0))
+    ap, prev = 0.0, 0.0
+    for k, (_, r) in enumerate(points):
+        ap += (r - prev) * max(p for p, _ in points[k:])
+        prev = r
+    f1 = max((2 * p * r / (p + r) if p + r else 0.0) for p, r in points)
+    return ap, f1
+
+
+def test_slavc_matches_a_brute_force_count_on_random_sets():
+    from training.metrics import average_precision, max_f1
+
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        n = int(rng.integers(1, 40))
+        positive = rng.random(n) < 0.6
+        positive[0] = True
+        cious = [float(c) if p else None for p, c in zip(positive, rng.random(n))]
+        scores = np.round(rng.random(n), 1 if trial % 2 else 6).tolist()  # odd trials have many ties
+        ap, f1 = _brute_force_ap_f1(positive.tolist(), [c if c is not None else 0.0 for c in cious], scores)
+        assert average_precision(positive, cious, scores) == pytest.approx(ap)
+        assert max_f1(positive, cious, scores) == pytest.approx(f1)

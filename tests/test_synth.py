@@ -75,6 +75,7 @@ def test_layout_and_headers(run):
     meta = json.loads((out / "synth.json").read_text())
     assert meta["seed"] == SEED and meta["config"]["width"] == 320 and set(meta["scenes"]) == {i.clip_id for i in infos}
     assert "sounding" in (out / "README.md").read_text()
+    assert "synthesised" in (out / "SOURCES").read_text() and (out / "annotations" / "cases.json").is_file()
 
 
 def test_videos_decode_with_expected_size_and_length(run):
@@ -277,7 +278,8 @@ def test_night_is_darker_and_shake_moves_the_background(tmp_path):
 
 
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
-    for argv in (["--clips", "0"], ["--size", "640by360"], ["--size", "641x360"], ["--seconds", "-1"]):
+    for argv in (["--clips", "0"], ["--size", "640by360"], ["--size", "641x360"], ["--seconds", "-1"],
+                 ["--silent-fraction", "1.5"], ["--quiet-fraction", "-0.1"], ["--ambience", "-1"]):
         with pytest.raises(SystemExit) as e:
             main(["--out", str(tmp_path / "x"), "--clips", "1", "--seed", "0", *argv])
         err = capsys.readouterr().err
@@ -298,6 +300,10 @@ def test_cli_size_is_width_by_height(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "generate", lambda out, clips, seed, config, **kw: made.append(config) or [])
     assert main(["--out", str(tmp_path / "x"), "--clips", "1", "--seed", "0", "--size", "320x180"]) == 0
     assert (made[0].width, made[0].height) == (320, 180)
+    assert main(["--out", str(tmp_path / "x"), "--clips", "1", "--seed", "0", "--silent-fraction", "0.1",
+                 "--busy-fraction", "0.2", "--quiet-fraction", "0.3", "--parked-fraction", "0.4", "--ambience", "0"]) == 0
+    c = made[1]
+    assert (c.silent_fraction, c.busy_fraction, c.quiet_fraction, c.parked_fraction, c.ambience) == (0.1, 0.2, 0.3, 0.4, 0)
 
 
 def test_overwrite_replaces_only_generator_outputs(tmp_path):
@@ -314,3 +320,140 @@ def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "training.synth", "--help"], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parent.parent, timeout=60)
     assert result.returncode == 0 and "--night-fraction" in result.stdout and "sounding" in result.stdout
+
+
+# --- Scenes that only listening can solve (listening.py, ambience.py, cases) ---------------------
+
+from training import cases as case_file  # noqa: E402
+from training.synth.ambience import ambience  # noqa: E402
+from training.synth.listening import QUIET_RADIUS, add_listening  # noqa: E402
+
+LISTEN = dataclasses.replace(CONFIG, seconds=8.0, offscreen_fraction=0.0, light_fraction=0.0)
+
+
+def _listening_scene(config, k):
+    base = sc.make_scene(config, np.random.default_rng([5, k, 1]), False, False)
+    return base, add_listening(base, config, np.random.default_rng([5, k, 3]))
+
+
+def test_silent_movers_move_without_box_or_sound():
+    config = dataclasses.replace(LISTEN, silent_fraction=1.0, busy_fraction=0.0, quiet_fraction=0.0)
+    base, scene = next(p for p in (_listening_scene(config, k) for k in range(20))
+                       if any(v.silent_mover for v in p[1].vehicles))
+    movers = [v for v in scene.vehicles if v.silent_mover]
+    assert {v.kind for v in movers} <= {"bicycle", "e-scooter", "car"}
+    for v in movers:
+        assert sc.on_screen_during(v, scene.layout, scene.seconds)
+        inside = ~np.isnan(v.x) & (v.times >= 0) & (v.times <= scene.seconds)
+        assert np.ptp(v.x[inside]) > 20  # it moves through the picture
+        assert v not in scene.annotated()
+    ids = {v.track_id for v in movers}
+    assert not ids & {r[1] for r in ann.video_rows(scene, "m")}  # never boxed
+    # No event and not one sample of sound: the audio and the events equal the scene's without them.
+    assert ann.audio_rows(scene, "m") == ann.audio_rows(base, "m")
+    assert np.array_equal(mix(scene, 16000, np.random.default_rng(0)), mix(base, 16000, np.random.default_rng(0)))
+    # ...but they are drawn: the picture changes where a mover is.
+    v = movers[0]
+    t = next(t for t in np.arange(0, 8, 0.25) if (b := sc.vehicle_box(scene, v, t)) and 10 < b[0] < 250)
+    with_mover, without = Renderer(scene).frame(t), Renderer(dataclasses.replace(scene, vehicles=base.vehicles)).frame(t)
+    assert (np.abs(with_mover.astype(int) - without)[_box_mask((180, 320), sc.vehicle_box(scene, v, t), 0)] > 0).any()
+
+
+def test_busy_traffic_has_several_movers_and_at_most_two_loud():
+    config = dataclasses.replace(LISTEN, silent_fraction=0.0, busy_fraction=1.0, quiet_fraction=0.0)
+    for k in range(6):
+        _, scene = _listening_scene(config, k)
+        loud = [v for v in scene.vehicles if v.visible and v.sounding]
+        movers = [v for v in scene.vehicles if v.visible and not v.parked]
+        assert len(loud) <= 2 and len(movers) >= len(loud) + 1
+        assert {r[1] for r in ann.video_rows(scene, "b")} - {-1} <= {v.track_id for v in loud}
+
+
+def test_quiet_stretch_has_no_vehicle_event_and_only_ambience():
+    config = dataclasses.replace(LISTEN, silent_fraction=0.0, busy_fraction=0.0, quiet_fraction=1.0)
+    for k in range(5):
+        base, scene = _listening_scene(config, k)
+        start, end = scene.quiet
+        assert 0.3 * 8.0 - 1e-6 <= end - start <= 0.5 * 8.0 + 1e-6
+        events = [(float(r[4]), float(r[5])) for r in ann.audio_rows(scene, "q") if r[2] != "-1"]
+        assert not any(s < end and e > start for s, e in events)  # no event touches the stretch
+        for v in scene.vehicles:  # every remaining engine is far away during it
+            if v.sounding:
+                window = (v.times >= start) & (v.times <= end) & ~np.isnan(v.x)
+                lateral = (v.x[window] - 160) / scene.layout.ppm(v.depth)
+                assert np.all(np.hypot(lateral, v.depth) >= QUIET_RADIUS)
+        labels = {c for _, t, c in ann.case_rows(scene, "q") if start <= t <= end}
+        assert labels <= {"quiet", "parked-present", "silent-movers-present"}
+    # The audio there is ambience and street noise only: far below a passing vehicle.
+    audio = mix(scene, 16000, np.random.default_rng(0), ambience(8 * 16000, 16000, np.random.default_rng(1)))
+    a, b = int(start * 16000), int(end * 16000)
+    assert np.sqrt(np.mean(audio[:, a:b] ** 2)) < 0.03
+
+
+def test_ambience_levels_and_content():
+    assert not ambience(16000, 16000, np.random.default_rng(0), 0.0).any()
+    sound = ambience(10 * 16000, 16000, np.random.default_rng(0))
+    assert sound.shape == (2, 160000) and sound.dtype == np.float32
+    assert 0.002 < np.sqrt(np.mean(sound ** 2)) < 0.03 and np.abs(sound).max() < 0.2
+    spectrum = np.abs(np.fft.rfft(sound[0])) ** 2
+    freqs = np.fft.rfftfreq(160000, 1 / 16000)
+    assert spectrum[(freqs > 2500) & (freqs < 7000)].sum() > 0.01 * spectrum.sum()  # birds
+    assert spectrum[freqs < 400].sum() > 0.2 * spectrum.sum()  # wind
+
+
+def test_listening_off_leaves_the_scene_as_drawn():
+    config = dataclasses.replace(LISTEN, silent_fraction=0.0, busy_fraction=0.0, quiet_fraction=0.0,
+                                 parked_fraction=1.0)
+    base, scene = _listening_scene(config, 0)
+    assert scene is base
+    gone = dataclasses.replace(config, parked_fraction=0.0)
+    assert not any(v.parked for v in _listening_scene(gone, 0)[1].vehicles)
+
+
+def test_cases_file_written_with_every_time_and_round_trips(run, tmp_path):
+    out, infos = run
+    read = case_file.load(out)
+    assert len(read) == len(infos) * 6  # 3 s at 2 fps
+    assert set(read.values()) <= set(case_file.PRECEDENCE)
+    # No shake or night in CONFIG: a time with a box (a sounding vehicle in the picture) has a
+    # positive case, a time without one never has.
+    _, rows = read_csv(out / "annotations" / "video_annotations.csv")
+    boxed = {(r["filename"], float(r["time"])) for r in rows if r["time"] != "-1"}
+    positive = {"stopped-sounding", "silent-movers-present", "parked-present", "moving-sounding"}
+    for key, case in read.items():
+        assert case in positive if key in boxed else case not in {"stopped-sounding", "moving-sounding"}
+    assert any(key in boxed for key in read)
+    pairs = [("a", 0.5, "quiet"), ("a", 1.0, "shake"), ("b", 0.0, "offscreen-only")]
+    case_file.write(tmp_path / "c.json", pairs)
+    assert case_file.read(tmp_path / "c.json") == {(c, t): k for c, t, k in pairs}
+    assert case_file.case_of(case_file.read(tmp_path / "c.json"), "a", 1.0000001) == "shake"
+    assert case_file.load(tmp_path) is None  # no annotations/cases.json: no cases
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{", "not a readable JSON"),
+    ('{"format": "other", "version": 1, "pairs": []}', "not a cases file"),
+    ('{"format": "flowgrad-cases", "version": 2, "pairs": []}', "version 2"),
+    ('{"format": "flowgrad-cases", "version": 1, "pairs": [{"clip": "a", "time": 1, "case": "loud"}]}', "loud"),
+    ('{"format": "flowgrad-cases", "version": 1, "pairs": [{"clip": "a"}]}', "needs"),
+    ('{"format": "flowgrad-cases", "version": 1, "pairs": [{"clip": "a", "time": 1, "case": "quiet"}, '
+     '{"clip": "a", "time": 1.0, "case": "night"}]}', "twice"),
+])
+def test_bad_cases_files_are_one_line_errors(tmp_path, text, message):
+    (tmp_path / "c.json").write_text(text)
+    with pytest.raises(case_file.CasesError, match=message) as e:
+        case_file.read(tmp_path / "c.json")
+    assert "\n" not in str(e.value)
+
+
+def test_case_precedence_clip_level_first_then_most_specific():
+    pick = case_file.pick
+    assert pick({"night", "shake", "stopped-sounding"}) == "shake"
+    assert pick({"night", "moving-sounding"}) == "night"
+    assert pick({"moving-sounding", "stopped-sounding", "parked-present"}) == "stopped-sounding"
+    assert pick({"moving-sounding", "silent-movers-present"}) == "silent-movers-present"
+    assert pick({"moving-sounding", "parked-present"}) == "parked-present"
+    assert pick({"offscreen-only", "parked-present"}) == "offscreen-only"
+    assert pick({"moving-sounding"}) == "moving-sounding" and pick(set()) == "quiet"
+    with pytest.raises(ValueError, match="unknown"):
+        pick({"loud"})

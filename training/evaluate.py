@@ -27,6 +27,17 @@ over cIoU thresholds 0..1 and the number of pairs, printed as a table like
 the FlowGrad paper's Table 1. ``--plots`` writes success rate against cIoU
 threshold (``success_curve.png``) and a grid of example overlays
 (``examples.png``).
+
+Listening (``--negatives``, urbansas layout only): negative pairs are added
+(training.data.pairs: no-event times with their own audio, every positive frame
+with digital silence and with the audio of a time where no vehicle sounds) and each
+model's score (its confidence that a visible source sounds; 1 for models without one)
+ranks all pairs for SLAVC's AP and max-F1 (training.metrics); the false-positive
+rate is the share of negatives whose score reaches the live default 0.5 (below it a
+map is shown quiet). ``--by-case`` adds a row per case of DATA/annotations/cases.json
+(training.cases). The JSON holds, per model, ``"pairs"``: one record per pair with
+clip, time, positive, kind (positive, no-event, silence, swapped), case (null
+without a cases file), ciou (null for no-event pairs) and score.
 """
 from __future__ import annotations
 
@@ -48,9 +59,11 @@ from flowgrad import engine as engines
 from flowgrad import models as fg_models
 from flowgrad.errors import InputError, one_line
 
-from . import metrics
+from . import cases as case_file
+from . import metrics, pair_report
 from .benchmarks import BENCHMARKS, MEDIAN, Benchmark, published_table
 from .data import DataConfig, DataError, collate
+from .data.pairs import EvalPairs
 from .data.flowcache import FlowCache
 from .data.media import read_frames
 from .detector import OnnxDetector, baseline_map
@@ -64,37 +77,39 @@ class EvaluateError(InputError):
 
 @dataclass
 class Localiser:
-    """What evaluation needs of a model: a label, its audio window, and maps for a batch.
+    """What evaluation needs of a model: a label, its audio window, and maps with scores for a batch.
 
-    maps(batch, dataset, indices) -> (B, 224, 224) float32 in [0, 1].
+    localise(batch, dataset, indices) -> (maps (B, 224, 224) float32 in [0, 1],
+    scores (B,) float32 in [0, 1]: the model's confidence that a visible source sounds).
     """
 
     label: str
     audio_rate: int
     audio_seconds: float
-    maps: Callable
+    localise: Callable
 
 
 def _engine_localiser(label: str, eng) -> Localiser:
-    def maps(batch, dataset, indices):
+    def localise(batch, dataset, indices):
         emb = eng.embed_audio(batch.wave.numpy()) if eng.uses_audio else None
-        return eng.heatmaps(batch.frame.numpy(), batch.flow.numpy(), emb)
-    return Localiser(label, eng.audio_rate, eng.audio_seconds, maps)
+        maps, scores = eng.localise(batch.frame.numpy(), batch.flow.numpy(), emb)
+        return maps, np.asarray(scores, np.float32)
+    return Localiser(label, eng.audio_rate, eng.audio_seconds, localise)
 
 
 def _detector_localiser(label: str, path: str, interval_s: float = 0.5) -> Localiser:
     """The baseline on the frame at t and the next annotated frame (2 fps: t + 0.5 s)."""
     detector = OnnxDetector(path)
 
-    def maps(batch, dataset, indices):
+    def localise(batch, dataset, indices):
         out = []
         for index in indices:
             item = dataset.items[index]
             video = dataset.sources[item.source].video
             (_, f0), (_, f1) = read_frames(video, [item.t, item.t + interval_s])
             out.append(baseline_map(detector(f0), detector(f1), video.frame_hw, out=dataset.config.input_size[0]))
-        return np.stack(out).astype(np.float32)
-    return Localiser(label, 16000, 1.0, maps)
+        return np.stack(out).astype(np.float32), np.ones(len(out), np.float32)  # vision only: no confidence
+    return Localiser(label, 16000, 1.0, localise)
 
 
 def as_reference(model, spec: str):
@@ -189,13 +204,35 @@ def evaluate_one(loc: Localiser, root: Path, cache: FlowCache, batch_size: int, 
 
     map_rule: a binarisation threshold in (0, 1) or MEDIAN (see :func:`pair_ciou`).
     """
+    summary, cious, examples, _ = evaluate_pairs(loc, root, cache, batch_size, map_rule, show, benchmark)
+    return summary, cious, examples
+
+
+def _kind(data, index: int) -> str:
+    """The kind of pair ``index`` (training.data.pairs.KINDS); datasets without kinds hold positives."""
+    return getattr(data.items[index], "kind", "positive") if hasattr(data, "items") else "positive"
+
+
+@torch.inference_mode()
+def evaluate_pairs(loc: Localiser, root: Path, cache: FlowCache, batch_size: int, map_rule, show: bool,
+                   benchmark: Benchmark = BENCHMARKS["urbansas"], negatives: bool = False,
+                   cases: dict | None = None, split_cases: bool = False) -> tuple[dict, list[float], list[dict], list[dict]]:
+    """One model over every evaluation pair, with ``negatives`` (urbansas only) the negative
+    pairs of training.data.pairs too; returns (summary, cious of the positives, examples, pairs).
+
+    pairs: one record per pair (training.pair_report), its case from ``cases``
+    (training.cases.read; None: no cases). summary: pair_report.summarise_pairs, plus
+    "by_case" (pair_report.by_case) with ``split_cases``, plus "skipped".
+    map_rule: a binarisation threshold in (0, 1) or MEDIAN (see :func:`pair_ciou`).
+    """
     config = DataConfig(audio_rate=loc.audio_rate, audio_seconds=loc.audio_seconds)
-    data = benchmark.dataset(root, config, cache)
+    data = EvalPairs(root, config, cache, negatives=True) if negatives else benchmark.dataset(root, config, cache)
     if len(data) == 0:
         raise EvaluateError(f"{root}: no {benchmark.title} evaluation pairs "
                             f"({data.skipped or 'none selected by the annotations'})")
     loader = DataLoader(range(len(data)), batch_size=batch_size, collate_fn=lambda idx: idx)
     cious: list[float] = []
+    pairs: list[dict] = []
     examples: list[dict] = []
     picks = set(np.linspace(0, len(data) - 1, EXAMPLES).round().astype(int).tolist())
     for indices in tqdm(loader, desc=loc.label, disable=not show, unit="batch", leave=False):
@@ -203,18 +240,26 @@ def evaluate_one(loc: Localiser, root: Path, cache: FlowCache, batch_size: int, 
         if not samples:
             continue
         batch = collate(samples)
-        maps = loc.maps(batch, data, indices)
+        maps, scores = loc.localise(batch, data, indices)
         for k, i in enumerate(indices):
-            gt = batch.gt[k].numpy()
-            cious.append(pair_ciou(maps[k], gt, map_rule))
+            gt, kind, t = batch.gt[k].numpy(), _kind(data, i), float(batch.t[k])
+            ciou = None if kind == "no-event" else pair_ciou(maps[k], gt, map_rule)  # no box, no cIoU
+            pairs.append({"clip": batch.clip[k], "time": t, "positive": kind == "positive", "kind": kind,
+                          "case": case_file.case_of(cases, batch.clip[k], t), "ciou": ciou,
+                          "score": float(scores[k])})
+            if kind == "positive":
+                cious.append(ciou)
             if i in picks:
+                mark = "" if kind == "positive" else f" {kind}"
                 examples.append({"frame": batch.frame[k].numpy(), "map": maps[k], "gt": gt,
-                                 "title": f"{batch.clip[k]} t={batch.t[k]:.1f}s cIoU {cious[-1]:.2f}"})
+                                 "title": f"{batch.clip[k]} t={t:.1f}s{mark} cIoU {ciou or 0.0:.2f}"})
     if not cious:
         raise EvaluateError(f"{root}: no {benchmark.title} pair could be read ({data.skipped})")
-    summary = metrics.summarise(cious)
+    summary = pair_report.summarise_pairs(pairs, negatives)
+    if split_cases:
+        summary["by_case"] = pair_report.by_case(pairs, negatives)
     summary["skipped"] = data.skipped
-    return summary, cious, examples
+    return summary, cious, examples, pairs
 
 
 def table(results: dict[str, dict]) -> str:
@@ -302,7 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="pairs per inference batch (8)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--flow-cache", default=None, help="folder caching flow between runs (default: a temporary one)")
-    p.add_argument("--json", type=Path, default=None, help="write the summaries (and every cIoU) to this file")
+    p.add_argument("--negatives", action="store_true",
+                   help="urbansas only: add negative pairs (no-event times with their own audio, every positive "
+                        "frame with digital silence and with swapped no-vehicle audio) and report SLAVC's AP and "
+                        "max-F1 and the false-positive rate at the live threshold 0.5")
+    p.add_argument("--by-case", action="store_true",
+                   help="split every figure by the pairs' case (DATA/annotations/cases.json, written by "
+                        "python -m training.synth; a set without it has no cases)")
+    p.add_argument("--json", type=Path, default=None,
+                   help="write the summaries, every positive's cIoU and every pair's record to this file")
     p.add_argument("--plots", type=Path, default=None, help="write success_curve.png and examples.png here")
     return p
 
@@ -310,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     show = sys.stderr.isatty()
-    results, curves, examples = {}, {}, {}
+    results, curves, examples, records = {}, {}, {}, {}
     benchmark = BENCHMARKS[args.benchmark]
     map_rule = args.map_threshold if args.map_threshold is not None else benchmark.map_rule
     try:
@@ -319,16 +372,23 @@ def main(argv: Optional[list[str]] = None) -> int:
         if benchmark.still and any(spec.startswith("detector:") for spec in args.model):
             raise EvaluateError(f"the detector baseline (vehicles moving between video frames) is for urbansas, "
                                 f"not {args.benchmark}")
+        if args.negatives and benchmark.still:
+            raise EvaluateError(f"--negatives needs clips with sound events (urbansas), not {args.benchmark}")
+        cases = case_file.load(Path(args.data))
+        if args.by_case and cases is None:
+            print(f"evaluate: note: {args.data} has no annotations/{case_file.FILENAME}: no pair has a case",
+                  file=sys.stderr)
         localisers = [open_localiser(spec, args.device, args.reference, args.untrained) for spec in args.model]
         with tempfile.TemporaryDirectory() as tmp:
             cache = FlowCache(Path(args.flow_cache or tmp))
             for loc in localisers:
                 # Reference mode normalises audio with the batch's own statistics, as the
                 # published code does for one clip at a time: evaluate one pair per batch.
-                summary, cious, ex = evaluate_one(loc, Path(args.data), cache, 1 if args.reference else args.batch_size,
-                                                  map_rule, show, benchmark)
+                summary, cious, ex, pairs = evaluate_pairs(
+                    loc, Path(args.data), cache, 1 if args.reference else args.batch_size, map_rule, show, benchmark,
+                    negatives=args.negatives, cases=cases, split_cases=args.by_case)
                 label = loc.label if loc.label not in results else f"{loc.label} #{len(results) + 1}"
-                results[label], curves[label], examples[label] = summary, cious, ex
+                results[label], curves[label], examples[label], records[label] = summary, cious, ex, pairs
                 print(f"evaluate: {label}: done ({summary['n']} pairs)", file=sys.stderr)
         plots = write_plots(args.plots, curves, examples) if args.plots else []
     except InputError as e:  # EvaluateError, unusable annotations, media, benchmark files, models
@@ -336,7 +396,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     print(f"{benchmark.title}, maps binarised at "
           f"{'their median' if map_rule == MEDIAN else map_rule}:\n")
-    print(table(results))
+    if args.negatives or args.by_case:
+        print(pair_report.table(results, args.negatives, args.by_case))
+    else:
+        print(table(results))
     print()
     print(published_table(benchmark))
     skipped = {k: v["skipped"] for k, v in results.items() if v["skipped"]}
@@ -345,7 +408,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"data": str(args.data), "benchmark": args.benchmark, "map_threshold": map_rule,
-                                         "models": {k: {**results[k], "cious": curves[k]} for k in results}},
+                                         "negatives": args.negatives,
+                                         "models": {k: {**results[k], "cious": curves[k], "pairs": records[k]}
+                                                    for k in results}},
                                         indent=2) + "\n")
     for path in plots:
         print(f"evaluate: wrote {path}", file=sys.stderr)

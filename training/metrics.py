@@ -120,3 +120,90 @@ def boxes_to_mask(boxes: Iterable[Sequence[float]], frame_hw: tuple[int, int], o
         x1, y1 = int(x / width * out), int(y / height * out)
         mask[y1 : y1 + int(h / height * out), x1 : x1 + int(w / width * out)] = 1.0
     return mask
+
+
+# --- Detection with negatives: SLAVC's AP and max-F1 ------------------------------------------
+# Mo & Morgado, "A Closer Look at Weakly-Supervised Audio-Visual Source Localization"
+# (NeurIPS 2022), section 4 and their evaluation code. Each pair has a confidence (our
+# sounding score) and is either positive (a source sounds in the frame) or negative. At a
+# confidence threshold tau a pair is "detected" when its confidence >= tau:
+#   positive, detected, cIoU >= ciou_at  -> true positive  (found AND localised)
+#   positive, detected, cIoU <  ciou_at  -> false positive (found in the wrong place)
+#   positive, not detected               -> false negative
+#   negative, detected                   -> false positive
+# precision = TP / (TP + FP) (1 when nothing is detected), recall = TP / (TP + FN)
+# (1 when TP + FN = 0). Their code sweeps at most 200 of the sorted confidences and skips
+# the highest; we use every distinct confidence, so small sets are exact.
+SLAVC_CIOU = 0.5
+LIVE_THRESHOLD = 0.5  # the live default --min-score: a score below it is "quiet"
+
+
+def _detection_inputs(positive, cious, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    positive = np.asarray(positive, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    cious = np.asarray([np.nan if c is None else c for c in cious], dtype=np.float64)
+    if not (positive.ndim == scores.ndim == cious.ndim == 1 and len(positive) == len(scores) == len(cious)):
+        raise ValueError(f"positive, cious and scores must be 1-D and of one length, got "
+                         f"{positive.shape}, {cious.shape}, {scores.shape}")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores hold NaN or infinite values")
+    if np.isnan(cious[positive]).any():
+        raise ValueError("every positive pair needs a cIoU")
+    return positive, cious, scores
+
+
+def pr_curve(positive, cious, scores, ciou_at: float = SLAVC_CIOU) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SLAVC's precision and recall at every distinct confidence, highest first.
+
+    positive: (N,) bool, the pair holds a sounding source. cious: (N,) cIoU of each pair
+    (None or NaN allowed for negatives, whose cIoU is not used). scores: (N,) confidences.
+    Returns (thresholds, precision, recall), each (M,) float64 for the M distinct scores in
+    decreasing order; recall never decreases along them. Counting rule: module comment above.
+    """
+    positive, cious, scores = _detection_inputs(positive, cious, scores)
+    order = np.argsort(-scores, kind="stable")
+    s = scores[order]
+    found = (positive & (np.nan_to_num(cious, nan=-1.0) >= ciou_at))[order]
+    tp = np.cumsum(found)
+    fp = np.cumsum(~found)  # negatives and mislocalised positives that are detected
+    fn = positive.sum() - np.cumsum(positive[order])
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # the last item of each run of tied scores
+    tp, fp, fn = tp[last], fp[last], fn[last]
+    precision = np.where(tp + fp == 0, 1.0, tp / np.maximum(tp + fp, 1))
+    recall = np.where(tp + fn == 0, 1.0, tp / np.maximum(tp + fn, 1))
+    return s[last], precision.astype(np.float64), recall.astype(np.float64)
+
+
+def average_precision(positive, cious, scores, ciou_at: float = SLAVC_CIOU) -> float:
+    """SLAVC's AP: area under the interpolated precision-recall curve of :func:`pr_curve`.
+
+    AP = sum_k (R_k - R_{k-1}) * max_{j >= k} P_j over the thresholds in decreasing order,
+    R_0 = 0 (the envelope is their code's ``precision_max``). Inputs as :func:`pr_curve`;
+    NaN when there is no positive pair (recall is undefined).
+    """
+    positive, cious, scores = _detection_inputs(positive, cious, scores)
+    if not positive.any():
+        return float("nan")
+    _, precision, recall = pr_curve(positive, cious, scores, ciou_at)
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * envelope))
+
+
+def max_f1(positive, cious, scores, ciou_at: float = SLAVC_CIOU) -> float:
+    """SLAVC's max-F1: the largest 2PR / (P + R) over the thresholds of :func:`pr_curve`
+    (0 where P + R = 0); NaN when there is no positive pair."""
+    positive, cious, scores = _detection_inputs(positive, cious, scores)
+    if not positive.any():
+        return float("nan")
+    _, p, r = pr_curve(positive, cious, scores, ciou_at)
+    f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-300), 0.0)
+    return float(f1.max())
+
+
+def loud_rate(scores, threshold: float = LIVE_THRESHOLD) -> float:
+    """Fraction of ``scores`` at or above ``threshold``: for negative pairs the false-positive
+    rate of the live default (a score below it is shown "quiet"); NaN for no scores."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size == 0:
+        return float("nan")
+    return float((scores >= threshold).mean())

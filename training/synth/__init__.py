@@ -9,6 +9,11 @@ bus, truck, motorbike) that sound, vehicles idling at a red light that still
 sound, parked vehicles that are silent, swaying trees and walking pedestrians
 (silent, moving distractors), optionally night lighting and camera shake, and
 may carry the sound of a vehicle on a hidden street (annotated "offscreen").
+Scenes that only listening can solve (listening.py): silent movers (cyclists,
+e-scooters, electric cars), busy traffic with at most two loud vehicles, quiet
+stretches with only ambience (ambience.py: wind, birds, voices), and clips
+without parked vehicles; annotations/cases.json labels each 2 fps time with its
+evaluation case (training.cases).
 
 Ground truth convention: video_annotations.csv boxes ONLY the sounding
 vehicles in the picture (moving or idling), because that is what the
@@ -17,8 +22,9 @@ never boxed. audio_annotations.csv events span the time each sounding vehicle
 is on screen, so the REFERENCE section-6 selection rule picks frames where a
 visible vehicle sounds. Details: ``annotations.CONVENTION`` and DIR/README.md.
 
-Modules: config (SynthConfig), scene (geometry and timing), sprites and render
-(pictures), sound (audio), annotations (CSV rows, README), writer (files),
+Modules: config (SynthConfig), scene (geometry and timing), listening (silent
+movers, busy traffic, quiet stretches), sprites and render (pictures), sound and
+ambience (audio), annotations (CSV rows, cases, README), writer (files),
 generate (the whole run).
 """
 from .config import SynthConfig, SynthError

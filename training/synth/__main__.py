@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(with AAC stereo audio) and at 8 and 2 fps, 16-bit stereo wav, video/audio annotation CSVs "
         "(boxes = sounding vehicles only), synth.json and README.md. Scenes contain moving and "
         "traffic-light-stopped vehicles (sounding), parked vehicles, trees and pedestrians (silent), "
-        "optional night lighting, camera shake and off-screen vehicle sounds."))
+        "optional night lighting, camera shake and off-screen vehicle sounds; silent movers (cyclists, "
+        "e-scooters, electric cars), busy traffic with one or two loud vehicles and quiet stretches with only "
+        "ambience (wind, birds, voices). annotations/cases.json gives each 2 fps time its evaluation case."))
     p.add_argument("--out", required=True, help="output directory (must be empty unless --overwrite)")
     p.add_argument("--clips", type=int, required=True, help="number of clips (>= 1)")
     p.add_argument("--seed", type=int, required=True, help="random seed (>= 0); same seed, same clips")
@@ -42,6 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probability of an off-screen vehicle sound (default 0.5)")
     p.add_argument("--light-fraction", type=float, default=0.5,
                    help="probability of a traffic light stopping a sounding vehicle (default 0.5)")
+    p.add_argument("--silent-fraction", type=float, default=0.4,
+                   help="probability of 1-2 silent movers: cyclists, e-scooters, electric cars (default 0.4)")
+    p.add_argument("--busy-fraction", type=float, default=0.2,
+                   help="probability of busy traffic: several vehicles move, at most two sound, the rest are "
+                        "electric (default 0.2)")
+    p.add_argument("--quiet-fraction", type=float, default=0.2,
+                   help="probability of a quiet stretch (30-50%% of the clip) without vehicle sound near the "
+                        "camera: ambience only, or an off-screen vehicle (default 0.2)")
+    p.add_argument("--parked-fraction", type=float, default=0.7,
+                   help="probability that a clip shows its parked (silent) vehicles (default 0.7)")
+    p.add_argument("--ambience", type=float, default=1.0,
+                   help="level of the synthesised wind, birds and voices under every clip; 0 = none (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace a previous run's outputs in --out")
     return p
 
@@ -54,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         config = SynthConfig(width=args.size_hw[1], height=args.size_hw[0], seconds=args.seconds, fps=args.fps,
                              audio_rate=args.audio_rate, night_fraction=args.night_fraction,
                              shake_fraction=args.shake_fraction, offscreen_fraction=args.offscreen_fraction,
-                             light_fraction=args.light_fraction)
+                             light_fraction=args.light_fraction, silent_fraction=args.silent_fraction,
+                             busy_fraction=args.busy_fraction, quiet_fraction=args.quiet_fraction,
+                             parked_fraction=args.parked_fraction, ambience=args.ambience)
         infos = generate(args.out, args.clips, args.seed, config, overwrite=args.overwrite, progress=True)
     except InputError as e:  # SynthError: a bad argument or output directory
         parser.error(one_line(e))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from training import cases
+
 from . import scene as sc
 from .config import ANNOTATION_FPS, SynthConfig
 
@@ -38,6 +40,14 @@ The localisation benchmark scores sounding vehicles only, so:
   starts at 0 and the strict rule start < t leaves out the frame at t = 0.
 * Class ids: motorbike 0, car 1, bus 2, truck 3, offscreen 4 (car, bus and
   offscreen as in Urbansas' published sample rows; motorbike and truck ours).
+* Silent movers (cyclists, e-scooter riders, electric vehicles) move through
+  the picture without an engine sound: like parked vehicles they are never
+  boxed and have no event. During a quiet stretch no vehicle sounds within 25 m
+  of the camera; only the ambience (wind, birds, voices; synthesised, see
+  SOURCES) and possibly a hidden-street vehicle are heard.
+* ``cases.json`` gives every 2 fps time of every clip one evaluation case
+  (training.cases: moving-sounding, stopped-sounding, silent-movers-present,
+  parked-present, offscreen-only, quiet, shake, night, with their precedence).
 """
 
 
@@ -106,6 +116,39 @@ def audio_rows(scene: sc.Scene, clip_id: str) -> list[tuple]:
     return rows or [(clip_id, -1, "-1", 1, "-1.0", "-1.0")]
 
 
+def _in_picture(scene: sc.Scene, v: sc.Vehicle, t: float) -> bool:
+    box = sc.vehicle_box(scene, v, t)
+    return bool(box and _clip_box(box, scene.layout.width, scene.layout.height))
+
+
+def case_rows(scene: sc.Scene, clip_id: str) -> list[tuple[str, float, str]]:
+    """(clip, time, case) for every 2 fps time of the clip (training.cases: the cases
+    and their precedence). Sound on screen follows the video boxes (sounding vehicles
+    in the picture), sound off screen the "offscreen" events of :func:`audio_rows`."""
+    offscreen = [(float(r[4]), float(r[5])) for r in audio_rows(scene, clip_id) if r[2] == "offscreen"]
+    clip_level = {"shake"} if scene.shake.amplitude > 0 else set()
+    if scene.night:
+        clip_level.add("night")
+    rows = []
+    for k in range(frame_count(scene.seconds, ANNOTATION_FPS)):
+        t = k / ANNOTATION_FPS
+        applies = set(clip_level)
+        shown = [v for v in scene.vehicles if v.visible and _in_picture(scene, v, t)]
+        loud = [v for v in shown if v.sounding]
+        if any(v.speed_at(t) == 0.0 for v in loud):
+            applies.add("stopped-sounding")
+        if any(v.speed_at(t) > 0.0 for v in loud):
+            applies.add("moving-sounding")
+        if any(v.silent_mover for v in shown):
+            applies.add("silent-movers-present")
+        if any(v.parked for v in shown):
+            applies.add("parked-present")
+        if not loud and any(start <= t <= end for start, end in offscreen):
+            applies.add("offscreen-only")
+        rows.append((clip_id, t, cases.pick(applies)))
+    return rows
+
+
 def readme(config: SynthConfig) -> str:
     """Text of the output directory's README.md (layout and ground-truth convention)."""
     rates = ", ".join(f"video/video_{r}fps/<clip>.mp4" for r in config.video_rates)
@@ -117,6 +160,8 @@ Every clip is {config.seconds:g} s, {config.width}x{config.height} px.
 - {rates}: H.264 yuv420p; the {config.fps} fps file also carries the clip's audio as AAC stereo.
 - audio/<clip>.wav: 16-bit stereo PCM at {config.audio_rate} Hz, the same audio.
 - annotations/video_annotations.csv, annotations/audio_annotations.csv: ground truth below.
+- annotations/cases.json: the evaluation case of every 2 fps time (format in training/cases.py).
+- SOURCES: where every sound comes from (all synthesised).
 
 ## Ground truth
 {CONVENTION}
@@ -124,6 +169,6 @@ Every clip is {config.seconds:g} s, {config.width}x{config.height} px.
 The FlowGrad/Urbansas evaluation selection (drop offscreen and non-identifiable events,
 drop boxes with negative coordinates or visibility != 1, keep the boxes at time t when an
 event has start < t < end) therefore picks frames in which a visible vehicle sounds.
-Silent parked vehicles, swaying trees and walking pedestrians are distractors: a method
-that localises them scores false positives, as in Urbansas.
+Silent parked vehicles, silent movers, swaying trees and walking pedestrians are distractors:
+a method that localises them scores false positives, as in Urbansas.
 """

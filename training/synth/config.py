@@ -23,7 +23,10 @@ class SynthConfig:
     (the 8 and 2 fps versions are always written too). audio_rate: Hz of the
     wav and of the mp4's AAC track. The fractions are per-clip probabilities
     in [0, 1] of night lighting, camera shake, an off-screen vehicle sound and
-    a traffic light that stops a sounding vehicle.
+    a traffic light that stops a sounding vehicle; and (listening.py) of silent
+    movers, busy traffic with at most two loud vehicles, a quiet stretch, and
+    parked vehicles being shown. ambience: level of the wind, birds and voices
+    mixed under every clip (1 = the default level, 0 = none).
     """
 
     width: int = 640
@@ -35,6 +38,11 @@ class SynthConfig:
     shake_fraction: float = 0.2
     offscreen_fraction: float = 0.5
     light_fraction: float = 0.5
+    silent_fraction: float = 0.4
+    busy_fraction: float = 0.2
+    quiet_fraction: float = 0.2
+    parked_fraction: float = 0.7
+    ambience: float = 1.0
 
     def __post_init__(self) -> None:
         if not (64 <= self.width <= 3840 and 64 <= self.height <= 2160):
@@ -48,10 +56,13 @@ class SynthConfig:
             raise SynthError(f"fps={self.fps}: use 1 .. 120")
         if not 16000 <= self.audio_rate <= 96000:
             raise SynthError(f"audio rate {self.audio_rate} Hz: use 16000 .. 96000")
-        for name in ("night_fraction", "shake_fraction", "offscreen_fraction", "light_fraction"):
+        for name in ("night_fraction", "shake_fraction", "offscreen_fraction", "light_fraction",
+                     "silent_fraction", "busy_fraction", "quiet_fraction", "parked_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise SynthError(f"{name}={value}: must be in [0, 1]")
+        if not 0.0 <= self.ambience <= 10.0:
+            raise SynthError(f"ambience={self.ambience}: use 0 (none) .. 10 (1 is the default level)")
 
     @property
     def video_rates(self) -> tuple[int, ...]:

@@ -9,15 +9,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from training import cases
+
 from . import annotations as ann
+from .ambience import SOURCES_TEXT, ambience
 from .config import SynthConfig, SynthError
+from .listening import add_listening
 from .render import Renderer
 from .scene import Scene, make_scene
 from .sound import mix
 from .writer import write_csv, write_video, write_wav
 
-VERSION = "1.0"
-_OUTPUTS = ("video", "audio", "annotations", "synth.json", "README.md")
+VERSION = "1.1"  # 1.1: silent movers, busy traffic, quiet stretches, ambience, cases.json, SOURCES
+_OUTPUTS = ("video", "audio", "annotations", "synth.json", "README.md", "SOURCES")
 
 
 @dataclass(frozen=True)
@@ -31,10 +35,12 @@ class ClipInfo:
     scene: Scene
 
 
-def clip_seeds(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:
-    """Independent generators (flags, scene, audio) of clip ``index``: a clip
-    depends only on (seed, index), not on how many clips are generated."""
-    return tuple(np.random.default_rng([seed, index, part]) for part in range(3))
+def clip_seeds(seed: int, index: int) -> tuple[np.random.Generator, ...]:
+    """Independent generators (flags, scene, audio, listening, ambience) of clip ``index``:
+    a clip depends only on (seed, index), not on how many clips are generated. The
+    listening and ambience streams came later (version 1.1): the first three still draw
+    what they always drew."""
+    return tuple(np.random.default_rng([seed, index, part]) for part in range(5))
 
 
 def _prepare(out_dir: Path, overwrite: bool) -> None:
@@ -70,7 +76,8 @@ def generate(out_dir, clips: int, seed: int, config: SynthConfig = SynthConfig()
 
     Layout: video/video_{fps}fps/<clip>.mp4 for config.video_rates (the main
     rate with the AAC track), audio/<clip>.wav, annotations/*.csv, synth.json,
-    README.md. Same (seed, config) -> byte-identical CSVs, JSON and wav.
+    README.md, SOURCES, annotations/cases.json (training.cases). Same (seed, config)
+    -> byte-identical CSVs, JSON and wav.
     Raises SynthError for bad arguments or a non-empty ``out_dir`` without
     ``overwrite`` (which then replaces only those outputs).
     """
@@ -82,19 +89,22 @@ def generate(out_dir, clips: int, seed: int, config: SynthConfig = SynthConfig()
     _prepare(out_dir, overwrite)
     for sub in [f"video/video_{fps}fps" for fps in config.video_rates] + ["audio", "annotations"]:
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    infos, video_rows, audio_rows, summaries = [], [], [], {}
+    infos, video_rows, audio_rows, case_rows, summaries = [], [], [], [], {}
     for index in tqdm(range(clips), unit="clip", disable=not progress):
-        flags, scene_rng, audio_rng = clip_seeds(seed, index)
+        flags, scene_rng, audio_rng, listening_rng, ambience_rng = clip_seeds(seed, index)
         night = bool(flags.random() < config.night_fraction)
         shake = bool(flags.random() < config.shake_fraction)
-        scene = make_scene(config, scene_rng, night, shake)
+        scene = add_listening(make_scene(config, scene_rng, night, shake), config, listening_rng)
         clip_id = f"synth{seed}_{index:04d}"
-        audio = mix(scene, config.audio_rate, audio_rng)
+        n = int(round(scene.seconds * config.audio_rate))
+        extra = ambience(n, config.audio_rate, ambience_rng, config.ambience) if config.ambience else None
+        audio = mix(scene, config.audio_rate, audio_rng, extra)
         wav = out_dir / "audio" / f"{clip_id}.wav"
         write_wav(wav, audio, config.audio_rate)
         videos = _write_clip(out_dir, clip_id, scene, audio, config)
         video_rows += ann.video_rows(scene, clip_id)
         audio_rows += ann.audio_rows(scene, clip_id)
+        case_rows += ann.case_rows(scene, clip_id)
         summaries[clip_id] = scene.summary()
         infos.append(ClipInfo(clip_id, videos, wav, scene))
     write_csv(out_dir / "annotations" / "video_annotations.csv", ann.VIDEO_COLUMNS, video_rows)
@@ -102,5 +112,7 @@ def generate(out_dir, clips: int, seed: int, config: SynthConfig = SynthConfig()
     meta = {"generator": "training.synth", "version": VERSION, "seed": seed, "clips": clips,
             "config": asdict(config), "scenes": summaries}
     (out_dir / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
+    cases.write(out_dir / "annotations" / cases.FILENAME, case_rows)
     (out_dir / "README.md").write_text(ann.readme(config))
+    (out_dir / "SOURCES").write_text(SOURCES_TEXT)
     return infos

@@ -20,9 +20,13 @@ import numpy as np
 from .config import SynthConfig
 
 VEHICLE_CLASSES = ("car", "bus", "truck", "motorbike")
-# (length, height) in metres and cruise-speed range in m/s.
-_DIMENSIONS = {"car": (4.4, 1.5), "bus": (11.0, 3.2), "truck": (8.0, 3.2), "motorbike": (2.1, 1.6)}
-_SPEEDS = {"car": (6.0, 13.0), "bus": (5.0, 9.0), "truck": (5.0, 10.0), "motorbike": (7.0, 14.0)}
+# Movers without an engine sound (listening.py); electric vehicles use the classes above.
+SILENT_CLASSES = ("bicycle", "e-scooter")
+# (length, height) in metres (riders included) and cruise-speed range in m/s.
+_DIMENSIONS = {"car": (4.4, 1.5), "bus": (11.0, 3.2), "truck": (8.0, 3.2), "motorbike": (2.1, 1.6),
+               "bicycle": (1.8, 1.75), "e-scooter": (1.1, 1.8)}
+_SPEEDS = {"car": (6.0, 13.0), "bus": (5.0, 9.0), "truck": (5.0, 10.0), "motorbike": (7.0, 14.0),
+           "bicycle": (3.5, 7.0), "e-scooter": (4.0, 6.5)}
 _CLASS_WEIGHTS = (0.5, 0.15, 0.15, 0.2)
 
 # Depths in metres from the camera.
@@ -32,6 +36,7 @@ FAR_KERB_DEPTH = 15.0
 FAR_PAVEMENT_DEPTH = 16.5
 BUILDING_DEPTH = 18.0
 NEAR_KERB_DEPTH = 7.0
+BIKE_LANE_DEPTH = 7.5  # between the near lane and the kerb: cyclists and e-scooters
 NEAR_PAVEMENT_DEPTH = 6.6
 # A parallel street hidden behind the buildings: its vehicles are heard, never seen.
 HIDDEN_STREET_DEPTH = 26.0
@@ -95,7 +100,8 @@ class Vehicle:
     the unshaken frame and ``speed`` in m/s at those times, NaN while the vehicle
     does not exist. ``length``/``height`` in pixels. ``sounding``: its engine is
     running (moving or idling); ``visible``: drawn in the picture (False for the
-    hidden street); ``parked``: never moves, silent.
+    hidden street); ``parked``: never moves, silent. A visible, silent vehicle that
+    is not parked is a silent mover (bicycle, e-scooter or an electric vehicle).
     """
 
     track_id: int
@@ -119,6 +125,16 @@ class Vehicle:
             return None
         value = float(np.interp(t, self.times, self.x))
         return float(self.x[i]) if np.isnan(value) else value  # next to an appearance/disappearance
+
+    @property
+    def silent_mover(self) -> bool:
+        """True for a vehicle in the picture that moves without an engine sound."""
+        return self.visible and not self.sounding and not self.parked
+
+    def speed_at(self, t: float) -> float:
+        """Speed in m/s at ``t`` s (the nearest simulation step), NaN when absent."""
+        i = int(round((t - self.times[0]) * SIM_RATE))
+        return float(self.speed[i]) if 0 <= i < len(self.times) else float("nan")
 
     def stopped_on_screen(self, width: int) -> bool:
         """True when the vehicle stands still with its engine on inside the frame."""
@@ -182,7 +198,9 @@ class TrafficLight:
 @dataclass(frozen=True)
 class Scene:
     """Everything in one clip. ``vehicles`` holds moving, stopped, parked and
-    hidden-street vehicles alike (see the Vehicle flags)."""
+    hidden-street vehicles alike (see the Vehicle flags). ``lane_directions``: the
+    travel direction (+1 rightwards) of each of LANE_DEPTHS; ``quiet``: (start, end) s
+    of a stretch without vehicle sound near the camera, or None."""
 
     layout: Layout
     seconds: float
@@ -193,6 +211,8 @@ class Scene:
     trees: tuple[Tree, ...]
     light: TrafficLight | None
     background_seed: int
+    lane_directions: tuple[int, int] = (1, -1)
+    quiet: tuple[float, float] | None = None
 
     def annotated(self) -> tuple[Vehicle, ...]:
         """The vehicles the ground truth boxes: visible and sounding."""
@@ -208,6 +228,9 @@ class Scene:
             "stopped_sounding": sum(v.stopped_on_screen(self.layout.width) for v in self.vehicles),
             "parked_silent": sum(v.parked for v in self.vehicles),
             "offscreen_sounds": sum(v.sounding and not v.visible for v in self.vehicles),
+            "silent_movers": {k: sum(v.silent_mover and v.kind == k for v in self.vehicles)
+                              for k in VEHICLE_CLASSES + SILENT_CLASSES},
+            "quiet_stretch": list(self.quiet) if self.quiet else None,
             "pedestrians": len(self.pedestrians),
             "trees": len(self.trees),
             "traffic_light": self.light is not None,
@@ -296,6 +319,12 @@ def _moving_vehicle(rng, layout: Layout, times, track_id: int, lane: int, direct
                    sounding=True, visible=visible)
 
 
+def on_screen_during(v: Vehicle, layout: Layout, seconds: float) -> bool:
+    """Whether ``v`` is (at least partly) in the picture at some time in [0, seconds)."""
+    inside = (v.times >= 0) & (v.times < seconds)
+    return bool(np.any(np.abs(v.x[inside] - layout.width / 2) < layout.width / 2 + v.length / 2))
+
+
 def _parked(rng, layout: Layout, times, count: int) -> list[Vehicle]:
     ppm = layout.ppm(PARKING_DEPTH)
     placed: list[Vehicle] = []
@@ -360,9 +389,8 @@ def make_scene(config: SynthConfig, rng: np.random.Generator, night: bool, shake
         arrive = light.red_start + rng.uniform(0.2, 0.5) * (light.red_end - light.red_start) if stopper else None
         v = _moving_vehicle(rng, layout, times, len(vehicles) + 1, lane, directions[lane], light, arrive, seconds,
                             kind="car" if stopper else None)
-        if not np.any(np.abs(v.x[(times >= 0) & (times < seconds)] - layout.width / 2)
-                      < layout.width / 2 + v.length / 2):
-            continue  # never on screen during the clip
+        if not on_screen_during(v, layout, seconds):
+            continue
         if any(o.depth == v.depth and _overlaps(o, v, _MIN_GAP * layout.ppm(v.depth)) for o in vehicles):
             continue
         vehicles.append(v)
@@ -380,4 +408,4 @@ def make_scene(config: SynthConfig, rng: np.random.Generator, night: bool, shake
     shake_params = Shake(amplitude if shake else 0.0, tuple(rng.uniform(2.0, 6.0, 2)),
                          tuple(rng.uniform(0, 2 * np.pi, 4)))
     return Scene(layout, seconds, night, shake_params, tuple(vehicles) + tuple(parked), pedestrians, trees,
-                 light, background_seed)
+                 light, background_seed, directions)

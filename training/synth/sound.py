@@ -114,9 +114,10 @@ def voice_wave(source: SoundSource, t: np.ndarray, rate: int, rng: np.random.Gen
     return voice.level * (0.6 + 0.4 * pace) * (tone + voice.noise_level * (0.1 + 0.2 * pace) * noise)
 
 
-def mix(scene: sc.Scene, rate: int, rng: np.random.Generator) -> np.ndarray:
+def mix(scene: sc.Scene, rate: int, rng: np.random.Generator, extra: np.ndarray | None = None) -> np.ndarray:
     """The clip's audio: (2, round(seconds * rate)) float32, channels (left,
-    right), peak <= 0.9. Street background noise plus every sounding vehicle."""
+    right), peak <= 0.9. Street background noise plus every sounding vehicle,
+    plus ``extra`` ((2, same length) float, e.g. ambience.py's) when given."""
     n = int(round(scene.seconds * rate))
     t = np.arange(n) / rate
     shared = _lowpassed_noise(rng, n, rate, 500.0)
@@ -126,6 +127,8 @@ def mix(scene: sc.Scene, rate: int, rng: np.random.Generator) -> np.ndarray:
         angle = (np.interp(t, source.times, source.pan) + 1.0) * np.pi / 4  # constant-power pan
         out[0] += wave * np.cos(angle)
         out[1] += wave * np.sin(angle)
+    if extra is not None:
+        out += extra
     peak = np.abs(out).max()
     if peak > _PEAK_LIMIT:
         out *= _PEAK_LIMIT / peak

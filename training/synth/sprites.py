@@ -1,5 +1,7 @@
 """Vehicle pictures: one textured BGR sprite and its mask per vehicle.
 
+Classes: car, bus, truck, motorbike (an electric vehicle looks like its class) and
+the silent movers bicycle and e-scooter (with their riders).
 Sprites are drawn once per clip (vehicles keep their look) facing right and
 mirrored for leftward traffic. Coordinates below are fractions of the sprite's
 width ``w`` and height ``h`` so every class scales with depth.
@@ -100,6 +102,54 @@ def _motorbike(c: _Canvas, colour, rider) -> None:
     c.wheel(0.82, 0.20)
 
 
+def _spoked_wheel(c: _Canvas, fx: float, radius: float) -> None:
+    """A thin bicycle wheel (tyre ring, hub) touching the bottom edge; ``radius`` as a fraction of h."""
+    r = max(2, round(radius * c.h))
+    centre = (round(fx * (c.w - 1)), c.h - 1 - r)
+    thick = max(1, r // 5)
+    for layer in (c.img, c.mask):
+        cv2.circle(layer, centre, r, _TYRE if layer is c.img else 255, thick)
+        cv2.circle(layer, centre, max(1, r // 4), _HUB if layer is c.img else 255, -1)
+
+
+def _line(c: _Canvas, a, b, colour, width: float) -> None:
+    """A stroke from fraction ``a`` to ``b``, ``width`` a fraction of w."""
+    pts = c._pts((a, b))
+    thick = max(1, round(width * c.w))
+    cv2.line(c.img, tuple(pts[0]), tuple(pts[1]), colour, thick)
+    cv2.line(c.mask, tuple(pts[0]), tuple(pts[1]), 255, thick)
+
+
+def _bicycle(c: _Canvas, colour, rider) -> None:
+    """A cyclist seen side-on: two thin wheels, a diamond frame, a seated rider."""
+    _spoked_wheel(c, 0.2, 0.19)
+    _spoked_wheel(c, 0.8, 0.19)
+    for a, b in (((0.2, 0.8), (0.45, 0.8)), ((0.45, 0.8), (0.72, 0.58)), ((0.72, 0.58), (0.40, 0.58)),
+                 ((0.40, 0.58), (0.2, 0.8)), ((0.40, 0.58), (0.45, 0.8)), ((0.72, 0.58), (0.8, 0.8))):
+        _line(c, a, b, colour, 0.04)
+    c.poly(((0.34, 0.58), (0.46, 0.58), (0.62, 0.22), (0.50, 0.18)), rider)  # back, leaning forward
+    _line(c, (0.58, 0.24), (0.74, 0.50), rider, 0.06)  # arm to the handlebar
+    _line(c, (0.42, 0.58), (0.50, 0.80), (40, 40, 40), 0.07)  # leg to the pedal
+    c.rect(0.50, 0.02, 0.68, 0.17, (30, 30, 30))  # helmet / head
+    c.rect(0.76, 0.52, 0.82, 0.58, _HEADLIGHT, c.head)
+    c.rect(0.30, 0.52, 0.35, 0.57, _TAIL, c.tail)
+
+
+def _scooter(c: _Canvas, colour, rider) -> None:
+    """An e-scooter with a standing rider: small wheels, a low deck, a tall stem."""
+    c.wheel(0.15, 0.07)
+    c.wheel(0.85, 0.07)
+    c.rect(0.12, 0.86, 0.80, 0.91, colour)  # deck
+    _line(c, (0.82, 0.88), (0.74, 0.30), colour, 0.06)  # stem
+    _line(c, (0.64, 0.30), (0.84, 0.30), (40, 40, 40), 0.06)  # handlebar
+    c.rect(0.36, 0.48, 0.56, 0.86, (50, 50, 60))  # legs
+    c.rect(0.34, 0.14, 0.58, 0.50, rider)  # body
+    _line(c, (0.52, 0.22), (0.72, 0.32), rider, 0.08)  # arm
+    c.rect(0.38, 0.0, 0.56, 0.13, (120, 160, 210))  # head
+    c.rect(0.76, 0.34, 0.84, 0.40, _HEADLIGHT, c.head)
+    c.rect(0.10, 0.80, 0.16, 0.86, _TAIL, c.tail)
+
+
 def vehicle_sprite(kind: str, length: float, height: float, colour, direction: int, night: bool,
                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Picture of one vehicle: ((h, w, 3) uint8 BGR, (h, w) bool mask).
@@ -118,6 +168,10 @@ def vehicle_sprite(kind: str, length: float, height: float, colour, direction: i
         _truck(c, colour, tuple(int(v) for v in rng.integers(150, 240, 3)))
     elif kind == "motorbike":
         _motorbike(c, colour, tuple(int(v) for v in rng.integers(20, 120, 3)))
+    elif kind == "bicycle":
+        _bicycle(c, colour, tuple(int(v) for v in rng.integers(20, 200, 3)))
+    elif kind == "e-scooter":
+        _scooter(c, colour, tuple(int(v) for v in rng.integers(20, 200, 3)))
     else:
         raise ValueError(f"unknown vehicle class {kind!r}")
     img = np.clip(c.img.astype(np.int16) + rng.integers(-10, 11, c.img.shape), 0, 255).astype(np.uint8)
