@@ -14,10 +14,15 @@ last; a similarity (estimateAffinePartial2D) not even shear.
 Where it fails: the fit takes the dominant motion to be "the background".
 When a vehicle fills most of the frame (over about half of the samples, and
 rigid enough to fit one homography within ``reproj_px``), the fit follows the
-vehicle: the vehicle's flow becomes ~0 and the truly static background gets
-the vehicle's motion, negated. When neither the background nor the vehicle
-holds ``min_inlier_fraction`` of the samples, no model is trusted and the flow
-comes back unchanged (``info.compensated`` False). A blank, textureless frame
+vehicle. If the rest of the frame stands still (at least
+``max_still_fraction`` of the samples have ~0 flow that the fit calls
+outliers), a still camera explains that part and a shaking one cannot, so the
+fit is refused: the flow comes back unchanged and the vehicle keeps its own
+motion (``info.compensated`` False, a fallback). Only when the camera shakes
+too, or the still part is under that fraction, does the fit follow the
+vehicle: its flow becomes ~0 and the background gets its motion, negated.
+When neither the background nor the vehicle holds ``min_inlier_fraction`` of
+the samples, no model is trusted and the flow also comes back unchanged. A blank, textureless frame
 cannot be recognised from flow alone (Farneback gives ~0 flow there, which
 fits the identity perfectly); subtracting the identity's zero motion is then
 harmless.
@@ -54,7 +59,8 @@ class StabiliseInfo:
 
 def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture: float = 1e-4,
                step: int = 8, border: int = 16, reproj_px: float = 1.0, min_inliers: int = 24,
-               min_inlier_fraction: float = 0.5) -> tuple[np.ndarray, StabiliseInfo]:
+               min_inlier_fraction: float = 0.5,
+               max_still_fraction: float = 0.1) -> tuple[np.ndarray, StabiliseInfo]:
     """Subtract the background's motion, fitted as a homography, from a flow field.
 
     flow: (2, H, W) float, (dx, dy) in pixels from the first frame to the second,
@@ -73,6 +79,9 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     min_inliers: fewest inlier samples for the model to be trusted.
     min_inlier_fraction: smallest inlier fraction (of the fitted samples) for the
         model to be trusted; 0.5 means the background must be the majority.
+    max_still_fraction: largest fraction of the fitted samples that may stand
+        still (flow within reproj_px of 0) while the fit calls them outliers; more
+        means a still camera and a large moving object, and the fit is refused.
     Returns (flow_out, info): flow_out is a new (2, H, W) float32 array, flow minus
     the model's displacement at every pixel, or an unchanged float32 copy when
     info.compensated is False (too few samples or inliers, no or a degenerate
@@ -112,6 +121,13 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     if inliers < min_inliers or fraction < min_inlier_fraction:
         return unchanged(f"background fit untrusted: {inliers} of {n} samples are inliers "
                          f"({fraction:.2f} < {min_inlier_fraction:g} or < {min_inliers})", fraction)
+
+    # Shake moves every background pixel, so a still part the fit rejects is background seen
+    # by a still camera: the "background" fitted is then a large moving object.
+    still = int((~mask.ravel().astype(bool) & (np.hypot(d[:, 0], d[:, 1]) < reproj_px)).sum())
+    if still >= max(min_inliers, max_still_fraction * n):
+        return unchanged(f"a still part of the frame ({still} of {n} samples) contradicts the fit: "
+                         "a large moving object, not camera motion", fraction)
 
     # A column and a row that broadcast to (H, W): half the work of a full grid.
     gy, gx = np.arange(h, dtype=np.float64)[:, None], np.arange(w, dtype=np.float64)[None, :]
