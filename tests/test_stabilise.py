@@ -172,3 +172,11 @@ def test_a_vehicle_filling_most_of_a_shaking_frame_becomes_the_background():
 def test_bad_frame_is_a_clear_error(frame):
     with pytest.raises(ValueError, match="frame must be a"):
         compensate(np.zeros((2, 180, 320), np.float32), frame=frame)
+
+
+@pytest.mark.parametrize("hw", [(2, 2), (8, 300), (32, 40)])
+def test_a_field_too_small_for_a_fit_comes_back_unchanged(hw):
+    flow = np.ones((2, *hw), np.float32)
+    out, info = compensate(flow)
+    assert not info.compensated and "too small" in info.reason
+    np.testing.assert_array_equal(out, flow)

@@ -98,6 +98,8 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     def unchanged(reason: str, fraction: float = 0.0) -> tuple[np.ndarray, StabiliseInfo]:
         return flow, StabiliseInfo(False, fraction, reason)
 
+    if min(h, w) <= 2 * border:
+        return unchanged(f"a {w}x{h} field is too small for a background fit ({border} px borders)")
     ys, xs = np.mgrid[border:h - border:step, border:w - border:step]
     src = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
     d = flow[:, ys.ravel(), xs.ravel()].T
