@@ -170,6 +170,13 @@ class FlowCache:
             frame = read_frames(video, [flow_frame_times(video, t, config)[0]])[0][1]
         return frame, torch.from_numpy(dequantise(stored))
 
+    def flow_field(self, video: VideoInfo, t: float, config: DataConfig,
+                   compute: ComputeFn = compute_flow) -> torch.Tensor:
+        """The flow of :meth:`flow` without its frame (none is decoded on a hit):
+        (2, *input_size) float32 px. Raises MediaError."""
+        _, stored = self._entry(self.entry_path(video, t, config), video, t, config, compute)
+        return torch.from_numpy(dequantise(stored))
+
     def still_flow(self, entry, frame_bgr: np.ndarray, config: DataConfig, compute) -> torch.Tensor:
         """Flow of a still-frame evaluation entry (training.data.stills) through the cache.
 

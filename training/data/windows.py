@@ -408,7 +408,7 @@ class WindowDataset(Dataset):
         src, cfg = self.sources[item.source], self.config
         frame_bgr, flow = self._pair(src, item.t)
         if cfg.motion_memory_s > 0:
-            flow = memory_flow(item.t, cfg, lambda t_k: self._pair(src, t_k)[1])
+            flow = memory_flow(item.t, cfg, lambda t_k: self._pair(src, t_k, frame=False)[1])
         frame = prepare_frames(torch.from_numpy(frame_bgr), cfg.input_size)[0]
         wave = torch.from_numpy(audio_window(src.audio, item.t, cfg))
         for what, tensor in (("flow", flow), ("frame", frame), ("audio window", wave)):
@@ -419,15 +419,18 @@ class WindowDataset(Dataset):
             gt = torch.from_numpy(boxes_to_mask(item.boxes, src.video.frame_hw, cfg.input_size[0]))
         return Sample(frame=frame, flow=flow, wave=wave, clip=src.clip, t=item.t, gt=gt)
 
-    def _pair(self, src: ClipSource, t: float) -> tuple[np.ndarray, torch.Tensor]:
-        """(frame at t, flow pair at t) of a clip, through the cache when there is one."""
+    def _pair(self, src: ClipSource, t: float, frame: bool = True) -> tuple[Optional[np.ndarray], torch.Tensor]:
+        """(frame at t, flow pair at t) of a clip, through the cache when there is one;
+        frame=False may give None for the frame (a cache hit then decodes none)."""
         cfg = dataclasses.replace(self.config, motion_memory_s=0.0)
 
         def compute(video, t, config):
             return compute_flow(video, t, config, self.flow_counts)
-        if self.cache is not None:
+        if self.cache is None:
+            return compute(src.video, t, cfg)
+        if frame:
             return self.cache.flow(src.video, t, cfg, compute)
-        return compute(src.video, t, cfg)
+        return None, self.cache.flow_field(src.video, t, cfg, compute)
 
 
 def config_fingerprint(config: DataConfig) -> dict:
