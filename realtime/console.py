@@ -46,7 +46,14 @@ def status_line(stats: dict) -> str:
     drops = stats["drops"]
     return (f"{stats['fps']:5.1f} maps/s  latency p50/p95 {lat_txt} ms  published {stats['published']}  "
             f"dropped frames {drops['frames']} flows {drops['flows']} maps {drops['maps']}  "
-            f"{sources_text(stats['source'])}{level_text(stats)}")
+            f"{sources_text(stats['source'])}{level_text(stats)}{stabilise_text(stats)}")
+
+
+def stabilise_text(stats: dict) -> str:
+    """The shake-compensation part of a status line, e.g. "  unstabilised 3" (flow fields whose
+    background could not be fitted); '' when there were none."""
+    n = stats.get("stabilise_fallbacks", 0)
+    return f"  unstabilised {n}" if n else ""
 
 
 def level_text(stats: dict) -> str:

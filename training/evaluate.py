@@ -55,7 +55,7 @@ from flowgrad import checkpoint
 from flowgrad import engine as engines
 from flowgrad import models as fg_models
 from flowgrad.errors import InputError, one_line
-from flowgrad.flow.memory import MEMORY_SECONDS
+from flowgrad.flow.memory import MEMORY_SECONDS, default_for
 
 from . import metrics
 from .benchmarks import BENCHMARKS, MEDIAN, Benchmark, published_table
@@ -140,12 +140,6 @@ def _memory_choice(spec: str) -> tuple[str, Optional[bool]]:
     return spec, None
 
 
-def _default_memory(name: str) -> bool:
-    """Whether registry model ``name`` is fed the motion memory by default (its class's
-    ``motion_memory``; False for names outside the registry)."""
-    return name in fg_models.names() and bool(getattr(fg_models.model_class(name), "motion_memory", False))
-
-
 def open_localiser(spec: str, device: str, reference: bool = False, allow_untrained: bool = False,
                    motion_memory: Optional[bool] = None) -> Localiser:
     """A :class:`Localiser` for one ``--model`` value; EvaluateError when it cannot be opened.
@@ -161,7 +155,7 @@ def open_localiser(spec: str, device: str, reference: bool = False, allow_untrai
         return loc
     memory = motion_memory if motion_memory is not None else choice
     if memory is None:
-        memory = _default_memory(loc.name)
+        memory = default_for(loc.name)
     if memory:
         loc.label = f"{loc.label} +memory"
     loc.motion_memory = memory

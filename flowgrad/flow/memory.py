@@ -37,9 +37,13 @@ import numpy as np
 MEMORY_SECONDS = 5.0
 
 
-def decay(age_s, seconds: float = MEMORY_SECONDS):
-    """Weight of a sample ``age_s`` seconds old (scalar or array): max(0, 1 - age_s / seconds), in [0, 1]."""
-    return np.clip(1.0 - np.asarray(age_s, dtype=np.float64) / seconds, 0.0, 1.0)
+def default_for(model_name: str) -> bool:
+    """Whether registry model ``model_name`` is fed the motion memory by default: its class's
+    ``motion_memory`` attribute (set where the memory measurably helps, docs/RESULTS.md);
+    False for a name outside the registry."""
+    from flowgrad import models  # the models do not need the flow package: import on use only
+
+    return model_name in models.names() and bool(getattr(models.model_class(model_name), "motion_memory", False))
 
 
 class MotionMemory:
@@ -56,10 +60,7 @@ class MotionMemory:
                 or seconds <= 0:
             raise ValueError(f"seconds must be a finite number > 0, got {seconds!r}")
         self.seconds = float(seconds)
-        self._peak: Optional[np.ndarray] = None  # (2, H, W) float32 held vectors
-        self._peak_mag: Optional[np.ndarray] = None  # (H, W) float32 their magnitudes
-        self._peak_t: Optional[np.ndarray] = None  # (H, W) float64 when they were seen, s
-        self._t: Optional[float] = None
+        self.reset()
 
     @property
     def t(self) -> Optional[float]:
@@ -68,13 +69,18 @@ class MotionMemory:
 
     def reset(self) -> None:
         """Forget everything (e.g. on a camera switch or a gap in the stream)."""
-        self._peak = self._peak_mag = self._peak_t = None
-        self._t = None
+        self._peak: Optional[np.ndarray] = None  # (2, H, W) float32 held vectors
+        self._peak_mag: Optional[np.ndarray] = None  # (H, W) float32 their magnitudes
+        # (H, W) float32 when they were seen, seconds after _t0 (float32 keeps 1 ms for days).
+        self._peak_t: Optional[np.ndarray] = None
+        self._weights: Optional[np.ndarray] = None  # (H, W) float32 decay weights at _t
+        self._t: Optional[float] = None
+        self._t0 = 0.0
 
     def update(self, flow: np.ndarray, t: float) -> np.ndarray:
         """Add the flow field seen at time ``t`` and return the memory then.
 
-        flow: (2, H, W) float (dx, dy) in pixels; non-finite values count as no motion.
+        flow: (2, H, W) float (dx, dy) in pixels; a pixel with a non-finite value counts as no motion.
         t: seconds, later than the previous update (an earlier or equal t is a
             ValueError; call reset() after a clock jump).
         Returns :meth:`field` (a new (2, H, W) float32 array).
@@ -86,18 +92,26 @@ class MotionMemory:
             raise ValueError(f"t must be finite, got {t}")
         if self._t is not None and t <= self._t:
             raise ValueError(f"t must increase: {t} after {self._t}")
-        flow = np.nan_to_num(flow.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
-        mag = np.hypot(flow[0], flow[1])
+        flow = flow.astype(np.float32, copy=False)
         if self._peak is None or self._peak.shape != flow.shape:
-            self._peak = flow.copy()
-            self._peak_mag = mag
-            self._peak_t = np.full(mag.shape, t)
-        else:
-            held = self._peak_mag * self._weights(t)
-            take = mag >= held
-            np.copyto(self._peak, flow, where=take[None])
-            np.copyto(self._peak_mag, mag, where=take)
-            self._peak_t[take] = t
+            self._peak = np.zeros(flow.shape, np.float32)
+            self._peak_mag = np.zeros(flow.shape[1:], np.float32)
+            self._peak_t = np.zeros(flow.shape[1:], np.float32)
+            self._weights = np.zeros(flow.shape[1:], np.float32)
+            self._t0 = t
+        now = np.float32(t - self._t0)
+        w = self._weights
+        # w = max(0, 1 - (now - t_peak) / seconds), in place: this runs once per flow field.
+        np.subtract(self._peak_t, now, out=w)
+        w *= np.float32(1.0 / self.seconds)
+        w += np.float32(1.0)
+        np.maximum(w, 0.0, out=w)
+        mag = np.hypot(flow[0], flow[1])
+        take = mag >= self._peak_mag * w  # False where mag is NaN: no motion seen there
+        np.copyto(self._peak, flow, where=take[None])
+        np.copyto(self._peak_mag, mag, where=take)
+        np.copyto(self._peak_t, now, where=take)
+        np.copyto(w, 1.0, where=take)
         self._t = t
         return self.field()
 
@@ -106,7 +120,4 @@ class MotionMemory:
         its decay weight (magnitude = the decayed peak magnitude). ValueError before any update."""
         if self._peak is None:
             raise ValueError("no flow seen yet")
-        return self._peak * self._weights(self._t)[None]
-
-    def _weights(self, t: float) -> np.ndarray:
-        return decay(t - self._peak_t, self.seconds).astype(np.float32)
+        return self._peak * self._weights[None]

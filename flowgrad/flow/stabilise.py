@@ -65,7 +65,7 @@ class StabiliseInfo:
     reason: str
 
 
-def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture: float = 1e-4,
+def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture: float = 1e-5,
                step: int = 8, border: int = 16, reproj_px: float = 1.0, min_inliers: int = 24,
                min_inlier_fraction: float = 0.5,
                max_still_fraction: float = 0.1) -> tuple[np.ndarray, StabiliseInfo]:
@@ -79,7 +79,8 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
         reports ~0 flow on flat areas (sky, walls, blur), which would otherwise
         outvote the background and fit a still camera.
     min_texture: that threshold, in cornerMinEigenVal's units for uint8 frames
-        (1e-4 passes a faint sensor-noise texture, not a flat or blurred area).
+        (1e-5 passes a faint texture of 2 to 3 grey levels that Farneback tracks, e.g. a dark
+        asphalt; not a flat or blurred area, where it is 0 up to rounding).
     step: spacing in pixels of the grid of samples the model is fitted to; a field
         under 160 px on its short side uses a finer one (short side / 20, at least 2),
         since a homography fitted to a few dozen samples bends to fit a moving object too.
