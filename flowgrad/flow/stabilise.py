@@ -43,6 +43,9 @@ _MIN_W = 1e-3
 _MIN_SIDE = 32
 
 
+# Names this estimator and its settings in flow-cache keys: change it whenever compensate's
+# result changes, so that entries made by an older version are not reused.
+METHOD = "ransac-homography/2"
 # StabiliseInfo.reason of a field a still camera explains as well as any fitted motion.
 STILL = "ok: still camera"
 

@@ -24,6 +24,7 @@ from flowgrad.audio import resample, resampled_length
 from flowgrad.errors import InputError
 from flowgrad.flow import FLOW_INTERVAL_S, FarnebackParams, RollingFlow, RollingFlowConfig
 from flowgrad.flow.memory import MotionMemory
+from flowgrad.flow.stabilise import METHOD as STABILISE_METHOD
 from flowgrad.inputs import prepare_flow, prepare_frames
 from training.metrics import boxes_to_mask
 
@@ -440,4 +441,4 @@ def config_fingerprint(config: DataConfig) -> dict:
     # Stored as the (W, H) "flow_work_size" it always was.
     return {"flow_interval_s": config.flow_interval_s, "flow_work_size": work_hw[::-1] if work_hw else None,
             "input_size": config.input_size, "farneback": asdict(config.farneback),
-            "stabilise": config.stabilise, "motion_memory_s": config.motion_memory_s}
+            "stabilise": STABILISE_METHOD if config.stabilise else False, "motion_memory_s": config.motion_memory_s}
