@@ -78,7 +78,16 @@ def test_exact_field_of_a_camera_motion_of_the_demo_frame_is_removed(kind):
     assert _interior_median(exact) > 1.0
     out, info = compensate(exact, frame=frame)
     assert info.compensated and info.inlier_fraction > 0.9
-    assert np.abs(out[:, M:h - M, M:w - M]).max() < 0.1
+    # Where the frame has texture within 15 px; its flat parts (where Farneback reports ~0 whatever the
+    # camera does) are left as they are, by design.
+    seen = cv2.dilate((cv2.cornerMinEigenVal(frame, 7, ksize=3) >= 1e-4).astype(np.uint8), np.ones((15, 15), np.uint8))
+    inner = np.zeros((h, w), bool)
+    inner[M:h - M, M:w - M] = True
+    assert (seen.astype(bool) & inner).mean() > 0.25  # the demo frame has flat parts (27 % of it is checked)
+    assert np.abs(out[:, seen.astype(bool) & inner]).max() < 0.1
+    np.testing.assert_array_equal(out[:, ~seen.astype(bool)], exact[:, ~seen.astype(bool)])
+    out, info = compensate(exact)  # no frame: the whole field is fitted and compensated
+    assert info.compensated and np.abs(out[:, M:h - M, M:w - M]).max() < 0.1
 
 
 @needs_bikes
@@ -189,4 +198,32 @@ def test_slow_motion_on_a_still_camera_is_not_absorbed_into_the_fit():
     flow[0, 10:40, 50:80] = 0.9
     out, info = compensate(flow)
     assert info.compensated and info.reason == STILL
+    np.testing.assert_array_equal(out, flow)
+
+
+def _half_textured_frame(h=180, w=320, cols=slice(0, 160)):
+    frame = np.full((h, w), 90, np.uint8)
+    rng = np.random.default_rng(3)
+    frame[:, cols] = cv2.GaussianBlur((rng.random((h, w)) * 255).astype(np.uint8), (0, 0), 1.5)[:, cols]
+    return frame
+
+
+def test_the_camera_motion_is_not_painted_over_a_flat_area():
+    """A shake over a frame whose right half is flat (a night sky): Farneback reports ~0 there, which is left
+    as it is instead of becoming the shake's negative (it did before the texture mask: 2 px)."""
+    frame = _half_textured_frame()
+    flow = np.zeros((2, 180, 320), np.float32)
+    flow[0][:, :160], flow[1][:, :160] = 2.0, -1.0
+    out, info = compensate(flow, frame=frame)
+    assert info.compensated and np.abs(out[:, 20:-20, 20:140]).max() < 0.01
+    assert np.abs(out[:, :, 200:]).max() == 0.0
+
+
+def test_a_fit_confined_to_a_small_part_of_the_frame_is_refused():
+    """Only a small object is textured (a faint background is not): its motion is not taken for the camera's."""
+    frame = _half_textured_frame(cols=slice(40, 100))
+    flow = np.zeros((2, 180, 320), np.float32)
+    flow[0][:, 40:100] = 6.0
+    out, info = compensate(flow, frame=frame)
+    assert not info.compensated and "parts of the frame" in info.reason
     np.testing.assert_array_equal(out, flow)

@@ -39,13 +39,15 @@ import numpy as np
 # Denominator of the homography below which a pixel maps to (near) infinity:
 # the model then folds the frame over, which no camera shake does.
 _MIN_W = 1e-3
+# Fewest of the frame's 3 x 3 parts the background fit's inliers must reach.
+_MIN_CELLS = 5
 # Shortest side, px, of a field worth a background fit (a few hundred grid samples).
 _MIN_SIDE = 32
 
 
 # Names this estimator and its settings in flow-cache keys: change it whenever compensate's
 # result changes, so that entries made by an older version are not reused.
-METHOD = "ransac-homography/2"
+METHOD = "ransac-homography/3"
 # StabiliseInfo.reason of a field a still camera explains as well as any fitted motion.
 STILL = "ok: still camera"
 
@@ -68,10 +70,10 @@ class StabiliseInfo:
     reason: str
 
 
-def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture: float = 1e-5,
+def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture: float = 1e-4,
                step: int = 8, border: int = 16, reproj_px: float = 1.0, min_inliers: int = 24,
                min_inlier_fraction: float = 0.5,
-               max_still_fraction: float = 0.1) -> tuple[np.ndarray, StabiliseInfo]:
+               max_still_fraction: float = 0.1, track_px: int = 15) -> tuple[np.ndarray, StabiliseInfo]:
     """Subtract the background's motion, fitted as a homography, from a flow field.
 
     flow: (2, H, W) float, (dx, dy) in pixels from the first frame to the second,
@@ -82,8 +84,9 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
         reports ~0 flow on flat areas (sky, walls, blur), which would otherwise
         outvote the background and fit a still camera.
     min_texture: that threshold, in cornerMinEigenVal's units for uint8 frames
-        (1e-5 passes a faint texture of 2 to 3 grey levels that Farneback tracks, e.g. a dark
-        asphalt; not a flat or blurred area, where it is 0 up to rounding).
+        (1e-4 passes a faint sensor-noise texture, not a flat or blurred area; a fainter
+        texture of 2 to 3 grey levels, about 2e-5, is left out: Farneback often reports 0 there
+        under camera shake, which would vote for a still camera).
     step: spacing in pixels of the grid of samples the model is fitted to; a field
         under 160 px on its short side uses a finer one (short side / 20, at least 2),
         since a homography fitted to a few dozen samples bends to fit a moving object too.
@@ -94,6 +97,9 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     min_inliers: fewest inlier samples for the model to be trusted.
     min_inlier_fraction: smallest inlier fraction (of the fitted samples) for the
         model to be trusted; 0.5 means the background must be the majority.
+    track_px: with a frame, the model is subtracted only within track_px (a box, the
+        Farneback window's size) of a textured pixel; elsewhere the frame is flat, Farneback
+        saw no motion and the flow is left as it is.
     max_still_fraction: largest fraction of the fitted samples that may stand
         still (flow within reproj_px of 0) while the fit calls them outliers; more
         means a still camera and a large moving object, and the fit is refused.
@@ -121,6 +127,7 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     src = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
     d = flow[:, ys.ravel(), xs.ravel()].T
     usable = np.isfinite(d).all(axis=1)
+    texture = None
     if frame is not None:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != (h, w):
             raise ValueError(f"frame must be a ({h}, {w}) uint8 gray array, got "
@@ -143,7 +150,13 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
 
     # Shake moves every background pixel, so a still part the fit rejects is background seen
     # by a still camera: the "background" fitted is then a large moving object.
-    still = int((~mask.ravel().astype(bool) & (np.hypot(d[:, 0], d[:, 1]) < reproj_px)).sum())
+    inlier = mask.ravel().astype(bool)
+    # Camera motion moves the whole picture: inliers crowded into a small part of it are an object.
+    cells = np.unique((src[inlier, 1] * 3 // h) * 3 + src[inlier, 0] * 3 // w).size
+    if cells < _MIN_CELLS:
+        return unchanged(f"the fitted motion holds in {cells} of 9 parts of the frame only: an object, "
+                         "not camera motion", fraction)
+    still = int((~inlier & (np.hypot(d[:, 0], d[:, 1]) < reproj_px)).sum())
     if still >= max(min_inliers, max_still_fraction * n):
         return unchanged(f"a still part of the frame ({still} of {n} samples) contradicts the fit: "
                          "a large moving object, not camera motion", fraction)
@@ -163,6 +176,13 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
         return unchanged("degenerate background model (folds the frame)", fraction)
     px = (hom[0, 0] * gx + hom[0, 1] * gy + hom[0, 2]) / den
     py = (hom[1, 0] * gx + hom[1, 1] * gy + hom[1, 2]) / den
-    flow[0] -= (px - gx).astype(np.float32)
-    flow[1] -= (py - gy).astype(np.float32)
+    dx, dy = (px - gx).astype(np.float32), (py - gy).astype(np.float32)
+    if texture is not None:
+        # Farneback reports ~0 on a flat area whatever the camera did: subtracting the camera's
+        # motion there would paint its negative over the sky or a dark night scene.
+        box = np.ones((track_px, track_px), np.uint8)
+        seen = cv2.dilate((texture >= min_texture).astype(np.uint8), box).astype(bool)
+        dx, dy = np.where(seen, dx, np.float32(0)), np.where(seen, dy, np.float32(0))
+    flow[0] -= dx
+    flow[1] -= dy
     return flow, StabiliseInfo(True, fraction, "ok")
