@@ -11,6 +11,13 @@ homography exactly, and it covers shift, in-plane rotation, zoom and the
 perspective change of a small pan/tilt. An affine model cannot express the
 last; a similarity (estimateAffinePartial2D) not even shear.
 
+Guards, each tested: a still camera is kept when it explains the samples as
+tightly as the fit (slow motion under ``reproj_px`` cannot bend the fit); a
+fit whose inliers reach fewer than 5 of the frame's 3 x 3 parts is an object,
+not the camera; with a frame, the motion is subtracted only where the frame
+has texture within ``track_px``, since Farneback reports ~0 on flat areas (a
+night sky) whatever the camera does.
+
 Where it fails: the fit takes the dominant motion to be "the background".
 When a vehicle fills most of the frame (over about half of the samples, and
 rigid enough to fit one homography within ``reproj_px``), the fit follows the
@@ -22,10 +29,9 @@ motion (``info.compensated`` False, a fallback). Only when the camera shakes
 too, or the still part is under that fraction, does the fit follow the
 vehicle: its flow becomes ~0 and the background gets its motion, negated.
 When neither the background nor the vehicle holds ``min_inlier_fraction`` of
-the samples, no model is trusted and the flow also comes back unchanged. A blank, textureless frame
-cannot be recognised from flow alone (Farneback gives ~0 flow there, which
-fits the identity perfectly); subtracting the identity's zero motion is then
-harmless.
+the samples, no model is trusted and the flow also comes back unchanged. A
+blank, textureless frame has no samples to fit and falls back. A shake under
+about ``reproj_px / 4`` per pair is taken for a still camera and stays.
 
 Units: flow in pixels of the grid it is sampled on, (dx, dy) per frame pair.
 """
