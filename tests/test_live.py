@@ -224,3 +224,10 @@ def test_the_flow_options_reach_each_rolling_flow_and_the_fallbacks_the_stats():
         assert not off.pipelines[0].rolling.config.stabilise and off.pipelines[0].rolling.config.motion_memory_s == 0
     finally:
         off.close()
+
+
+def test_the_status_line_counts_unstabilised_flow_fields():
+    from realtime.console import stabilise_text
+
+    assert stabilise_text({"stabilise_fallbacks": 3}) == "  unstabilised 3"
+    assert stabilise_text({"stabilise_fallbacks": 0}) == "" and stabilise_text({}) == ""
