@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     flo.add_argument("--flow-compile", action="store_true",
                      help="with the torch flow backend: fuse our Farneback with torch.compile (for a GPU); "
                           "compiles for --flow-size before the cameras open (tens of seconds, once)")
+    _add_motion_options(flo)
     out = p.add_argument_group("publishing")
     out.add_argument("--publish", default="tcp://127.0.0.1:5556", metavar="ADDRESS",
                      help="ZeroMQ PUB address to bind (default tcp://127.0.0.1:5556; loopback only unless you "
@@ -125,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_motion_options(group) -> None:
+    """--no-stabilise and --motion-memory (FlowSettings.stabilise and .motion_memory)."""
+    group.add_argument("--no-stabilise", dest="stabilise", action="store_false",
+                       help="keep camera shake in the flow (default: removed from every flow field)")
+    group.add_argument("--motion-memory", choices=("auto", "on", "off"), default="auto",
+                       help="feed the model the 5 s motion memory (on) or one flow field (off); auto: the "
+                            "model's default (docs/RESULTS.md)")
+
+
 def to_config(args: argparse.Namespace) -> LiveConfig:
     """run_live's parsed options as a LiveConfig: --demo's defaults filled in, one --audio
     spread over every camera; StartError for options that do not go together (LiveConfig
@@ -150,7 +160,8 @@ def to_config(args: argparse.Namespace) -> LiveConfig:
     return LiveConfig(
         sources=tuple(SourceSettings(str(c), a, args.mic_calibration, args.channels) for c, a in zip(cameras, audio)),
         model=ModelSettings(args.model, args.backend, args.device, args.threads, args.untrained),
-        flow=FlowSettings(args.flow_hw, args.flow_backend, args.flow_compile),
+        flow=FlowSettings(args.flow_hw, args.flow_backend, args.flow_compile, args.stabilise,
+                          {"auto": None, "on": True, "off": False}[args.motion_memory]),
         publishing=PublishSettings(args.publish, args.stream, args.heatmap_dtype,
                                    None if args.no_frame else JPEG_QUALITY, curve, min_score=args.min_score),
         dashboard=DashboardSettings(args.dashboard),

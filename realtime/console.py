@@ -47,13 +47,20 @@ def status_line(stats: dict) -> str:
     drops = stats["drops"]
     return (f"{stats['fps']:5.1f} maps/s  latency p50/p95 {lat_txt} ms  published {stats['published']}  "
             f"dropped frames {drops['frames']} flows {drops['flows']} maps {drops['maps']}  "
-            f"{sources_text(stats['source'])}{level_text(stats)}{score_text(stats)}")
+            f"{sources_text(stats['source'])}{level_text(stats)}{score_text(stats)}{stabilise_text(stats)}")
 
 
 def score_text(stats: dict) -> str:
     """The score part of a status line, e.g. "  score 0.83" or "  score 0.12 quiet"; '' before any map."""
     score = stats.get("score")
     return "" if score is None else f"  score {score:.2f}{' quiet' if stats.get('quiet') else ''}"
+
+
+def stabilise_text(stats: dict) -> str:
+    """The shake-compensation part of a status line, e.g. "  unstabilised 3" (flow fields whose
+    background could not be fitted); '' when there were none."""
+    n = stats.get("stabilise_fallbacks", 0)
+    return f"  unstabilised {n}" if n else ""
 
 
 def level_text(stats: dict) -> str:

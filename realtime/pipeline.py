@@ -286,7 +286,8 @@ class Pipeline:
     def stats(self) -> dict:
         """Live figures: fps and capture-to-publish latency (ms), drops per stage,
         stage times (ms), source states, the newest level ("level_db", "level_ref": see :attr:`level`),
-        the newest map's sounding score ("score", None before the first map) and whether it is "quiet"."""
+        the newest map's sounding score ("score", None before the first map) and whether it is "quiet",
+        "stabilise_fallbacks": flow fields that kept their camera shake (background not fitted)."""
         now = self._clock()
         pub = self.published.snapshot(now)
         drops = {name: slot.dropped for name, slot in self._slots.items()}
@@ -309,6 +310,7 @@ class Pipeline:
             "uptime_s": now - self.started_at if self.started_at is not None else 0.0,
             "score": self._score,
             "quiet": None if self._score is None else self._score < self.config.min_score,
+            "stabilise_fallbacks": self.rolling.stats.stabilise_fallbacks,
             **self._level_fields(),
         }
 
@@ -349,7 +351,9 @@ class Pipeline:
                 continue
             done = self._clock()
             self.stage_ms["flow"].add(done, done - t0)
-            flows.put(_Flowed(frame, result.per_interval(), done))
+            # The motion memory, when configured, replaces the one field as the model's flow input.
+            flow = result.memory if result.memory is not None else result.per_interval()
+            flows.put(_Flowed(frame, flow, done))
 
     def _infer(self) -> None:
         flows, maps = self._slots["flows"], self._slots["maps"]

@@ -111,6 +111,28 @@ def test_reference_mode_cleans_below_the_median(eval_set, tmp_path, capsys):
     assert len(err) == 1 and "no reference mode" in err[0]
 
 
+def test_memory_specs_and_stabilise_fallbacks_in_the_output(eval_set, tmp_path, capsys):
+    """``+memory`` / ``+nomemory`` choose each model's flow input, ``--motion-memory`` overrides them, and the
+    output says how many computed flow pairs fell back from stabilisation (JSON: per model)."""
+    from training.evaluate import open_localiser
+
+    assert open_localiser("flow_only+memory", "cpu").motion_memory
+    assert not open_localiser("flow_only+nomemory", "cpu").motion_memory
+    assert not open_localiser("flow_only+memory", "cpu", motion_memory=False).motion_memory
+    out_json = tmp_path / "m.json"
+    assert main(["--data", str(eval_set), "--model", "flow_only+nomemory", "--model", "flow_only+memory",
+                 "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "| flow_only |" in out and "| flow_only +memory |" in out
+    assert "flow: camera shake removed;" in out and "stabilise fallbacks" in out
+    models_ = json.loads(out_json.read_text())["models"]
+    plain, memory = models_["flow_only"], models_["flow_only +memory"]
+    assert plain["flow_pairs"] == plain["n"] and 0 <= plain["stabilise_fallbacks"] <= plain["flow_pairs"]
+    assert plain["cious"] != memory["cious"]  # the memory is another flow input
+    assert main(["--data", str(eval_set), "--model", "flow_only", "--no-stabilise"]) == 0
+    assert "camera shake kept (--no-stabilise)" in capsys.readouterr().out
+
+
 # --- --negatives and --by-case -----------------------------------------------------------------
 
 import shutil  # noqa: E402

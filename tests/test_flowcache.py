@@ -102,8 +102,8 @@ def test_corrupt_entry_is_recomputed_and_counted(tmp_path, clip, damage):
 
 
 def test_cache_keys_keep_the_width_first_work_size():
-    """The key still holds the work size as [W, H] under its old name: caches made before
-    the (H, W) convention are found, not recomputed, and never read for the transposed size."""
+    """The key still holds the work size as [W, H] under its old name, so it is never read for the
+    transposed size."""
     assert json.dumps(config_fingerprint(DataConfig(flow_work_hw=(64, 96)))["flow_work_size"]) == "[96, 64]"
     assert config_fingerprint(CFG)["flow_work_size"] is None
 
@@ -146,3 +146,18 @@ def test_cli_work_size_is_width_by_height(urbansas, monkeypatch):
     monkeypatch.setattr(flowcache, "precompute", lambda datasets, cache, workers: seen.extend(datasets) or {"failed": 0})
     assert main(["--data", str(urbansas), "--work-size", "96x64"]) == 0
     assert seen and {d.config.flow_work_hw for d in seen} == {(64, 96)}
+
+
+def test_stabilisation_is_part_of_the_key_so_old_uncompensated_caches_are_not_reused(tmp_path, clip):
+    import hashlib
+    video = probe_video(clip)
+    cache = FlowCache(tmp_path / "cache")
+    on, off = cache.entry_path(video, 2.0, DataConfig()), cache.entry_path(video, 2.0, DataConfig(stabilise=False))
+    assert on != off
+    # The key an entry had before stabilisation existed (same fields, without it).
+    old = {k: v for k, v in config_fingerprint(CFG).items() if k not in ("stabilise", "motion_memory_s")}
+    stamp = flowcache._stamp(video.path)
+    payload = {"format": flowcache.FORMAT_VERSION, "dtype": "float16", "clip": stamp[0], "size": stamp[1],
+               "mtime_ns": stamp[2], "t": 2.0, **old}
+    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    assert {on, off}.isdisjoint({cache.directory / key[:2] / f"{key}.npy"})

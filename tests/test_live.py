@@ -1,6 +1,7 @@
 """realtime.live: a LiveConfig built in code (no argparse) becomes a running system through
 build_live, which decides the sharing in one place and closes what it opened when a later
 part fails; run_live and the two live benchmarks are built through it."""
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -202,3 +203,31 @@ def test_the_cli_module_runs_as_a_program():
     proc = subprocess.run([sys.executable, "-m", "realtime.cli", "--help"], capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
     assert proc.returncode == 0 and proc.stdout.startswith("usage: python run_live.py"), proc.stderr
+
+
+def test_the_flow_options_reach_each_rolling_flow_and_the_fallbacks_the_stats():
+    """--no-stabilise / --motion-memory are parsed into FlowSettings, which sets each stream's RollingFlow;
+    a run with the memory publishes maps and counts stabilise fallbacks in its stats."""
+    from realtime.cli import build_parser
+
+    args = build_parser().parse_args(["--demo", "--no-stabilise", "--motion-memory", "on"])
+    assert (cli.to_config(args).flow.stabilise, cli.to_config(args).flow.motion_memory) == (False, True)
+    assert (cli.to_config(build_parser().parse_args(["--demo"])).flow.stabilise) is True
+    config = dataclasses.replace(_config(duration=2.5), flow=FlowSettings(motion_memory=True))
+    system = build_live(config)
+    flow = system.pipelines[0].rolling.config
+    assert flow.stabilise and flow.motion_memory_s == 5.0
+    final = system.run()
+    assert final[0]["published"] > 0 and final[0]["stabilise_fallbacks"] == 0
+    off = build_live(dataclasses.replace(_config(), flow=FlowSettings(stabilise=False, motion_memory=False)))
+    try:
+        assert not off.pipelines[0].rolling.config.stabilise and off.pipelines[0].rolling.config.motion_memory_s == 0
+    finally:
+        off.close()
+
+
+def test_the_status_line_counts_unstabilised_flow_fields():
+    from realtime.console import stabilise_text
+
+    assert stabilise_text({"stabilise_fallbacks": 3}) == "  unstabilised 3"
+    assert stabilise_text({"stabilise_fallbacks": 0}) == "" and stabilise_text({}) == ""

@@ -1,4 +1,7 @@
-"""RollingFlow on synthetic camera streams: a smooth texture translated at a known speed."""
+"""RollingFlow on synthetic camera streams: a smooth texture translated at a known speed.
+
+A whole-frame translation is what camera-shake compensation removes, so the tests of the raw flow
+measurement turn it off (stabilise=False); the stabilise tests at the end turn it on."""
 import math
 
 import cv2
@@ -57,7 +60,7 @@ def _expected_dt(fps, interval=0.125):
 
 @pytest.mark.parametrize("gaussian", [False, True])
 def test_accuracy_full_resolution_30fps(gaussian):
-    rf = RollingFlow(RollingFlowConfig(farneback=FarnebackParams(gaussian=gaussian)))
+    rf = RollingFlow(RollingFlowConfig(stabilise=False, farneback=FarnebackParams(gaussian=gaussian)))
     res = [r for r in _stream(rf, 30, 0.5) if r is not None]
     assert res, "no flow after 0.5 s at 30 fps"
     r = res[-1]
@@ -72,7 +75,7 @@ def test_accuracy_full_resolution_30fps(gaussian):
 
 
 def test_accuracy_half_working_resolution_is_reported_in_full_frame_pixels():
-    cfg = RollingFlowConfig(working_hw=(H // 2, W // 2))
+    cfg = RollingFlowConfig(stabilise=False, working_hw=(H // 2, W // 2))
     rf = RollingFlow(cfg)
     r = [x for x in _stream(rf, 30, 0.5) if x is not None][-1]
     assert r.flow.shape == (2, H // 2, W // 2)
@@ -121,7 +124,7 @@ def test_pairing_rule(fps):
 
 def test_jitter_dt_stays_close_and_flow_scales_with_dt():
     rng = np.random.default_rng(1)
-    rf = RollingFlow(RollingFlowConfig())
+    rf = RollingFlow(RollingFlowConfig(stabilise=False))
     t, res = 0.0, []
     for _ in range(30):
         t += 1 / 30 + rng.uniform(-0.01, 0.01)
@@ -154,7 +157,7 @@ def test_dropped_frames_within_history():
 
 
 def test_gap_longer_than_history_clears():
-    rf = RollingFlow(RollingFlowConfig(history_s=1.0))
+    rf = RollingFlow(RollingFlowConfig(stabilise=False, history_s=1.0))
     _stream(rf, 30, 0.5)
     assert rf.stats.computed > 0
     t = 0.5 + 2.0
@@ -180,7 +183,7 @@ def test_out_of_order_and_duplicate_timestamps_ignored():
 
 
 def test_resolution_change_resets():
-    rf = RollingFlow(RollingFlowConfig())
+    rf = RollingFlow(RollingFlowConfig(stabilise=False))
     _stream(rf, 30, 0.3)
     small = _texture(160, 120, seed=3)
     t0 = 0.3
@@ -197,7 +200,7 @@ def test_resolution_change_resets():
 
 
 def test_history_is_bounded():
-    cfg = RollingFlowConfig(history_s=10.0, max_frames=64)
+    cfg = RollingFlowConfig(stabilise=False, history_s=10.0, max_frames=64)
     rf = RollingFlow(cfg, flow_fn=lambda a, b: np.zeros(a.shape + (2,), np.float32))
     g = TEX[:24, :32]
     longest = 0
@@ -227,7 +230,7 @@ def test_flow_fn_output_scaled_to_full_frame(kind):
         out = torch.stack([torch.ones(h, w), torch.full((h, w), 2.0)])
         return out[None] if kind == "torch_batched" else out
 
-    cfg = RollingFlowConfig(working_hw=(H // 2, W // 4), backend="torch")
+    cfg = RollingFlowConfig(stabilise=False, working_hw=(H // 2, W // 4), backend="torch")
     rf = RollingFlow(cfg, flow_fn=fake)
     r = [x for x in _stream(rf, 30, 0.3) if x is not None][-1]
     assert seen[0] == ((H // 2, W // 4), np.uint8, (H // 2, W // 4))
@@ -284,7 +287,7 @@ def test_farneback_params_validation(kwargs):
 def test_torch_backend_matches_opencv_backend(compile):
     results = {}
     for backend in ("opencv", "torch"):
-        config = RollingFlowConfig(backend=backend, working_hw=(64, 96), compile=compile and backend == "torch")
+        config = RollingFlowConfig(stabilise=False, backend=backend, working_hw=(64, 96), compile=compile and backend == "torch")
         results[backend] = [r for r in _stream(RollingFlow(config), 30, 0.4) if r is not None]
     assert len(results["torch"]) == len(results["opencv"]) > 0
     for a, b in zip(results["torch"], results["opencv"]):
@@ -294,7 +297,7 @@ def test_torch_backend_matches_opencv_backend(compile):
 
 
 def test_reset_clears():
-    rf = RollingFlow(RollingFlowConfig(working_hw=[48, 64]))
+    rf = RollingFlow(RollingFlowConfig(stabilise=False, working_hw=[48, 64]))
     assert rf.config.working_hw == (48, 64)
     _stream(rf, 30, 0.3)
     assert len(rf) > 1
@@ -315,7 +318,7 @@ def test_newest_anchor_samples_the_flow_on_the_newest_frame():
     older, newest = _square_frame(40), _square_frame(52)
     results = {}
     for anchor in ("older", "newest"):
-        rf = RollingFlow(RollingFlowConfig(anchor=anchor))
+        rf = RollingFlow(RollingFlowConfig(stabilise=False, anchor=anchor))
         rf.push(older, 0.0)
         results[anchor] = rf.push(newest, 0.125).flow
     rows = slice(52, 68)

@@ -222,3 +222,21 @@ def test_a_malicious_state_pt_is_refused_in_one_line(tiny_set, tmp_path, capsys)
     assert len(err) == 1 and err[0].startswith(f"train: error: {run / 'state.pt'}: refused to load"), err
     assert "executable" in err[0] and "posix.system" in err[0] and "weights_only" not in err[0]
     assert not marker.exists()
+
+
+def test_flow_options_reach_the_data_and_the_run_record(tiny_set, tmp_path, monkeypatch):
+    """--no-stabilise and --motion-memory set the training data's DataConfig (and args.json)."""
+    import training.train as train_module
+
+    seen = []
+    real = train_module.open_windows
+
+    def spy(root, config, flow_cache=None):
+        seen.append(config)
+        return real(root, config, flow_cache)
+    monkeypatch.setattr(train_module, "open_windows", spy)
+    run = tmp_path / "run"
+    assert main(_args(tiny_set, run, "--epochs", "1", "--max-steps", "1", "--no-stabilise", "--motion-memory")) == 0
+    assert not seen[0].stabilise and seen[0].motion_memory_s == 5.0
+    args = json.loads((run / "args.json").read_text())
+    assert args["stabilise"] is False and args["motion_memory"] is True

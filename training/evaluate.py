@@ -20,6 +20,14 @@ models with weights mean random, untrained weights and need ``--untrained``),
 RCGrad) or ``detector:DETECTOR.onnx`` (the vision-only + class filter +
 temporal filter baseline; detector output format in training/detector.py).
 
+Flow (docs/RESULTS.md has the measurements): camera shake is removed from every flow pair
+(``--no-stabilise`` keeps it; fallbacks, pairs whose background could not be fitted, are
+printed). A model can be fed the 5-second motion memory (flowgrad.flow.memory, made of the
+pairs over the 5 s before each evaluation time) instead of one pair: append ``+memory`` to
+its spec (``flow_only+memory``, ``flowgrad_h:RCGRAD.ckpt+memory``), or ``+nomemory`` to
+turn off a model's default (the models with ``motion_memory = True``); ``--motion-memory
+on|off`` sets it for every model.
+
 Per model (the FlowGrad and Hear The Flow papers' protocols): cIoU of each evaluation pair with the map
 binarised by ``--map-threshold`` (the benchmark's rule); the success rate at cIoU 0.5 (RCGrad,
 LVS, Hear The Flow) and at 0.3 (FlowGrad's code), the AUC of the success rate
@@ -58,6 +66,7 @@ from flowgrad import checkpoint
 from flowgrad import engine as engines
 from flowgrad import models as fg_models
 from flowgrad.errors import InputError, one_line
+from flowgrad.flow.memory import MEMORY_SECONDS, default_for
 
 from . import cases as case_file
 from . import metrics, pair_report
@@ -65,6 +74,7 @@ from .benchmarks import BENCHMARKS, MEDIAN, Benchmark, published_table
 from .data import DataConfig, DataError, collate
 from .data.pairs import EvalPairs
 from .data.flowcache import FlowCache
+from .data.windows import FlowCounts
 from .data.media import read_frames
 from .detector import OnnxDetector, baseline_map
 
@@ -81,12 +91,15 @@ class Localiser:
 
     localise(batch, dataset, indices) -> (maps (B, 224, 224) float32 in [0, 1],
     scores (B,) float32 in [0, 1]: the model's confidence that a visible source sounds).
+    motion_memory: feed it the motion memory instead of one flow pair.
     """
 
     label: str
     audio_rate: int
     audio_seconds: float
     localise: Callable
+    motion_memory: bool = False
+    name: str = ""
 
 
 def _engine_localiser(label: str, eng) -> Localiser:
@@ -94,7 +107,7 @@ def _engine_localiser(label: str, eng) -> Localiser:
         emb = eng.embed_audio(batch.wave.numpy()) if eng.uses_audio else None
         maps, scores = eng.localise(batch.frame.numpy(), batch.flow.numpy(), emb)
         return maps, np.asarray(scores, np.float32)
-    return Localiser(label, eng.audio_rate, eng.audio_seconds, localise)
+    return Localiser(label, eng.audio_rate, eng.audio_seconds, localise, name=eng.name)
 
 
 def _detector_localiser(label: str, path: str, interval_s: float = 0.5) -> Localiser:
@@ -131,12 +144,40 @@ def _derived(spec: str):
     return None
 
 
-def open_localiser(spec: str, device: str, reference: bool = False, allow_untrained: bool = False) -> Localiser:
+MEMORY_SUFFIXES = {"+memory": True, "+nomemory": False}
+
+
+def _memory_choice(spec: str) -> tuple[str, Optional[bool]]:
+    """(spec without a ``+memory`` / ``+nomemory`` suffix, True / False / None when absent)."""
+    for suffix, on in MEMORY_SUFFIXES.items():
+        if spec.endswith(suffix):
+            return spec[:-len(suffix)], on
+    return spec, None
+
+
+def open_localiser(spec: str, device: str, reference: bool = False, allow_untrained: bool = False,
+                   motion_memory: Optional[bool] = None) -> Localiser:
     """A :class:`Localiser` for one ``--model`` value; EvaluateError when it cannot be opened.
 
     reference: run torch models with their published post-processing (:func:`as_reference`).
     allow_untrained: accept a registry name of a model with weights (random weights).
+    motion_memory: feed every model the motion memory (True), one pair (False), or each
+        its spec's ``+memory`` / ``+nomemory`` choice, else its class's default (None).
     """
+    spec, choice = _memory_choice(spec)
+    loc = _open_localiser(spec, device, reference, allow_untrained)
+    if spec.startswith("detector:"):
+        return loc
+    memory = motion_memory if motion_memory is not None else choice
+    if memory is None:
+        memory = default_for(loc.name)
+    if memory:
+        loc.label = f"{loc.label} +memory"
+    loc.motion_memory = memory
+    return loc
+
+
+def _open_localiser(spec: str, device: str, reference: bool, allow_untrained: bool) -> Localiser:
     try:
         if spec.startswith("detector:"):
             return _detector_localiser(f"vision-only+CF+TF ({Path(spec[9:]).name})", spec[9:])
@@ -199,12 +240,17 @@ def pair_ciou(heatmap: np.ndarray, gt: np.ndarray, map_rule) -> float:
 
 @torch.inference_mode()
 def evaluate_one(loc: Localiser, root: Path, cache: FlowCache, batch_size: int, map_rule,
-                 show: bool, benchmark: Benchmark = BENCHMARKS["urbansas"]) -> tuple[dict, list[float], list[dict]]:
+                 show: bool, benchmark: Benchmark = BENCHMARKS["urbansas"],
+                 stabilise: bool = True) -> tuple[dict, list[float], list[dict]]:
     """cIoUs of one model over every evaluation pair; returns (summary, cious, examples).
 
     map_rule: a binarisation threshold in (0, 1) or MEDIAN (see :func:`pair_ciou`).
+    stabilise: remove camera shake from the flow. The summary also holds "flow_pairs" and
+    "stabilise_fallbacks": the flow pairs computed in this call (not read from the cache) and
+    how many of them kept their shake.
     """
-    summary, cious, examples, _ = evaluate_pairs(loc, root, cache, batch_size, map_rule, show, benchmark)
+    summary, cious, examples, _ = evaluate_pairs(loc, root, cache, batch_size, map_rule, show, benchmark,
+                                                stabilise=stabilise)
     return summary, cious, examples
 
 
@@ -216,7 +262,8 @@ def _kind(data, index: int) -> str:
 @torch.inference_mode()
 def evaluate_pairs(loc: Localiser, root: Path, cache: FlowCache, batch_size: int, map_rule, show: bool,
                    benchmark: Benchmark = BENCHMARKS["urbansas"], negatives: bool = False,
-                   cases: dict | None = None, split_cases: bool = False) -> tuple[dict, list[float], list[dict], list[dict]]:
+                   cases: dict | None = None, split_cases: bool = False,
+                   stabilise: bool = True) -> tuple[dict, list[float], list[dict], list[dict]]:
     """One model over every evaluation pair, with ``negatives`` (urbansas only) the negative
     pairs of training.data.pairs too; returns (summary, cious of the positives, examples, pairs).
 
@@ -224,8 +271,12 @@ def evaluate_pairs(loc: Localiser, root: Path, cache: FlowCache, batch_size: int
     (training.cases.read; None: no cases). summary: pair_report.summarise_pairs, plus
     "by_case" (pair_report.by_case) with ``split_cases``, plus "skipped".
     map_rule: a binarisation threshold in (0, 1) or MEDIAN (see :func:`pair_ciou`).
+    stabilise: remove camera shake from the flow. The summary also holds "flow_pairs" and
+    "stabilise_fallbacks": the flow pairs computed in this call (not read from the cache) and
+    how many of them kept their shake.
     """
-    config = DataConfig(audio_rate=loc.audio_rate, audio_seconds=loc.audio_seconds)
+    config = DataConfig(audio_rate=loc.audio_rate, audio_seconds=loc.audio_seconds, stabilise=stabilise,
+                        motion_memory_s=MEMORY_SECONDS if loc.motion_memory else 0.0)
     data = EvalPairs(root, config, cache, negatives=True) if negatives else benchmark.dataset(root, config, cache)
     if len(data) == 0:
         raise EvaluateError(f"{root}: no {benchmark.title} evaluation pairs "
@@ -259,6 +310,8 @@ def evaluate_pairs(loc: Localiser, root: Path, cache: FlowCache, batch_size: int
     if split_cases:
         summary["by_case"] = pair_report.by_case(pairs, negatives)
     summary["skipped"] = data.skipped
+    counts = getattr(data, "flow_counts", FlowCounts())  # still-frame sets do not count theirs
+    summary["flow_pairs"], summary["stabilise_fallbacks"] = counts.pairs, counts.stabilise_fallbacks
     return summary, cious, examples, pairs
 
 
@@ -268,6 +321,18 @@ def table(results: dict[str, dict]) -> str:
     for label, r in results.items():
         lines.append(f"| {label} | {r['success@0.5']:.3f} | {r['success@0.3']:.3f} | {r['auc']:.3f} | {r['n']} |")
     return "\n".join(lines)
+
+
+def stabilise_line(results: dict[str, dict], stabilise: bool) -> str:
+    """One line saying whether the flow was stabilised and how many pairs fell back."""
+    if not stabilise:
+        return "flow: camera shake kept (--no-stabilise)"
+    pairs = sum(r["flow_pairs"] for r in results.values())
+    falls = sum(r["stabilise_fallbacks"] for r in results.values())
+    if pairs == 0:
+        return "flow: camera shake removed; every flow pair came from the flow cache (fallbacks not counted)"
+    return (f"flow: camera shake removed; {falls} of the {pairs} flow pairs computed in this run kept it "
+            "(background not fitted: stabilise fallbacks)")
 
 
 def write_plots(out: Path, curves: dict[str, list[float]], examples: dict[str, list[dict]]) -> list[Path]:
@@ -344,6 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run checkpoints with the published post-processing (reference=True: median clean, "
                         "FlowGrad-H's raw flow product, audio BatchNorm on each clip's own statistics; "
                         "one pair per batch)")
+    p.add_argument("--no-stabilise", dest="stabilise", action="store_false",
+                   help="keep camera shake in the flow (default: removed from every flow pair)")
+    p.add_argument("--motion-memory", choices=("auto", "on", "off"), default="auto",
+                   help="feed every model the 5 s motion memory (on) or one flow pair (off); auto: each "
+                        "spec's +memory / +nomemory, else the model's default")
     p.add_argument("--batch-size", type=int, default=8, help="pairs per inference batch (8)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     p.add_argument("--flow-cache", default=None, help="folder caching flow between runs (default: a temporary one)")
@@ -378,7 +448,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.by_case and cases is None:
             print(f"evaluate: note: {args.data} has no annotations/{case_file.FILENAME}: no pair has a case",
                   file=sys.stderr)
-        localisers = [open_localiser(spec, args.device, args.reference, args.untrained) for spec in args.model]
+        memory = {"auto": None, "on": True, "off": False}[args.motion_memory]
+        localisers = [open_localiser(spec, args.device, args.reference, args.untrained, memory)
+                      for spec in args.model]
         with tempfile.TemporaryDirectory() as tmp:
             cache = FlowCache(Path(args.flow_cache or tmp))
             for loc in localisers:
@@ -386,7 +458,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 # published code does for one clip at a time: evaluate one pair per batch.
                 summary, cious, ex, pairs = evaluate_pairs(
                     loc, Path(args.data), cache, 1 if args.reference else args.batch_size, map_rule, show, benchmark,
-                    negatives=args.negatives, cases=cases, split_cases=args.by_case)
+                    negatives=args.negatives, cases=cases, split_cases=args.by_case, stabilise=args.stabilise)
                 label = loc.label if loc.label not in results else f"{loc.label} #{len(results) + 1}"
                 results[label], curves[label], examples[label], records[label] = summary, cious, ex, pairs
                 print(f"evaluate: {label}: done ({summary['n']} pairs)", file=sys.stderr)
@@ -402,6 +474,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(table(results))
     print()
     print(published_table(benchmark))
+    print(stabilise_line(results, args.stabilise))
     skipped = {k: v["skipped"] for k, v in results.items() if v["skipped"]}
     if skipped:
         print(f"evaluate: skipped inputs: {skipped}", file=sys.stderr)

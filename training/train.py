@@ -47,6 +47,7 @@ from tqdm import tqdm
 from flowgrad import checkpoint, models
 from flowgrad.errors import InputError
 from flowgrad.files import atomic_write
+from flowgrad.flow.memory import MEMORY_SECONDS
 
 from . import objectives
 from .data import DataConfig, FolderWindows, UrbansasWindows, collate
@@ -75,6 +76,9 @@ class TrainConfig:
     clips_per_batch: 0 = random batches (the papers); K >= 2 = batches of K clips with
         batch_size // K windows each (training.batching: negatives from the same clip).
     augment: mirror / crop / brightness / audio-gain augmentation of training batches (training.augment).
+    stabilise: remove camera shake from the flow (default; --no-stabilise keeps it).
+    motion_memory: train on the 5 s motion memory (flowgrad.flow.memory) instead of one flow
+        pair; evaluate such a model with its spec's ``+memory``.
     """
 
     model: str
@@ -98,6 +102,8 @@ class TrainConfig:
     flow_cache: Optional[str] = None
     clips_per_batch: int = 0
     augment: bool = False
+    stabilise: bool = True
+    motion_memory: bool = False
 
 
 class TrainStep(nn.Module):
@@ -262,7 +268,9 @@ def _run(config: TrainConfig, resume: bool, rank: int, world: int) -> dict:
 
     model, notes = build_model(config)
     data = open_windows(config.data, DataConfig(audio_rate=model.audio_rate, audio_seconds=model.audio_seconds,
-                                                stride_s=config.stride_s), flow_cache=config.flow_cache)
+                                                stride_s=config.stride_s, stabilise=config.stabilise,
+                                                motion_memory_s=MEMORY_SECONDS if config.motion_memory else 0.0),
+                         flow_cache=config.flow_cache)
     if len(data) == 0:
         raise TrainError(f"{config.data}: no usable training windows ({data.skipped or 'no clips'})")
     index_skips = data.skipped  # read-time skips come with the batches, from any worker process
@@ -484,6 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", action="store_true",
                    help="mirror/crop/brightness/audio-gain augmentation of training batches (same change to "
                         "picture and flow)")
+    p.add_argument("--no-stabilise", dest="stabilise", action="store_false",
+                   help="keep camera shake in the flow (default: removed from every flow pair)")
+    p.add_argument("--motion-memory", action="store_true",
+                   help="train on the 5 s motion memory instead of one flow pair (evaluate with SPEC+memory)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its state.pt")
     return p
 

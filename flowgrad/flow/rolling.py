@@ -13,6 +13,7 @@ pixels of the full camera frame, sizes as (H, W) in pixels (flowgrad.sizes).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import torch
 
 from .farneback import Farneback, FarnebackParams
 from .opencv import opencv_flow
+from .memory import MotionMemory
 from .stabilise import compensate
 
 FlowFn = Callable[[np.ndarray, np.ndarray], Any]
@@ -81,6 +83,11 @@ class RollingFlowConfig:
         :func:`flowgrad.flow.stabilise.compensate` (the background's motion,
         fitted on the working grid, is subtracted); a pair whose background
         cannot be fitted keeps its flow and counts in stats.stabilise_fallbacks.
+        On by default: the models' flow inputs and gates assume a still camera.
+    motion_memory_s: when > 0, every result also carries the motion memory
+        (:class:`flowgrad.flow.memory.MotionMemory` over that many seconds) of the
+        per-interval flow, sampled at the flow rate (one field every interval_s);
+        0 = off. A gap or a resolution change starts it afresh.
     """
 
     interval_s: float = FLOW_INTERVAL_S
@@ -92,7 +99,8 @@ class RollingFlowConfig:
     history_s: float = 1.0
     max_frames: int = 256
     anchor: str = "older"
-    stabilise: bool = False
+    stabilise: bool = True
+    motion_memory_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("interval_s", "history_s"):
@@ -114,6 +122,9 @@ class RollingFlowConfig:
             raise ValueError(f"compile applies to backend 'torch' only, not {self.backend!r}")
         if not isinstance(self.stabilise, bool):
             raise ValueError(f"stabilise must be a bool, got {self.stabilise!r}")
+        if (not _is_real(self.motion_memory_s) or not math.isfinite(self.motion_memory_s)
+                or self.motion_memory_s < 0):
+            raise ValueError(f"motion_memory_s must be a finite number >= 0, got {self.motion_memory_s!r}")
         if self.anchor not in _ANCHORS:
             raise ValueError(f"anchor must be one of {_ANCHORS}, got {self.anchor!r}")
         if self.working_hw is not None:
@@ -143,6 +154,9 @@ class FlowResult:
     frame_hw: (H, W) in pixels of the camera frame.
     work_hw: (H, W) in pixels of the grid the flow was computed on.
     interval_s: the configured nominal interval, seconds.
+    memory: with config motion_memory_s > 0, the motion memory at t: (2, h, w)
+        float32 in full-frame pixels per interval_s (the per_interval() scale),
+        else None.
     """
 
     flow: np.ndarray
@@ -152,6 +166,7 @@ class FlowResult:
     frame_hw: tuple[int, int]
     work_hw: tuple[int, int]
     interval_s: float
+    memory: Optional[np.ndarray] = None
 
     def per_interval(self) -> np.ndarray:
         """Flow rescaled to the nominal interval: flow * interval_s / dt.
@@ -212,6 +227,8 @@ class RollingFlow:
         self.stats = RollingFlowStats()
         self._history: deque[tuple[float, np.ndarray]] = deque(maxlen=self.config.max_frames)
         self._frame_hw: Optional[tuple[int, int]] = None
+        self._memory = MotionMemory(self.config.motion_memory_s) if self.config.motion_memory_s > 0 else None
+        self._memory_field: Optional[np.ndarray] = None
 
     @property
     def frame_hw(self) -> Optional[tuple[int, int]]:
@@ -233,9 +250,15 @@ class RollingFlow:
         """Forget all kept frames (e.g. on a camera switch); stats are kept.
 
         After a reset any timestamp is accepted again, and the next frame
-        returns None.
+        returns None. The motion memory starts afresh too.
         """
         self._history.clear()
+        self._forget_memory()
+
+    def _forget_memory(self) -> None:
+        if self._memory is not None:
+            self._memory.reset()
+            self._memory_field = None
 
     def push(self, frame: np.ndarray, t: float) -> Optional[FlowResult]:
         """Add a camera frame and return the flow ending at it, if one can be made.
@@ -261,11 +284,13 @@ class RollingFlow:
         h, w = gray_full.shape
         if self._frame_hw is not None and (h, w) != self._frame_hw:
             self._history.clear()
+            self._forget_memory()
             self.stats.resets += 1
         self._frame_hw = (h, w)
 
         if self._history and t - self._history[-1][0] > self.config.history_s:
             self._history.clear()
+            self._forget_memory()
             self.stats.gaps += 1
 
         gray = self._resize(gray_full)
@@ -291,7 +316,7 @@ class RollingFlow:
         flow[0] *= np.float32(w / work_w)
         flow[1] *= np.float32(h / work_h)
         self.stats.computed += 1
-        return FlowResult(
+        result = FlowResult(
             flow=flow,
             dt=t - t_prev,
             t=t,
@@ -300,6 +325,20 @@ class RollingFlow:
             work_hw=(work_h, work_w),
             interval_s=self.config.interval_s,
         )
+        if self._memory is None:
+            return result
+        frame_s = t - self._history[-2][0]
+        return dataclasses.replace(result, memory=self._remember(result, frame_s))
+
+    def _remember(self, result: FlowResult, frame_s: float) -> np.ndarray:
+        """The memory at result.t, updated with result's flow once interval_s has passed since
+        its last sample (the flow rate, whatever the camera's), else the held field.
+        frame_s: the camera's current frame spacing, s."""
+        last = self._memory.t
+        # Within half a frame counts as on time: a 24 fps camera samples every 3rd frame.
+        if last is None or result.t - last >= self.config.interval_s - 0.5 * frame_s:
+            self._memory_field = self._memory.update(result.per_interval(), result.t)
+        return self._memory_field
 
     # -- internals ---------------------------------------------------------
 

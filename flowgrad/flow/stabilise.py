@@ -11,16 +11,27 @@ homography exactly, and it covers shift, in-plane rotation, zoom and the
 perspective change of a small pan/tilt. An affine model cannot express the
 last; a similarity (estimateAffinePartial2D) not even shear.
 
+Guards, each tested: a still camera is kept when it explains the samples as
+tightly as the fit (slow motion under ``reproj_px`` cannot bend the fit); a
+fit whose inliers reach fewer than 5 of the frame's 3 x 3 parts is an object,
+not the camera; with a frame, the motion is subtracted only where the frame
+has texture within ``track_px``, since Farneback reports ~0 on flat areas (a
+night sky) whatever the camera does.
+
 Where it fails: the fit takes the dominant motion to be "the background".
 When a vehicle fills most of the frame (over about half of the samples, and
 rigid enough to fit one homography within ``reproj_px``), the fit follows the
-vehicle: the vehicle's flow becomes ~0 and the truly static background gets
-the vehicle's motion, negated. When neither the background nor the vehicle
-holds ``min_inlier_fraction`` of the samples, no model is trusted and the flow
-comes back unchanged (``info.compensated`` False). A blank, textureless frame
-cannot be recognised from flow alone (Farneback gives ~0 flow there, which
-fits the identity perfectly); subtracting the identity's zero motion is then
-harmless.
+vehicle. If the rest of the frame stands still (at least
+``max_still_fraction`` of the samples have ~0 flow that the fit calls
+outliers), a still camera explains that part and a shaking one cannot, so the
+fit is refused: the flow comes back unchanged and the vehicle keeps its own
+motion (``info.compensated`` False, a fallback). Only when the camera shakes
+too, or the still part is under that fraction, does the fit follow the
+vehicle: its flow becomes ~0 and the background gets its motion, negated.
+When neither the background nor the vehicle holds ``min_inlier_fraction`` of
+the samples, no model is trusted and the flow also comes back unchanged. A
+blank, textureless frame has no samples to fit and falls back. A shake under
+about ``reproj_px / 4`` per pair is taken for a still camera and stays.
 
 Units: flow in pixels of the grid it is sampled on, (dx, dy) per frame pair.
 """
@@ -34,6 +45,17 @@ import numpy as np
 # Denominator of the homography below which a pixel maps to (near) infinity:
 # the model then folds the frame over, which no camera shake does.
 _MIN_W = 1e-3
+# Fewest of the frame's 3 x 3 parts the background fit's inliers must reach.
+_MIN_CELLS = 5
+# Shortest side, px, of a field worth a background fit (a few hundred grid samples).
+_MIN_SIDE = 32
+
+
+# Names this estimator and its settings in flow-cache keys: change it whenever compensate's
+# result changes, so that entries made by an older version are not reused.
+METHOD = "ransac-homography/3"
+# StabiliseInfo.reason of a field a still camera explains as well as any fitted motion.
+STILL = "ok: still camera"
 
 
 @dataclass(frozen=True)
@@ -44,7 +66,9 @@ class StabiliseInfo:
         flow came back unchanged because the fit could not be trusted.
     inlier_fraction: fraction of the fitted (finite, textured) grid samples within reproj_px of the
         fitted model (0.0 when no model was found), in [0, 1].
-    reason: "ok", or a short sentence saying why the flow was left unchanged.
+    reason: "ok", STILL (nothing to subtract: a still camera explains the samples at least as
+        tightly, within reproj_px / 4, as the fitted motion), or a short sentence saying why
+        the flow was left unchanged.
     """
 
     compensated: bool
@@ -54,7 +78,8 @@ class StabiliseInfo:
 
 def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture: float = 1e-4,
                step: int = 8, border: int = 16, reproj_px: float = 1.0, min_inliers: int = 24,
-               min_inlier_fraction: float = 0.5) -> tuple[np.ndarray, StabiliseInfo]:
+               min_inlier_fraction: float = 0.5,
+               max_still_fraction: float = 0.1, track_px: int = 15) -> tuple[np.ndarray, StabiliseInfo]:
     """Subtract the background's motion, fitted as a homography, from a flow field.
 
     flow: (2, H, W) float, (dx, dy) in pixels from the first frame to the second,
@@ -65,14 +90,25 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
         reports ~0 flow on flat areas (sky, walls, blur), which would otherwise
         outvote the background and fit a still camera.
     min_texture: that threshold, in cornerMinEigenVal's units for uint8 frames
-        (1e-4 passes a faint sensor-noise texture, not a flat or blurred area).
-    step: spacing in pixels of the grid of samples the model is fitted to.
-    border: pixels skipped at each edge, where Farneback's flow is least reliable.
+        (1e-4 passes a faint sensor-noise texture, not a flat or blurred area; a fainter
+        texture of 2 to 3 grey levels, about 2e-5, is left out: Farneback often reports 0 there
+        under camera shake, which would vote for a still camera).
+    step: spacing in pixels of the grid of samples the model is fitted to; a field
+        under 160 px on its short side uses a finer one (short side / 20, at least 2),
+        since a homography fitted to a few dozen samples bends to fit a moving object too.
+    border: pixels skipped at each edge, where Farneback's flow is least reliable
+        (a tenth of the short side at most).
     reproj_px: RANSAC threshold in pixels: a sample whose end point is within it
         of the model's prediction is an inlier (background).
     min_inliers: fewest inlier samples for the model to be trusted.
     min_inlier_fraction: smallest inlier fraction (of the fitted samples) for the
         model to be trusted; 0.5 means the background must be the majority.
+    track_px: with a frame, the model is subtracted only within track_px (a box, the
+        Farneback window's size) of a textured pixel; elsewhere the frame is flat, Farneback
+        saw no motion and the flow is left as it is.
+    max_still_fraction: largest fraction of the fitted samples that may stand
+        still (flow within reproj_px of 0) while the fit calls them outliers; more
+        means a still camera and a large moving object, and the fit is refused.
     Returns (flow_out, info): flow_out is a new (2, H, W) float32 array, flow minus
     the model's displacement at every pixel, or an unchanged float32 copy when
     info.compensated is False (too few samples or inliers, no or a degenerate
@@ -89,10 +125,15 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     def unchanged(reason: str, fraction: float = 0.0) -> tuple[np.ndarray, StabiliseInfo]:
         return flow, StabiliseInfo(False, fraction, reason)
 
+    step = max(2, min(step, min(h, w) // 20))
+    border = min(border, min(h, w) // 10)
+    if min(h, w) < _MIN_SIDE:
+        return unchanged(f"a {w}x{h} field is too small for a background fit (under {_MIN_SIDE} px)")
     ys, xs = np.mgrid[border:h - border:step, border:w - border:step]
     src = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
     d = flow[:, ys.ravel(), xs.ravel()].T
     usable = np.isfinite(d).all(axis=1)
+    texture = None
     if frame is not None:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != (h, w):
             raise ValueError(f"frame must be a ({h}, {w}) uint8 gray array, got "
@@ -113,6 +154,26 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
         return unchanged(f"background fit untrusted: {inliers} of {n} samples are inliers "
                          f"({fraction:.2f} < {min_inlier_fraction:g} or < {min_inliers})", fraction)
 
+    # Shake moves every background pixel, so a still part the fit rejects is background seen
+    # by a still camera: the "background" fitted is then a large moving object.
+    inlier = mask.ravel().astype(bool)
+    # Camera motion moves the whole picture: inliers crowded into a small part of it are an object.
+    cells = np.unique((src[inlier, 1] * 3 // h) * 3 + src[inlier, 0] * 3 // w).size
+    if cells < _MIN_CELLS:
+        return unchanged(f"the fitted motion holds in {cells} of 9 parts of the frame only: an object, "
+                         "not camera motion", fraction)
+    still = int((~inlier & (np.hypot(d[:, 0], d[:, 1]) < reproj_px)).sum())
+    if still >= max(min_inliers, max_still_fraction * n):
+        return unchanged(f"a still part of the frame ({still} of {n} samples) contradicts the fit: "
+                         "a large moving object, not camera motion", fraction)
+
+    # A still camera is the simpler model: where it explains the samples as tightly as the fit,
+    # keep it, so that slow motion under reproj_px cannot bend the fit towards a moving object.
+    pred = cv2.perspectiveTransform(src[:, None], hom)[:, 0] - src
+    tight = reproj_px / 4
+    if (np.hypot(d[:, 0], d[:, 1]) < tight).sum() >= (np.hypot(*(d - pred).T) < tight).sum():
+        return flow, StabiliseInfo(True, fraction, STILL)
+
     # A column and a row that broadcast to (H, W): half the work of a full grid.
     gy, gx = np.arange(h, dtype=np.float64)[:, None], np.arange(w, dtype=np.float64)[None, :]
     den = hom[2, 0] * gx + hom[2, 1] * gy + hom[2, 2]
@@ -121,6 +182,13 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
         return unchanged("degenerate background model (folds the frame)", fraction)
     px = (hom[0, 0] * gx + hom[0, 1] * gy + hom[0, 2]) / den
     py = (hom[1, 0] * gx + hom[1, 1] * gy + hom[1, 2]) / den
-    flow[0] -= (px - gx).astype(np.float32)
-    flow[1] -= (py - gy).astype(np.float32)
+    dx, dy = (px - gx).astype(np.float32), (py - gy).astype(np.float32)
+    if texture is not None:
+        # Farneback reports ~0 on a flat area whatever the camera did: subtracting the camera's
+        # motion there would paint its negative over the sky or a dark night scene.
+        box = np.ones((track_px, track_px), np.uint8)
+        seen = cv2.dilate((texture >= min_texture).astype(np.uint8), box).astype(bool)
+        dx, dy = np.where(seen, dx, np.float32(0)), np.where(seen, dy, np.float32(0))
+    flow[0] -= dx
+    flow[1] -= dy
     return flow, StabiliseInfo(True, fraction, "ok")

@@ -25,6 +25,7 @@ import torch
 from flowgrad import engine as engines
 from flowgrad.errors import InputError, one_line
 from flowgrad.flow import RollingFlowConfig
+from flowgrad.flow.memory import MEMORY_SECONDS, default_for
 from flowgrad.sizes import format_wxh
 
 from .. import console
@@ -173,7 +174,9 @@ def build_live(config: LiveConfig, notify: Optional[Callable[[str], None]] = Non
         # One socket for all cameras, used by one thread at a time.
         publish = publisher.publish if cameras == 1 else SharedPublish(publisher.publish)
         sinks = tuple(SnapshotSink(publish) for _ in parts) if config.run.snapshot is not None else ()
-        pipelines = [Pipeline(_pipeline_config(config, stream), video, engine, sinks[k] if sinks else publish,
+        memory = config.flow.motion_memory
+        memory = default_for(engine.name) if memory is None else memory
+        pipelines = [Pipeline(_pipeline_config(config, stream, memory), video, engine, sinks[k] if sinks else publish,
                               audio=audio, ring=ring, flow_fn=flow)
                      for k, (stream, (video, audio, ring)) in enumerate(zip(config.streams, parts))]
         opened.pop_all()  # built: from here on LiveSystem.run and close own every part
@@ -196,14 +199,16 @@ def _open_source(source: SourceSettings, engine, opened: ExitStack) -> tuple:
     return video, audio, ring
 
 
-def _pipeline_config(config: LiveConfig, stream: str) -> PipelineConfig:
+def _pipeline_config(config: LiveConfig, stream: str, memory: bool = False) -> PipelineConfig:
     """The pipeline settings of ``stream``: flow sampled on the newest frame, on the model's
-    device; levels in dB(A) SPL when its source's microphone is calibrated."""
+    device, with the motion memory when ``memory``; levels in dB(A) SPL when its source's
+    microphone is calibrated."""
     source = config.sources[config.streams.index(stream)]
     return PipelineConfig(
         stream=stream,
         flow=RollingFlowConfig(working_hw=config.flow.working_hw, anchor="newest", backend=config.flow.backend,
-                               device=config.model.device),
+                               device=config.model.device, stabilise=config.flow.stabilise,
+                               motion_memory_s=MEMORY_SECONDS if memory else 0.0),
         jpeg_quality=config.publishing.jpeg_quality,
         stats_window_s=config.run.stats_window_s,
         stop_timeout_s=STOP_BUDGET_S,

@@ -124,11 +124,16 @@ class FlowSettings:
     backend: "opencv" (CPU) or "torch" (our Farneback on the model's device); None:
         torch on cuda, else opencv (LiveConfig fills it in).
     compile: fuse the torch Farneback with torch.compile, compiled before the cameras open.
+    stabilise: remove camera shake from each flow field (False: --no-stabilise).
+    motion_memory: feed the model the 5 s motion memory instead of one flow field (True),
+        not (False), or as the model's default (None: flowgrad.flow.memory.default_for).
     """
 
     working_hw: tuple[int, int] = LIVE_FLOW_HW
     backend: Optional[str] = None
     compile: bool = False
+    stabilise: bool = True
+    motion_memory: Optional[bool] = None
 
     def __post_init__(self) -> None:
         if self.backend is not None and self.backend not in FLOW_BACKENDS:

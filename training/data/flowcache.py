@@ -12,7 +12,7 @@ rather than ~3.7 MB for a 1280x720 frame.
 
 The file name is a SHA-256 of the clip file's resolved path, size and
 modification time, t, the flow settings (interval, working size, input size,
-Farneback parameters) and the storage format, so an entry made from an older
+Farneback parameters, stabilisation) and the storage format, so an entry made from an older
 file or other settings is never found, only left behind.
 
 ``python -m training.data.flowcache --data DIR`` fills the cache for a dataset.
@@ -20,6 +20,7 @@ file or other settings is never found, only left behind.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -169,6 +170,13 @@ class FlowCache:
             frame = read_frames(video, [flow_frame_times(video, t, config)[0]])[0][1]
         return frame, torch.from_numpy(dequantise(stored))
 
+    def flow_field(self, video: VideoInfo, t: float, config: DataConfig,
+                   compute: ComputeFn = compute_flow) -> torch.Tensor:
+        """The flow of :meth:`flow` without its frame (none is decoded on a hit):
+        (2, *input_size) float32 px. Raises MediaError."""
+        _, stored = self._entry(self.entry_path(video, t, config), video, t, config, compute)
+        return torch.from_numpy(dequantise(stored))
+
     def still_flow(self, entry, frame_bgr: np.ndarray, config: DataConfig, compute) -> torch.Tensor:
         """Flow of a still-frame evaluation entry (training.data.stills) through the cache.
 
@@ -201,7 +209,9 @@ class _Precompute(torch.utils.data.Dataset):
         item = self.dataset.items[i]
         before = (self.cache.stats.hits, self.cache.stats.misses, self.cache.stats.corrupt)
         try:
-            self.cache.ensure(self.dataset.sources[item.source].video, item.t, self.dataset.config)
+            # Entries are flow pairs; a motion memory is made of them when read.
+            config = dataclasses.replace(self.dataset.config, motion_memory_s=0.0)
+            self.cache.ensure(self.dataset.sources[item.source].video, item.t, config)
             ok = True
         except (MediaError, OSError) as e:
             log.warning("flow cache: %s at t = %.3f s not computed: %s",
@@ -243,6 +253,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--work-size", type=wxh_arg(), metavar="WxH", dest="work_hw",
                         help="Farneback working size, width x height in pixels, e.g. 640x360 (default: full frame)")
     parser.add_argument("--workers", type=int, default=0, help="worker processes (default: 0, this one)")
+    parser.add_argument("--no-stabilise", dest="stabilise", action="store_false",
+                        help="keep camera shake in the flow (default: removed, as training and evaluation use it)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     if not args.data.is_dir():
@@ -250,7 +262,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     cache = FlowCache(args.cache if args.cache is not None else args.data / "flowcache")
     try:
-        config = DataConfig(stride_s=args.stride, flow_work_hw=args.work_hw)
+        config = DataConfig(stride_s=args.stride, flow_work_hw=args.work_hw, stabilise=args.stabilise)
     except ValueError as e:  # option values the configuration refuses
         parser.error(str(e))
     try:

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from flowgrad.audio import resample
-from flowgrad.flow import opencv_flow
+from flowgrad.flow import compensate, opencv_flow
 from flowgrad.inputs import prepare_flow, prepare_frames
 
 from .media import MediaError, probe_audio, read_audio
@@ -149,7 +149,8 @@ def still_flow(entry: StillEntry, frame_bgr: np.ndarray, config: DataConfig) -> 
     """Flow of ``entry`` on the input grid: (2, *config.input_size) float32, px of the frame.
 
     From the next frame: Farneback (config.farneback) at the frame's full
-    resolution. From HTF's flow images: their values, resized to the frame if needed.
+    resolution, camera shake removed when config.stabilise (a single pair: no
+    motion memory). From HTF's flow images: their values, resized to the frame if needed.
     """
     height, width = frame_bgr.shape[:2]
     if entry.next_frame is not None:
@@ -158,6 +159,8 @@ def still_flow(entry: StillEntry, frame_bgr: np.ndarray, config: DataConfig) -> 
             raise MediaError(f"{entry.next_frame}: size {following.shape[1]}x{following.shape[0]} differs from "
                              f"the frame's {width}x{height} ({entry.frame})")
         flow = opencv_flow(frame_bgr, following, config.farneback)
+        if config.stabilise:  # a fallback keeps the pair's flow, as for video
+            flow, _ = compensate(flow, frame=cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY))
     else:
         flow = _reference_flow_images(entry.flow_images, (height, width))
     return prepare_flow(torch.from_numpy(np.ascontiguousarray(flow)), config.input_size)[0]

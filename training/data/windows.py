@@ -23,6 +23,8 @@ from torch.utils.data import Dataset
 from flowgrad.audio import resample, resampled_length
 from flowgrad.errors import InputError
 from flowgrad.flow import FLOW_INTERVAL_S, FarnebackParams, RollingFlow, RollingFlowConfig
+from flowgrad.flow.memory import MotionMemory
+from flowgrad.flow.stabilise import METHOD as STABILISE_METHOD
 from flowgrad.inputs import prepare_flow, prepare_frames
 from training.metrics import boxes_to_mask
 
@@ -67,6 +69,13 @@ class DataConfig:
         with INTER_AREA, flow rescaled to full-frame px); None = the full frame.
     input_size: (H, W) in pixels of the model's frame/flow/gt grid.
     farneback: Farneback parameters (the papers' by default).
+    stabilise: remove camera shake from each flow pair (flowgrad.flow.stabilise; on by
+        default); a pair whose background cannot be fitted keeps its flow (counted in
+        :class:`FlowCounts`).
+    motion_memory_s: when > 0, the sample's flow is the motion memory
+        (flowgrad.flow.memory) at t of the pairs at t, t - flow_interval_s, ... over
+        the preceding motion_memory_s seconds (from the clip's start at most),
+        instead of the one pair at t; 0 = the pair.
     """
 
     audio_rate: int = 16000
@@ -76,6 +85,8 @@ class DataConfig:
     flow_work_hw: Optional[tuple[int, int]] = None
     input_size: tuple[int, int] = (224, 224)
     farneback: FarnebackParams = FarnebackParams()
+    stabilise: bool = True
+    motion_memory_s: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.audio_rate, bool) or not isinstance(self.audio_rate, int) or self.audio_rate <= 0:
@@ -87,6 +98,10 @@ class DataConfig:
         _size_hw("input_size", self.input_size)
         if not isinstance(self.farneback, FarnebackParams):
             raise ValueError(f"DataConfig.farneback must be a FarnebackParams, got {type(self.farneback).__name__}")
+        if not isinstance(self.stabilise, bool):
+            raise ValueError(f"DataConfig.stabilise must be a bool, got {self.stabilise!r}")
+        if self.motion_memory_s != 0:
+            _positive("motion_memory_s", self.motion_memory_s)
 
     @property
     def window_samples(self) -> int:
@@ -234,13 +249,26 @@ def flow_frame_times(video: VideoInfo, t: float, config: DataConfig) -> tuple[fl
     return ia / video.fps, ib / video.fps
 
 
-def compute_flow(video: VideoInfo, t: float, config: DataConfig) -> tuple[np.ndarray, torch.Tensor]:
-    """Frame at t and Farneback flow from it (OpenCV, config.farneback).
+@dataclass
+class FlowCounts:
+    """Flow pairs computed (not read from a cache) and how many of them kept their camera
+    shake because the background could not be fitted (stabilise fallbacks)."""
+
+    pairs: int = 0
+    stabilise_fallbacks: int = 0
+
+
+def compute_flow(video: VideoInfo, t: float, config: DataConfig,
+                 counts: Optional[FlowCounts] = None) -> tuple[np.ndarray, torch.Tensor]:
+    """Frame at t and Farneback flow from it (OpenCV, config.farneback), camera
+    shake removed when config.stabilise (config.motion_memory_s is not applied here:
+    see :func:`memory_flow`).
 
     The pair is :func:`flow_frame_times`'s; the returned frame is always the
     one nearest t. Returns ((H, W, 3) uint8 BGR frame of the full video, (2, *input_size)
     float32 flow in full-frame pixels per flow_interval_s; the pair's real
-    spacing is scaled to the nominal interval). Raises MediaError.
+    spacing is scaled to the nominal interval). counts, when given, counts the pair
+    and its fallback. Raises MediaError.
     """
     ta, tb = flow_frame_times(video, t, config)
     (fa_t, fa), (fb_t, fb) = read_frames(video, [ta, tb])
@@ -253,13 +281,36 @@ def compute_flow(video: VideoInfo, t: float, config: DataConfig) -> tuple[np.nda
         raise MediaError(f"{video.path}: no two distinct frames near {ta:.3f} s and {tb:.3f} s")
     rolling = RollingFlow(RollingFlowConfig(
         interval_s=config.flow_interval_s, working_hw=config.flow_work_hw, farneback=config.farneback,
-        history_s=fb_t - fa_t + config.flow_interval_s))
+        history_s=fb_t - fa_t + config.flow_interval_s, stabilise=config.stabilise))
     rolling.push(fa, fa_t)
     result = rolling.push(fb, fb_t)
     if result is None:
         raise MediaError(f"{video.path}: frames {fa_t:.3f} s and {fb_t:.3f} s are too close for a flow pair")
+    if counts is not None:
+        counts.pairs += 1
+        counts.stabilise_fallbacks += rolling.stats.stabilise_fallbacks
     flow = prepare_flow(torch.from_numpy(result.per_interval()), config.input_size)[0]
     return frame, flow
+
+
+def memory_times(t: float, config: DataConfig) -> list[float]:
+    """Times, seconds, of the flow pairs the motion memory at t is made of, oldest first:
+    t - k * flow_interval_s for the k >= 0 younger than motion_memory_s, not before 0."""
+    ks = range(math.ceil(config.motion_memory_s / config.flow_interval_s - 1e-9) - 1, -1, -1)
+    return [t - k * config.flow_interval_s for k in ks if t - k * config.flow_interval_s >= -1e-9]
+
+
+def memory_flow(t: float, config: DataConfig, pair_flow) -> torch.Tensor:
+    """The motion memory at t: (2, *input_size) float32 in full-frame pixels per flow_interval_s.
+
+    pair_flow(t_k) -> the (2, *input_size) flow pair at t_k (:func:`compute_flow`'s, usually
+    through a cache); it is called for each of :func:`memory_times`, oldest first.
+    """
+    memory = MotionMemory(config.motion_memory_s)
+    field = None
+    for t_k in memory_times(t, config):
+        field = memory.update(pair_flow(t_k).numpy(), t_k)
+    return torch.from_numpy(field)
 
 
 @dataclass(frozen=True)
@@ -309,6 +360,7 @@ class WindowDataset(Dataset):
         self.cache = cache
         self._skipped = skipped if skipped is not None else SkipCounter()
         self._substitute = substitute
+        self.flow_counts = FlowCounts()
 
     @property
     def skipped(self) -> dict[str, int]:
@@ -355,10 +407,9 @@ class WindowDataset(Dataset):
 
     def _make(self, item: Item) -> Sample:
         src, cfg = self.sources[item.source], self.config
-        if self.cache is not None:
-            frame_bgr, flow = self.cache.flow(src.video, item.t, cfg, compute_flow)
-        else:
-            frame_bgr, flow = compute_flow(src.video, item.t, cfg)
+        frame_bgr, flow = self._pair(src, item.t)
+        if cfg.motion_memory_s > 0:
+            flow = memory_flow(item.t, cfg, lambda t_k: self._pair(src, t_k, frame=False)[1])
         frame = prepare_frames(torch.from_numpy(frame_bgr), cfg.input_size)[0]
         wave = torch.from_numpy(audio_window(src.audio, item.t, cfg))
         for what, tensor in (("flow", flow), ("frame", frame), ("audio window", wave)):
@@ -369,10 +420,25 @@ class WindowDataset(Dataset):
             gt = torch.from_numpy(boxes_to_mask(item.boxes, src.video.frame_hw, cfg.input_size[0]))
         return Sample(frame=frame, flow=flow, wave=wave, clip=src.clip, t=item.t, gt=gt)
 
+    def _pair(self, src: ClipSource, t: float, frame: bool = True) -> tuple[Optional[np.ndarray], torch.Tensor]:
+        """(frame at t, flow pair at t) of a clip, through the cache when there is one;
+        frame=False may give None for the frame (a cache hit then decodes none)."""
+        cfg = dataclasses.replace(self.config, motion_memory_s=0.0)
+
+        def compute(video, t, config):
+            return compute_flow(video, t, config, self.flow_counts)
+        if self.cache is None:
+            return compute(src.video, t, cfg)
+        if frame:
+            return self.cache.flow(src.video, t, cfg, compute)
+        return None, self.cache.flow_field(src.video, t, cfg, compute)
+
 
 def config_fingerprint(config: DataConfig) -> dict:
-    """The config fields that determine a flow field, as JSON-ready values."""
+    """The config fields that determine a flow field, as JSON-ready values. Stabilisation is
+    always part of it, so that caches from before it existed (uncompensated) are not reused."""
     work_hw = config.flow_work_hw
-    # Stored as the (W, H) "flow_work_size" it always was, so existing flow caches keep their keys.
+    # Stored as the (W, H) "flow_work_size" it always was.
     return {"flow_interval_s": config.flow_interval_s, "flow_work_size": work_hw[::-1] if work_hw else None,
-            "input_size": config.input_size, "farneback": asdict(config.farneback)}
+            "input_size": config.input_size, "farneback": asdict(config.farneback),
+            "stabilise": STABILISE_METHOD if config.stabilise else False, "motion_memory_s": config.motion_memory_s}
