@@ -55,7 +55,7 @@ def test_the_config_fills_in_what_depends_on_other_fields():
     (lambda: FlowSettings((8, 40)), "flow size must be at least 16x16, got 40x8"),  # (H, W), shown WxH
     (lambda: DashboardSettings(70000), "dashboard: port 70000 is not in 0..65535"),
     (lambda: RunSettings(duration=0), "--duration must be > 0 seconds"),
-    (lambda: ModelSettings("flow_only", threads=0), "--threads must be >= 1"),
+    (lambda: LiveConfig(sources=(SourceSettings("0"),), threads=0), "--threads must be a whole number >= 1"),
 ])
 def test_values_that_cannot_work_are_refused_when_the_config_is_made(make, message):
     with pytest.raises(StartError, match=message.replace("(", r"\(")):
@@ -185,10 +185,15 @@ def _bench(*args):
 
 def test_bench_streams_builds_its_rows_through_the_assembly():
     rows = _bench("bench/streams.py", "--seconds", "2", "--streams", "1", "2", "--model", "flow_only",
-                  "--device", "cpu")
-    assert [r.split("|")[1].strip() for r in rows] == ["1", "2"]
-    assert rows[0].split("|")[6].strip() == "-"  # one stream: nothing shared
-    assert float(rows[1].split("|")[6]) >= 1.0  # two streams: the batching engine's mean batch
+                  "--device", "cpu", "--fps", "48")
+    cells = [[c.strip() for c in r.split("|")[1:-1]] for r in rows]
+    # One line per stream, then the row's "all" line, per stream count.
+    assert [(c[0], c[1]) for c in cells] == [("1", "cam"), ("1", "**all**"), ("2", "cam0"), ("2", "cam1"),
+                                             ("2", "**all**")]
+    assert cells[1][10] == "-"  # one stream: nothing shared
+    assert float(cells[4][10]) >= 1.0  # two streams: the batching engine's mean batch
+    assert all(float(c[2]) > 0 for c in cells[2:4])  # each stream published maps
+    assert int(cells[4][8]) > 0 and "->" in cells[4][9]  # threads and RSS of the process
 
 
 def test_bench_live_builds_its_run_through_the_assembly():

@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Optional
 
+import cv2
 import torch
 
 from flowgrad import engine as engines
@@ -146,9 +147,12 @@ def build_live(config: LiveConfig, notify: Optional[Callable[[str], None]] = Non
     Raises StartError, SourceError, PublishError (all InputError) for bad input found
     on the way, after closing whatever it had opened.
     """
-    if config.model.threads:
-        torch.set_num_threads(config.model.threads)
-    engine = _open_engine(config)
+    budget = config.thread_budget
+    # Process-wide, so set here, once, from the budget: every camera's flow is already its
+    # own thread, and OpenCV's pool would only contend with them (ThreadBudget).
+    cv2.setNumThreads(budget.opencv)
+    engine = _open_engine(config, budget.inference)
+    torch.set_num_threads(budget.torch_threads(engine.backend))
     cameras = len(config.sources)
     with ExitStack() as opened:
         if cameras > 1:  # one model for all cameras: their requests batched
@@ -159,7 +163,7 @@ def build_live(config: LiveConfig, notify: Optional[Callable[[str], None]] = Non
         flow = shared_flow(config, notify)
         if flow is not None:
             opened.enter_context(flow)
-        parts = [_open_source(source, engine, opened) for source in config.sources]
+        parts = [_open_source(source, engine, opened, budget.decoder) for source in config.sources]
         out = config.publishing
         publisher = opened.enter_context(
             Publisher(PublisherConfig(out.address, heatmap_dtype=out.heatmap_dtype, curve=out.curve)))
@@ -180,10 +184,10 @@ def build_live(config: LiveConfig, notify: Optional[Callable[[str], None]] = Non
     return LiveSystem(config, pipelines, engine, publisher, flow, dashboard, sinks)
 
 
-def _open_source(source: SourceSettings, engine, opened: ExitStack) -> tuple:
+def _open_source(source: SourceSettings, engine, opened: ExitStack, decoder_threads: int) -> tuple:
     """One camera's (video, audio, ring), each registered on ``opened`` to be closed; audio
     and ring are None for a model that does not listen. StartError for frames too small."""
-    video = VideoSource(VideoSourceConfig(source.camera))
+    video = VideoSource(VideoSourceConfig(source.camera, pace_fps=source.pace_fps, decoder_threads=decoder_threads))
     opened.callback(video.close)
     too_small = frame_size_problem(video.frame_hw)
     if too_small:
@@ -211,11 +215,13 @@ def _pipeline_config(config: LiveConfig, stream: str) -> PipelineConfig:
     )
 
 
-def _open_engine(config: LiveConfig):
-    """The model's engine; StartError naming the file or name when it cannot be opened."""
+def _open_engine(config: LiveConfig, threads: int):
+    """The model's engine (onnxruntime with ``threads`` intra-op threads); StartError naming
+    the file or name when it cannot be opened."""
     model = config.model
     try:
-        return engines.open(model.spec, device=model.device, backend=model.backend, allow_untrained=model.untrained)
+        return engines.open(model.spec, device=model.device, backend=model.backend, threads=threads,
+                            allow_untrained=model.untrained)
     except InputError as e:  # a model file, name, backend or device that cannot be used
         raise StartError(one_line(e)) from None
 
