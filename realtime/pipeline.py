@@ -325,6 +325,10 @@ class Pipeline:
     def _flow(self) -> None:
         frames, flows = self._slots["frames"], self._slots["flows"]
         while not self._stop.is_set():
+            # A flow made before inference took the last one would replace it unused: with
+            # several cameras such flows took the cores inference needed (issue 20).
+            if not flows.wait_empty(_POLL_S):
+                continue
             frame = frames.get(_POLL_S)
             if frame is None:
                 continue

@@ -39,7 +39,7 @@ class LatestSlot(Generic[T]):
                 self.dropped += 1
             self._item, self._full = item, True
             self.put_count += 1
-            self._cond.notify()
+            self._cond.notify_all()
 
     def get(self, timeout: float) -> Optional[T]:
         """The newest item, waiting up to ``timeout`` seconds; None on timeout or once closed."""
@@ -49,7 +49,16 @@ class LatestSlot(Generic[T]):
             if not self._full or self._closed:
                 return None
             item, self._item, self._full = self._item, None, False
+            self._cond.notify_all()  # a producer may be waiting for the slot to empty
             return item
+
+    def wait_empty(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until no item is waiting; True when none is (a
+        producer may then make the next one without it being overwritten unused)."""
+        with self._cond:
+            if self._full and not self._closed:
+                self._cond.wait_for(lambda: not self._full or self._closed, timeout)
+            return not self._full and not self._closed
 
     def close(self) -> None:
         """Wake every waiter; later puts are ignored and gets return None."""

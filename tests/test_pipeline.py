@@ -286,3 +286,31 @@ def test_a_model_without_audio_publishes_no_level(square_video):
     stats = Pipeline(_config(), _video(square_video), engines.open("flow_only"), out).run(duration=1.5)
     assert out.messages and all(m.level_db is None and m.level_ref is None for m in out.messages)
     assert stats["level_db"] is None
+
+
+class SlowEngine:
+    """flow_only, but each heatmap takes ``delay_s``: inference slower than the camera."""
+
+    def __init__(self, delay_s):
+        self.inner, self.delay_s = engines.open("flow_only"), delay_s
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def heatmaps(self, frame, flow, emb):
+        time.sleep(self.delay_s)
+        return self.inner.heatmaps(frame, flow, emb)
+
+
+def test_slow_inference_gets_no_flow_computed_in_vain(square_video):
+    """Before (issue 20): the flow stage computed a flow for every frame whatever inference
+    took, and most were overwritten unused (counted as dropped flows), taking the CPU that
+    other cameras' inference needed. Now a flow is made only once inference took the last."""
+    out = Collector()
+    pipe = Pipeline(_config(), _video(square_video), SlowEngine(0.15), out)
+    stats = pipe.run(duration=2.0)
+    maps = len(out.of(Heatmap))
+    assert maps >= 5, stats  # inference still runs back to back
+    assert stats["drops"]["flows"] == 0, stats
+    # Every flow computed was used, but the ones in flight when the run stopped.
+    assert pipe.rolling.stats.computed <= maps + 3, (pipe.rolling.stats, maps)
