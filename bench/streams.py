@@ -18,7 +18,8 @@ After a warm-up (WARMUP_S) each row measures ``--seconds`` and prints one line p
 stream and one for all ("all"): maps/s (the sum over streams on the "all" line),
 capture-to-publish latency p50 / p95 in ms (the "all" line: the median p50 and the
 highest p95), frames and flows dropped, and for the process: CPU use in % of one
-core, OS threads, resident memory (MiB at the end of warm-up -> at the end), the
+core and CPU milliseconds per published map (what a busy, shared machine changes least),
+OS threads, resident memory (MiB at the end of warm-up -> at the end), the
 mean batch of the shared engine (and flow) and the load average before the row.
 A saturated source drops most of its frames by design (they arrive faster than
 the pipeline takes them): those drops are the source's surplus, not lost maps.
@@ -115,9 +116,10 @@ def run(n: int, model: ModelSettings, args) -> list[str]:
     mean = (lambda v: "-" if v is None else f"{v:.1f}")  # noqa: E731
     flow_batch = f" / {mean(batch['flow'])}" if batch["flow"] is not None else ""
     cpu = 100 * (end["cpu_s"] - warm["cpu_s"]) / wall
+    per_map = 1000 * (end["cpu_s"] - warm["cpu_s"]) / max(sum(s["published"] for s in stats), 1)
     lines.append(f"| {n} | **all** | **{sum(fps):.1f}** (slowest/median {min(fps) / max(statistics.median(fps), 1e-9):.2f})"
                  f" | {_ms(statistics.median(p50) if p50 else None)} | {_ms(max(p95) if p95 else None)} "
-                 f"| {drops['frames']} | {drops['flows']} | {cpu:.0f} | {peak['threads']} "
+                 f"| {drops['frames']} | {drops['flows']} | {cpu:.0f} ({per_map:.0f} ms a map) | {peak['threads']} "
                  f"| {warm['rss_mib']:.0f} -> {end['rss_mib']:.0f} | {mean(batch['maps'])}{flow_batch} | {load} |")
     return lines
 

@@ -243,3 +243,38 @@ class BatchingFlow(_SharedCalls):
         prev = torch.from_numpy(np.stack([p for p, _ in pairs])).to(self.device)
         nxt = torch.from_numpy(np.stack([n for _, n in pairs])).to(self.device)
         return list(self._farneback(prev, nxt)[: len(requests)].cpu())
+
+
+class SharedEmbedding:
+    """The engine as seen by the cameras that hear one microphone: they share its audio embedding.
+
+    ``embed_audio(wave)``: wave (1, T) float32 -> (1, D) float32 as the engine's, but one
+    computed less than ``max_age_s`` seconds ago (from any of these cameras' identical
+    windows) is returned instead of computing another: one embedding per microphone and
+    refresh period instead of one per camera. Concurrent callers wait for one
+    computation. Everything else (``heatmaps``, name, sizes, ...) is the engine's.
+    clock: monotonic seconds (tests may pass their own).
+    """
+
+    def __init__(self, engine, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if not max_age_s > 0:
+            raise ValueError(f"max_age_s must be > 0 seconds, got {max_age_s!r}")
+        self.engine, self.max_age_s, self._clock = engine, max_age_s, clock
+        self._lock = threading.Lock()
+        self._embedding: Optional[np.ndarray] = None
+        self._at = 0.0
+        self.computed = 0  # embeddings actually computed
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["engine"], name)
+
+    def embed_audio(self, wave: np.ndarray) -> np.ndarray:
+        """The shared (1, D) embedding of the microphone's newest window ``wave`` (1, T)."""
+        with self._lock:
+            now = self._clock()
+            if self._embedding is None or now - self._at >= self.max_age_s:
+                self._embedding = self.engine.embed_audio(wave)
+                self._embedding.setflags(write=False)  # one array for every camera: none may change it
+                self._at = now
+                self.computed += 1
+            return self._embedding

@@ -96,6 +96,9 @@ class PipelineConfig:
         would lag a passing vehicle by seconds).
     mic_calibration_db: the dBFS(A) reading of a 94 dB SPL 1 kHz calibrator on this audio
         source: levels are then dB(A) SPL; None: dBFS(A).
+    flow_on_demand: make each flow only when inference waits for it: fresher maps, one
+        inference period less latency (several cameras: the others keep the cores busy);
+        False: the next flow is made while inference runs (one camera: the two overlap).
     """
 
     stream: str = "camera"
@@ -109,6 +112,7 @@ class PipelineConfig:
     stop_timeout_s: float = 2.0
     level_window_s: float = 1.0
     mic_calibration_db: Optional[float] = None
+    flow_on_demand: bool = False
 
     def __post_init__(self) -> None:
         for name in ("audio_refresh_s", "status_every_s", "stats_window_s", "stop_timeout_s", "level_window_s"):
@@ -327,7 +331,8 @@ class Pipeline:
         while not self._stop.is_set():
             # A flow made before inference took the last one would replace it unused: with
             # several cameras such flows took the cores inference needed (issue 20).
-            if not flows.wait_empty(_POLL_S):
+            ready = flows.wait_taker if self.config.flow_on_demand else flows.wait_empty
+            if not ready(_POLL_S):
                 continue
             frame = frames.get(_POLL_S)
             if frame is None:

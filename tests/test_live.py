@@ -13,7 +13,8 @@ import zmq
 
 from realtime import cli
 from realtime.assets import DEMO_CLIP
-from realtime.batching import BatchingEngine
+from realtime.audio_source import SharedAudioSource
+from realtime.batching import BatchingEngine, SharedEmbedding
 from realtime.live import (DashboardSettings, FlowSettings, LiveConfig, ModelSettings, PublishSettings, RunSettings,
                            SourceSettings, StartError, build_live)
 from realtime.live import assembly
@@ -101,9 +102,37 @@ def test_two_cameras_from_a_config_publish_both_streams_and_stop_cleanly():
     assert "camera0" in system.status_line(final) and "camera1" in system.status_line(final)
 
 
+def test_cameras_that_hear_one_file_share_its_source_ring_and_embedding():
+    """Before (issue 20): every camera opened its own audio source and ring and computed its
+    own audio embedding each second, although all heard the same sound."""
+    system = build_live(_config(cameras=3, model="rcgrad", duration=3.0))
+    audio, ring, listener = (system.pipelines[0].audio, system.pipelines[0].ring, system.pipelines[0].engine)
+    assert isinstance(audio, SharedAudioSource) and isinstance(listener, SharedEmbedding)
+    assert all(p.audio is audio and p.ring is ring and p.engine is listener for p in system.pipelines)
+    assert listener.engine is system.engine  # heatmaps still go through the one batching engine
+    final = system.run()
+    assert all(s["published"] > 0 for s in final), final
+    assert all(p.audio_embedding is not None for p in system.pipelines)
+    # One embedding per refresh period for the three cameras (3 s, refreshed each second), not three.
+    assert 1 <= listener.computed <= 4, listener.computed
+    assert audio.source.state == "stopped" and not audio.source._thread.is_alive()  # stopped after the last
+    assert system.stuck_stages() == []
+
+
+def test_no_stream_starves_while_the_others_run():
+    """Four cameras on one batching engine, flows made on demand: every stream gets maps,
+    the slowest at least half as many as the busiest (counts, not timings)."""
+    system = build_live(_config(cameras=4, duration=3.0))
+    assert all(p.config.flow_on_demand for p in system.pipelines)
+    counts = [s["published"] for s in system.run()]
+    assert min(counts) > 0 and min(counts) >= 0.5 * max(counts), counts
+    assert system.stuck_stages() == []
+
+
 def test_one_camera_uses_the_engine_and_socket_directly_and_keeps_a_snapshot(tmp_path):
     system = build_live(_config(duration=2.5, snapshot=tmp_path / "live.png"))
     assert not isinstance(system.engine, BatchingEngine) and len(system.sinks) == 1
+    assert not system.pipelines[0].config.flow_on_demand  # one camera overlaps flow and inference
     assert system.pipelines[0]._publish is system.sinks[0]
     system.run()
     assert system.write_snapshots() == [("camera", tmp_path / "live.png")]
@@ -160,7 +189,7 @@ def test_a_busy_port_closes_everything_opened_before_the_publisher(monkeypatch):
         holder.close(0)
         ctx.term()
     assert len(videos) == 2 and all(v.state == "closed" for v in videos)
-    assert len(audios) == 2
+    assert len(audios) == 1  # the two cameras of one clip share its sound track's source
     assert len(engines) == 1 and not engines[0]._batcher._worker.is_alive()
 
 
