@@ -269,5 +269,5 @@ def test_no_caller_starves_when_calls_are_slower_than_requests():
     for t in threads:
         t.join(10)
     batcher.close()
-    assert not any(t.is_alive() for t in threads) and not batcher._worker.is_alive()
+    assert not any(t.is_alive() for t in threads) and not batcher.alive
     assert min(answered) >= 0.5 * max(answered), answered

@@ -97,7 +97,7 @@ def test_two_cameras_from_a_config_publish_both_streams_and_stop_cleanly():
         seqs = [seq for name, seq in received if name == stream]
         assert len(seqs) >= 3 and seqs == sorted(seqs), (stream, seqs)
     assert all(not p.alive and p.video.state == "closed" for p in system.pipelines)
-    assert not system.engine._batcher._worker.is_alive()  # the shared engine is closed
+    assert not system.engine._batcher.alive  # the shared engine is closed
     assert system.publisher._context.closed
     assert "camera0" in system.status_line(final) and "camera1" in system.status_line(final)
 
@@ -190,7 +190,7 @@ def test_a_busy_port_closes_everything_opened_before_the_publisher(monkeypatch):
         ctx.term()
     assert len(videos) == 2 and all(v.state == "closed" for v in videos)
     assert len(audios) == 1  # the two cameras of one clip share its sound track's source
-    assert len(engines) == 1 and not engines[0]._batcher._worker.is_alive()
+    assert len(engines) == 1 and not engines[0]._batcher.alive
 
 
 def test_a_programming_error_at_start_is_not_reported_as_bad_input(monkeypatch, capsys):

@@ -162,7 +162,8 @@ def build_live(config: LiveConfig, notify: Optional[Callable[[str], None]] = Non
     with ExitStack() as opened:
         if cameras > 1:  # one model for all cameras: their requests batched
             try:
-                engine = opened.enter_context(BatchingEngine(engine, max_batch=cameras))
+                engine = opened.enter_context(BatchingEngine(engine, max_batch=cameras,
+                                                             workers=budget.engine_workers))
             except ValueError as e:  # an export for a fixed batch cannot serve several cameras
                 raise StartError(str(e)) from None
         flow = shared_flow(config, notify)
