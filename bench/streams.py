@@ -1,14 +1,17 @@
 """Many camera streams on one machine: maps/s per stream and in all, with one shared, batching engine.
 
     .venv/bin/python bench/streams.py [--streams 1 2 4 8] [--model flowgrad_en] [--backend torch|onnxruntime]
-                                      [--int8] [--device cuda] [--seconds 30] [--fps 96] [--threads N]
-                                      [--flow-size 320x180] [--flow-compile]
+                                      [--int8] [--device cuda] [--seconds 30] [--fps 96 | --total-fps 96]
+                                      [--threads N] [--flow-size 320x180] [--flow-compile]
 
 Every stream plays the bundled 640x360 street clip as its camera with the clip's
 sound track as its microphone; ``--fps F`` re-times the clip to F frames/s (its
 frames paced F a second instead of 24), a camera faster than any stream can
 follow, so the rows measure the SATURATED rate; without it the clip plays at its
-own 24 fps. Each row is built as run_live builds several cameras (realtime.live):
+own 24 fps. ``--total-fps F`` splits F frames/s over a row's cameras (F/N each): the
+same offered load, and decoding cost, in every row, still more frames than the
+cameras get maps, so N cameras' sum compares with one camera's saturated rate.
+Each row is built as run_live builds several cameras (realtime.live):
 every stream runs its own rolling flow (OpenCV on a CPU, our torch Farneback with
 --device cuda), all streams share one engine and send through one ZeroMQ PUB
 socket on loopback. ``--threads`` is the process's thread budget (LiveConfig.threads,
@@ -83,8 +86,9 @@ def run(n: int, model: ModelSettings, args) -> list[str]:
     if args.flow_compile:
         torch._dynamo.reset()  # a fresh graph cache per row (batch size): no recompile limit
     load = load_average()
+    fps = args.total_fps / n if args.total_fps else args.fps
     system = build_live(LiveConfig(
-        sources=(SourceSettings(str(DEMO_CLIP), "video", pace_fps=args.fps),) * n, model=model,
+        sources=(SourceSettings(str(DEMO_CLIP), "video", pace_fps=fps),) * n, model=model,
         flow=FlowSettings(args.flow_hw, compile=args.flow_compile),
         publishing=PublishSettings("tcp://127.0.0.1:*", stream="cam"),
         run=RunSettings(duration=WARMUP_S + args.seconds, quiet=True, stats_window_s=args.seconds),
@@ -124,6 +128,12 @@ def run(n: int, model: ModelSettings, args) -> list[str]:
     return lines
 
 
+def _offered(args) -> str:
+    if args.total_fps:
+        return f"{args.total_fps:g} fps in all, split over the cameras (re-timed)"
+    return f"{args.fps:g} fps (re-timed)" if args.fps else "its own 24 fps"
+
+
 def _ms(v) -> str:
     return "-" if v is None else f"{v:.0f}"
 
@@ -136,8 +146,12 @@ def main(argv=None) -> int:
     p.add_argument("--int8", action="store_true", help="onnxruntime: the int8 export (export.onnx --int8)")
     p.add_argument("--device", default=default_device())
     p.add_argument("--seconds", type=float, default=30.0, help="measured seconds per row, after warm-up (default 30)")
-    p.add_argument("--fps", type=float, default=None,
-                   help="play the clip at this many frames/s (a saturating camera, e.g. 96); default: its own 24")
+    offered = p.add_mutually_exclusive_group()
+    offered.add_argument("--fps", type=float, default=None,
+                         help="each camera plays the clip at this many frames/s (a saturating camera, e.g. 96); "
+                              "default: its own 24")
+    offered.add_argument("--total-fps", type=float, default=None,
+                         help="the row's cameras play the clip at this many frames/s in all (each F / cameras)")
     p.add_argument("--threads", type=int, default=None, help="the process's thread budget (default: the core count)")
     p.add_argument("--flow-size", type=wxh_arg(), default=LIVE_FLOW_HW, metavar="WxH", dest="flow_hw")
     p.add_argument("--flow-compile", action="store_true",
@@ -145,15 +159,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if any(n < 1 for n in args.streams):
         p.error("--streams must be positive")
-    if args.fps is not None and not args.fps > 0:
-        p.error("--fps must be positive")
+    if any(v is not None and not v > 0 for v in (args.fps, args.total_fps)):
+        p.error("--fps and --total-fps must be positive")
     if args.flow_compile and not args.device.startswith("cuda"):
         p.error("--flow-compile applies to the torch Farneback, used with --device cuda")
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if args.device.startswith("cuda") else ""
     print(f"# {cpu_name()}, {os.cpu_count()} CPUs{gpu}, torch {torch.__version__}; {args.model} "
           f"({args.backend}{' int8' if args.int8 else ''}, {args.device}), full width, flow at "
           f"{format_wxh(args.flow_hw)}{' compiled' if args.flow_compile else ''}, clip {DEMO_CLIP.name} per stream "
-          f"at {f'{args.fps:g} fps (re-timed)' if args.fps else 'its own 24 fps'}, {WARMUP_S:g} s warm-up + "
+          f"at {_offered(args)}, {WARMUP_S:g} s warm-up + "
           f"{args.seconds:g} s per row, thread budget {args.threads or 'default'}")
     print("| streams | stream | maps/s | latency p50 ms | p95 | dropped frames | dropped flows | CPU % "
           "| threads | RSS MiB | mean batch (maps / flow) | load before |")

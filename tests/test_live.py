@@ -214,7 +214,7 @@ def _bench(*args):
 
 def test_bench_streams_builds_its_rows_through_the_assembly():
     rows = _bench("bench/streams.py", "--seconds", "2", "--streams", "1", "2", "--model", "flow_only",
-                  "--device", "cpu", "--fps", "48")
+                  "--device", "cpu", "--total-fps", "48")
     cells = [[c.strip() for c in r.split("|")[1:-1]] for r in rows]
     # One line per stream, then the row's "all" line, per stream count.
     assert [(c[0], c[1]) for c in cells] == [("1", "cam"), ("1", "**all**"), ("2", "cam0"), ("2", "cam1"),
