@@ -22,7 +22,7 @@ stream and one for all ("all"): maps/s (the sum over streams on the "all" line),
 capture-to-publish latency p50 / p95 in ms (the "all" line: the median p50 and the
 highest p95), frames and flows dropped, and for the process: CPU use in % of one
 core and CPU milliseconds per published map (what a busy, shared machine changes least),
-OS threads, resident memory (MiB at the end of warm-up -> at the end), the
+OS threads, resident memory (MiB at the end of warm-up -> halfway -> at the end), the
 mean batch of the shared engine (and flow) and the load average before the row.
 A saturated source drops most of its frames by design (they arrive faster than
 the pipeline takes them): those drops are the source's surplus, not lost maps.
@@ -95,9 +95,13 @@ def run(n: int, model: ModelSettings, args) -> list[str]:
         threads=args.threads))
     warm: dict = {}
     peak = {"threads": 0}
+    rss: list[tuple[float, float]] = []  # (seconds after warm-up, MiB)
 
     def at_status(all_stats):
-        peak["threads"] = max(peak["threads"], process_figures()["threads"])
+        now = process_figures()
+        peak["threads"] = max(peak["threads"], now["threads"])
+        if warm:
+            rss.append((time.monotonic() - warm["at"], now["rss_mib"]))
         if not warm and all_stats[0]["uptime_s"] >= WARMUP_S:
             for pipeline in system.pipelines:
                 pipeline.published.clear()  # count the measured part only
@@ -124,8 +128,13 @@ def run(n: int, model: ModelSettings, args) -> list[str]:
     lines.append(f"| {n} | **all** | **{sum(fps):.1f}** (slowest/median {min(fps) / max(statistics.median(fps), 1e-9):.2f})"
                  f" | {_ms(statistics.median(p50) if p50 else None)} | {_ms(max(p95) if p95 else None)} "
                  f"| {drops['frames']} | {drops['flows']} | {cpu:.0f} ({per_map:.0f} ms a map) | {peak['threads']} "
-                 f"| {warm['rss_mib']:.0f} -> {end['rss_mib']:.0f} | {mean(batch['maps'])}{flow_batch} | {load} |")
+                 f"| {warm['rss_mib']:.0f} -> {_middle(rss, wall):.0f} -> {end['rss_mib']:.0f} | {mean(batch['maps'])}{flow_batch} | {load} |")
     return lines
+
+
+def _middle(rss: list[tuple[float, float]], wall: float) -> float:
+    """The RSS sample (MiB) nearest the middle of the measured ``wall`` seconds."""
+    return min(rss, key=lambda sample: abs(sample[0] - wall / 2))[1] if rss else float("nan")
 
 
 def _offered(args) -> str:
