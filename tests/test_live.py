@@ -16,7 +16,8 @@ from realtime.assets import DEMO_CLIP
 from realtime.audio_source import SharedAudioSource
 from realtime.batching import BatchingEngine, SharedEmbedding
 from realtime.live import (DashboardSettings, FlowSettings, LiveConfig, ModelSettings, PublishSettings, RunSettings,
-                           SourceSettings, StartError, build_live)
+                           SourceSettings, StartError, ThreadBudget, build_live)
+from realtime.live.config import default_threads
 from realtime.live import assembly
 from realtime.protocol import decode
 from realtime.publisher import PublishError
@@ -61,6 +62,50 @@ def test_the_config_fills_in_what_depends_on_other_fields():
 def test_values_that_cannot_work_are_refused_when_the_config_is_made(make, message):
     with pytest.raises(StartError, match=message.replace("(", r"\(")):
         make()
+
+
+def test_the_thread_budget_defaults_to_the_cores_and_splits_by_cameras_and_device():
+    assert _config().threads == default_threads() >= 1
+    assert _config(cameras=4).thread_budget == ThreadBudget(default_threads(), 4)
+    one = ThreadBudget(2)  # one camera: one engine call at a time on both threads
+    assert (one.engine_workers, one.inference, one.opencv, one.decoder) == (1, 2, 1, 1)
+    assert one.torch_threads("torch") == 2 and one.torch_threads("onnxruntime") == 1
+    many = ThreadBudget(2, cameras=4)  # several: single-threaded calls side by side
+    assert (many.engine_workers, many.inference) == (2, 1)
+    assert (ThreadBudget(8, cameras=3).engine_workers, ThreadBudget(8, cameras=3).inference) == (3, 2)
+    gpu = ThreadBudget(2, cameras=4, device="cuda")  # a GPU batches the cameras in one call
+    assert (gpu.engine_workers, gpu.inference) == (1, 2)
+    for bad in (0, True, 1.5):
+        with pytest.raises(StartError, match="--threads must be a whole number >= 1"):
+            ThreadBudget(bad)
+
+
+def test_the_budget_reaches_the_engine_and_the_cameras(monkeypatch):
+    """build_live opens the engine with the budget's inference threads, the shared engine with
+    its workers, and each camera with one decoder thread."""
+    opened, videos = [], []
+    real_open = assembly.engines.open
+
+    def recorded_open(*a, **kw):
+        opened.append(kw.get("threads"))
+        return real_open(*a, **kw)
+
+    class RecordedVideo(assembly.VideoSource):
+        def __init__(self, config, *a, **kw):
+            videos.append(config.decoder_threads)
+            super().__init__(config, *a, **kw)
+    monkeypatch.setattr(assembly.engines, "open", recorded_open)
+    monkeypatch.setattr(assembly, "VideoSource", RecordedVideo)
+    system = build_live(LiveConfig(sources=(SourceSettings(str(DEMO_CLIP)),) * 3,
+                                   model=ModelSettings("flow_only", device="cpu"),
+                                   publishing=PublishSettings(ANY_PORT), threads=2))
+    try:
+        assert opened == [1] and videos == [1, 1, 1]
+        assert len(system.engine._batcher._workers) == 2
+    finally:
+        system.close()
+        for p in system.pipelines:
+            p.video.close()
 
 
 def test_a_bad_stream_name_is_one_line_and_exit_2_at_start(capsys):
