@@ -250,7 +250,11 @@ def _session(data: bytes, path: Path, providers, threads: int | None):
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
+        # A thread budget: exactly this many, and idle ones sleep rather than spin, since
+        # they share the cores with the caller's other threads (flow, decoding).
         opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(data, sess_options=opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types
@@ -281,7 +285,8 @@ class OnnxEngine(Engine):
         audio_path: ``<prefix>.audio.onnx`` (required when the model uses audio).
         device: "cpu" (CPUExecutionProvider) or "cuda" (CUDAExecutionProvider;
             needs onnxruntime-gpu).
-        threads: intra-op threads for onnxruntime (None: its default).
+        threads: intra-op threads for onnxruntime, which then sleep when idle (None: its
+            defaults, spinning threads, one per core).
     """
 
     backend = "onnxruntime"

@@ -43,6 +43,7 @@ __all__ = [
     "StreamResampler",
     "MicrophoneSource",
     "FileAudioSource",
+    "SharedAudioSource",
     "open_audio_source",
     "SourceError",
 ]
@@ -603,3 +604,35 @@ def open_audio_source(config: AudioSourceConfig, ring: AudioRing) -> MicrophoneS
     if config.spec.lower() in MIC_SPECS:
         return MicrophoneSource(config, ring)
     return FileAudioSource(config, ring)
+
+
+class SharedAudioSource:
+    """One audio source heard by several cameras' pipelines (cameras sharing a microphone).
+
+    Each pipeline calls ``start`` and ``stop`` as it would on its own source: the source
+    starts at the first ``start`` and stops at the ``stop`` matching the last start, so
+    no camera loses its sound while another stops. ``state``, ``error``, ``stats``,
+    ``problem`` and ``ring`` are the source's.
+    """
+
+    def __init__(self, source: MicrophoneSource | FileAudioSource) -> None:
+        self.source = source
+        self._lock = threading.Lock()
+        self._users = 0
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["source"], name)
+
+    def start(self, start_time: float | None = None) -> None:
+        """Start the source unless another user already did (``start_time``: see the source)."""
+        with self._lock:
+            if self._users == 0:
+                self.source.start(start_time)
+            self._users += 1
+
+    def stop(self) -> None:
+        """One user is done: stop the source when none is left (within about 1 s)."""
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            if self._users == 0:
+                self.source.stop()

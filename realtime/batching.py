@@ -5,8 +5,10 @@ Each stream's thread calls :meth:`BatchingEngine.heatmaps` or a
 blocks until its own answer is ready. A worker thread takes the requests
 waiting at that moment (up to ``max_batch`` of the same kind; after the first
 it waits at most ``max_wait_s`` for more), makes ONE call on the stacked batch
-and hands each caller its own rows. On a GPU this turns N streams' N small
-calls into one large call; on a CPU it mostly saves per-call overhead.
+and hands each caller its own rows, first come first served. On a GPU this turns
+N streams' N small calls into one large call; on a CPU it mostly saves per-call
+overhead, and ``workers`` single-threaded calls side by side use the cores with
+less CPU per map than one call split over them (issue 20).
 
 Memory stays bounded: every caller has at most one request in flight (it waits
 for the answer), so the queue never holds more than the number of streams.
@@ -41,23 +43,27 @@ class Batcher:
     """Runs ``run(list of request args) -> list of results`` on batches of concurrent requests.
 
     Requests with different ``key`` values (e.g. frame sizes) never share a
-    batch. name: the worker thread's name and the subject of error messages.
+    batch. name: the worker threads' name and the subject of error messages.
+    workers: threads making calls at the same time (``run`` must allow that).
     """
 
     def __init__(self, run: Callable[[list[tuple]], Sequence[Any]], max_batch: int, max_wait_s: float,
-                 name: str) -> None:
+                 name: str, workers: int = 1) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if not max_wait_s >= 0:
             raise ValueError(f"max_wait_s must be >= 0 seconds, got {max_wait_s!r}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self._run, self.max_batch, self.max_wait_s, self.name = run, max_batch, max_wait_s, name
         self._pending: list[_Request] = []
         self._cond = threading.Condition()
         self._closed = False
         self.batches = 0  # shared calls made
         self.items = 0  # requests answered by them
-        self._worker = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._worker.start()
+        self._workers = [threading.Thread(target=self._loop, name=name, daemon=True) for _ in range(workers)]
+        for worker in self._workers:
+            worker.start()
 
     @property
     def mean_batch(self) -> float:
@@ -89,7 +95,14 @@ class Batcher:
         for request in waiting:
             request.error = RuntimeError(f"the shared {self.name} was closed while a request was pending")
             request.done.set()
-        self._worker.join(timeout=5.0)
+        deadline = time.monotonic() + 5.0
+        for worker in self._workers:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    @property
+    def alive(self) -> bool:
+        """True while a worker thread still runs (after close: inside a call it cannot leave)."""
+        return any(worker.is_alive() for worker in self._workers)
 
     def _take(self) -> list[_Request]:
         """The next batch: wait for a first request, then up to max_wait_s for company of its key."""
@@ -122,8 +135,9 @@ class Batcher:
                     request.error = e
                     request.done.set()
                 continue
-            self.batches += 1
-            self.items += len(batch)
+            with self._cond:  # several workers count
+                self.batches += 1
+                self.items += len(batch)
             for request, result in zip(batch, results):
                 request.result = result
                 request.done.set()
@@ -162,19 +176,20 @@ class BatchingEngine(_SharedCalls):
     engine: a dynamic-batch engine (torch, or an ONNX export with batch "dynamic").
     max_batch: most requests per engine call. max_wait_s: how long the worker
     waits, after the first request, for others to join its batch (seconds).
+    workers: engine calls made at the same time (onnxruntime and torch sessions allow it).
     The model's attributes (name, input_size, audio_rate, ...) are the engine's;
     ``embed_audio`` is passed through under a lock (streams refresh it about
     once a second each).
     """
 
-    def __init__(self, engine, max_batch: int = 16, max_wait_s: float = 0.004) -> None:
+    def __init__(self, engine, max_batch: int = 16, max_wait_s: float = 0.004, workers: int = 1) -> None:
         fixed = getattr(engine, "batch", "dynamic")
         if fixed != "dynamic" and fixed != 1 and max_batch > 1:
             raise ValueError(f"{engine.source}: exported for a fixed batch of {fixed}; batching streams needs a "
                              "dynamic batch (`python -m export.onnx ... --batch dynamic`)")
         self.engine = engine
         self._audio_lock = threading.Lock()
-        self._batcher = Batcher(self._run, 1 if fixed == 1 else max_batch, max_wait_s, "heatmap engine")
+        self._batcher = Batcher(self._run, 1 if fixed == 1 else max_batch, max_wait_s, "heatmap engine", workers)
 
     def __getattr__(self, name):
         # Everything but localise / heatmaps / embed_audio is the wrapped engine's (name, input_size, ...).
@@ -249,3 +264,38 @@ class BatchingFlow(_SharedCalls):
         prev = torch.from_numpy(np.stack([p for p, _ in pairs])).to(self.device)
         nxt = torch.from_numpy(np.stack([n for _, n in pairs])).to(self.device)
         return list(self._farneback(prev, nxt)[: len(requests)].cpu())
+
+
+class SharedEmbedding:
+    """The engine as seen by the cameras that hear one microphone: they share its audio embedding.
+
+    ``embed_audio(wave)``: wave (1, T) float32 -> (1, D) float32 as the engine's, but one
+    computed less than ``max_age_s`` seconds ago (from any of these cameras' identical
+    windows) is returned instead of computing another: one embedding per microphone and
+    refresh period instead of one per camera. Concurrent callers wait for one
+    computation. Everything else (``heatmaps``, name, sizes, ...) is the engine's.
+    clock: monotonic seconds (tests may pass their own).
+    """
+
+    def __init__(self, engine, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if not max_age_s > 0:
+            raise ValueError(f"max_age_s must be > 0 seconds, got {max_age_s!r}")
+        self.engine, self.max_age_s, self._clock = engine, max_age_s, clock
+        self._lock = threading.Lock()
+        self._embedding: Optional[np.ndarray] = None
+        self._at = 0.0
+        self.computed = 0  # embeddings actually computed
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["engine"], name)
+
+    def embed_audio(self, wave: np.ndarray) -> np.ndarray:
+        """The shared (1, D) embedding of the microphone's newest window ``wave`` (1, T)."""
+        with self._lock:
+            now = self._clock()
+            if self._embedding is None or now - self._at >= self.max_age_s:
+                self._embedding = self.engine.embed_audio(wave)
+                self._embedding.setflags(write=False)  # one array for every camera: none may change it
+                self._at = now
+                self.computed += 1
+            return self._embedding

@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--backend", choices=engines.BACKENDS, default=None,
                      help="inference backend; default from the model file (.ckpt/name: torch, .onnx: onnxruntime)")
     mod.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    mod.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: torch's)")
+    mod.add_argument("--threads", type=int, default=None,
+                     help="the process's thread budget: inference, OpenCV, decoding (default: one per core; "
+                          "realtime.live.ThreadBudget)")
     flo = p.add_argument_group("optical flow")
     # (H, W) in code; FlowSettings checks the minimum.
     flo.add_argument("--flow-size", type=wxh_arg(), default=LIVE_FLOW_HW, metavar="WxH", dest="flow_hw",
@@ -159,13 +161,14 @@ def to_config(args: argparse.Namespace) -> LiveConfig:
     curve = CurveServer(args.curve_secret, args.curve_clients) if args.curve_secret else None
     return LiveConfig(
         sources=tuple(SourceSettings(str(c), a, args.mic_calibration, args.channels) for c, a in zip(cameras, audio)),
-        model=ModelSettings(args.model, args.backend, args.device, args.threads, args.untrained),
+        model=ModelSettings(args.model, args.backend, args.device, untrained=args.untrained),
         flow=FlowSettings(args.flow_hw, args.flow_backend, args.flow_compile, args.stabilise,
                           {"auto": None, "on": True, "off": False}[args.motion_memory]),
         publishing=PublishSettings(args.publish, args.stream, args.heatmap_dtype,
                                    None if args.no_frame else JPEG_QUALITY, curve, min_score=args.min_score),
         dashboard=DashboardSettings(args.dashboard),
         run=RunSettings(duration, snapshot, args.quiet),
+        threads=args.threads,
     )
 
 

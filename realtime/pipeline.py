@@ -100,6 +100,9 @@ class PipelineConfig:
         source: levels are then dB(A) SPL; None: dBFS(A).
     min_score: a map whose sounding score is below this, in [0, 1], is published quiet
         (0.5: even odds on the calibrated score; 0 never flags one).
+    flow_on_demand: make each flow only when inference waits for it: fresher maps, one
+        inference period less latency (several cameras: the others keep the cores busy);
+        False: the next flow is made while inference runs (one camera: the two overlap).
     """
 
     stream: str = "camera"
@@ -114,6 +117,7 @@ class PipelineConfig:
     level_window_s: float = 1.0
     mic_calibration_db: Optional[float] = None
     min_score: float = 0.5
+    flow_on_demand: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_score <= 1.0:  # False for NaN too
@@ -339,6 +343,11 @@ class Pipeline:
     def _flow(self) -> None:
         frames, flows = self._slots["frames"], self._slots["flows"]
         while not self._stop.is_set():
+            # A flow made before inference took the last one would replace it unused: with
+            # several cameras such flows took the cores inference needed (issue 20).
+            ready = flows.wait_taker if self.config.flow_on_demand else flows.wait_empty
+            if not ready(_POLL_S):
+                continue
             frame = frames.get(_POLL_S)
             if frame is None:
                 continue

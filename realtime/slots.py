@@ -28,6 +28,7 @@ class LatestSlot(Generic[T]):
         self._item: Optional[T] = None
         self._full = False
         self._closed = False
+        self._takers = 0  # consumers waiting in get()
         self._cond = threading.Condition()
 
     def put(self, item: T) -> None:
@@ -39,17 +40,38 @@ class LatestSlot(Generic[T]):
                 self.dropped += 1
             self._item, self._full = item, True
             self.put_count += 1
-            self._cond.notify()
+            self._cond.notify_all()
 
     def get(self, timeout: float) -> Optional[T]:
         """The newest item, waiting up to ``timeout`` seconds; None on timeout or once closed."""
         with self._cond:
             if not self._full and not self._closed:
-                self._cond.wait(timeout)
+                self._takers += 1
+                self._cond.notify_all()  # a producer may be waiting for a taker
+                try:
+                    self._cond.wait(timeout)
+                finally:
+                    self._takers -= 1
             if not self._full or self._closed:
                 return None
             item, self._item, self._full = self._item, None, False
+            self._cond.notify_all()  # a producer may be waiting for the slot to empty
             return item
+
+    def wait_empty(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until no item is waiting; True when none is (a
+        producer may then make the next one without it being overwritten unused)."""
+        with self._cond:
+            if self._full and not self._closed:
+                self._cond.wait_for(lambda: not self._full or self._closed, timeout)
+            return not self._full and not self._closed
+
+    def wait_taker(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until a consumer waits in ``get`` for an item; True
+        when one does (a producer may then make the item just in time, fresh)."""
+        with self._cond:
+            self._cond.wait_for(lambda: (self._takers and not self._full) or self._closed, timeout)
+            return bool(self._takers) and not self._full and not self._closed
 
     def close(self) -> None:
         """Wake every waiter; later puts are ignored and gets return None."""

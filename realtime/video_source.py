@@ -60,12 +60,19 @@ class VideoSourceConfig:
     reconnect_max_s: float = 8.0
     open_timeout_s: float = 5.0
     read_timeout_s: float = 5.0
+    pace_fps: float | None = None
+    decoder_threads: int | None = None
 
     def __post_init__(self):
         for name in ("reconnect_initial_s", "reconnect_max_s", "open_timeout_s", "read_timeout_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"VideoSourceConfig.{name} must be a positive number of seconds, got {value!r}")
+        if self.pace_fps is not None and not (math.isfinite(self.pace_fps) and self.pace_fps > 0):
+            raise ValueError(f"VideoSourceConfig.pace_fps must be a positive frame rate, got {self.pace_fps!r}")
+        if self.decoder_threads is not None and not (isinstance(self.decoder_threads, int)
+                                                     and self.decoder_threads >= 1):
+            raise ValueError(f"VideoSourceConfig.decoder_threads must be >= 1, got {self.decoder_threads!r}")
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError("VideoSourceConfig: reconnect_max_s must be >= reconnect_initial_s")
 
@@ -234,8 +241,9 @@ class VideoSource:
             return self._deliver(image, time.monotonic(), source_time)
         if self._start_time is None:
             self._start_time = time.monotonic()
-        due = self._start_time + self._loop_offset + source_time
-        if time.monotonic() - due > 1.0 / self._fps:
+        rate = self.config.pace_fps or self._fps
+        due = self._start_time + self._loop_offset + (self._loop_frames - 1) / rate
+        if time.monotonic() - due > 1.0 / rate:
             self._stats = dataclasses.replace(self._stats, dropped=self._stats.dropped + 1)
             return None
         if not wait_until(due, self._closed):
@@ -254,7 +262,7 @@ class VideoSource:
         if self._loop_frames == 0:  # an empty loop would spin forever
             self._state = "failed"
             return
-        self._loop_offset += self._loop_frames / self._fps if self.fps else 0.0
+        self._loop_offset += self._loop_frames / (self.config.pace_fps or self._fps) if self.fps else 0.0
         self._loop_frames = 0
         # Reopening is the one restart every container supports (seeking to 0 is not).
         self._cap.release()
@@ -293,14 +301,15 @@ class VideoSource:
             # OpenCV would only log a warning; a missing device node is a plain "no".
             if not Path(f"/dev/video{self._target}").exists():
                 return None
+        threads = [] if self.config.decoder_threads is None else [cv2.CAP_PROP_N_THREADS, self.config.decoder_threads]
         if self.kind == "stream":
             params = [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, round(self.config.open_timeout_s * 1000),
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, round(self.config.read_timeout_s * 1000),
             ]  # fmt: skip
-            cap = cv2.VideoCapture(self._target, cv2.CAP_FFMPEG, params)
+            cap = cv2.VideoCapture(self._target, cv2.CAP_FFMPEG, params + threads)
         elif self.kind == "file":
-            cap = cv2.VideoCapture(self._target, cv2.CAP_FFMPEG)
+            cap = cv2.VideoCapture(self._target, cv2.CAP_FFMPEG, threads)
         else:
             cap = cv2.VideoCapture(self._target)
         if cap.isOpened():

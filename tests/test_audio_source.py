@@ -13,7 +13,8 @@ import torch
 from flowgrad.audio import resample
 from flowgrad.spatial.geometry import ChannelCountError
 from livestandins import PulseNullSink, write_float_wav
-from realtime.audio_source import AudioSourceConfig, FileAudioSource, StreamResampler, open_audio_source
+from realtime.audio_source import (AudioSourceConfig, FileAudioSource, SharedAudioSource, StreamResampler,
+                                   open_audio_source)
 from realtime.ring import AudioRing
 from realtime.video_source import SourceError, VideoSource, VideoSourceConfig
 
@@ -108,6 +109,29 @@ def test_file_source_plays_at_pace_and_loops(tmp_path):
     st = source.stats
     assert st.blocks == n // 800 and st.overruns == 0 and st.xruns == 0
     assert ring.stats.gaps == ring.stats.clock_jumps == 0
+
+
+def test_a_shared_source_runs_until_its_last_user_stops(tmp_path):
+    """Cameras sharing a microphone: the first start starts it, a second start does not
+    restart it (a source refuses that), and only the last stop ends it, within its 1 s."""
+    rate = 16000
+    path = tmp_path / "tone.wav"
+    write_wav(path, 0.3 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate), rate)
+    ring = AudioRing(rate, seconds=5.0)
+    shared = SharedAudioSource(open_audio_source(AudioSourceConfig(str(path), rate, block_s=0.05), ring))
+    shared.start()
+    shared.start()
+    assert shared.state == "running" and shared.ring is ring and shared.problem is None
+    shared.stop()
+    time.sleep(0.2)
+    heard = ring.total_samples
+    assert shared.state == "running" and heard > 0  # the other camera still hears it
+    start = time.monotonic()
+    shared.stop()
+    assert shared.state == "stopped" and time.monotonic() - start < 2.0
+    assert not shared.source._thread.is_alive()
+    shared.stop()  # a stop too many changes nothing
+    assert shared.state == "stopped"
 
 
 def test_file_source_without_loop_ends_with_the_whole_file(tmp_path):

@@ -10,7 +10,7 @@ import torch
 from flowgrad import engine as engines
 from flowgrad import models
 from helpers import moving_texture_video
-from realtime.batching import BatchingEngine
+from realtime.batching import Batcher, BatchingEngine, SharedEmbedding
 
 
 def _inputs(model, n, seed):
@@ -203,3 +203,72 @@ def test_batching_flow_gives_each_stream_its_own_pair_flow(compile):
         want = farneback(torch.from_numpy(p), torch.from_numpy(n))[0]
         assert g.shape == want.shape
         torch.testing.assert_close(g, want, atol=1e-4, rtol=0)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_cameras_of_one_microphone_share_one_embedding_per_period(rcgrad_engine):
+    clock = Clock()
+    calls = []
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(rcgrad_engine, name)
+
+        def embed_audio(self, wave):
+            calls.append(wave)
+            time.sleep(0.05)  # concurrent callers arrive while it computes
+            return rcgrad_engine.embed_audio(wave)
+    shared = SharedEmbedding(Counting(), max_age_s=0.9, clock=clock)
+    wave = np.random.default_rng(0).uniform(-0.5, 0.5, (1, rcgrad_engine.samples)).astype(np.float32)
+    got = [None] * 4
+
+    def camera(i):
+        got[i] = shared.embed_audio(wave)
+    threads = [threading.Thread(target=camera, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(calls) == 1 and shared.computed == 1  # four cameras, one computation
+    assert all(g is got[0] for g in got) and not got[0].flags.writeable
+    np.testing.assert_allclose(got[0], rcgrad_engine.embed_audio(wave), rtol=1e-5, atol=1e-6)
+    clock.now += 0.5
+    assert shared.embed_audio(wave) is got[0] and len(calls) == 1  # still fresh
+    clock.now += 0.5
+    assert shared.embed_audio(wave) is not got[0] and len(calls) == 2  # a new period: computed again
+    assert shared.name == rcgrad_engine.name and shared.input_size == rcgrad_engine.input_size
+    with pytest.raises(ValueError, match="max_age_s"):
+        SharedEmbedding(rcgrad_engine, max_age_s=0)
+
+
+def test_no_caller_starves_when_calls_are_slower_than_requests():
+    """Five callers keep asking, batches hold at most two: answers go round, first come first served."""
+    def run(batch):
+        time.sleep(0.02)
+        return [args[0] for args in batch]
+    batcher = Batcher(run, max_batch=2, max_wait_s=0.0, name="test")
+    answered = [0] * 5
+    stop = threading.Event()
+
+    def caller(i):
+        while not stop.is_set():
+            assert batcher.submit(i) == i
+            answered[i] += 1
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(5)]
+    for t in threads:
+        t.start()
+    while min(answered) < 5 and max(answered) < 200:
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    batcher.close()
+    assert not any(t.is_alive() for t in threads) and not batcher.alive
+    assert min(answered) >= 0.5 * max(answered), answered

@@ -14,9 +14,11 @@ import zmq
 
 from realtime import cli
 from realtime.assets import DEMO_CLIP
-from realtime.batching import BatchingEngine
+from realtime.audio_source import SharedAudioSource
+from realtime.batching import BatchingEngine, SharedEmbedding
 from realtime.live import (DashboardSettings, FlowSettings, LiveConfig, ModelSettings, PublishSettings, RunSettings,
-                           SourceSettings, StartError, build_live)
+                           SourceSettings, StartError, ThreadBudget, build_live)
+from realtime.live.config import default_threads
 from realtime.live import assembly
 from realtime.protocol import decode
 from realtime.publisher import PublishError
@@ -56,11 +58,55 @@ def test_the_config_fills_in_what_depends_on_other_fields():
     (lambda: FlowSettings((8, 40)), "flow size must be at least 16x16, got 40x8"),  # (H, W), shown WxH
     (lambda: DashboardSettings(70000), "dashboard: port 70000 is not in 0..65535"),
     (lambda: RunSettings(duration=0), "--duration must be > 0 seconds"),
-    (lambda: ModelSettings("flow_only", threads=0), "--threads must be >= 1"),
+    (lambda: LiveConfig(sources=(SourceSettings("0"),), threads=0), "--threads must be a whole number >= 1"),
 ])
 def test_values_that_cannot_work_are_refused_when_the_config_is_made(make, message):
     with pytest.raises(StartError, match=message.replace("(", r"\(")):
         make()
+
+
+def test_the_thread_budget_defaults_to_the_cores_and_splits_by_cameras_and_device():
+    assert _config().threads == default_threads() >= 1
+    assert _config(cameras=4).thread_budget == ThreadBudget(default_threads(), 4)
+    one = ThreadBudget(2)  # one camera: one engine call at a time on both threads
+    assert (one.engine_workers, one.inference, one.opencv, one.decoder) == (1, 2, 1, 1)
+    assert one.torch_threads("torch") == 2 and one.torch_threads("onnxruntime") == 1
+    many = ThreadBudget(2, cameras=4)  # several: single-threaded calls side by side
+    assert (many.engine_workers, many.inference) == (2, 1)
+    assert (ThreadBudget(8, cameras=3).engine_workers, ThreadBudget(8, cameras=3).inference) == (3, 2)
+    gpu = ThreadBudget(2, cameras=4, device="cuda")  # a GPU batches the cameras in one call
+    assert (gpu.engine_workers, gpu.inference) == (1, 2)
+    for bad in (0, True, 1.5):
+        with pytest.raises(StartError, match="--threads must be a whole number >= 1"):
+            ThreadBudget(bad)
+
+
+def test_the_budget_reaches_the_engine_and_the_cameras(monkeypatch):
+    """build_live opens the engine with the budget's inference threads, the shared engine with
+    its workers, and each camera with one decoder thread."""
+    opened, videos = [], []
+    real_open = assembly.engines.open
+
+    def recorded_open(*a, **kw):
+        opened.append(kw.get("threads"))
+        return real_open(*a, **kw)
+
+    class RecordedVideo(assembly.VideoSource):
+        def __init__(self, config, *a, **kw):
+            videos.append(config.decoder_threads)
+            super().__init__(config, *a, **kw)
+    monkeypatch.setattr(assembly.engines, "open", recorded_open)
+    monkeypatch.setattr(assembly, "VideoSource", RecordedVideo)
+    system = build_live(LiveConfig(sources=(SourceSettings(str(DEMO_CLIP)),) * 3,
+                                   model=ModelSettings("flow_only", device="cpu"),
+                                   publishing=PublishSettings(ANY_PORT), threads=2))
+    try:
+        assert opened == [1] and videos == [1, 1, 1]
+        assert len(system.engine._batcher._workers) == 2
+    finally:
+        system.close()
+        for p in system.pipelines:
+            p.video.close()
 
 
 def test_a_bad_stream_name_is_one_line_and_exit_2_at_start(capsys):
@@ -97,14 +143,42 @@ def test_two_cameras_from_a_config_publish_both_streams_and_stop_cleanly():
         seqs = [seq for name, seq in received if name == stream]
         assert len(seqs) >= 3 and seqs == sorted(seqs), (stream, seqs)
     assert all(not p.alive and p.video.state == "closed" for p in system.pipelines)
-    assert not system.engine._batcher._worker.is_alive()  # the shared engine is closed
+    assert not system.engine._batcher.alive  # the shared engine is closed
     assert system.publisher._context.closed
     assert "camera0" in system.status_line(final) and "camera1" in system.status_line(final)
+
+
+def test_cameras_that_hear_one_file_share_its_source_ring_and_embedding():
+    """Before (issue 20): every camera opened its own audio source and ring and computed its
+    own audio embedding each second, although all heard the same sound."""
+    system = build_live(_config(cameras=3, model="rcgrad", duration=3.0))
+    audio, ring, listener = (system.pipelines[0].audio, system.pipelines[0].ring, system.pipelines[0].engine)
+    assert isinstance(audio, SharedAudioSource) and isinstance(listener, SharedEmbedding)
+    assert all(p.audio is audio and p.ring is ring and p.engine is listener for p in system.pipelines)
+    assert listener.engine is system.engine  # heatmaps still go through the one batching engine
+    final = system.run()
+    assert all(s["published"] > 0 for s in final), final
+    assert all(p.audio_embedding is not None for p in system.pipelines)
+    # One embedding per refresh period for the three cameras (3 s, refreshed each second), not three.
+    assert 1 <= listener.computed <= 4, listener.computed
+    assert audio.source.state == "stopped" and not audio.source._thread.is_alive()  # stopped after the last
+    assert system.stuck_stages() == []
+
+
+def test_no_stream_starves_while_the_others_run():
+    """Four cameras on one batching engine, flows made on demand: every stream gets maps,
+    the slowest at least half as many as the busiest (counts, not timings)."""
+    system = build_live(_config(cameras=4, duration=3.0))
+    assert all(p.config.flow_on_demand for p in system.pipelines)
+    counts = [s["published"] for s in system.run()]
+    assert min(counts) > 0 and min(counts) >= 0.5 * max(counts), counts
+    assert system.stuck_stages() == []
 
 
 def test_one_camera_uses_the_engine_and_socket_directly_and_keeps_a_snapshot(tmp_path):
     system = build_live(_config(duration=2.5, snapshot=tmp_path / "live.png"))
     assert not isinstance(system.engine, BatchingEngine) and len(system.sinks) == 1
+    assert not system.pipelines[0].config.flow_on_demand  # one camera overlaps flow and inference
     assert system.pipelines[0]._publish is system.sinks[0]
     system.run()
     assert system.write_snapshots() == [("camera", tmp_path / "live.png")]
@@ -161,8 +235,8 @@ def test_a_busy_port_closes_everything_opened_before_the_publisher(monkeypatch):
         holder.close(0)
         ctx.term()
     assert len(videos) == 2 and all(v.state == "closed" for v in videos)
-    assert len(audios) == 2
-    assert len(engines) == 1 and not engines[0]._batcher._worker.is_alive()
+    assert len(audios) == 1  # the two cameras of one clip share its sound track's source
+    assert len(engines) == 1 and not engines[0]._batcher.alive
 
 
 def test_a_programming_error_at_start_is_not_reported_as_bad_input(monkeypatch, capsys):
@@ -186,10 +260,15 @@ def _bench(*args):
 
 def test_bench_streams_builds_its_rows_through_the_assembly():
     rows = _bench("bench/streams.py", "--seconds", "2", "--streams", "1", "2", "--model", "flow_only",
-                  "--device", "cpu")
-    assert [r.split("|")[1].strip() for r in rows] == ["1", "2"]
-    assert rows[0].split("|")[6].strip() == "-"  # one stream: nothing shared
-    assert float(rows[1].split("|")[6]) >= 1.0  # two streams: the batching engine's mean batch
+                  "--device", "cpu", "--total-fps", "48")
+    cells = [[c.strip() for c in r.split("|")[1:-1]] for r in rows]
+    # One line per stream, then the row's "all" line, per stream count.
+    assert [(c[0], c[1]) for c in cells] == [("1", "cam"), ("1", "**all**"), ("2", "cam0"), ("2", "cam1"),
+                                             ("2", "**all**")]
+    assert cells[1][10] == "-"  # one stream: nothing shared
+    assert float(cells[4][10]) >= 1.0  # two streams: the batching engine's mean batch
+    assert all(float(c[2]) > 0 for c in cells[2:4])  # each stream published maps
+    assert int(cells[4][8]) > 0 and "->" in cells[4][9]  # threads and RSS of the process
 
 
 def test_bench_live_builds_its_run_through_the_assembly():

@@ -326,3 +326,31 @@ def test_flow_only_has_no_ears_and_is_never_quiet(square_video):
 def test_min_score_outside_0_1_is_refused(bad):
     with pytest.raises(ValueError, match="min_score must be in"):
         PipelineConfig(min_score=bad)
+
+
+class SlowEngine:
+    """flow_only, but each map takes ``delay_s``: inference slower than the camera."""
+
+    def __init__(self, delay_s):
+        self.inner, self.delay_s = engines.open("flow_only"), delay_s
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def localise(self, frame, flow, emb):
+        time.sleep(self.delay_s)
+        return self.inner.localise(frame, flow, emb)
+
+
+def test_slow_inference_gets_no_flow_computed_in_vain(square_video):
+    """Before (issue 20): the flow stage computed a flow for every frame whatever inference
+    took, and most were overwritten unused (counted as dropped flows), taking the CPU that
+    other cameras' inference needed. Now a flow is made only once inference took the last."""
+    out = Collector()
+    pipe = Pipeline(_config(), _video(square_video), SlowEngine(0.15), out)
+    stats = pipe.run(duration=2.0)
+    maps = len(out.of(Heatmap))
+    assert maps >= 5, stats  # inference still runs back to back
+    assert stats["drops"]["flows"] == 0, stats
+    # Every flow computed was used, but the ones in flight when the run stopped.
+    assert pipe.rolling.stats.computed <= maps + 3, (pipe.rolling.stats, maps)

@@ -190,7 +190,7 @@ def test_a_failing_flow_compile_is_one_start_error_and_closes_the_flow(monkeypat
     with pytest.raises(StartError, match=r"--flow-compile: torch.compile failed \(RuntimeError: "
                                          r"InvalidCxxCompiler: No working C\+\+ compiler found\)$"):
         shared_flow(config, notify=None)
-    assert len(made) == 1 and not made[0]._batcher._worker.is_alive()
+    assert len(made) == 1 and not made[0]._batcher.alive
 
 
 def test_two_cameras_one_model_two_streams(tmp_path):

@@ -18,6 +18,32 @@ def test_newest_item_wins_and_overwrites_are_counted():
     assert slot.get(0.0) is None  # taken: empty again
 
 
+def test_wait_empty_returns_when_a_consumer_takes_the_item_or_on_close():
+    slot = LatestSlot("flows")
+    assert slot.wait_empty(0.0)  # nothing waiting
+    slot.put(1)
+    assert not slot.wait_empty(0.05)  # still there after the timeout
+    threading.Timer(0.1, slot.get, args=(0.0,)).start()
+    start = time.monotonic()
+    assert slot.wait_empty(5.0) and time.monotonic() - start < 2.0  # woken by the get, not the timeout
+    slot.put(2)
+    threading.Timer(0.1, slot.close).start()
+    start = time.monotonic()
+    assert not slot.wait_empty(5.0) and time.monotonic() - start < 2.0  # closed: no waiting on
+
+
+def test_wait_taker_returns_when_a_consumer_waits_or_on_close():
+    slot = LatestSlot("flows")
+    assert not slot.wait_taker(0.05)  # nobody waiting
+    threading.Thread(target=slot.get, args=(2.0,)).start()
+    start = time.monotonic()
+    assert slot.wait_taker(5.0) and time.monotonic() - start < 2.0
+    slot.put(1)  # the waiting consumer takes it
+    threading.Timer(0.1, slot.close).start()
+    start = time.monotonic()
+    assert not slot.wait_taker(5.0) and time.monotonic() - start < 2.0  # closed: no waiting on
+
+
 def test_get_waits_for_a_put_from_another_thread():
     slot = LatestSlot("x")
     threading.Timer(0.05, slot.put, args=("hello",)).start()

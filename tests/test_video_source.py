@@ -72,6 +72,24 @@ def test_file_loops_with_continuous_timestamps(short_clip):
     assert (stats.frames, stats.dropped) == (25, 0)
 
 
+def test_a_file_can_be_played_faster_than_its_frame_rate(short_clip):
+    """pace_fps re-times the 25 fps clip to 100 fps (a benchmark's saturating camera): frame i
+    is due at start + i / 100 across loops, its position in the file still at i / 25; one
+    decoder thread is accepted; a rate or thread count that cannot work is refused."""
+    path, decoded = short_clip
+    start = time.monotonic() + 0.05
+    with VideoSource(VideoSourceConfig(str(path), pace_fps=100.0, decoder_threads=1), start_time=start) as source:
+        frames = [source.read() for _ in range(15)]
+    assert all(f is not None for f in frames)
+    for i, f in enumerate(frames):
+        np.testing.assert_array_equal(f.image, decoded[i % 10])
+        assert f.time == pytest.approx(start + i * 0.01)
+        assert f.source_time == pytest.approx((i % 10) * 0.04)
+    for bad in (dict(pace_fps=0.0), dict(pace_fps=float("nan")), dict(decoder_threads=0)):
+        with pytest.raises(ValueError, match="pace_fps|decoder_threads"):
+            VideoSourceConfig(str(path), **bad)
+
+
 def test_file_without_loop_ends(short_clip):
     path, _ = short_clip
     with VideoSource(VideoSourceConfig(str(path), loop=False, realtime=False)) as source:

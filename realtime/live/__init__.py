@@ -14,7 +14,7 @@ bench/live.py and bench/streams.py build theirs directly.
 """
 from .assembly import LiveSystem, build_live
 from .config import (DashboardSettings, FlowSettings, LiveConfig, ModelSettings, PublishSettings, RunSettings,
-                     SourceSettings, StartError)
+                     SourceSettings, StartError, ThreadBudget)
 
 __all__ = ["build_live", "LiveSystem", "LiveConfig", "SourceSettings", "ModelSettings", "FlowSettings",
-           "PublishSettings", "DashboardSettings", "RunSettings", "StartError"]
+           "PublishSettings", "DashboardSettings", "RunSettings", "StartError", "ThreadBudget"]

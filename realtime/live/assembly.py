@@ -2,7 +2,7 @@
 
 It opens, in this order, the engine, the shared Farneback (compiled now when asked,
 before any camera waits for it), each camera's video source and, for a model that
-listens, its audio ring and source, the publisher and the dashboard, then makes one
+listens, each microphone's audio ring and source, the publisher and the dashboard, then makes one
 :class:`~realtime.pipeline.Pipeline` per camera. Whatever it opened is closed again
 when a later part fails (or Ctrl-C arrives meanwhile). What it decides, here only:
 
@@ -11,6 +11,11 @@ when a later part fails (or Ctrl-C arrives meanwhile). What it decides, here onl
   :class:`~realtime.streams.SharedPublish`; one camera uses both directly;
 * the torch Farneback is shared as a :class:`~realtime.batching.BatchingFlow` by
   several cameras, or by one when compiled; else each stream computes its own flow;
+* cameras that name one microphone (or one audio file) share its source, ring and audio
+  embedding (:class:`~realtime.audio_source.SharedAudioSource`,
+  :class:`~realtime.batching.SharedEmbedding`);
+* the process's threads follow :class:`~realtime.live.config.ThreadBudget` (OpenCV's and
+  torch's process-wide settings are made here, and only here);
 * with a snapshot asked for, each stream's messages pass a
   :class:`~realtime.snapshot.SnapshotSink` on their way to the socket.
 """
@@ -20,6 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Optional
 
+import cv2
 import torch
 
 from flowgrad import engine as engines
@@ -29,8 +35,8 @@ from flowgrad.flow.memory import MEMORY_SECONDS, default_for
 from flowgrad.sizes import format_wxh
 
 from .. import console
-from ..audio_source import open_audio_source
-from ..batching import BatchingEngine, BatchingFlow
+from ..audio_source import SharedAudioSource, open_audio_source
+from ..batching import BatchingEngine, BatchingFlow, SharedEmbedding
 from ..dashboard import DashboardConfig, DashboardError, DashboardThread
 from ..pipeline import Pipeline, PipelineConfig, frame_size_problem
 from ..publisher import Publisher, PublisherConfig
@@ -147,20 +153,25 @@ def build_live(config: LiveConfig, notify: Optional[Callable[[str], None]] = Non
     Raises StartError, SourceError, PublishError (all InputError) for bad input found
     on the way, after closing whatever it had opened.
     """
-    if config.model.threads:
-        torch.set_num_threads(config.model.threads)
-    engine = _open_engine(config)
+    budget = config.thread_budget
+    # Process-wide, so set here, once, from the budget: every camera's flow is already its
+    # own thread, and OpenCV's pool would only contend with them (ThreadBudget).
+    cv2.setNumThreads(budget.opencv)
+    engine = _open_engine(config, budget.inference)
+    torch.set_num_threads(budget.torch_threads(engine.backend))
     cameras = len(config.sources)
     with ExitStack() as opened:
         if cameras > 1:  # one model for all cameras: their requests batched
             try:
-                engine = opened.enter_context(BatchingEngine(engine, max_batch=cameras))
+                engine = opened.enter_context(BatchingEngine(engine, max_batch=cameras,
+                                                             workers=budget.engine_workers))
             except ValueError as e:  # an export for a fixed batch cannot serve several cameras
                 raise StartError(str(e)) from None
         flow = shared_flow(config, notify)
         if flow is not None:
             opened.enter_context(flow)
-        parts = [_open_source(source, engine, opened) for source in config.sources]
+        videos = [_open_video(source, opened, budget.decoder) for source in config.sources]
+        parts = [(video, *hearing) for video, hearing in zip(videos, _open_hearing(config, engine, opened))]
         out = config.publishing
         publisher = opened.enter_context(
             Publisher(PublisherConfig(out.address, heatmap_dtype=out.heatmap_dtype, curve=out.curve)))
@@ -176,27 +187,52 @@ def build_live(config: LiveConfig, notify: Optional[Callable[[str], None]] = Non
         sinks = tuple(SnapshotSink(publish) for _ in parts) if config.run.snapshot is not None else ()
         memory = config.flow.motion_memory
         memory = default_for(engine.name) if memory is None else memory
-        pipelines = [Pipeline(_pipeline_config(config, stream, memory), video, engine, sinks[k] if sinks else publish,
+        pipelines = [Pipeline(_pipeline_config(config, stream, memory), video, listener, sinks[k] if sinks else publish,
                               audio=audio, ring=ring, flow_fn=flow)
-                     for k, (stream, (video, audio, ring)) in enumerate(zip(config.streams, parts))]
+                     for k, (stream, (video, audio, ring, listener)) in enumerate(zip(config.streams, parts))]
         opened.pop_all()  # built: from here on LiveSystem.run and close own every part
     return LiveSystem(config, pipelines, engine, publisher, flow, dashboard, sinks)
 
 
-def _open_source(source: SourceSettings, engine, opened: ExitStack) -> tuple:
-    """One camera's (video, audio, ring), each registered on ``opened`` to be closed; audio
-    and ring are None for a model that does not listen. StartError for frames too small."""
-    video = VideoSource(VideoSourceConfig(source.camera))
+def _open_video(source: SourceSettings, opened: ExitStack, decoder_threads: int) -> VideoSource:
+    """One camera's video source, registered on ``opened`` to be closed; StartError for frames too small."""
+    video = VideoSource(VideoSourceConfig(source.camera, pace_fps=source.pace_fps, decoder_threads=decoder_threads))
     opened.callback(video.close)
     too_small = frame_size_problem(video.frame_hw)
     if too_small:
         raise StartError(f"video {source.camera}: {too_small}")
+    return video
+
+
+def _open_hearing(config: LiveConfig, engine, opened: ExitStack) -> list[tuple]:
+    """Per camera (audio, ring, the engine its pipeline calls); audio and ring None for a model
+    that does not listen. Cameras that name the same microphone or audio file share ONE
+    source, ring and audio embedding (SharedAudioSource, SharedEmbedding): the embedding
+    (~25 ms of CPU a second) is then paid per microphone, not per camera."""
     if not engine.uses_audio:
-        return video, None, None
-    ring = AudioRing(engine.audio_rate, max(MIN_RING_S, engine.audio_seconds))
-    audio = _open_audio(source, engine.audio_rate, ring)
-    opened.callback(audio.stop)
-    return video, audio, ring
+        return [(None, None, engine)] * len(config.sources)
+    groups: dict = {}
+    for k, source in enumerate(config.sources):
+        groups.setdefault(_microphone(source, engine.audio_rate), []).append(k)
+    hearing: list = [None] * len(config.sources)
+    for members in groups.values():
+        ring = AudioRing(engine.audio_rate, max(MIN_RING_S, engine.audio_seconds))
+        audio = _open_audio(config.sources[members[0]], engine.audio_rate, ring)
+        opened.callback(audio.stop)
+        listener = engine
+        if len(members) > 1:
+            audio = SharedAudioSource(audio)
+            # A little under the pipelines' refresh period: each period's first refresh computes.
+            listener = SharedEmbedding(engine, max_age_s=0.9 * PipelineConfig.audio_refresh_s)
+        for k in members:
+            hearing[k] = (audio, ring, listener)
+    return hearing
+
+
+def _microphone(source: SourceSettings, sample_rate: int) -> tuple:
+    """What identifies the sound ``source`` hears: the same microphone, or the same file."""
+    audio = source.audio_source(sample_rate)
+    return (audio.spec, audio.device) if audio.spec == "mic" else (str(Path(audio.spec).resolve()), None)
 
 
 def _pipeline_config(config: LiveConfig, stream: str, memory: bool = False) -> PipelineConfig:
@@ -214,14 +250,19 @@ def _pipeline_config(config: LiveConfig, stream: str, memory: bool = False) -> P
         stop_timeout_s=STOP_BUDGET_S,
         mic_calibration_db=source.mic_calibration_db,
         min_score=config.publishing.min_score,
+        # One camera overlaps its flow with its inference; with several, the other cameras
+        # fill the cores and a flow made ahead would wait a whole batch (issue 20).
+        flow_on_demand=len(config.sources) > 1,
     )
 
 
-def _open_engine(config: LiveConfig):
-    """The model's engine; StartError naming the file or name when it cannot be opened."""
+def _open_engine(config: LiveConfig, threads: int):
+    """The model's engine (onnxruntime with ``threads`` intra-op threads); StartError naming
+    the file or name when it cannot be opened."""
     model = config.model
     try:
-        return engines.open(model.spec, device=model.device, backend=model.backend, allow_untrained=model.untrained)
+        return engines.open(model.spec, device=model.device, backend=model.backend, threads=threads,
+                            allow_untrained=model.untrained)
     except InputError as e:  # a model file, name, backend or device that cannot be used
         raise StartError(one_line(e)) from None
 

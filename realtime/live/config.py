@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -39,6 +40,56 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def default_threads() -> int:
+    """The cores this process may run on (its CPU affinity; the CPU count where unknown), >= 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ThreadBudget:
+    """How a live process spends its thread budget (run_live --threads, LiveConfig.threads).
+
+    Every stream already runs its own capture, flow, inference and publish threads, so
+    the parallelism of several cameras comes from the streams; threads INSIDE one call
+    only pay off where calls are few and large (the model). Measured on 2 cores
+    (docs/BENCHMARKS.md, issue 20): with the libraries' defaults each stream's small
+    calls woke spinning thread teams that took the cores from the others.
+
+    total: the budget, >= 1 (default: the cores this process may use).
+    cameras: how many cameras share it. device: where the model runs ("cpu", "cuda").
+    engine_workers: engine calls made at the same time: with several cameras on a CPU,
+        one per thread of the budget (up to one per camera), each single-threaded, which
+        costs less CPU per map than one call split over the cores; else 1.
+    inference: each engine call's intra-op threads: total / engine_workers (onnxruntime's
+        sleep when idle instead of spinning).
+    opencv: OpenCV's threads (flow, resizing, JPEG): 1, each stream's flow is one thread.
+    decoder: FFmpeg decoding threads per camera: 1 (a 640x360 frame decodes in ~0.3 ms).
+    """
+
+    total: int
+    cameras: int = 1
+    device: str = "cpu"
+    engine_workers: int = field(init=False)
+    inference: int = field(init=False)
+    opencv: int = field(init=False, default=1)
+    decoder: int = field(init=False, default=1)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.total, bool) or not isinstance(self.total, int) or self.total < 1:
+            raise StartError(f"--threads must be a whole number >= 1, got {self.total!r}")
+        workers = min(self.total, self.cameras) if self.cameras > 1 and self.device == "cpu" else 1
+        object.__setattr__(self, "engine_workers", workers)
+        object.__setattr__(self, "inference", max(1, self.total // workers))
+
+    def torch_threads(self, backend: str) -> int:
+        """torch's intra-op threads (a process-wide setting) for an engine of ``backend``:
+        the inference threads when torch runs the model, else 1 (torch then only prepares each
+        stream's inputs: small ops, 13 ms of CPU a frame with 2 threads against 3.4 ms with 1)."""
+        return self.inference if backend == "torch" else 1
+
+
 def default_flow_backend(device: str) -> str:
     """Our torch Farneback on a GPU; OpenCV's, the fastest on a CPU, otherwise."""
     return "torch" if device.startswith("cuda") else "opencv"
@@ -56,17 +107,22 @@ class SourceSettings:
     channels: microphone channels to capture (run_live --channels); None: the device's first two.
     mic_calibration_db: what this audio reads, in dBFS(A), for a 94 dB SPL 1 kHz calibrator
         (run_live --mic-calibration): levels are then dB(A) SPL; None: dBFS(A).
+    pace_fps: a camera FILE is played at this many frames/s instead of its own rate (a
+        benchmark's camera faster than the clip, bench/streams.py --fps); None: its own.
     """
 
     camera: str
     audio: Optional[str] = None
     mic_calibration_db: Optional[float] = None
     channels: Optional[int] = None
+    pace_fps: Optional[float] = None
 
     def __post_init__(self) -> None:
         cal = self.mic_calibration_db
         if cal is not None and (isinstance(cal, bool) or not isinstance(cal, (int, float)) or not math.isfinite(cal)):
             raise StartError(f"--mic-calibration must be a finite number of dBFS(A), got {cal!r}")
+        if self.pace_fps is not None and not (math.isfinite(self.pace_fps) and self.pace_fps > 0):
+            raise StartError(f"pace_fps must be a positive frame rate, got {self.pace_fps!r}")
         if self.audio is None:
             object.__setattr__(self, "audio", "video" if Path(self.camera).is_file() else "mic")
         if self.channels is not None and self.channels < 1:
@@ -98,21 +154,17 @@ class ModelSettings:
         None: the shipped demo model, or flow_only without it.
     backend: inference backend (flowgrad.engine.BACKENDS); None: from the model file.
     device: "cpu" or "cuda"; None: cuda when available.
-    threads: CPU threads for inference (torch's setting for the process); None: torch's default.
     untrained: allow a registry name of a model with weights (random weights: timing only).
     """
 
     spec: Optional[str] = None
     backend: Optional[str] = None
     device: Optional[str] = None
-    threads: Optional[int] = None
     untrained: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "spec", str(self.spec or default_model()))
         object.__setattr__(self, "device", self.device or default_device())
-        if self.threads is not None and self.threads < 1:
-            raise StartError(f"--threads must be >= 1, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -204,6 +256,9 @@ class RunSettings:
 class LiveConfig:
     """One live run: cameras with their audio, one model, flow, publishing, dashboard, run.
 
+    threads: the process's thread budget (run_live --threads), see :class:`ThreadBudget`;
+        None: the cores this process may use.
+
     Made, it holds no None left to resolve but those that mean "none" (audio of a
     model without audio is simply not opened). :attr:`streams` names each camera's stream.
     """
@@ -214,9 +269,12 @@ class LiveConfig:
     publishing: PublishSettings = PublishSettings()
     dashboard: DashboardSettings = DashboardSettings()
     run: RunSettings = RunSettings()
+    threads: Optional[int] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sources", tuple(self.sources))
+        object.__setattr__(self, "threads", ThreadBudget(default_threads() if self.threads is None
+                                                         else self.threads).total)
         if not self.sources:
             raise StartError("no video source: give --camera INDEX|URL|FILE, or --demo for the bundled clip")
         if self.flow.backend is None:
@@ -231,6 +289,11 @@ class LiveConfig:
         if bad:
             raise StartError(f"--stream {self.publishing.stream!r}: gives the stream name {bad[0]!r}; "
                              f"a stream name is {STREAM_NAME_RULE}")
+
+    @property
+    def thread_budget(self) -> ThreadBudget:
+        """How :attr:`threads` are spent."""
+        return ThreadBudget(self.threads, len(self.sources), "cuda" if self.model.device.startswith("cuda") else "cpu")
 
     @property
     def streams(self) -> tuple[str, ...]:
