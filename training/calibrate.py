@@ -19,8 +19,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from .data.negatives import OFFSCREEN, QUIET, SOUNDING, UNLABELLED
-from .data.windows import WindowDataset, audio_window
+from .data.negatives import OFFSCREEN, QUIET, SOUNDING, UNLABELLED, other_clip_audio
+from .data.windows import WindowDataset
 
 EvidenceFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -46,9 +46,9 @@ def calibration_pairs(data: WindowDataset, labels: Sequence[str], evidence_fn: E
 
     labels: one :func:`training.data.negatives.window_label` per item of ``data``.
     Each positive window gives 3 pairs (own audio: 1; silence: 0; another clip's audio:
-    0, when ``data`` holds two clips or more); each QUIET / OFFSCREEN window 1 pair (0).
-    The swapped audio is drawn with ``seed``. Reads every window once; raises the
-    dataset's DataError for a window that cannot be read.
+    0, when ``data`` holds two clips or more and one of them can be read); each QUIET /
+    OFFSCREEN window 1 pair (0). The swapped audio is drawn with ``seed``. Reads every
+    window once (the dataset substitutes or raises for one that cannot be read).
     """
     if len(labels) != len(data):
         raise ValueError(f"labels: {len(labels)} for {len(data)} windows")
@@ -78,10 +78,8 @@ def calibration_pairs(data: WindowDataset, labels: Sequence[str], evidence_fn: E
         else:
             pending.append((s.frame, s.flow, s.wave, 1.0, "positive"))
             pending.append((s.frame, s.flow, torch.zeros_like(s.wave), 0.0, "silence"))
-            others = [j for j, c in enumerate(clips) if c != clips[i]]
-            if others:
-                item = data.items[rng.choice(others)]
-                wave = torch.from_numpy(audio_window(data.sources[item.source].audio, item.t, data.config))
+            wave = other_clip_audio(data, clips[i], rng, [])  # None: no other clip, or none readable
+            if wave is not None:
                 pending.append((s.frame, s.flow, wave, 0.0, "swapped"))
         if len(pending) >= batch_size:
             flush()

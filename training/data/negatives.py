@@ -28,7 +28,8 @@ import torch
 from torch.utils.data import Dataset
 
 from .urbansas import AUDIO_COLUMNS, AnnotationError, _number, clip_id, read_csv
-from .windows import Sample, WindowDataset, audio_window
+from .media import MediaError, NonFiniteError
+from .windows import SKIP_NON_FINITE, SKIP_READ_FAILED, Sample, WindowDataset, audio_window
 
 KINDS = ("silence", "quiet", "offscreen", "swapped")
 SOUNDING, QUIET, OFFSCREEN, UNLABELLED = "sounding", "quiet", "offscreen", "unlabelled"
@@ -162,14 +163,30 @@ class NegativeWindows(Dataset):
                 gen = torch.Generator().manual_seed(rng.randrange(2**31))
                 wave = torch.randn(wave.shape, generator=gen) * 10 ** (self.noise_dbfs / 20)
             return kind, Sample(sample.frame, sample.flow, wave, sample.clip, sample.t, skipped=sample.skipped)
-        return kind, Sample(sample.frame, sample.flow, self._other_audio(sample.clip, rng), sample.clip, sample.t,
-                            skipped=sample.skipped)
+        skipped = list(sample.skipped)
+        wave = other_clip_audio(self.data, sample.clip, rng, skipped)
+        if wave is None:  # no other clip's audio could be read: silence stands in (counted)
+            kind, wave = "silence", torch.zeros_like(sample.wave)
+        return kind, Sample(sample.frame, sample.flow, wave, sample.clip, sample.t, skipped=tuple(skipped))
 
-    def _other_audio(self, clip: str, rng: random.Random) -> torch.Tensor:
-        """The audio window of a random window of another clip than ``clip``."""
-        others = [i for i, item in enumerate(self.data.items) if self.data.sources[item.source].clip != clip]
-        item = self.data.items[rng.choice(others)]
-        return torch.from_numpy(audio_window(self.data.sources[item.source].audio, item.t, self.data.config))
+
+def other_clip_audio(data: WindowDataset, clip: str, rng: random.Random, skipped: list[str],
+                     tries: int = 3) -> Optional[torch.Tensor]:
+    """The audio window (T,) of a random window of another clip than ``clip``, or None when
+    ``tries`` draws could not be read (unreadable, or NaN / infinity: each appended to
+    ``skipped`` under the dataset's skip reasons)."""
+    others = [i for i, item in enumerate(data.items) if data.sources[item.source].clip != clip]
+    for _ in range(tries if others else 0):
+        item = data.items[rng.choice(others)]
+        try:
+            wave = torch.from_numpy(audio_window(data.sources[item.source].audio, item.t, data.config))
+        except MediaError as e:
+            skipped.append(SKIP_NON_FINITE if isinstance(e, NonFiniteError) else SKIP_READ_FAILED)
+            continue
+        if bool(torch.isfinite(wave).all()):
+            return wave
+        skipped.append(SKIP_NON_FINITE)
+    return None
 
 
 def negatives_per_batch(fraction: float, batch_size: int) -> int:
@@ -198,4 +215,4 @@ class EpochSampler(torch.utils.data.Sampler):
 
 
 __all__ = ["KINDS", "AnnotationError", "Event", "NegativeBatch", "NegativeWindows", "EpochSampler",
-           "collate_negatives", "label_windows", "negatives_per_batch", "read_events", "window_label"]
+           "collate_negatives", "label_windows", "other_clip_audio", "negatives_per_batch", "read_events", "window_label"]
