@@ -248,12 +248,13 @@ def _mean_across(value: float, count: int, world: int, device) -> float:
 
 
 def run(config: TrainConfig, resume: bool = False) -> dict:
-    """Train; returns {"best_val_loss", "validated", "epochs", "steps", "best", "skipped"} (rank 0's view).
+    """Train; returns {"best_val_loss", "validated", "epochs", "steps", "best", "skipped", "calibration"}
+    (rank 0's view).
 
     best_val_loss is the lowest validation loss, or the lowest training loss when
     no epoch of this run had validation windows (validated False). skipped:
     reason -> count of the inputs left out (at indexing, and while reading, over
-    every process).
+    every process). calibration: what :func:`_calibrate_best` stored in best.ckpt, or None.
     """
     rank, world = _distributed()
     try:
