@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-data}
 py=.venv/bin/python
+# --negatives 0.25: silence, quiet and off-screen-only windows and swapped audio in every batch (README, Training)
 common=(--width 0.25 --batch-size 32 --clips-per-batch 4 --augment --val-fraction 0.1 --epochs 8 --early-stop 4
-        --workers 1 --flow-cache "$data/flowcache_train" --seed 0)
+        --workers 1 --flow-cache "$data/flowcache_train" --seed 0 --negatives 0.25)
 
 $py -m training.synth --out "$data/synth_train" --clips 96 --seed 100
 $py -m training.synth --out "$data/synth_test" --clips 16 --seed 9000        # held-out seeds

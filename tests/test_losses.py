@@ -11,6 +11,7 @@ from training.losses import (
     clip_loss,
     lvs_loss,
     pairwise_similarity,
+    sounding_margin_loss,
 )
 
 
@@ -162,3 +163,100 @@ def test_pairwise_similarity_hand_computed():
     r = 1 / math.sqrt(2)
     expected = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]], [[[r, -1.0]], [[r, 0.0]]]])
     torch.testing.assert_close(pairwise_similarity(visual, audio), expected)
+
+
+# ---- negatives -------------------------------------------------------------
+
+
+def test_clip_loss_with_negative_audio_hand_computed():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    extra = torch.tensor([[4.0, 0.0]])  # negative audio looking like audio 0
+    # scale 1: logits (3, 2) = [[1, 0], [0, 1], [1, 0]]; audio rows 0, 1 pick their image among 2,
+    # image columns pick their audio among 3 (the negative is a wrong answer for both)
+    audio_to_image = (_ce([1, 0], 0) + _ce([0, 1], 1)) / 2
+    image_to_audio = (_ce([1, 0, 1], 0) + _ce([0, 1, 0], 1)) / 2
+    expected = (audio_to_image + image_to_audio) / 2
+    assert clip_loss(a, b, torch.tensor(0.0), extra_a=extra).item() == pytest.approx(expected, rel=1e-6)
+    assert clip_loss(a, b, torch.tensor(0.0)).item() < expected  # the negative made image 0's choice harder
+
+
+def test_clip_loss_without_negatives_is_unchanged_bit_for_bit():
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    s = torch.tensor(2.1)
+    scale = torch.clamp(s, max=math.log(100.0)).exp()  # the formula as it stood before negatives
+    logits = scale * torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T
+    target = torch.arange(5)
+    before = (torch.nn.functional.cross_entropy(logits, target)
+              + torch.nn.functional.cross_entropy(logits.T, target)) / 2
+    assert torch.equal(clip_loss(a, b, s), before)
+    assert torch.equal(clip_loss(a, b, s, extra_a=torch.zeros(0, 8)), before)
+
+
+def test_clip_loss_with_negatives_gradients_match_finite_differences():
+    g = torch.Generator().manual_seed(5)
+    a, b, extra = (torch.randn(n, 4, generator=g, dtype=torch.float64, requires_grad=True) for n in (3, 3, 2))
+    s = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *x: clip_loss(x[0], x[1], x[2], extra_a=x[3]), (a, b, s, extra))
+
+
+def test_sounding_margin_hand_computed_and_gradients():
+    pos, neg = torch.tensor([0.5, 0.1]), torch.tensor([0.3])
+    softplus = lambda x: math.log(1 + math.exp(x))  # noqa: E731
+    expected = (softplus((0.3 - 0.5) / 0.1) + softplus((0.3 - 0.1) / 0.1)) / 2
+    assert sounding_margin_loss(pos, neg, 0.1).item() == pytest.approx(expected, rel=1e-6)
+    assert sounding_margin_loss(pos, torch.zeros(0), 0.1).item() == 0.0
+    # a negative ranked far below every positive costs almost nothing
+    assert sounding_margin_loss(pos, torch.tensor([-0.9]), 0.1).item() < 1e-4
+    g = torch.Generator().manual_seed(6)
+    p, n = (torch.randn(k, generator=g, dtype=torch.float64, requires_grad=True) for k in (3, 2))
+    assert torch.autograd.gradcheck(lambda x, y: sounding_margin_loss(x, y, 0.2), (p, n))
+    with pytest.raises(ValueError, match=r"\(B,\) and \(N,\)"):
+        sounding_margin_loss(torch.zeros(2, 1), neg, 0.1)
+
+
+def _lvs_with_negatives_by_hand(s, cross, neg_maps, eps=0.65, eps_neg=0.40, tau=0.03, t=0.07):
+    """LVS of S (k, j, locations) with the negatives' columns, plain Python."""
+    losses = []
+    background = [sum(m) / len(m) for m in neg_maps]  # the whole negative map is background
+    for k in range(len(s)):
+        own = s[k][k]
+        pos = _wmean([_sig((v - eps) / tau) for v in own], own)
+        hard = _wmean([1 - _sig((v - eps_neg) / tau) for v in own], own)
+        easy = [_wmean([_sig((v - eps) / tau) for v in s[k][j]], s[k][j]) for j in range(len(s)) if j != k]
+        extra = [_wmean([_sig((v - eps) / tau) for v in c], c) for c in cross[k]]
+        losses.append(_ce([v / t for v in [pos] + easy + [hard] + extra + background], 0))
+    return sum(losses) / len(losses)
+
+
+def test_lvs_loss_with_negatives_hand_computed():
+    cross = [[[0.7, 0.2], [0.1, -0.3]], [[0.66, 0.64], [0.9, 0.0]]]  # image k vs negative audio m
+    neg_maps = [[0.5, 0.3], [-0.2, 0.8]]
+    sim = torch.tensor(S, dtype=torch.float64)[:, :, None, :]
+    c = torch.tensor(cross, dtype=torch.float64)[:, :, None, :]
+    g = torch.tensor(neg_maps, dtype=torch.float64)[:, None, :]
+    assert lvs_loss(sim, cross=c, negative_maps=g).item() == pytest.approx(
+        _lvs_with_negatives_by_hand(S, cross, neg_maps), rel=1e-9)
+    assert torch.equal(lvs_loss(sim), lvs_loss(sim, LVSConfig()))  # no negatives: the plain loss
+    assert lvs_loss(sim, cross=c, negative_maps=g).item() > lvs_loss(sim).item()
+    with pytest.raises(ValueError, match="both"):
+        lvs_loss(sim, cross=c)
+    with pytest.raises(ValueError, match=r"\(B, N, h, w\)"):
+        lvs_loss(sim, cross=c[:1], negative_maps=g)
+
+
+def test_lvs_loss_with_negatives_gradients_match_finite_differences():
+    g = torch.Generator().manual_seed(7)
+    sim, cross = ((torch.rand(*shape, generator=g, dtype=torch.float64) * 1.6 - 0.8).requires_grad_()
+                  for shape in ((3, 3, 2, 2), (3, 2, 2, 2)))
+    maps = (torch.rand(2, 2, 2, generator=g, dtype=torch.float64) * 1.6 - 0.8).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, y, z: lvs_loss(x, cross=y, negative_maps=z), (sim, cross, maps))
+
+
+def test_pairwise_similarity_against_other_audio():
+    visual = torch.randn(3, 4, 2, 2)
+    audio = torch.randn(2, 4)
+    sim = pairwise_similarity(visual, audio)
+    assert sim.shape == (3, 2, 2, 2)
+    torch.testing.assert_close(sim[2, 1], pairwise_similarity(visual[2:], audio[1:])[0, 0])

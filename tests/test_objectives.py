@@ -6,6 +6,7 @@ from helpers import make_inputs, small_config
 from flowgrad import models
 from flowgrad.inputs import flow_magnitude
 from flowgrad.models import InitError, derive_flowgrad_h, init_flow_filters_from_rgb, init_from_rcgrad
+from training.losses import clip_loss, lvs_loss, pairwise_similarity, sounding_margin_loss
 from training.objectives import ContrastiveObjective, LVSObjective, objective_for, trainable
 
 # The encoders each model's loss must train, listed by hand from the papers.
@@ -161,3 +162,77 @@ def test_init_from_rcgrad():
         init_from_rcgrad(models.create("flowgrad_ic", width=0.5), rc)
     with pytest.raises(ValueError, match="flowgrad_ic or flowgrad_en"):
         init_from_rcgrad(models.create("rcgrad", width=0.25), rc)
+
+
+# ---- negatives -------------------------------------------------------------
+
+TERMS = {
+    "rcgrad": ("loss_contrastive", "loss_margin"),
+    "flowgrad_ic": ("loss_contrastive", "loss_margin"),
+    "flowgrad_en": ("loss_audio_image", "loss_image_flow", "loss_audio_flow", "loss_margin"),
+    "htf": ("loss_lvs", "loss_margin"),
+}
+
+
+def _negatives(model, n=2):
+    frame, flow, wave = make_inputs(model, batch=n, seed=9)
+    wave[0] = 0.0  # digital silence, as a silent file gives it
+    return frame, flow, wave
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_negatives_add_logged_terms_and_train_every_encoder(name):
+    model = _train_model(name)
+    objective = objective_for(model)
+    loss, logs = objective(model, *make_inputs(model, batch=3), negatives=_negatives(model))
+    assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx(sum(logs[t] for t in TERMS[name]), rel=1e-5)
+    assert logs["loss_margin"] > 0
+    loss.backward()
+    for enc in ENCODERS[name]:
+        grads = [p.grad for p in getattr(model, enc).parameters()]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads), enc
+        assert next(getattr(model, enc).parameters()).grad.abs().sum() > 0, enc
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_without_negatives_the_loss_is_todays_bit_for_bit(name):
+    model = _train_model(name)
+    objective = objective_for(model)
+    frame, flow, wave = make_inputs(model, batch=3)
+    with torch.no_grad():
+        loss, _ = objective(model, frame, flow, wave)
+        audio = model.embed_audio(wave)
+        if name == "htf":
+            before = lvs_loss(pairwise_similarity(model.attended_features(frame, flow), audio))
+        elif name == "flowgrad_en":
+            emb = {"audio": audio, "image": model.image_embedding(frame, flow), "flow": model.flow_embedding(flow)}
+            before = sum(clip_loss(emb[p.split("_")[0]], emb[p.split("_")[1]], objective.scales[p]())
+                         for p in objective.pairs)
+        else:
+            before = clip_loss(audio, model.image_embedding(frame, flow), objective.scale())
+    assert torch.equal(loss, before)
+
+
+@torch.no_grad()
+def test_rcgrad_with_negatives_is_the_extended_softmax_plus_the_margin():
+    model = _train_model("rcgrad")
+    objective = objective_for(model)
+    frame, flow, wave = make_inputs(model, batch=3)
+    nf, nfl, nw = _negatives(model)
+    loss, logs = objective(model, frame, flow, wave, negatives=(nf, nfl, nw))
+    audio = model.embed_audio(torch.cat([wave, nw]))
+    image = model.image_embedding(torch.cat([frame, nf]), torch.cat([flow, nfl]))
+    contrastive = clip_loss(audio[:3], image[:3], objective.scale(), extra_a=audio[3:])
+    cos = torch.nn.functional.cosine_similarity(audio, image, dim=1)
+    margin = sounding_margin_loss(cos[:3], cos[3:], 0.07)
+    torch.testing.assert_close(loss, contrastive + margin)
+    assert logs["loss_contrastive"] == pytest.approx(contrastive.item(), rel=1e-5)
+    assert logs["evidence_negative"] == pytest.approx(cos[3:].mean().item(), rel=1e-5)
+
+
+def test_negatives_must_be_consistent():
+    model = _train_model("rcgrad")
+    nf, nfl, nw = _negatives(model)
+    with pytest.raises(ValueError, match="same N"):
+        objective_for(model)(model, *make_inputs(model, batch=2), negatives=(nf, nfl, nw[:1]))

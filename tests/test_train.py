@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from flowgrad import checkpoint, models
+from training.data import DataConfig, UrbansasWindows
+from training.data.negatives import label_windows, read_events
 from training.synth import SynthConfig, generate
-from training.train import main, split_by_clip
+from training.train import _calibrate_best, main, split_by_clip
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,11 +143,17 @@ def test_a_clip_with_nan_audio_is_skipped_counted_and_reported(tiny_set, tmp_pat
 
     data, wav = _copy_with_nan_audio(tiny_set, tmp_path)
     run = tmp_path / "run"
-    assert main(_args(data, run, "--epochs", "1", "--val-fraction", "0")) == 0
+    assert main(_args(data, run, "--epochs", "1", "--val-fraction", "0", "--negatives", "0")) == 0
     err = capsys.readouterr().err
     assert "Traceback" not in err
     # all 6 windows of the clip reach 2.0-2.1 s: 5 s windows tiled over a 6 s clip (and the resampler's margin)
     assert f"train: skipped inputs: {SKIP_NON_FINITE}: 6\n" in err, err
+    assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in _log(run))
+    # negatives draw frames and other clips' audio from the same windows: passed over and counted too
+    run = tmp_path / "with_negatives"
+    assert main(_args(data, run, "--epochs", "1", "--max-steps", "3", "--val-fraction", "0", "--negatives", "2")) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"train: skipped inputs: {SKIP_NON_FINITE}: " in err, err
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in _log(run))
 
 
@@ -153,7 +161,8 @@ def test_nan_audio_is_counted_through_dataloader_workers(tiny_set, tmp_path, cap
     from training.data.windows import SKIP_NON_FINITE
 
     data, _ = _copy_with_nan_audio(tiny_set, tmp_path)
-    assert main(_args(data, tmp_path / "run", "--epochs", "1", "--val-fraction", "0", "--workers", "1")) == 0
+    assert main(_args(data, tmp_path / "run", "--epochs", "1", "--val-fraction", "0", "--workers", "1",
+                      "--negatives", "0")) == 0
     assert f"train: skipped inputs: {SKIP_NON_FINITE}: 6\n" in capsys.readouterr().err
 
 
@@ -240,3 +249,35 @@ def test_flow_options_reach_the_data_and_the_run_record(tiny_set, tmp_path, monk
     assert not seen[0].stabilise and seen[0].motion_memory_s == 5.0
     args = json.loads((run / "args.json").read_text())
     assert args["stabilise"] is False and args["motion_memory"] is True
+
+
+def test_negatives_train_and_log_each_term_then_calibrate_best(tiny_set, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(_args(tiny_set, run, "--epochs", "1", "--max-steps", "2", "--negatives", "0.5")) == 0
+    record = _log(run)[-1]
+    assert set(record["train_terms"]) == {"loss_contrastive", "loss_margin"}
+    assert record["train_terms"]["loss_margin"] > 0
+    assert sum(record["negatives"].values()) == 2 * 2  # 2 steps x round(0.5 x 3) negatives
+    assert set(record["negatives"]) <= {"silence", "quiet", "offscreen", "swapped"}
+    err = capsys.readouterr().err
+    assert "negatives per batch" in err and "margin" in err and "train: calibration:" in err
+
+    # the calibration hook with a stand-in evidence (the wave's RMS) and fit
+    data = UrbansasWindows(tiny_set, DataConfig(audio_rate=16000, audio_seconds=5.0))
+    labels = label_windows(data, read_events(tiny_set))
+    stored = []
+    hooks = lambda model: (lambda f, fl, w: w.square().mean(1).sqrt(), lambda e, y: (3.0, -0.5),  # noqa: E731
+                           lambda scale, bias: stored.append((scale, bias)))
+    result = _calibrate_best(run / "best.ckpt", data, labels, "cpu", 4, 0, hooks=hooks)
+    assert stored == [(3.0, -0.5)]
+    meta = checkpoint.read_meta(run / "best.ckpt")["meta"]
+    assert meta["calibration"] == result and result["pairs"]["positive"] > 0 and result["pairs"]["silence"] > 0
+    assert meta["epoch"] == 1  # the checkpoint's own meta is kept
+
+
+def test_without_negatives_the_log_is_as_before(tiny_set, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(_args(tiny_set, run, "--epochs", "1", "--max-steps", "1", "--negatives", "0")) == 0
+    assert "train_terms" not in _log(run)[-1] and "negatives per batch" not in capsys.readouterr().err
+    assert main(_args(tiny_set, tmp_path / "bad", "--negatives", "-1")) == 2
+    assert capsys.readouterr().err.strip().startswith("train: error: --negatives: negatives fraction")

@@ -4,11 +4,21 @@ References: RCGrad / FlowGrad train with CLIP's symmetric InfoNCE on L2-normalis
 embeddings and a learnable logit scale (REFERENCE section 5; Radford et al. 2021).
 Hear The Flow trains with the loss of Chen et al. 2021, "Localizing Visual Sounds
 the Hard Way" (LVS), on its flow-attended similarity maps (REFERENCE section 2).
+
+Negative audio (silence, ambience-only or off-screen-only windows, another clip's
+audio: training.data.negatives) enters both losses as audio that matches no image
+(``negatives=`` / ``extra_a=``), and :func:`sounding_margin_loss` ranks every
+negative pair's audio-visual evidence below every positive pair's. The idea of
+training with such audio is SSL-SaN's (Juanola et al., "Learning from Silence and
+Noise for Visual Sound Source Localization", 2025); ranking negatives below positives
+is what SLAVC's AP and max-F1 measure (Mo & Morgado, NeurIPS 2022). Without
+negatives every loss is computed exactly as before.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +45,8 @@ class LogitScale(nn.Module):
         return self.value
 
 
-def clip_loss(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+def clip_loss(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor,
+              extra_a: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Symmetric InfoNCE between paired embeddings (CLIP's loss).
 
     a, b: (B, D) float embeddings; row i of ``a`` and row i of ``b`` are a pair.
@@ -46,15 +57,65 @@ def clip_loss(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> to
     logits = exp(min(logit_scale, log 100)) * a_n @ b_n^T with a_n, b_n the rows
     L2-normalised; loss = (CE(logits, arange(B)) + CE(logits^T, arange(B))) / 2,
     each cross-entropy averaged over the batch. Returns a 0-d tensor (nats).
+
+    extra_a: optional (N, D) negative rows of ``a`` (negative audio) that pair with
+    no row of ``b``: with A = [a; extra_a] (B + N rows), logits = s * A_n @ b_n^T and
+    loss = (CE(logits[:B], arange(B)) + CE(logits^T, arange(B))) / 2, so every b
+    learns to prefer its own a over the negatives too, while the negatives, having no
+    partner, add no term of their own. None or N = 0 is the plain loss, bit for bit.
     """
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"clip_loss: a and b must both be (B, D), got {tuple(a.shape)} and {tuple(b.shape)}")
     if logit_scale.ndim != 0:
         raise ValueError(f"clip_loss: logit_scale must be a 0-d tensor, got shape {tuple(logit_scale.shape)}")
+    if extra_a is not None and (extra_a.ndim != 2 or extra_a.shape[1] != a.shape[1]):
+        raise ValueError(f"clip_loss: extra_a must be (N, {a.shape[1]}), got {tuple(extra_a.shape)}")
     scale = torch.clamp(logit_scale, max=MAX_LOGIT_SCALE).exp()
-    logits = scale * F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
     target = torch.arange(a.shape[0], device=a.device)
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    if extra_a is None or extra_a.shape[0] == 0:
+        logits = scale * F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
+        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    logits = scale * F.normalize(torch.cat([a, extra_a]), dim=1) @ F.normalize(b, dim=1).T  # (B + N, B)
+    return (F.cross_entropy(logits[:a.shape[0]], target) + F.cross_entropy(logits.T, target)) / 2
+
+
+@dataclass(frozen=True)
+class NegativeLossConfig:
+    """Constants of the terms negatives add.
+
+    margin_temperature: T of :func:`sounding_margin_loss` (0.07, the contrastive
+        losses' initial temperature: a cosine gap of 0.07 is one nat of logit).
+    margin_weight: weight of that term in an objective's total (1.0).
+    """
+
+    margin_temperature: float = 0.07
+    margin_weight: float = 1.0
+
+    def __post_init__(self):
+        if not self.margin_temperature > 0 or not self.margin_weight >= 0:
+            raise ValueError(f"NegativeLossConfig: margin_temperature must be > 0 and margin_weight >= 0, got "
+                             f"{self.margin_temperature}, {self.margin_weight}")
+
+
+def sounding_margin_loss(positive: torch.Tensor, negative: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Logistic ranking of every negative pair's evidence below every positive pair's.
+
+    positive: (B,) evidence of the positive (frame, own audio) pairs; negative: (N,)
+    evidence of the negative pairs (audio-visual cosine similarity, or a similarity
+    map's peak; dimensionless). temperature: T > 0, same units as the evidence.
+
+        L = 1 / (N B) * sum_n sum_k log(1 + exp((e_n^- - e_k^+) / T))
+
+    the pairwise logistic (RankNet) surrogate of 1 - AUC over (positive, negative)
+    pairs: AP and max-F1 (SLAVC) rank pairs by such evidence, so a negative scored
+    above a positive is what costs. Returns a 0-d tensor (nats); N = 0 gives 0.
+    """
+    if positive.ndim != 1 or negative.ndim != 1:
+        raise ValueError(f"sounding_margin_loss: expected (B,) and (N,), got {tuple(positive.shape)} and "
+                         f"{tuple(negative.shape)}")
+    if negative.numel() == 0:
+        return positive.sum() * 0.0
+    return F.softplus((negative[:, None] - positive[None, :]) / temperature).mean()
 
 
 @dataclass(frozen=True)
@@ -88,13 +149,14 @@ class LVSConfig:
 def pairwise_similarity(visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of every image location with every clip's audio.
 
-    visual: (B, C, h, w) feature maps; audio: (B, C) embeddings (both normalised
-    here along C). Returns S (B, B, h, w) in [-1, 1] with S[k, j] the map of
-    image k against audio j; the diagonal S[k, k] holds the matched pairs.
+    visual: (B, C, h, w) feature maps; audio: (J, C) embeddings (both normalised
+    here along C; J = B for a batch's own audio). Returns S (B, J, h, w) in [-1, 1]
+    with S[k, j] the map of image k against audio j; for J = B the diagonal S[k, k]
+    holds the matched pairs.
     """
-    if visual.ndim != 4 or audio.ndim != 2 or visual.shape[:2] != audio.shape:
+    if visual.ndim != 4 or audio.ndim != 2 or visual.shape[1] != audio.shape[1]:
         raise ValueError(
-            f"pairwise_similarity: expected visual (B, C, h, w) and audio (B, C), "
+            f"pairwise_similarity: expected visual (B, C, h, w) and audio (J, C), "
             f"got {tuple(visual.shape)} and {tuple(audio.shape)}"
         )
     return torch.einsum("kchw,jc->kjhw", F.normalize(visual, dim=1), F.normalize(audio, dim=1))
@@ -105,7 +167,8 @@ def _soft_mean(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return (weights * values).flatten(-2).sum(-1) / weights.flatten(-2).sum(-1)
 
 
-def lvs_loss(sim: torch.Tensor, config: LVSConfig = LVSConfig()) -> torch.Tensor:
+def lvs_loss(sim: torch.Tensor, config: LVSConfig = LVSConfig(), cross: Optional[torch.Tensor] = None,
+             negative_maps: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The LVS loss as Hear The Flow trains with it.
 
     sim: S (B, B, h, w) cosine similarities in [-1, 1], S[k, j] = image k (its
@@ -131,11 +194,24 @@ def lvs_loss(sim: torch.Tensor, config: LVSConfig = LVSConfig()) -> torch.Tensor
     sigma((S - eps) / tau). Neg is computed as sigma((eps' - S) / tau) rather than
     1 - sigma(...): the same value, but it does not round to 0 in float32 where
     S is near 1. The diagonal of the easy negatives: see ``LVSConfig.reference_diagonal``.
+
+    Negatives (both None, or both given): cross (B, N, h, w) is image k against
+    negative audio m, negative_maps (N, h, w) a negative pair's own map (its frame with
+    its negative audio). Each image's row of the softmax gains
+        E'_km = <sigma((C_km - eps) / tau), C_km> / |sigma((C_km - eps) / tau)|
+            the negative audio as one more easy negative (audio that matches no image);
+        G_n   = mean over all h x w of the negative pair's map
+            its whole map as background: the trimap's Neg region is everywhere
+    so L = mean_k -log(exp(P_k/T) / (exp(P_k/T) + sum_j exp(E_kj/T) + exp(H_k/T)
+                                      + sum_m exp(E'_km/T) + sum_n exp(G_n/T))).
     """
     if sim.ndim != 4 or sim.shape[0] != sim.shape[1]:
         raise ValueError(f"lvs_loss: sim must be (B, B, h, w), got {tuple(sim.shape)}")
-    if not torch.isfinite(sim).all() or sim.abs().max() > 1.0 + 1e-4:
-        raise ValueError("lvs_loss: sim must hold finite cosine similarities in [-1, 1]")
+    for name, t in (("sim", sim), ("cross", cross), ("negative_maps", negative_maps)):
+        if t is not None and (not torch.isfinite(t).all() or t.abs().max() > 1.0 + 1e-4):
+            raise ValueError(f"lvs_loss: {name} must hold finite cosine similarities in [-1, 1]")
+    if (cross is None) != (negative_maps is None):
+        raise ValueError("lvs_loss: give both cross and negative_maps, or neither")
     b = sim.shape[0]
     own = torch.diagonal(sim).permute(2, 0, 1)  # (B, h, w): S_kk
     positive = _soft_mean(torch.sigmoid((own - config.epsilon) / config.tau), own)
@@ -146,5 +222,13 @@ def lvs_loss(sim: torch.Tensor, config: LVSConfig = LVSConfig()) -> torch.Tensor
         easy = easy * (1.0 - 100.0 * eye.to(easy.dtype))
     else:
         easy = easy.masked_fill(eye, float("-inf"))
-    logits = torch.cat([positive[:, None], easy, hard[:, None]], dim=1) / config.temperature
+    columns = [positive[:, None], easy, hard[:, None]]
+    if cross is not None:
+        n = negative_maps.shape[0]
+        if cross.shape != (b, n) + sim.shape[2:] or negative_maps.shape[1:] != sim.shape[2:]:
+            raise ValueError(f"lvs_loss: cross must be (B, N, h, w) and negative_maps (N, h, w) matching sim "
+                             f"{tuple(sim.shape)}, got {tuple(cross.shape)} and {tuple(negative_maps.shape)}")
+        columns.append(_soft_mean(torch.sigmoid((cross - config.epsilon) / config.tau), cross))
+        columns.append(negative_maps.flatten(1).mean(1)[None, :].expand(b, n))
+    logits = torch.cat(columns, dim=1) / config.temperature
     return F.cross_entropy(logits, torch.zeros(b, dtype=torch.long, device=sim.device))

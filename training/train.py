@@ -18,6 +18,15 @@ code or NaN weights in one line. Under ``torchrun`` every process trains on its
 own shard with gradients averaged (DistributedDataParallel; NCCL on GPUs,
 gloo on CPUs); only rank 0 writes files.
 
+Negatives (``--negatives F``, default 0.25): each batch of B positive windows comes
+with round(F * B) negative pairs (training.data.negatives: silence, quiet and
+off-screen-only windows, another clip's audio; ``--negative-kinds``), which every
+objective takes (its log names each loss term); validation batches get the same,
+drawn from the validation clips only. With audio annotations, windows whose audio
+holds no on-screen vehicle are negatives, not positives. ``--negatives 0`` trains
+exactly as before negatives existed. After training, best.ckpt's sounding score is
+calibrated on the validation clips (:func:`_calibrate_best`, training.calibration_pairs).
+
 RUN_DIR receives: ``epoch_NNN.ckpt`` (weights after each epoch, flowgrad
 checkpoint format), ``best.ckpt`` (lowest validation loss), ``state.pt`` (the
 optimiser, scheduler, objective and counters, for ``--resume``; tensors and
@@ -45,13 +54,17 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from flowgrad import checkpoint, models
+from flowgrad.calibration import balanced_weights, fit_platt
 from flowgrad.errors import InputError
 from flowgrad.files import atomic_write
 from flowgrad.flow.memory import MEMORY_SECONDS
 
 from . import objectives
-from .data import DataConfig, FolderWindows, UrbansasWindows, collate
+from .data import AnnotationError, DataConfig, FolderWindows, UrbansasWindows, collate
+from .data.negatives import (KINDS, OFFSCREEN, QUIET, EpochSampler, NegativeWindows, collate_negatives,
+                             label_windows, negatives_per_batch, read_events)
 from .data.windows import SKIP_NON_FINITE, SKIP_READ_FAILED
+from . import calibration_pairs
 from .augment import AugmentConfig, augment
 from .batching import ClipGroupedBatches
 from .data.flowcache import FlowCache
@@ -79,6 +92,8 @@ class TrainConfig:
     stabilise: remove camera shake from the flow (default; --no-stabilise keeps it).
     motion_memory: train on the 5 s motion memory (flowgrad.flow.memory) instead of one flow
         pair; evaluate such a model with its spec's ``+memory``.
+    negatives: negative pairs per positive window in each batch (0 = none; training.data.negatives).
+    negative_kinds: which kinds of negatives (training.data.negatives.KINDS).
     """
 
     model: str
@@ -104,6 +119,8 @@ class TrainConfig:
     augment: bool = False
     stabilise: bool = True
     motion_memory: bool = False
+    negatives: float = 0.25
+    negative_kinds: tuple[str, ...] = KINDS
 
 
 class TrainStep(nn.Module):
@@ -114,8 +131,8 @@ class TrainStep(nn.Module):
         super().__init__()
         self.model, self.objective = model, objective
 
-    def forward(self, frame, flow, wave):
-        return self.objective(self.model, frame, flow, wave)
+    def forward(self, frame, flow, wave, negatives=None):
+        return self.objective(self.model, frame, flow, wave, negatives=negatives)
 
 
 # ------------------------------------------------------------------ set-up
@@ -238,12 +255,13 @@ def _mean_across(value: float, count: int, world: int, device) -> float:
 
 
 def run(config: TrainConfig, resume: bool = False) -> dict:
-    """Train; returns {"best_val_loss", "validated", "epochs", "steps", "best", "skipped"} (rank 0's view).
+    """Train; returns {"best_val_loss", "validated", "epochs", "steps", "best", "skipped", "calibration"}
+    (rank 0's view).
 
     best_val_loss is the lowest validation loss, or the lowest training loss when
     no epoch of this run had validation windows (validated False). skipped:
     reason -> count of the inputs left out (at indexing, and while reading, over
-    every process).
+    every process). calibration: what :func:`_calibrate_best` stored in best.ckpt, or None.
     """
     rank, world = _distributed()
     try:
@@ -276,6 +294,15 @@ def _run(config: TrainConfig, resume: bool, rank: int, world: int) -> dict:
     index_skips = data.skipped  # read-time skips come with the batches, from any worker process
     clips = clip_ids(data)
     train_idx, val_idx = split_by_clip(clips, config.val_fraction, config.seed)
+    try:
+        n_neg = negatives_per_batch(config.negatives, config.batch_size)
+        labels = label_windows(data, read_events(Path(config.data)) if isinstance(data, UrbansasWindows) else None)
+    except (ValueError, AnnotationError) as e:
+        raise TrainError(str(e)) from None
+    train_all, val_all = train_idx, val_idx  # every window of the clips: the negatives draw from them
+    if n_neg:  # windows whose audio holds no on-screen vehicle are negatives now, not positives
+        train_idx = [i for i in train_idx if labels[i] not in (QUIET, OFFSCREEN)]
+        val_idx = [i for i in val_idx if labels[i] not in (QUIET, OFFSCREEN)]
     if len(train_idx) < 2 * world:
         raise TrainError(f"{config.data}: only {len(train_idx)} training windows; need at least 2 per process")
 
@@ -329,11 +356,16 @@ def _run(config: TrainConfig, resume: bool, rank: int, world: int) -> dict:
         mine = val_idx[rank::world]
         val_loader = DataLoader(data.subset(mine), batch_sampler=_even_batches(len(mine), config.batch_size),
                                 num_workers=config.workers, collate_fn=collate)
+    neg_loader = _negative_loader(data, labels, train_all, config, n_neg, len(train_loader), config.seed * 31 + rank)
+    val_neg_loader = (_negative_loader(data, labels, val_all, config, n_neg, len(val_loader), config.seed * 31 + 7)
+                      if val_loader is not None else None)
     if rank == 0:
         print(f"train: {config.model} width {config.width}: {len(train_idx)} training / {len(val_idx)} validation "
               f"windows, {world} process(es) on {device}" + "".join(f"; {n}" for n in notes)
               + (f"; frozen: {', '.join(frozen)}" if frozen else "")
-              + ("; no validation: the training loss picks best.ckpt" if not val_idx else ""), file=sys.stderr)
+              + ("; no validation: the training loss picks best.ckpt" if not val_idx else "")
+              + (f"; {n_neg} negatives per batch ({', '.join(neg_loader.dataset.kinds)})" if neg_loader else ""),
+              file=sys.stderr)
 
 
     read_skips: Counter = Counter()  # inputs passed over while reading, in this process
@@ -342,34 +374,42 @@ def _run(config: TrainConfig, resume: bool, rank: int, world: int) -> dict:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
     while counters["epoch"] < config.epochs and counters["stale"] < config.early_stop:
         epoch = counters["epoch"] + 1
-        for shuffler in (sampler, batches):
+        for shuffler in (sampler, batches, neg_loader.sampler if neg_loader else None):
             if shuffler is not None:
                 shuffler.set_epoch(epoch)
         step_module.train()
         for name in frozen:
             getattr(model, name).eval()
         t0, total, n = time.time(), 0.0, 0
+        terms: Counter = Counter()  # loss term -> sum over windows, for the epoch's means
+        kinds: Counter = Counter()
         bar = _batches(train_loader, f"epoch {epoch}", show)
+        negative_batches = iter(neg_loader) if neg_loader else None
         for batch in bar:
             read_skips.update(batch.skipped)
             frame, flow, wave = _to(device, batch)
+            negatives = _next_negatives(negative_batches, device, read_skips, kinds)
             if config.augment:
                 frame, flow, wave = augment(frame, flow, wave, AugmentConfig(), aug_rng)
+                if negatives is not None:
+                    negatives = augment(*negatives, AugmentConfig(), aug_rng)
             with autocast:
-                loss, logs = step_module(frame, flow, wave)
+                loss, logs = step_module(frame, flow, wave, negatives)
             if not torch.isfinite(loss):
                 raise TrainError(f"epoch {epoch}: the loss became {loss.item()}; lower --lr")
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             total, n = total + loss.item() * len(frame), n + len(frame)
+            terms.update({k: v * len(frame) for k, v in logs.items() if k.startswith("loss_")})
             counters["steps"] += 1
             bar.set_postfix(loss=f"{loss.item():.3f}")
             if config.max_steps is not None and counters["steps"] >= config.max_steps:
                 break
         train_loss = _mean_across(total / max(n, 1), n, world, device)
-        val_loss, val_windows = (_validate(step_module, val_loader, device, autocast, show, world, read_skips)
-                                 if val_loader else (math.nan, 0))
+        train_terms = {k: round(_mean_across(v / max(n, 1), n, world, device), 5) for k, v in sorted(terms.items())}
+        val_loss, val_windows = (_validate(step_module, val_loader, val_neg_loader, device, autocast, show, world,
+                                           read_skips) if val_loader else (math.nan, 0))
         validated = val_windows > 0
         monitored = val_loss if validated else train_loss  # no validation: the training loss stands in
         scheduler.step(monitored)
@@ -380,36 +420,113 @@ def _run(config: TrainConfig, resume: bool, rank: int, world: int) -> dict:
             record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss if validated else None,
                       "val_windows": val_windows, "lr": optimiser.param_groups[0]["lr"], "steps": counters["steps"],
                       "seconds": round(time.time() - t0, 1), "world_size": world}
+            if n_neg:
+                record.update(train_terms=train_terms, negatives=dict(sorted(kinds.items())))
             _save_epoch(out, model, objective, optimiser, scheduler, counters, record, improved)
             val_text = (f"val {val_loss:.4f} on {val_windows} windows" if validated
                         else "no validation windows (best.ckpt by the training loss)")
-            print(f"train: epoch {epoch}: train {train_loss:.4f} {val_text} "
+            term_text = (" (" + ", ".join(f"{k[5:]} {v:.4f}" for k, v in train_terms.items()) + ")"
+                         if n_neg and train_terms else "")
+            print(f"train: epoch {epoch}: train {train_loss:.4f}{term_text} {val_text} "
                   f"lr {record['lr']:.1e}{' (best)' if improved else ''} [{record['seconds']} s]", file=sys.stderr)
         if config.max_steps is not None and counters["steps"] >= config.max_steps:
             break
+    calibration = None
+    if rank == 0 and val_all and (out / "best.ckpt").is_file():
+        calibration = _calibrate_best(out / "best.ckpt", data.subset(val_all), [labels[i] for i in val_all],
+                                      device, config.batch_size, config.seed)
     totals = _sum_across([float(read_skips[r]) for r in (SKIP_READ_FAILED, SKIP_NON_FINITE)], world, device)
     skipped = Counter(index_skips)
     skipped.update({r: int(n) for r, n in zip((SKIP_READ_FAILED, SKIP_NON_FINITE), totals) if n})
     return {"best_val_loss": counters["best_val_loss"], "validated": validated, "epochs": counters["epoch"],
-            "steps": counters["steps"], "best": str(out / "best.ckpt"), "skipped": dict(skipped)}
+            "steps": counters["steps"], "best": str(out / "best.ckpt"), "skipped": dict(skipped),
+            "calibration": calibration}
+
+
+def _negative_loader(data, labels, indices, config: TrainConfig, per_batch: int, batches: int, seed: int):
+    """A DataLoader of ``batches`` NegativeBatches of ``per_batch`` pairs drawn from the windows at
+    ``indices`` (their clips' windows, all labels), or None without negatives or any kind to draw."""
+    if not per_batch or not batches:
+        return None
+    windows = NegativeWindows(data.subset(indices), [labels[i] for i in indices], config.negative_kinds,
+                              length=per_batch * batches, seed=seed)
+    if not windows.kinds:
+        return None
+    return DataLoader(windows, batch_size=per_batch, sampler=EpochSampler(len(windows)), num_workers=config.workers,
+                      persistent_workers=config.workers > 0, collate_fn=collate_negatives)
+
+
+def _next_negatives(batches, device, read_skips: Counter, kinds: Counter):
+    """The next NegativeBatch's (frame, flow, wave) on ``device``, or None without negatives;
+    counts its kinds and the inputs passed over to make it."""
+    if batches is None:
+        return None
+    batch = next(batches, None)
+    if batch is None:
+        return None
+    read_skips.update(batch.skipped)
+    kinds.update(batch.kind)
+    return batch.frame.to(device), batch.flow.to(device), batch.wave.to(device)
 
 
 @torch.no_grad()
-def _validate(step_module, loader, device, autocast, show, world, read_skips: Counter) -> tuple[float, int]:
+def _validate(step_module, loader, neg_loader, device, autocast, show, world, read_skips: Counter) -> tuple[float, int]:
     """(mean validation loss, windows it is the mean over, all processes together);
-    (nan, 0) when no batch held two windows. Counts passed-over inputs in ``read_skips``."""
+    (nan, 0) when no batch held two windows. neg_loader: the validation negatives (the
+    same draws every epoch) or None. Counts passed-over inputs in ``read_skips``."""
     step_module.eval()
     total, n = 0.0, 0
+    negative_batches = iter(neg_loader) if neg_loader else None
     for batch in _batches(loader, "validate", show):
         read_skips.update(batch.skipped)
         frame, flow, wave = _to(device, batch)
+        negatives = _next_negatives(negative_batches, device, read_skips, Counter())
         if len(frame) < 2:  # a contrastive loss needs negatives
             continue
         with autocast:
-            loss, _ = step_module(frame, flow, wave)
+            loss, _ = step_module(frame, flow, wave, negatives)
         total, n = total + loss.item() * len(frame), n + len(frame)
     total, n = _sum_across([total, float(n)], world, device)
     return (total / n, int(n)) if n else (math.nan, 0)
+
+
+def _calibrate_best(best: Path, windows, labels, device, batch_size: int, seed: int, hooks=None) -> Optional[dict]:
+    """Fit best.ckpt's sounding-score calibration on the validation windows and store it there.
+
+    windows / labels: every window of the validation clips and its window_label
+    (training.calibration_pairs says which pairs are positive and negative). hooks(model) ->
+    (evidence_fn, calibrate_fn, store_fn) gives the model's raw evidence
+    ``(frame, flow, wave) -> (B,)``, the fit ``(evidence, labels) -> (scale, bias)`` and
+    ``store_fn(scale, bias)`` that sets it on the model (default :func:`_score_hooks`). Returns
+    what was stored ({"scale", "bias", "pairs"}, also saved in best.ckpt's meta as
+    "calibration"), or None (said in one line) when there are no pairs of both classes.
+    """
+    model = checkpoint.load(best, map_location=device).eval()
+    evidence_fn, calibrate_fn, store_fn = (hooks or _score_hooks)(model)
+    pairs = calibration_pairs.calibration_pairs(windows, labels, evidence_fn, batch_size, seed, device)
+    try:
+        scale, bias = calibration_pairs.fit(pairs, calibrate_fn)
+    except ValueError as e:
+        print(f"train: calibration: not fitted ({e})", file=sys.stderr)
+        return None
+    store_fn(scale, bias)
+    stored = {"scale": scale, "bias": bias, "pairs": pairs.counts()}
+    checkpoint.save(best, model, **{**checkpoint.read_meta(best)["meta"], "calibration": stored})
+    print(f"train: calibration: scale {scale:.4g} bias {bias:.4g} from {pairs.counts()} -> {best}", file=sys.stderr)
+    return stored
+
+
+def _score_hooks(model):
+    """(evidence_fn, calibrate_fn, store_fn) of :func:`_calibrate_best` for a registry model: its
+    raw ``sounding_evidence``, Platt scaling with both classes weighted equally (the score is then
+    the probability under an even prior, as training.calibrate fits it) and its setter."""
+    def evidence(frame, flow, wave):
+        return model.sounding_evidence(frame, flow, model.embed_audio(wave))
+
+    def platt(values, labels):
+        y = labels.numpy() > 0.5
+        return fit_platt(values.numpy(), y, balanced_weights(y))
+    return evidence, platt, model.set_score_calibration
 
 
 # ------------------------------------------------------------------ files
@@ -458,6 +575,15 @@ def _load_state(out: Path, model, objective, optimiser, scheduler) -> dict:
 # ------------------------------------------------------------------ CLI
 
 
+def _kinds(text: str) -> tuple[str, ...]:
+    """--negative-kinds: comma-separated names from KINDS."""
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"choose from {','.join(KINDS)}, got {text!r}")
+    return kinds
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -496,6 +622,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep camera shake in the flow (default: removed from every flow pair)")
     p.add_argument("--motion-memory", action="store_true",
                    help="train on the 5 s motion memory instead of one flow pair (evaluate with SPEC+memory)")
+    p.add_argument("--negatives", type=float, default=d.negatives, metavar="F",
+                   help="negative pairs per positive window in each batch: silence, quiet and off-screen-only "
+                        "windows, another clip's audio (default 0.25; 0 = none, training as before)")
+    p.add_argument("--negative-kinds", type=_kinds, default=d.negative_kinds, metavar="K,K",
+                   help=f"which negatives (default all: {','.join(KINDS)})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its state.pt")
     return p
 
@@ -507,6 +638,10 @@ def main(argv=None) -> int:
         config = TrainConfig(**args)
         if config.batch_size < 2:
             raise TrainError("--batch-size must be >= 2: the contrastive losses need negatives")
+        try:
+            negatives_per_batch(config.negatives, config.batch_size)
+        except ValueError as e:
+            raise TrainError(f"--negatives: {e}") from None
         out = Path(config.out)
         if not resume and (out / "state.pt").exists():
             raise TrainError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")

@@ -1,0 +1,99 @@
+"""The (evidence, label) pairs a sounding score is calibrated on, from held-out windows.
+
+Positives (label 1): windows with a sounding on-screen vehicle (SOUNDING; in a set
+without audio annotations every window is presumed sounding, as training presumes).
+Negatives (label 0): the same frames with digital silence, the same frames with the
+audio of a window of another clip, and the windows whose audio holds no vehicle
+(QUIET) or only off-screen vehicles (OFFSCREEN), with their own audio.
+
+The evidence comes from a callable, so this module knows nothing of a model's
+score: ``evidence_fn(frame (B, 3, H, W), flow (B, 2, H, W), wave (B, T)) -> (B,)``,
+the raw evidence taken before the map's normalisation; ``calibrate_fn(evidence (M,),
+labels (M,)) -> (scale, bias)`` fits the calibration (Platt scaling, for instance).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .data.negatives import OFFSCREEN, QUIET, SOUNDING, UNLABELLED, other_clip_audio
+from .data.windows import WindowDataset
+
+EvidenceFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class CalibrationPairs:
+    """evidence (M,) float32, labels (M,) float32 in {0, 1}, kind: M names (positive,
+    silence, swapped, quiet, offscreen)."""
+
+    evidence: torch.Tensor
+    labels: torch.Tensor
+    kind: tuple[str, ...]
+
+    def counts(self) -> dict[str, int]:
+        """kind -> number of pairs."""
+        return {k: self.kind.count(k) for k in dict.fromkeys(self.kind)}
+
+
+@torch.no_grad()
+def calibration_pairs(data: WindowDataset, labels: Sequence[str], evidence_fn: EvidenceFn, batch_size: int = 16,
+                      seed: int = 0, device: str | torch.device = "cpu") -> CalibrationPairs:
+    """Evidence of every positive and negative pair built from ``data`` (a held-out split).
+
+    labels: one :func:`training.data.negatives.window_label` per item of ``data``.
+    Each positive window gives 3 pairs (own audio: 1; silence: 0; another clip's audio:
+    0, when ``data`` holds two clips or more and one of them can be read); each QUIET /
+    OFFSCREEN window 1 pair (0). The swapped audio is drawn with ``seed``. Reads every
+    window once (the dataset substitutes or raises for one that cannot be read).
+    """
+    if len(labels) != len(data):
+        raise ValueError(f"labels: {len(labels)} for {len(data)} windows")
+    rng = random.Random(seed)
+    clips = [data.sources[item.source].clip for item in data.items]
+    evidence, truth, kinds = [], [], []
+    pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, str]] = []
+
+    def flush():
+        if not pending:
+            return
+        frame, flow, wave = (torch.stack([p[i] for p in pending]).to(device) for i in range(3))
+        out = evidence_fn(frame, flow, wave).detach().float().cpu().reshape(-1)
+        if out.shape != (len(pending),):
+            raise ValueError(f"evidence_fn returned {out.numel()} values for {len(pending)} pairs")
+        evidence.append(out)
+        truth.extend(p[3] for p in pending)
+        kinds.extend(p[4] for p in pending)
+        pending.clear()
+
+    for i, label in enumerate(labels):
+        if label not in (SOUNDING, UNLABELLED, QUIET, OFFSCREEN):
+            raise ValueError(f"unknown window label {label!r}")
+        s = data[i]
+        if label in (QUIET, OFFSCREEN):
+            pending.append((s.frame, s.flow, s.wave, 0.0, label))
+        else:
+            pending.append((s.frame, s.flow, s.wave, 1.0, "positive"))
+            pending.append((s.frame, s.flow, torch.zeros_like(s.wave), 0.0, "silence"))
+            wave = other_clip_audio(data, clips[i], rng, [])  # None: no other clip, or none readable
+            if wave is not None:
+                pending.append((s.frame, s.flow, wave, 0.0, "swapped"))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    return CalibrationPairs(torch.cat(evidence) if evidence else torch.zeros(0),
+                            torch.tensor(truth, dtype=torch.float32), tuple(kinds))
+
+
+def fit(pairs: CalibrationPairs, calibrate_fn: Callable[[torch.Tensor, torch.Tensor], tuple[float, float]]):
+    """``calibrate_fn(evidence, labels)`` -> (scale, bias) as floats; ValueError unless both
+    classes are present (a calibration from one class says nothing)."""
+    positives = int(pairs.labels.sum().item())
+    if positives == 0 or positives == len(pairs.labels):
+        raise ValueError(f"calibration needs positive and negative pairs, got {positives} positive of "
+                         f"{len(pairs.labels)}")
+    scale, bias = calibrate_fn(pairs.evidence, pairs.labels)
+    return float(scale), float(bias)
