@@ -115,10 +115,11 @@ def test_export_trt_documented_usage_finds_the_shipped_model(tmp_path):
 
 def test_run_live_start_up_line_names_the_checkpoint(monkeypatch):
     monkeypatch.chdir(ROOT)
-    shipped = SimpleNamespace(name="flowgrad_en", source=str(MODELS_DIR / "flowgrad_en.ckpt"), untrained=False)
+    shipped = SimpleNamespace(name="flowgrad_en", source=str(MODELS_DIR / "flowgrad_en.ckpt"), untrained=False,
+                              uses_audio=True, score_calibrated=True)
     assert describe_model(shipped) == "flowgrad_en from assets/models/flowgrad_en.ckpt"
-    elsewhere = SimpleNamespace(name="rcgrad", source="/", untrained=False)
-    assert describe_model(elsewhere) == "rcgrad from /"
+    elsewhere = SimpleNamespace(name="rcgrad", source="/", untrained=False, uses_audio=True, score_calibrated=False)
+    assert describe_model(elsewhere) == "rcgrad from / (score uncalibrated)"
     random = SimpleNamespace(name="rcgrad", source="rcgrad", untrained=True)
     assert describe_model(random) == "rcgrad UNTRAINED random weights"
     assert describe_model(SimpleNamespace(name="flow_only", source="flow_only", untrained=False)) == \
@@ -131,4 +132,5 @@ def test_run_live_prints_the_checkpoint_it_runs(files, tmp_path):
                            "--publish", "tcp://127.0.0.1:*"], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 0, proc.stderr
-    assert f"run_live: rcgrad from {files / 'good.ckpt'} (torch, cpu) on {DEMO_CLIP}" in proc.stderr
+    # good.ckpt is a freshly made model: its score is not calibrated, and the line says so
+    assert f"run_live: rcgrad from {files / 'good.ckpt'} (score uncalibrated) (torch, cpu) on {DEMO_CLIP}" in proc.stderr
