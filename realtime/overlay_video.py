@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from flowgrad.errors import InputError
-from realtime.picture import OPACITY, band_height, blend, caption_lines, with_caption
+from realtime.picture import OPACITY, band_height, blend, message_caption, with_caption
 from realtime.protocol import Heatmap
 
 VIDEO_SUFFIXES = (".mp4", ".mkv")
@@ -108,7 +108,7 @@ class OverlayVideoWriter:
             picture = cv2.resize(picture, self._picture_hw[::-1], interpolation=cv2.INTER_AREA)
         image = blend(picture, msg.heatmap, self.config.opacity, self.config.threshold)
         if self.config.caption:
-            image = with_caption(image, caption_lines(msg.stream, msg.model, msg.capture_time))
+            image = with_caption(image, message_caption(msg))
         if self._t0 is None:
             self._t0 = msg.capture_time
         # Presentation times must rise: a publisher restart may send older capture times.

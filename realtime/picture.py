@@ -1,6 +1,7 @@
 """Pictures an operator can read: a heatmap blended over its camera frame, with a
-caption band under it that names the stream, the model and the capture time and
-shows the colour scale.
+caption band under it that names the stream, the model and the capture time, says
+what the map heard (sounding score, level) when the message carries it, and shows the
+colour scale.
 
 Used by the run's snapshot (``run_live.py --snapshot``), the recorded overlay
 video (``python -m realtime.subscribe ADDRESS --record out.mp4``) and the still
@@ -54,9 +55,20 @@ def capture_clock(unix_s: float) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d} " + moment.strftime("%z")
 
 
-def caption_lines(stream: str, model: str, capture_time: float) -> list[str]:
-    """The caption of one map: the stream and model, then the capture time (local, with offset)."""
-    return [f"stream {stream}   model {model}", f"captured {capture_clock(capture_time)}"]
+def caption_lines(stream: str, model: str, capture_time: float, score: float | None = None,
+                  quiet: bool | None = None, level_db: float | None = None, level_ref: str | None = None) -> list[str]:
+    """The caption of one map: the stream and model, the capture time (local, with offset), then,
+    when the message has them, its sounding score (0 to 1; "quiet" below the run's --min-score)
+    and the A-weighted level of the sound heard (dB in ``level_ref``'s unit)."""
+    lines = [f"stream {stream}   model {model}", f"captured {capture_clock(capture_time)}"]
+    heard = ([] if score is None else [f"sounding score {score:.2f}{' (quiet)' if quiet else ''}"]) + \
+        ([] if level_db is None else [f"level {level_db:.1f} {level_ref}"])
+    return lines + (["   ".join(heard)] if heard else [])
+
+
+def message_caption(msg) -> list[str]:
+    """:func:`caption_lines` of a heatmap message (realtime.protocol.Heatmap)."""
+    return caption_lines(msg.stream, msg.model, msg.capture_time, msg.score, msg.quiet, msg.level_db, msg.level_ref)
 
 
 def band_height(width: int) -> int:

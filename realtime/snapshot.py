@@ -14,7 +14,7 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from .picture import blend, caption_lines, with_caption
+from .picture import blend, message_caption, with_caption
 from .protocol import Heatmap
 
 
@@ -67,7 +67,7 @@ class SnapshotSink:
         frame = cv2.imdecode(np.frombuffer(msg.frame_jpeg, np.uint8), cv2.IMREAD_COLOR)
         if frame is None:
             return None
-        picture = with_caption(blend(frame, msg.heatmap), caption_lines(msg.stream, msg.model, msg.capture_time))
+        picture = with_caption(blend(frame, msg.heatmap), message_caption(msg))
         path.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(path), picture):
             raise OSError(f"{path}: cannot write the snapshot PNG")

@@ -55,6 +55,11 @@ def test_capture_clock_is_local_time_with_offset_and_milliseconds():
     local = dt.datetime.fromtimestamp(t).astimezone()
     assert text == local.strftime("%Y-%m-%d %H:%M:%S") + ".250 " + local.strftime("%z")
     assert caption_lines("cam1", "flowgrad_en", t) == ["stream cam1   model flowgrad_en", f"captured {text}"]
+    # What the map heard, when the message says: the sounding score (quiet or not) and the level.
+    assert caption_lines("cam1", "flowgrad_en", t, 0.214, True, -31.25, "dBFS(A)")[2:] == \
+        ["sounding score 0.21 (quiet)   level -31.2 dBFS(A)"]
+    assert caption_lines("cam1", "flow_only", t, 1.0, False)[2:] == ["sounding score 1.00"]
+    assert caption_lines("cam1", "flow_only", t, level_db=60.0, level_ref="dB(A) SPL")[2:] == ["level 60.0 dB(A) SPL"]
 
 
 def test_blend_and_colourise_agree_with_opencv():
