@@ -284,37 +284,44 @@ def test_missing_microphone_is_one_line():
     assert "AudioSourceConfig" not in str(e.value)  # run_live's users pick microphones with --audio
 
 
-def test_microphone_hears_a_tone_through_a_pulseaudio_null_sink(tmp_path, monkeypatch):
-    with PulseNullSink() as pulse:
-        for key, value in pulse.env.items():
+@pytest.fixture
+def pulse(monkeypatch):
+    """A PulseAudio null sink that PortAudio's 'pulse' device captures from (its monitor);
+    skips where the device is missing; PortAudio is re-listed without it afterwards."""
+    with PulseNullSink() as sink:
+        for key, value in sink.env.items():
             monkeypatch.setenv(key, value)
         sd = _fresh_sounddevice()
         try:
             names = [d["name"] for d in sd.query_devices()]
             if "pulse" not in names:
                 pytest.skip(f"no 'pulse' PortAudio device (install libasound2-plugins); devices: {names}")
-            t = np.arange(3 * 48000) / 48000
-            write_wav(tmp_path / "tone.wav", 0.5 * np.sin(2 * np.pi * 1500 * t), 48000)
-            ring = AudioRing(16000)
-            source = open_audio_source(AudioSourceConfig("mic", 16000, device="pulse"), ring)
-            player = pulse.play(tmp_path / "tone.wav")
-            before = time.monotonic()
-            source.start()
-            wait_for(lambda: ring.total_samples >= 16000, 5)
-            source.stop()
-            player.terminate()
-            assert source.error is None, source.error
-            assert ring.total_samples >= 16000
-            w = ring.latest(0.5)
-            assert dominant_hz(w.samples, 16000) == pytest.approx(1500, abs=10)
-            assert np.sqrt(np.mean(w.samples**2)) > 0.1
-            # Capture times are monotonic-clock times of this run.
-            assert before - 0.5 < ring.time_of(0) < w.end_time <= time.monotonic()
-            assert source.stats.blocks > 0
+            yield sink
         finally:
             monkeypatch.delenv("PULSE_SERVER")
             sd._terminate()
             sd._initialize()
+
+
+def test_microphone_hears_a_tone_through_a_pulseaudio_null_sink(tmp_path, pulse):
+    t = np.arange(3 * 48000) / 48000
+    write_wav(tmp_path / "tone.wav", 0.5 * np.sin(2 * np.pi * 1500 * t), 48000)
+    ring = AudioRing(16000)
+    source = open_audio_source(AudioSourceConfig("mic", 16000, device="pulse"), ring)
+    player = pulse.play(tmp_path / "tone.wav")
+    before = time.monotonic()
+    source.start()
+    wait_for(lambda: ring.total_samples >= 16000, 5)
+    source.stop()
+    player.terminate()
+    assert source.error is None, source.error
+    assert ring.total_samples >= 16000
+    w = ring.latest(0.5)
+    assert dominant_hz(w.samples, 16000) == pytest.approx(1500, abs=10)
+    assert np.sqrt(np.mean(w.samples**2)) > 0.1
+    # Capture times are monotonic-clock times of this run.
+    assert before - 0.5 < ring.time_of(0) < w.end_time <= time.monotonic()
+    assert source.stats.blocks > 0
 
 
 def _play_whole(path, ring, rate: int) -> FileAudioSource:
@@ -381,41 +388,29 @@ def test_stream_resampler_takes_channels_together():
         r.process(np.zeros(10, np.float32))
 
 
-def test_a_stereo_microphone_keeps_its_channels_through_a_pulseaudio_null_sink(tmp_path, monkeypatch):
+def test_a_stereo_microphone_keeps_its_channels_through_a_pulseaudio_null_sink(tmp_path, pulse):
     """Left 700 Hz, right 1900 Hz into the null sink; its monitor captured with channels=2
     into a 2-channel ring: each channel hears its own tone, the mono row both."""
-    with PulseNullSink() as pulse:
-        for key, value in pulse.env.items():
-            monkeypatch.setenv(key, value)
-        sd = _fresh_sounddevice()
-        try:
-            names = [d["name"] for d in sd.query_devices()]
-            if "pulse" not in names:
-                pytest.skip(f"no 'pulse' PortAudio device (install libasound2-plugins); devices: {names}")
-            t = np.arange(3 * 48000) / 48000
-            tones = np.stack([0.4 * np.sin(2 * np.pi * 700 * t), 0.4 * np.sin(2 * np.pi * 1900 * t)], axis=1)
-            write_wav(tmp_path / "lr.wav", tones, 48000)
-            ring = AudioRing(16000, channels=2)
-            source = open_audio_source(AudioSourceConfig("mic", 16000, device="pulse", channels=2), ring)
-            assert source.channels == 2
-            player = pulse.play(tmp_path / "lr.wav")
-            source.start()
-            wait_for(lambda: ring.total_samples >= 16000, 5)
-            source.stop()
-            player.terminate()
-            assert source.error is None, source.error
-            left, right = ring.latest(0.5, channels=True).samples
-            assert dominant_hz(left, 16000) == pytest.approx(700, abs=10)
-            assert dominant_hz(right, 16000) == pytest.approx(1900, abs=10)
-            mono = ring.latest(0.5).samples
-            spectrum = np.abs(np.fft.rfft(mono * np.hanning(len(mono))))
-            assert min(spectrum[350], spectrum[950]) > 0.2 * spectrum.max()  # 700 and 1900 Hz bins at 2 Hz each
-            with pytest.raises(SourceError, match=r"--channels 999: microphone 'pulse' has only \d+ input channels"):
-                open_audio_source(AudioSourceConfig("mic", 16000, device="pulse", channels=999), AudioRing(16000))
-        finally:
-            monkeypatch.delenv("PULSE_SERVER")
-            sd._terminate()
-            sd._initialize()
+    t = np.arange(3 * 48000) / 48000
+    tones = np.stack([0.4 * np.sin(2 * np.pi * 700 * t), 0.4 * np.sin(2 * np.pi * 1900 * t)], axis=1)
+    write_wav(tmp_path / "lr.wav", tones, 48000)
+    ring = AudioRing(16000, channels=2)
+    source = open_audio_source(AudioSourceConfig("mic", 16000, device="pulse", channels=2), ring)
+    assert source.channels == 2
+    player = pulse.play(tmp_path / "lr.wav")
+    source.start()
+    wait_for(lambda: ring.total_samples >= 16000, 5)
+    source.stop()
+    player.terminate()
+    assert source.error is None, source.error
+    left, right = ring.latest(0.5, channels=True).samples
+    assert dominant_hz(left, 16000) == pytest.approx(700, abs=10)
+    assert dominant_hz(right, 16000) == pytest.approx(1900, abs=10)
+    mono = ring.latest(0.5).samples
+    spectrum = np.abs(np.fft.rfft(mono * np.hanning(len(mono))))
+    assert min(spectrum[350], spectrum[950]) > 0.2 * spectrum.max()  # 700 and 1900 Hz bins at 2 Hz each
+    with pytest.raises(SourceError, match=r"--channels 999: microphone 'pulse' has only \d+ input channels"):
+        open_audio_source(AudioSourceConfig("mic", 16000, device="pulse", channels=999), AudioRing(16000))
 
 
 def test_a_stereo_video_track_keeps_its_channels_and_is_padded_to_the_video_on_each(tmp_path):

@@ -3,6 +3,7 @@ client that never reads, the CLI's errors, and the page in headless Chromium (se
 driving Debian's chromium and chromium-driver; skipped with the reason when absent)."""
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import re
@@ -408,76 +409,74 @@ def test_page_skips_malformed_fields_and_keeps_drawing():
         cam.stop()
 
 
-def test_page_shows_what_is_wrong_with_the_audio_and_its_level():
-    """run_live's status names an audio problem (source.audio_problem): the tile shows it, marked;
-    a status without one clears it; a wrong type is not drawn. The A-weighted level is shown
-    with its reference, and not at all when its fields are malformed."""
+@contextlib.contextmanager
+def _page_of_one_camera():
+    """A headless page on a dashboard of one publishing camera, "cam1", once its tile is drawn;
+    other streams' messages go in with _inject."""
     driver = _chrome()
     cam = Camera("cam1")
     try:
         with DashboardThread(DashboardConfig((cam.address,), port=0)) as dash:
             driver.get(dash.url)
             wait_for(lambda: "cam1" in _tiles(driver), 20, "cam1 drawn")
-
-            def audio_cell():
-                return driver.execute_script("""
-                    const d = document.querySelector('.tile[data-stream="probe"] .audio');
-                    return [d.textContent, d.classList.contains('problem')];""")
-            problem = "16000 invalid samples (NaN/inf) replaced by silence"
-            _inject(driver, _wire(_status_header("probe", source={"audio": "running", "audio_problem": problem})))
-            assert audio_cell() == [f"running: {problem}", True]
-            _inject(driver, _wire(_status_header("probe", source={"audio": "running", "audio_problem": None})))
-            assert audio_cell() == ["running", False]
-            _inject(driver, _wire(_status_header("probe", source={"audio": 3, "audio_problem": ["x"]})))
-            assert audio_cell() == ["–", False]
-
-            def level_cell():
-                return driver.execute_script(
-                    "return document.querySelector('.tile[data-stream=\"probe\"] .level').textContent")
-            _inject(driver, _wire(_status_header("probe", level_db=-23.04, level_ref="dBFS(A)")))
-            assert level_cell() == "-23.0 dBFS(A)"
-            _inject(driver, _wire(_status_header("probe", level_db=71.26, level_ref="dB(A) SPL")))
-            assert level_cell() == "71.3 dB(A) SPL"
-            _inject(driver, _wire(_status_header("probe", level_db="loud", level_ref="dB(A) SPL")))
-            assert level_cell() == "–"
+            yield driver
     finally:
         driver.quit()
         cam.stop()
+
+
+def test_page_shows_what_is_wrong_with_the_audio_and_its_level():
+    """run_live's status names an audio problem (source.audio_problem): the tile shows it, marked;
+    a status without one clears it; a wrong type is not drawn. The A-weighted level is shown
+    with its reference, and not at all when its fields are malformed."""
+    with _page_of_one_camera() as driver:
+        def audio_cell():
+            return driver.execute_script("""
+                const d = document.querySelector('.tile[data-stream="probe"] .audio');
+                return [d.textContent, d.classList.contains('problem')];""")
+        problem = "16000 invalid samples (NaN/inf) replaced by silence"
+        _inject(driver, _wire(_status_header("probe", source={"audio": "running", "audio_problem": problem})))
+        assert audio_cell() == [f"running: {problem}", True]
+        _inject(driver, _wire(_status_header("probe", source={"audio": "running", "audio_problem": None})))
+        assert audio_cell() == ["running", False]
+        _inject(driver, _wire(_status_header("probe", source={"audio": 3, "audio_problem": ["x"]})))
+        assert audio_cell() == ["–", False]
+
+        def level_cell():
+            return driver.execute_script(
+                "return document.querySelector('.tile[data-stream=\"probe\"] .level').textContent")
+        _inject(driver, _wire(_status_header("probe", level_db=-23.04, level_ref="dBFS(A)")))
+        assert level_cell() == "-23.0 dBFS(A)"
+        _inject(driver, _wire(_status_header("probe", level_db=71.26, level_ref="dB(A) SPL")))
+        assert level_cell() == "71.3 dB(A) SPL"
+        _inject(driver, _wire(_status_header("probe", level_db="loud", level_ref="dB(A) SPL")))
+        assert level_cell() == "–"
 
 
 def test_page_shows_the_score_and_the_level_of_maps_and_fades_quiet_ones():
     """A map's score is shown (with "quiet" when the publisher flags it) and a quiet map is drawn
     fainter over the picture; a malformed score shows "–" and does not fade; a map's level_db is
     shown like the status's."""
-    driver = _chrome()
-    cam = Camera("cam1")
-    try:
-        with DashboardThread(DashboardConfig((cam.address,), port=0)) as dash:
-            driver.get(dash.url)
-            wait_for(lambda: "cam1" in _tiles(driver), 20, "cam1 drawn")
+    with _page_of_one_camera() as driver:
+        def shown():
+            return driver.execute_script("""
+                const t = document.querySelector('.tile[data-stream="probe"]');
+                return [t.querySelector('.score').textContent, t.dataset.quiet,
+                        t.querySelector('.level').textContent];""")
 
-            def shown():
-                return driver.execute_script("""
-                    const t = document.querySelector('.tile[data-stream="probe"]');
-                    return [t.querySelector('.score').textContent, t.dataset.quiet,
-                            t.querySelector('.level').textContent];""")
+        def hot_red(seq, **fields):  # red of the hot left half after drawing map ``seq``
+            _inject(driver, _heatmap_wire("probe", seq, **fields))
+            wait_for(lambda: _tiles(driver)["probe"]["seq"] == seq, 10, f"map {seq} drawn")
+            return _pixel(driver, "probe", 0.25, 0.5)[0]
 
-            def hot_red(seq, **fields):  # red of the hot left half after drawing map ``seq``
-                _inject(driver, _heatmap_wire("probe", seq, **fields))
-                wait_for(lambda: _tiles(driver)["probe"]["seq"] == seq, 10, f"map {seq} drawn")
-                return _pixel(driver, "probe", 0.25, 0.5)[0]
-
-            loud = hot_red(1, score=0.834, quiet=False, level_db=-20.04, level_ref="dBFS(A)")
-            assert shown() == ["0.83", "false", "-20.0 dBFS(A)"]
-            faded = hot_red(2, score=0.12, quiet=True)
-            assert shown()[:2] == ["0.12 quiet", "true"]
-            assert faded < 0.5 * loud, (faded, loud)  # over a black picture: fainter red
-            bad = hot_red(3, score="high", quiet="yes")
-            assert shown()[:2] == ["–", "false"] and bad == loud
-            assert hot_red(4) == loud and shown()[0] == "–"  # no score: a publisher from before it
-    finally:
-        driver.quit()
-        cam.stop()
+        loud = hot_red(1, score=0.834, quiet=False, level_db=-20.04, level_ref="dBFS(A)")
+        assert shown() == ["0.83", "false", "-20.0 dBFS(A)"]
+        faded = hot_red(2, score=0.12, quiet=True)
+        assert shown()[:2] == ["0.12 quiet", "true"]
+        assert faded < 0.5 * loud, (faded, loud)  # over a black picture: fainter red
+        bad = hot_red(3, score="high", quiet="yes")
+        assert shown()[:2] == ["–", "false"] and bad == loud
+        assert hot_red(4) == loud and shown()[0] == "–"  # no score: a publisher from before it
 
 
 def _legend(driver):

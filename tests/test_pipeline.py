@@ -293,24 +293,27 @@ def test_a_model_without_audio_publishes_no_level(square_video):
     assert stats["level_db"] is None
 
 
-class _FixedScore:
-    """flow_only's maps with a chosen sounding score."""
+class _FlowOnlyStandIn:
+    """flow_only's maps, with a chosen sounding ``score`` (None: flow_only's own) and each call
+    taking ``delay_s`` (inference slower than the camera)."""
 
-    def __init__(self, score):
-        self.inner, self.score = engines.open("flow_only"), score
+    def __init__(self, score=None, delay_s=0.0):
+        self.inner, self.score, self.delay_s = engines.open("flow_only"), score, delay_s
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
     def localise(self, frame, flow, emb):
-        return self.inner.heatmaps(frame, flow, emb), np.full(len(frame), self.score, np.float32)
+        time.sleep(self.delay_s)
+        maps, scores = self.inner.localise(frame, flow, emb)
+        return maps, scores if self.score is None else np.full(len(frame), self.score, np.float32)
 
 
 @pytest.mark.parametrize("score, min_score, quiet", [(0.3, 0.5, True), (0.7, 0.5, False), (0.5, 0.5, False),
                                                      (0.3, 0.0, False), (0.999, 1.0, True)])
 def test_every_map_carries_its_score_and_whether_it_is_quiet(square_video, score, min_score, quiet):
     out = Collector()
-    stats = Pipeline(_config(min_score=min_score), _video(square_video), _FixedScore(score), out).run(duration=1.5)
+    stats = Pipeline(_config(min_score=min_score), _video(square_video), _FlowOnlyStandIn(score=score), out).run(duration=1.5)
     maps = out.of(Heatmap)
     assert maps and all(m.score == pytest.approx(score) and m.quiet is quiet for m in maps)
     assert stats["score"] == pytest.approx(score) and stats["quiet"] is quiet
@@ -328,26 +331,12 @@ def test_min_score_outside_0_1_is_refused(bad):
         PipelineConfig(min_score=bad)
 
 
-class SlowEngine:
-    """flow_only, but each map takes ``delay_s``: inference slower than the camera."""
-
-    def __init__(self, delay_s):
-        self.inner, self.delay_s = engines.open("flow_only"), delay_s
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def localise(self, frame, flow, emb):
-        time.sleep(self.delay_s)
-        return self.inner.localise(frame, flow, emb)
-
-
 def test_slow_inference_gets_no_flow_computed_in_vain(square_video):
     """Before (issue 20): the flow stage computed a flow for every frame whatever inference
     took, and most were overwritten unused (counted as dropped flows), taking the CPU that
     other cameras' inference needed. Now a flow is made only once inference took the last."""
     out = Collector()
-    pipe = Pipeline(_config(), _video(square_video), SlowEngine(0.15), out)
+    pipe = Pipeline(_config(), _video(square_video), _FlowOnlyStandIn(delay_s=0.15), out)
     stats = pipe.run(duration=2.0)
     maps = len(out.of(Heatmap))
     assert maps >= 5, stats  # inference still runs back to back
