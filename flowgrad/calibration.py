@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit_platt", "platt_targets", "log_loss", "brier", "auroc", "balanced_weights"]
+__all__ = ["fit_platt", "fit_platt_balanced", "platt_targets", "log_loss", "brier", "auroc", "balanced_weights"]
 
 _MAX_STEPS = 100
 
@@ -105,6 +105,13 @@ def fit_platt(evidence, labels, weights=None) -> tuple[float, float]:
             break
     scale = params[0] / width
     return float(scale), float(params[1] - scale * centre)
+
+
+def fit_platt_balanced(evidence, labels) -> tuple[float, float]:
+    """:func:`fit_platt` with both classes weighted equally (:func:`balanced_weights`): the
+    calibrated score is then the probability of sounding under an even prior, whatever the mix
+    of positives and negatives it was fitted on. How the project calibrates every score."""
+    return fit_platt(evidence, labels, balanced_weights(labels))
 
 
 def brier(probabilities, labels) -> float:

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from flowgrad import checkpoint
-from flowgrad.calibration import auroc, balanced_weights, brier, fit_platt
+from flowgrad.calibration import auroc, brier, fit_platt_balanced
 from flowgrad.errors import InputError, one_line
 
 from .benchmarks import BENCHMARKS
@@ -121,7 +121,7 @@ def fit(evidence: Evidence) -> tuple[float, float, dict]:
     kinds = [k for k in KINDS if evidence.by_kind[k]]
     x = np.concatenate([evidence.by_kind[k] for k in kinds])
     y = np.concatenate([np.full(len(evidence.by_kind[k]), k == "positive") for k in kinds])
-    scale, bias = fit_platt(x, y, balanced_weights(y))
+    scale, bias = fit_platt_balanced(x, y)
     report = {"kinds": {}, "brier_before": brier(_sigmoid(x), y), "brier_after": brier(_sigmoid(scale * x + bias), y)}
     pos = np.asarray(evidence.by_kind["positive"])
     for k in kinds:

@@ -54,7 +54,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from flowgrad import checkpoint, models
-from flowgrad.calibration import balanced_weights, fit_platt
+from flowgrad.calibration import fit_platt_balanced
 from flowgrad.errors import InputError
 from flowgrad.files import atomic_write
 from flowgrad.flow.memory import MEMORY_SECONDS
@@ -524,8 +524,7 @@ def _score_hooks(model):
         return model.sounding_evidence(frame, flow, model.embed_audio(wave))
 
     def platt(values, labels):
-        y = labels.numpy() > 0.5
-        return fit_platt(values.numpy(), y, balanced_weights(y))
+        return fit_platt_balanced(values.numpy(), labels.numpy() > 0.5)
     return evidence, platt, model.set_score_calibration
 
 
