@@ -5,4 +5,5 @@
 * :mod:`.srp`: SRP-PHAT of an array over directions.
 * :mod:`.doa`: :class:`~.doa.DirectionFinder`, a likelihood over image columns (or pixels).
 * :mod:`.fusion`: a map times that likelihood; the likelihood's sharpness.
+* :mod:`.with_doa`: :class:`~.with_doa.WithDoa`, the "+doa" of a model spec (any engine's maps fused).
 """

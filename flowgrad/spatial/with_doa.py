@@ -1,0 +1,73 @@
+"""The ``+doa`` of a model spec: any localiser's maps weighted by the direction heard.
+
+:class:`WithDoa` takes what an engine returned for a batch (maps and sounding scores)
+and the microphone array's samples of each item, finds each item's direction of arrival
+(flowgrad.spatial.doa) and multiplies the map by the direction's likelihood over the map's
+columns (or pixels), renormalised (flowgrad.spatial.fusion.fuse). It is the one place
+that fuses, for training.evaluate, export and the live pipeline alike.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .doa import DEFAULT_WINDOW_S, DirectionFinder, DoaEstimate
+from .fusion import fuse
+from .geometry import ArrayGeometry
+
+__all__ = ["WithDoa", "doa_fields"]
+
+
+class WithDoa:
+    """Direction fusion for maps of one size from one array.
+
+    geometry: the array and the camera's field of view.
+    map_hw: (H, W) of the engine's maps; they cover the whole camera frame, so the
+        pinhole model maps directions to their columns as to the frame's.
+    sample_rate: Hz of the array samples given to :meth:`__call__`.
+    window_s: seconds of audio each direction is found from (0.5; live: the newest,
+        offline: centred on the evaluated frame).
+    """
+
+    def __init__(self, geometry: ArrayGeometry, map_hw: tuple[int, int], sample_rate: int,
+                 window_s: float = DEFAULT_WINDOW_S):
+        self.geometry, self.sample_rate = geometry, int(sample_rate)
+        self.finder = DirectionFinder(geometry, tuple(map_hw), self.sample_rate, window_s=window_s)
+
+    @property
+    def window_samples(self) -> int:
+        """Samples per channel of the window each direction is found from."""
+        return max(1, round(self.finder.window_s * self.sample_rate))
+
+    def __call__(self, maps: np.ndarray, scores: np.ndarray,
+                 signals: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[DoaEstimate]]:
+        """maps ``(B, H, W)`` in [0, 1], scores ``(B,)`` in [0, 1], signals ``(B, M, T)`` float
+        (M = the geometry's microphones) -> (fused maps ``(B, H, W)`` float32 in [0, 1],
+        scores ``(B,)`` float32, one :class:`DoaEstimate` per item).
+
+        The scores are passed through unchanged: the direction says where, the model's
+        score whether.
+        """
+        maps = np.asarray(maps, np.float32)
+        signals = np.asarray(signals)
+        if maps.ndim != 3 or signals.ndim != 3 or signals.shape[0] != maps.shape[0]:
+            raise ValueError(f"WithDoa: expected maps (B, H, W) and signals (B, M, T), got {maps.shape} and "
+                             f"{signals.shape}")
+        estimates = [self.finder(s) for s in signals]
+        likelihood = torch.from_numpy(np.stack([e.likelihood for e in estimates]))
+        fused = fuse(torch.from_numpy(maps), likelihood).numpy().astype(np.float32, copy=False)
+        return fused, np.asarray(scores, np.float32), estimates
+
+
+def doa_fields(estimate: Optional[DoaEstimate]) -> Optional[dict]:
+    """The ``doa`` field of a heatmap message (docs/PROTOCOL.md): azimuth_deg (positive to
+    the right), elevation_deg (positive up; None for an array without vertical extent) and
+    confidence (the SRP-PHAT coherence of the peak, clipped to [0, 1]); None without one."""
+    if estimate is None:
+        return None
+    elevation = estimate.elevation_deg
+    return {"azimuth_deg": round(estimate.azimuth_deg, 2),
+            "elevation_deg": None if elevation is None else round(elevation, 2),
+            "confidence": round(min(1.0, max(0.0, estimate.coherence)), 3)}

@@ -1,0 +1,55 @@
+"""WithDoa: a map fused with the direction a rendered source is heard from."""
+import numpy as np
+import pytest
+
+from flowgrad.spatial.geometry import column_of_azimuth, preset_geometry
+from flowgrad.spatial.with_doa import WithDoa, doa_fields
+from training.synth.spatial import render_array
+
+RATE = 16000
+
+
+def _heard(azimuth_deg: float, geometry, seconds=0.5, snr_db=20.0, seed=0):
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    a = np.radians(azimuth_deg)
+    where = 30.0 * np.array([np.sin(a), 0.0, np.cos(a)])
+    signal = rng.standard_normal(n)
+    heard = render_array([(signal, where)], RATE, geometry.mic_positions_m, 0.0, rng)
+    noise = np.sqrt(np.mean(heard ** 2)) / 10 ** (snr_db / 20)
+    return heard + noise * rng.standard_normal(heard.shape).astype(np.float32)
+
+
+def test_a_flat_map_takes_the_peak_at_the_sources_pinhole_column():
+    geometry = preset_geometry("stereo:0.2", 90.0)
+    fusion = WithDoa(geometry, (56, 112), RATE)
+    heard = _heard(-20.0, geometry)
+    maps, scores, (estimate,) = fusion(np.ones((1, 56, 112), np.float32), np.array([0.3]), heard[None])
+    expected = column_of_azimuth(-20.0, 112, 90.0)
+    assert abs(int(np.argmax(maps[0, 28])) + 0.5 - expected) <= 2.0
+    assert maps.min() >= 0 and maps.max() == pytest.approx(1.0)
+    assert scores.tolist() == pytest.approx([0.3])  # the model's score passes through
+    fields = doa_fields(estimate)
+    assert abs(fields["azimuth_deg"] + 20.0) < 3.0 and fields["elevation_deg"] is None
+    assert 0.5 < fields["confidence"] <= 1.0
+    assert doa_fields(None) is None
+
+
+def test_of_two_equal_blobs_the_one_heard_wins():
+    geometry = preset_geometry("stereo:0.2", 90.0)
+    fusion = WithDoa(geometry, (32, 64), RATE)
+    maps = np.zeros((1, 32, 64), np.float32)
+    left, right = int(column_of_azimuth(-30.0, 64, 90.0)), int(column_of_azimuth(30.0, 64, 90.0))
+    maps[0, 10:20, left - 2:left + 3] = 1.0
+    maps[0, 10:20, right - 2:right + 3] = 1.0
+    fused, _, _ = fusion(maps, np.ones(1), _heard(30.0, geometry)[None])
+    assert fused[0, 15, right] == pytest.approx(1.0) and fused[0, 15, left] < 0.2
+
+
+def test_a_channel_count_other_than_the_geometrys_is_refused():
+    fusion = WithDoa(preset_geometry("square:0.2"), (8, 8), RATE)
+    from flowgrad.spatial.geometry import ChannelCountError
+    with pytest.raises(ChannelCountError):
+        fusion(np.ones((1, 8, 8)), np.ones(1), np.zeros((1, 2, 8000)))
+    with pytest.raises(ValueError):
+        fusion(np.ones((2, 8, 8)), np.ones(2), np.zeros((1, 4, 8000)))
