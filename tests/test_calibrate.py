@@ -7,7 +7,7 @@ import torch
 
 from flowgrad import checkpoint, models
 from flowgrad.calibration import balanced_weights, fit_platt
-from training.calibrate import _partners, collect_evidence, main
+from training.calibrate import collect_pairs, main
 from training.data import DataConfig, UrbansasEval
 from training.synth import SynthConfig, generate
 
@@ -27,13 +27,6 @@ def small_ckpt(tmp_path_factory):
     return path
 
 
-def test_swapped_audio_always_comes_from_another_clip():
-    clips = ["a", "a", "a", "b", "c", "c"]
-    partners = _partners(clips)
-    assert all(clips[j] != clips[i] for i, j in enumerate(partners))
-    assert _partners(["a", "a"]) is None
-
-
 def test_calibrates_on_positives_silence_and_swapped_audio(eval_set, small_ckpt, tmp_path, capsys):
     out = tmp_path / "cal.ckpt"
     before = small_ckpt.read_bytes()
@@ -48,11 +41,11 @@ def test_calibrates_on_positives_silence_and_swapped_audio(eval_set, small_ckpt,
     # the same fit, made here from the model's own evidence
     source = checkpoint.load(small_ckpt)
     data = UrbansasEval(eval_set, DataConfig(audio_rate=16000, audio_seconds=1.0))
-    evidence = collect_evidence(source, data, batch_size=5)
+    pairs = collect_pairs(source, data, batch_size=5)
     n = len(data)
-    assert [len(evidence.by_kind[k]) for k in ("positive", "silence", "swapped")] == [n, n, n]
-    x = np.concatenate([evidence.by_kind[k] for k in ("positive", "silence", "swapped")])
-    y = np.arange(3 * n) < n
+    assert pairs.counts() == {"positive": n, "silence": n, "swapped": n}
+    x, y = pairs.evidence.double().numpy(), pairs.labels.numpy() > 0.5
+    assert [k == "positive" for k in pairs.kind] == y.tolist()
     scale, bias = fit_platt(x, y, balanced_weights(y))
     assert float(model.score_scale) == pytest.approx(scale, rel=1e-4)
     assert float(model.score_bias) == pytest.approx(bias, rel=1e-4, abs=1e-4)

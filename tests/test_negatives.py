@@ -2,6 +2,7 @@
 annotations are rewritten by hand, so every kind of window is known."""
 import csv
 
+import numpy as np
 import pytest
 import torch
 
@@ -132,3 +133,30 @@ def test_calibration_pairs_and_fit(labelled_set):
     only_positive = type(pairs)(pairs.evidence[:1], pairs.labels[:1] * 0 + 1, pairs.kind[:1])
     with pytest.raises(ValueError, match="positive and negative"):
         fit(only_positive, lambda e, y: (1.0, 0.0))
+
+
+class _Clips:
+    """A dataset stand-in: item i belongs to clips[i], its audio a constant window of value i."""
+
+    def __init__(self, clips):
+        self.clips = clips
+
+    def __len__(self):
+        return len(self.clips)
+
+    def clip_of(self, i):
+        return self.clips[i]
+
+    def audio_of(self, i):
+        return np.full(4, float(i), np.float32)
+
+
+def test_swapped_audio_always_comes_from_another_clip():
+    import random
+
+    from training.data.negatives import other_clip_audio
+    data = _Clips(["a", "a", "a", "b", "c", "c"])
+    rng = random.Random(0)
+    drawn = {int(other_clip_audio(data, "a", rng, [])[0]) for _ in range(60)}
+    assert drawn == {3, 4, 5}  # every item of b and c, none of a
+    assert other_clip_audio(_Clips(["a", "a"]), "a", rng, []) is None

@@ -21,111 +21,61 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from flowgrad import checkpoint
-from flowgrad.calibration import auroc, brier, fit_platt_balanced
+from flowgrad.calibration import auroc, brier
 from flowgrad.errors import InputError, one_line
 
 from .benchmarks import BENCHMARKS
-from .data import DataConfig, DataError, collate
+from .calibration_pairs import CalibrationPairs, calibration_pairs, model_hooks
+from .calibration_pairs import fit as calibration_pairs_fit
+from .data import DataConfig, DataError
 from .data.flowcache import FlowCache
-
-KINDS = ("positive", "silence", "swapped")
-
 
 class CalibrateError(InputError):
     """Bad arguments, model or data (exit status 2)."""
 
 
-@dataclass
-class Evidence:
-    """Raw evidence per kind of example (KINDS), float64 arrays, and the clip of each pair."""
-
-    by_kind: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
-    clips: list[str] = field(default_factory=list)
-    skipped: dict = field(default_factory=dict)
-
-
-def _batches(data, batch_size: int, still: bool, show: bool, desc: str):
-    """Collated batches of every readable evaluation pair (an unreadable pair of a still-frame set
-    is counted and passed over, of a video set it stops, as in training.evaluate)."""
-    for start in tqdm(range(0, len(data), batch_size), desc=desc, disable=not show, unit="batch", leave=False):
-        samples = []
-        for i in range(start, min(start + batch_size, len(data))):
-            try:
-                samples.append(data[i])
-            except DataError as e:
-                if not still:
-                    raise CalibrateError(str(e)) from None
-                data.count_unreadable(str(e))
-        if samples:
-            yield collate(samples)
-
-
-def _partners(clips: list[str]) -> Optional[list[int]]:
-    """For each pair the index of the next pair (cyclically) from ANOTHER clip; None with one clip only."""
-    if len(set(clips)) < 2:
-        return None
-    n = len(clips)
-    return [next((i + k) % n for k in range(1, n) if clips[(i + k) % n] != clips[i]) for i in range(n)]
-
-
-@torch.inference_mode()
-def collect_evidence(model, data, batch_size: int = 8, device: str = "cpu", show: bool = False,
-                     still: bool = False) -> Evidence:
-    """The model's evidence for every pair of ``data`` with its own audio, digital silence and
-    another clip's audio (still: a still-frame set, whose unreadable pairs are passed over). Two passes: the first keeps each pair's audio embedding (the swapped
-    negatives need embeddings of pairs read later), the second scores the swapped audio."""
+def collect_pairs(model, data, batch_size: int = 8, device: str = "cpu", show: bool = False,
+                  still: bool = False, seed: int = 0) -> CalibrationPairs:
+    """The model's raw evidence for every pair of ``data`` with its own audio (positive), digital
+    silence and another clip's audio (swapped), built by training.calibration_pairs as at the
+    end of training. still: a still-frame set, whose unreadable pairs are counted and passed
+    over (a video set's stop the run, as in training.evaluate)."""
     model = model.to(device).eval()
-    out = Evidence()
-    silence = None
-    embeddings = []
-    for batch in _batches(data, batch_size, still, show, f"{model.name}: own audio, silence"):
-        frame, flow = batch.frame.to(device), batch.flow.to(device)
-        emb = model.embed_audio(batch.wave.to(device))
-        if silence is None:
-            silence = model.embed_audio(torch.zeros(1, batch.wave.shape[1], device=device))
-        out.by_kind["positive"] += model.sounding_evidence(frame, flow, emb).tolist()
-        out.by_kind["silence"] += model.sounding_evidence(frame, flow, silence.expand(len(emb), -1)).tolist()
-        embeddings.append(emb)
-        out.clips += list(batch.clip)
-    if not out.clips:
+    evidence, _, _ = model_hooks(model)
+
+    def unreadable(e: DataError) -> None:
+        if not still:
+            raise CalibrateError(str(e)) from None
+        data.count_unreadable(str(e))
+
+    with torch.inference_mode():
+        pairs = calibration_pairs(data, None, evidence, batch_size, seed, device, unreadable, show)
+    if not pairs.kind:
         raise CalibrateError(f"no evaluation pair could be read ({data.skipped})")
-    partners = _partners(out.clips)
-    if partners is not None:
-        embeddings = torch.cat(embeddings)
-        start = 0
-        for batch in _batches(data, batch_size, still, show, f"{model.name}: swapped audio"):
-            n = len(batch.clip)
-            swapped = embeddings[partners[start:start + n]]
-            out.by_kind["swapped"] += model.sounding_evidence(batch.frame.to(device), batch.flow.to(device),
-                                                              swapped).tolist()
-            start += n
-    out.skipped = dict(data.skipped) if isinstance(data.skipped, dict) else data.skipped
-    return out
+    return pairs
 
 
 def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
-def fit(evidence: Evidence) -> tuple[float, float, dict]:
-    """(scale, bias, report) of the balanced Platt fit; report holds the table's figures."""
-    kinds = [k for k in KINDS if evidence.by_kind[k]]
-    x = np.concatenate([evidence.by_kind[k] for k in kinds])
-    y = np.concatenate([np.full(len(evidence.by_kind[k]), k == "positive") for k in kinds])
-    scale, bias = fit_platt_balanced(x, y)
+def fit(pairs: CalibrationPairs, model) -> tuple[float, float, dict]:
+    """(scale, bias, report) of the model's calibration fit (training.calibration_pairs.model_hooks:
+    balanced Platt scaling); report holds the table's figures."""
+    scale, bias = calibration_pairs_fit(pairs, model_hooks(model)[1])
+    x, y = pairs.evidence.double().numpy(), pairs.labels.numpy() > 0.5
+    kind = np.asarray(pairs.kind)
     report = {"kinds": {}, "brier_before": brier(_sigmoid(x), y), "brier_after": brier(_sigmoid(scale * x + bias), y)}
-    pos = np.asarray(evidence.by_kind["positive"])
-    for k in kinds:
-        e = np.asarray(evidence.by_kind[k])
+    pos = x[kind == "positive"]
+    for k in pairs.counts():
+        e = x[kind == k]
         report["kinds"][k] = {"n": len(e), "mean": float(e.mean()), "sd": float(e.std()),
                               "before": float(_sigmoid(e).mean()), "after": float(_sigmoid(scale * e + bias).mean()),
                               "below_half": float((_sigmoid(scale * e + bias) < 0.5).mean()),
@@ -182,9 +132,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             if len(data) == 0:
                 raise CalibrateError(f"{args.data}: no {benchmark.title} evaluation pairs "
                                      f"({data.skipped or 'none selected by the annotations'})")
-            evidence = collect_evidence(model, data, args.batch_size, args.device, show, benchmark.still)
+            pairs = collect_pairs(model, data, args.batch_size, args.device, show, benchmark.still)
         try:
-            scale, bias, report = fit(evidence)
+            scale, bias, report = fit(pairs, model)
         except ValueError as e:
             raise CalibrateError(f"{args.data}: cannot calibrate {model.name}: {one_line(e)}") from None
         model.set_score_calibration(scale, bias)

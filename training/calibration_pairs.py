@@ -1,4 +1,8 @@
-"""The (evidence, label) pairs a sounding score is calibrated on, from held-out windows.
+"""The (evidence, label) pairs a sounding score is calibrated on, from held-out data.
+
+The one place that builds them, for the end of training (training.train, on the
+validation windows) and for ``python -m training.calibrate`` (on a benchmark's
+evaluation pairs, all positives).
 
 Positives (label 1): windows with a sounding on-screen vehicle (SOUNDING; in a set
 without audio annotations every window is presumed sounding, as training presumes).
@@ -15,12 +19,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
+from tqdm import tqdm
+
+from flowgrad.calibration import fit_platt_balanced
 
 from .data.negatives import OFFSCREEN, QUIET, SOUNDING, UNLABELLED, other_clip_audio
-from .data.windows import WindowDataset
+from .data.windows import DataError
 
 EvidenceFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -40,20 +47,27 @@ class CalibrationPairs:
 
 
 @torch.no_grad()
-def calibration_pairs(data: WindowDataset, labels: Sequence[str], evidence_fn: EvidenceFn, batch_size: int = 16,
-                      seed: int = 0, device: str | torch.device = "cpu") -> CalibrationPairs:
+def calibration_pairs(data, labels: Optional[Sequence[str]], evidence_fn: EvidenceFn, batch_size: int = 16,
+                      seed: int = 0, device: str | torch.device = "cpu",
+                      on_unreadable: Optional[Callable[[DataError], None]] = None,
+                      show: bool = False) -> CalibrationPairs:
     """Evidence of every positive and negative pair built from ``data`` (a held-out split).
 
-    labels: one :func:`training.data.negatives.window_label` per item of ``data``.
+    data: a dataset of samples (frame, flow, wave, clip) with ``clip_of(i)`` and
+        ``audio_of(i)`` (training windows, a benchmark's evaluation pairs, still entries).
+    labels: one :func:`training.data.negatives.window_label` per item of ``data``;
+        None: every item is a positive (a benchmark's evaluation pairs).
     Each positive window gives 3 pairs (own audio: 1; silence: 0; another clip's audio:
     0, when ``data`` holds two clips or more and one of them can be read); each QUIET /
     OFFSCREEN window 1 pair (0). The swapped audio is drawn with ``seed``. Reads every
-    window once (the dataset substitutes or raises for one that cannot be read).
+    window once; a DataError reading one goes to ``on_unreadable`` (which passes the item
+    over, or raises), else up. show: a progress bar.
     """
+    if labels is None:
+        labels = [UNLABELLED] * len(data)
     if len(labels) != len(data):
         raise ValueError(f"labels: {len(labels)} for {len(data)} windows")
     rng = random.Random(seed)
-    clips = [data.sources[item.source].clip for item in data.items]
     evidence, truth, kinds = [], [], []
     pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, str]] = []
 
@@ -69,16 +83,22 @@ def calibration_pairs(data: WindowDataset, labels: Sequence[str], evidence_fn: E
         kinds.extend(p[4] for p in pending)
         pending.clear()
 
-    for i, label in enumerate(labels):
+    for i, label in enumerate(tqdm(labels, desc="calibration pairs", unit="window", disable=not show, leave=False)):
         if label not in (SOUNDING, UNLABELLED, QUIET, OFFSCREEN):
             raise ValueError(f"unknown window label {label!r}")
-        s = data[i]
+        try:
+            s = data[i]
+        except DataError as e:
+            if on_unreadable is None:
+                raise
+            on_unreadable(e)
+            continue
         if label in (QUIET, OFFSCREEN):
             pending.append((s.frame, s.flow, s.wave, 0.0, label))
         else:
             pending.append((s.frame, s.flow, s.wave, 1.0, "positive"))
             pending.append((s.frame, s.flow, torch.zeros_like(s.wave), 0.0, "silence"))
-            wave = other_clip_audio(data, clips[i], rng, [])  # None: no other clip, or none readable
+            wave = other_clip_audio(data, s.clip, rng, [])  # None: no other clip, or none readable
             if wave is not None:
                 pending.append((s.frame, s.flow, wave, 0.0, "swapped"))
         if len(pending) >= batch_size:
@@ -97,3 +117,15 @@ def fit(pairs: CalibrationPairs, calibrate_fn: Callable[[torch.Tensor, torch.Ten
                          f"{len(pairs.labels)}")
     scale, bias = calibrate_fn(pairs.evidence, pairs.labels)
     return float(scale), float(bias)
+
+
+def model_hooks(model):
+    """(evidence_fn, calibrate_fn, store_fn) for a registry model: its raw ``sounding_evidence``
+    of a wave, Platt scaling with both classes weighted equally (the score is then the
+    probability of "sounding" under an even prior) and its setter."""
+    def evidence(frame, flow, wave):
+        return model.sounding_evidence(frame, flow, model.embed_audio(wave))
+
+    def platt(values, labels):
+        return fit_platt_balanced(values.numpy(), labels.numpy() > 0.5)
+    return evidence, platt, model.set_score_calibration

@@ -54,7 +54,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from flowgrad import checkpoint, models
-from flowgrad.calibration import fit_platt_balanced
 from flowgrad.errors import InputError
 from flowgrad.files import atomic_write
 from flowgrad.flow.memory import MEMORY_SECONDS
@@ -497,12 +496,13 @@ def _calibrate_best(best: Path, windows, labels, device, batch_size: int, seed: 
     (training.calibration_pairs says which pairs are positive and negative). hooks(model) ->
     (evidence_fn, calibrate_fn, store_fn) gives the model's raw evidence
     ``(frame, flow, wave) -> (B,)``, the fit ``(evidence, labels) -> (scale, bias)`` and
-    ``store_fn(scale, bias)`` that sets it on the model (default :func:`_score_hooks`). Returns
+    ``store_fn(scale, bias)`` that sets it on the model (default
+    :func:`training.calibration_pairs.model_hooks`). Returns
     what was stored ({"scale", "bias", "pairs"}, also saved in best.ckpt's meta as
     "calibration"), or None (said in one line) when there are no pairs of both classes.
     """
     model = checkpoint.load(best, map_location=device).eval()
-    evidence_fn, calibrate_fn, store_fn = (hooks or _score_hooks)(model)
+    evidence_fn, calibrate_fn, store_fn = (hooks or calibration_pairs.model_hooks)(model)
     pairs = calibration_pairs.calibration_pairs(windows, labels, evidence_fn, batch_size, seed, device)
     try:
         scale, bias = calibration_pairs.fit(pairs, calibrate_fn)
@@ -514,18 +514,6 @@ def _calibrate_best(best: Path, windows, labels, device, batch_size: int, seed: 
     checkpoint.save(best, model, **{**checkpoint.read_meta(best)["meta"], "calibration": stored})
     print(f"train: calibration: scale {scale:.4g} bias {bias:.4g} from {pairs.counts()} -> {best}", file=sys.stderr)
     return stored
-
-
-def _score_hooks(model):
-    """(evidence_fn, calibrate_fn, store_fn) of :func:`_calibrate_best` for a registry model: its
-    raw ``sounding_evidence``, Platt scaling with both classes weighted equally (the score is then
-    the probability under an even prior, as training.calibrate fits it) and its setter."""
-    def evidence(frame, flow, wave):
-        return model.sounding_evidence(frame, flow, model.embed_audio(wave))
-
-    def platt(values, labels):
-        return fit_platt_balanced(values.numpy(), labels.numpy() > 0.5)
-    return evidence, platt, model.set_score_calibration
 
 
 # ------------------------------------------------------------------ files

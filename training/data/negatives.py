@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from .urbansas import AUDIO_COLUMNS, AnnotationError, _number, clip_id, read_csv
 from .media import MediaError, NonFiniteError
-from .windows import SKIP_NON_FINITE, SKIP_READ_FAILED, Sample, WindowDataset, audio_window
+from .windows import SKIP_NON_FINITE, SKIP_READ_FAILED, Sample, WindowDataset
 
 KINDS = ("silence", "quiet", "offscreen", "swapped")
 SOUNDING, QUIET, OFFSCREEN, UNLABELLED = "sounding", "quiet", "offscreen", "unlabelled"
@@ -170,16 +170,16 @@ class NegativeWindows(Dataset):
         return kind, Sample(sample.frame, sample.flow, wave, sample.clip, sample.t, skipped=tuple(skipped))
 
 
-def other_clip_audio(data: WindowDataset, clip: str, rng: random.Random, skipped: list[str],
+def other_clip_audio(data, clip: str, rng: random.Random, skipped: list[str],
                      tries: int = 3) -> Optional[torch.Tensor]:
-    """The audio window (T,) of a random window of another clip than ``clip``, or None when
-    ``tries`` draws could not be read (unreadable, or NaN / infinity: each appended to
-    ``skipped`` under the dataset's skip reasons)."""
-    others = [i for i, item in enumerate(data.items) if data.sources[item.source].clip != clip]
+    """The audio window (T,) of a random item of ``data`` from another clip than ``clip``, or
+    None when ``tries`` draws could not be read (unreadable, or NaN / infinity: each appended to
+    ``skipped`` under the dataset's skip reasons). ``data``: any dataset with ``clip_of(i)`` and
+    ``audio_of(i)`` (training windows, evaluation pairs, still-frame entries)."""
+    others = [i for i in range(len(data)) if data.clip_of(i) != clip]
     for _ in range(tries if others else 0):
-        item = data.items[rng.choice(others)]
         try:
-            wave = torch.from_numpy(audio_window(data.sources[item.source].audio, item.t, data.config))
+            wave = torch.from_numpy(data.audio_of(rng.choice(others)))
         except MediaError as e:
             skipped.append(SKIP_NON_FINITE if isinstance(e, NonFiniteError) else SKIP_READ_FAILED)
             continue

@@ -201,6 +201,15 @@ class StillEval(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
+    def clip_of(self, index: int) -> str:
+        """The clip id of entry ``index`` (nothing is read)."""
+        return self.entries[index].clip
+
+    def audio_of(self, index: int) -> np.ndarray:
+        """Entry ``index``'s middle audio window (T,) float32 at the config's rate (only the audio
+        is read); MediaError when it cannot be read."""
+        return middle_window(self.entries[index].audio, self.config)
+
     def __getitem__(self, index: int) -> Sample:
         entry = self.entries[index]
         try:

@@ -370,6 +370,16 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def clip_of(self, index: int) -> str:
+        """The clip id of item ``index`` (nothing is read)."""
+        return self.sources[self.items[index].source].clip
+
+    def audio_of(self, index: int) -> np.ndarray:
+        """Item ``index``'s mono audio window (T,) float32 at the config's rate (only the audio
+        is read); MediaError when it cannot be read."""
+        item = self.items[index]
+        return audio_window(self.sources[item.source].audio, item.t, self.config)
+
     def subset(self, indices: Sequence[int]) -> "WindowDataset":
         """A dataset of the items at ``indices`` (same sources, config, cache and skip
         counter), so that substitutes are drawn from the subset only (a validation
