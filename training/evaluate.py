@@ -30,7 +30,8 @@ on|off`` sets it for every model.
 
 Direction (docs/SPATIAL.md): ``+doa`` after a spec (``flow_only+doa``, ``CKPT+doa``,
 ``flowgrad_h:RCGRAD.ckpt+doa+memory``; flowgrad.spec) multiplies each map by the direction
-heard by the dataset's microphones (flowgrad.spatial.with_doa), found from the 0.5 s of
+heard by the dataset's microphones (flowgrad.spatial.with_doa; an ONNX export made as
+``MODEL+doa`` is fused without the suffix), found from the 0.5 s of
 every channel of the clip's wav, at its own rate, centred on the pair's time. The geometry is
 DATA/annotations/array.json (written by python -m training.synth, or a --mics file put
 there); each wav needs one channel per microphone. Silence pairs are heard as zeros (the
@@ -123,7 +124,7 @@ def _engine_localiser(label: str, eng) -> Localiser:
         emb = eng.embed_audio(batch.wave.numpy()) if eng.uses_audio else None
         maps, scores = eng.localise(batch.frame.numpy(), batch.flow.numpy(), emb)
         return maps, np.asarray(scores, np.float32)
-    return Localiser(label, eng.audio_rate, eng.audio_seconds, localise, name=eng.name)
+    return Localiser(label, eng.audio_rate, eng.audio_seconds, localise, name=eng.name, doa=eng.wants_doa)
 
 
 def _detector_localiser(label: str, path: str, interval_s: float = 0.5) -> Localiser:
@@ -172,7 +173,7 @@ def open_localiser(spec: str, device: str, reference: bool = False, allow_untrai
     """
     parsed = parse_spec(spec)
     loc = _open_localiser(parsed.base, device, reference, allow_untrained)
-    if parsed.doa:
+    if parsed.doa or loc.doa:  # +doa, or an export made as MODEL+doa (its engine's wants_doa)
         loc.doa, loc.label = True, f"{loc.label} +doa"
     if parsed.base.startswith("detector:"):
         return loc
