@@ -177,3 +177,13 @@ def test_doa_with_another_channel_count_is_one_line(stereo_set, tmp_path, capsys
     assert main(["--data", str(square), "--model", "flow_only+doa"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "2 audio channels" in err[0] and "4 microphones" in err[0], err
+
+
+def test_an_export_made_with_doa_is_fused_without_the_suffix(tmp_path):
+    from export.onnx import main as export_main
+
+    assert export_main(["flow_only+doa", "-o", str(tmp_path / "fo")]) == 0
+    loc = open_localiser(str(tmp_path / "fo"), "cpu")
+    assert loc.doa and loc.label.endswith(" +doa")
+    assert export_main(["flow_only", "-o", str(tmp_path / "plain")]) == 0
+    assert not open_localiser(str(tmp_path / "plain"), "cpu").doa

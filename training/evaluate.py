@@ -467,7 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", choices=sorted(BENCHMARKS), default="urbansas",
                    help="reader, ground-truth rule, map binarisation and published figures (urbansas)")
     p.add_argument("--model", action="append", required=True, metavar="SPEC",
-                   help="CKPT, ONNX, registry name, flowgrad_h:RCGRAD.ckpt or detector:DETECTOR.onnx (repeatable)")
+                   help="CKPT, ONNX, registry name, flowgrad_h:RCGRAD.ckpt or detector:DETECTOR.onnx, each with "
+                        "+doa (fuse with the direction heard by DATA/annotations/array.json's microphones) and/or "
+                        "+memory / +nomemory (repeatable)")
     p.add_argument("--untrained", action="store_true",
                    help="accept registry names of models with weights (random, untrained weights; without it "
                         "only flow_only is accepted by name)")
