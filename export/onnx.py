@@ -33,9 +33,11 @@ other model instances (a live engine's) keep their own paths while an export run
 ``--int8`` quantises the frame graph's convolutions to int8 for CPUs
 (:mod:`export.quantize`); the audio graph stays float32.
 
-CLI: ``python -m export.onnx MODEL.ckpt [-o OUT] [--opset N] [--batch dynamic|N] [--size WxH]
+CLI: ``python -m export.onnx MODEL.ckpt[+doa] [-o OUT] [--opset N] [--batch dynamic|N] [--size WxH]
 [--int8 [--calibrate VIDEO] [--calibration-frames N]] [--untrained]``. MODEL is a
-checkpoint file; a bare file name that is not in the working directory but is
+checkpoint file (``+doa``: exported as usual, with metadata ``doa`` true, so that the
+engine's ``wants_doa`` asks whoever runs it to fuse the map with the direction heard;
+``+memory`` / ``+nomemory`` are chosen where the export runs, not recorded); a bare file name that is not in the working directory but is
 one of the shipped checkpoints (``assets/models/flowgrad_en.ckpt``) is taken
 from there (said on stderr; the output still goes to the working directory). A
 registry name exports random, untrained weights and needs ``--untrained``
@@ -60,8 +62,9 @@ from flowgrad.errors import InputError, one_line
 from flowgrad.files import atomic_write
 from flowgrad.onnx_meta import GraphMeta, OnnxFileError, read_graph, write_props
 from flowgrad.sizes import format_wxh, wxh_arg
+from flowgrad.spec import ModelSpec, SpecError, parse_spec
 
-__all__ = ["export_onnx", "load_session", "read_metadata", "resolve_model", "main"]
+__all__ = ["export_onnx", "load_session", "read_metadata", "resolve_model", "model_spec", "main"]
 
 # Smallest exported input side, px: the backbones downsample by 32.
 MIN_SIDE = 32
@@ -186,7 +189,7 @@ def _export_one(module, args, path: Path, input_names, output_names, batch, opse
 
 
 def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", size_hw=(224, 224),
-                int8_video: str | Path | None = None, calibration_frames: int = 16) -> list[Path]:
+                int8_video: str | Path | None = None, calibration_frames: int = 16, doa: bool = False) -> list[Path]:
     """Export ``model``'s frame graph (and audio graph when it uses audio) to ONNX.
 
     Args:
@@ -205,6 +208,8 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
             (``export.quantize``; metadata ``precision``), calibrated on
             ``calibration_frames`` frames of this video and their flow, taken
             at the exported input size.
+        doa: record in the frame graph's metadata (``doa``) that the model was named
+            ``MODEL+doa``: its maps are to be fused with the direction heard.
 
     Returns:
         The written paths, frame graph first.
@@ -246,7 +251,7 @@ def export_onnx(model, out_dir_or_prefix, *, opset: int = 17, batch="dynamic", s
     inputs = {n: _spec(a.shape, fixed) for n, a in zip(in_names, args)}
     outputs = {"heatmap": _spec((b, h, w), fixed), "score": _spec((b,), fixed)}
     meta = dataclasses.replace(_metadata(model, "frame", inputs, outputs, fixed, size_hw, None),
-                               score_calibrated=bool(model.score_is_calibrated))
+                               score_calibrated=bool(model.score_is_calibrated), doa=bool(doa))
     _export_one(FrameGraph(model), args, frame_path, in_names, tuple(outputs), fixed, opset, meta)
     if feeds is not None:
         from .quantize import quantize_frame_graph
@@ -350,7 +355,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", metavar="MODEL",
                         help="a flowgrad checkpoint (.ckpt written by flowgrad.checkpoint.save; a bare name of a "
                         "shipped one such as flowgrad_en.ckpt is found in assets/models/), or a registry "
-                        f"name ({', '.join(fg_models.names())}) with --untrained to export random weights")
+                        f"name ({', '.join(fg_models.names())}) with --untrained to export random weights; "
+                        "MODEL+doa records that its maps are to be fused with the direction heard")
     parser.add_argument("-o", "--out", metavar="OUT",
                         help="output prefix or existing directory (default: the checkpoint path without its "
                         "suffix, or the registry name in the current directory)")
@@ -375,12 +381,29 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def model_spec(text: str, prog: str, doa_recorded: bool = True) -> ModelSpec:
+    """The MODEL argument of an export command as a flowgrad.spec ModelSpec; SpecError (one
+    line) for ``+memory`` / ``+nomemory`` (chosen where the export runs), and for ``+doa``
+    when the export format has no metadata to record it in (``doa_recorded`` False)."""
+    spec = parse_spec(text)
+    if spec.memory is not None:
+        raise SpecError(f"{text}: {prog} does not record the motion memory; name it where the export runs "
+                        f"(run_live --model PREFIX+memory), and export {spec.base}"
+                        f"{'+doa' * spec.doa}")
+    if spec.doa and not doa_recorded:
+        raise SpecError(f"{text}: {prog} writes no metadata to record +doa in; export {spec.base} and name it "
+                        "PREFIX+doa where it runs, or export ONNX with python -m export.onnx "
+                        f"{spec.base}+doa")
+    return spec
+
+
 def main(argv=None) -> int:
     args = _build_parser().parse_args(argv)
     target = args.model
     try:
-        model, default_out = resolve_model(target, args.untrained, "export.onnx")
-    except InputError as exc:  # a checkpoint that cannot be loaded, a name without --untrained
+        spec = model_spec(target, "export.onnx")
+        model, default_out = resolve_model(spec.base, args.untrained, "export.onnx")
+    except InputError as exc:  # a checkpoint that cannot be loaded, a name without --untrained, a bad suffix
         print(f"export.onnx: {one_line(exc)}", file=sys.stderr)
         return 2
     video = None
@@ -389,7 +412,7 @@ def main(argv=None) -> int:
         video = args.calibrate or DEMO_CLIP
     try:
         written = export_onnx(model, args.out or default_out, opset=args.opset, batch=args.batch, size_hw=args.size_hw,
-                              int8_video=video, calibration_frames=args.calibration_frames)
+                              int8_video=video, calibration_frames=args.calibration_frames, doa=spec.doa)
     except (InputError, OSError) as exc:  # e.g. a calibration video that cannot be read, an unwritable --out
         print(f"{target}: export failed: {one_line(exc)}", file=sys.stderr)
         return 2

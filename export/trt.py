@@ -2,7 +2,9 @@
 
 MODEL is resolved as by ``export.onnx`` (a bare ``flowgrad_en.ckpt`` not in the
 working directory is the shipped ``assets/models/flowgrad_en.ckpt``; a registry
-name needs ``--untrained``).
+name needs ``--untrained``). ``MODEL+doa`` is refused in one line (exit status 2): an
+ExportedProgram carries no flowgrad metadata to record it in; name the engine ``+doa``
+where it runs, or export ONNX with ``python -m export.onnx MODEL+doa``.
 
 Writes ``<OUT>.frame.ep`` (frame, flow, audio_embedding -> heatmap, score) and, for
 models that use audio, ``<OUT>.audio.ep`` (wave -> embedding), each a
@@ -25,7 +27,7 @@ import torch
 
 from flowgrad.errors import FlowGradError, InputError, one_line
 
-from .onnx import AudioGraph, FrameGraph, resolve_model
+from .onnx import AudioGraph, FrameGraph, model_spec, resolve_model
 
 INSTALL_HINT = (
     "pip install 'torch-tensorrt>=2.13,<2.14' (TensorRT 11.0.x libraries come from NVIDIA's package index; "
@@ -117,7 +119,8 @@ def main(argv=None) -> int:
     if args.batch < 1:
         parser.error("--batch must be >= 1")
     try:
-        model, default_out = resolve_model(args.model, args.untrained, "export.trt")
+        spec = model_spec(args.model, "export.trt", doa_recorded=False)
+        model, default_out = resolve_model(spec.base, args.untrained, "export.trt")
         written = export_trt(model, args.out or default_out, fp16=args.fp16, batch=args.batch)
     except InputError as exc:  # a model that cannot be had, TensorRT or CUDA missing
         print(f"export.trt: {one_line(exc)}", file=sys.stderr)

@@ -14,7 +14,9 @@
 same attributes (``name``, ``input_size``, ``map_size``, ``audio_rate``,
 ``audio_seconds``, ``uses_audio``, ``embed_dim``, ``backend``, ``source``: the
 file it was loaded from, ``untrained``: True for random weights,
-``score_calibrated``: whether the sounding score is a calibrated probability)
+``score_calibrated``: whether the sounding score is a calibrated probability,
+``wants_doa``: whether the model was exported as ``MODEL+doa``, to be fused with the
+direction heard (flowgrad.spatial.with_doa); False but for such an ONNX export)
 and the same numpy methods, following :mod:`flowgrad.models.base`:
 
 * ``embed_audio(wave)``: wave (B, T) float32 mono in [-1, 1] at ``audio_rate``
@@ -94,6 +96,7 @@ class Engine:
     source: str = ""
     untrained: bool = False
     score_calibrated: bool = False
+    wants_doa = False
 
     @property
     def samples(self) -> int:
@@ -307,6 +310,7 @@ class OnnxEngine(Engine):
         self.audio_seconds = meta.audio_window_s
         self.batch = meta.batch
         self.precision = meta.precision or "float32"  # "int8": export.onnx --int8
+        self.wants_doa = bool(meta.doa)  # exported as MODEL+doa; absent in older exports
         self.frame_session = _session(data, frame_path, providers, threads)
         self._frame_inputs = [i.name for i in self.frame_session.get_inputs()]
         self._has_score = "score" in [o.name for o in self.frame_session.get_outputs()]

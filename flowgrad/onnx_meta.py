@@ -20,6 +20,9 @@ precision, calibration optional: "int8" and what calibrated it (``export.quantiz
 score_calibrated       frame graph, optional: whether its ``score`` output (the sounding
                        score, (batch,)) is calibrated; absent in exports from before
                        the score, whose only output is ``heatmap``
+doa                    frame graph, optional: exported as ``MODEL+doa`` (flowgrad.spec): the
+                       map is to be fused with the direction heard (the engine's
+                       ``wants_doa``); absent in exports from before it: false
 frame_normalisation    "RGB in [0,1], colour order RGB" (documentation for readers)
 flow_units             "pixels of the full camera frame"
 =====================  ===============================================================
@@ -96,6 +99,7 @@ _OPTIONAL = {
     "precision": (lambda v: isinstance(v, str), "a string such as 'int8'"),
     "calibration": (lambda v: isinstance(v, str), "a string"),
     "score_calibrated": (lambda v: type(v) is bool, "true or false"),
+    "doa": (lambda v: type(v) is bool, "true or false"),
 }
 
 
@@ -121,6 +125,7 @@ class GraphMeta:
     precision: Optional[str] = None
     calibration: Optional[str] = None
     score_calibrated: Optional[bool] = None
+    doa: Optional[bool] = None
     frame_normalisation: str = FRAME_NOTE
     flow_units: str = FLOW_UNITS
 

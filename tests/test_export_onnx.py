@@ -281,3 +281,36 @@ def test_int8_cli_default_prefix_and_bad_video(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not_a_video.mp4" in err[0]
     assert (tmp_path / "rc.int8.frame.onnx").stat().st_mtime_ns == before  # the earlier export is untouched
+
+
+def test_doa_suffix_round_trips_through_the_metadata(exported, tmp_path, capsys):
+    """MODEL+doa exports the same graphs with metadata doa true: the engine wants the direction;
+    a plain export, one from before the entry, and torch engines do not."""
+    import onnx as onnx_lib
+
+    from flowgrad import engine
+
+    ckpt = tmp_path / "fo.ckpt"
+    checkpoint.save(ckpt, models.create("flow_only"))
+    assert main([f"{ckpt}+doa"]) == 0  # the default prefix comes from the model, not the suffix
+    assert capsys.readouterr().out.split() == [str(tmp_path / "fo.frame.onnx")]
+    eng = engine.open(tmp_path / "fo")
+    assert eng.wants_doa is True and load_session(tmp_path / "fo.frame.onnx")[1]["doa"] is True
+    assert main([str(ckpt), "-o", str(tmp_path / "plain")]) == 0
+    assert engine.open(tmp_path / "plain").wants_doa is False
+    assert engine.open(str(ckpt)).wants_doa is False and engine.Engine.wants_doa is False
+    # an export from before the entry: no "doa" in its metadata
+    _, paths = exported["rcgrad"]
+    proto = onnx_lib.load(str(paths[0]))
+    kept = [p for p in proto.metadata_props if p.key != "doa"]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    old = tmp_path / "old"
+    onnx_lib.save(proto, str(old) + ".frame.onnx")
+    (tmp_path / "old.audio.onnx").write_bytes(paths[1].read_bytes())
+    assert engine.open(old).wants_doa is False
+    # the motion memory is not an export's to record: one line, nothing written
+    capsys.readouterr()
+    assert main([f"{ckpt}+memory", "-o", str(tmp_path / "mem")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "+memory" in err[0] and not list(tmp_path.glob("mem*"))

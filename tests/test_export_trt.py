@@ -36,3 +36,14 @@ def test_trt_export_runs_and_checks_itself(tmp_path):
 
     written = export_trt(models.create("rcgrad", width=0.25), tmp_path / "rc", batch=2)
     assert {p.name for p in written} == {"rc.frame.ep", "rc.audio.ep"}
+
+
+def test_doa_suffix_is_refused_in_one_line_without_metadata_to_record_it(tmp_path):
+    """An ExportedProgram has no flowgrad metadata: +doa is one line, exit 2, before TensorRT is needed."""
+    ckpt = tmp_path / "fo.ckpt"
+    checkpoint.save(ckpt, models.create("flow_only"))
+    proc = subprocess.run([sys.executable, "-m", "export.trt", f"{ckpt}+doa"], capture_output=True, text=True)
+    line = proc.stderr.strip()
+    assert proc.returncode == 2 and "\n" not in line and "Traceback" not in line
+    assert "+doa" in line and "metadata" in line and "export.onnx" in line
+    assert not list(tmp_path.glob("*.ep"))

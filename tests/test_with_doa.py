@@ -22,7 +22,7 @@ def _heard(azimuth_deg: float, geometry, seconds=0.5, snr_db=20.0, seed=0):
 
 def test_a_flat_map_takes_the_peak_at_the_sources_pinhole_column():
     geometry = preset_geometry("stereo:0.2", 90.0)
-    fusion = WithDoa(geometry, (56, 112), RATE)
+    fusion = WithDoa(geometry, (56, 112), RATE, spread_deg=0.0)
     heard = _heard(-20.0, geometry)
     maps, scores, (estimate,) = fusion(np.ones((1, 56, 112), np.float32), np.array([0.3]), heard[None])
     expected = column_of_azimuth(-20.0, 112, 90.0)
@@ -53,3 +53,21 @@ def test_a_channel_count_other_than_the_geometrys_is_refused():
         fusion(np.ones((1, 8, 8)), np.ones(1), np.zeros((1, 2, 8000)))
     with pytest.raises(ValueError):
         fusion(np.ones((2, 8, 8)), np.ones(2), np.zeros((1, 4, 8000)))
+
+
+def test_the_likelihood_is_widened_to_a_plateau_centred_on_the_source():
+    """The default spread keeps the peak over +-8 degrees (a vehicle's width), centred where the
+    raw likelihood peaks, and still suppresses a direction 40 degrees away."""
+    geometry = preset_geometry("stereo:0.2", 90.0)
+    heard = _heard(-20.0, geometry)[None]
+    flat = np.ones((1, 56, 112), np.float32)
+    raw, _, _ = WithDoa(geometry, (56, 112), RATE, spread_deg=0.0)(flat, np.ones(1), heard)
+    wide, _, _ = WithDoa(geometry, (56, 112), RATE)(flat, np.ones(1), heard)
+    top = np.nonzero(wide[0, 28] > 0.99)[0]
+    span = column_of_azimuth(np.array([-28.0, -12.0]), 112, 90.0)
+    assert (raw[0, 28] > 0.99).sum() < len(top)
+    assert abs(top.mean() + 0.5 - column_of_azimuth(-20.0, 112, 90.0)) <= 2.0
+    assert span[0] - 2 <= top[0] and top[-1] + 1 <= span[1] + 2
+    assert wide[0, 28, int(column_of_azimuth(20.0, 112, 90.0))] < 0.1
+    with pytest.raises(ValueError, match="spread_deg"):
+        WithDoa(geometry, (56, 112), RATE, spread_deg=-1.0)

@@ -28,6 +28,16 @@ its spec (``flow_only+memory``, ``flowgrad_h:RCGRAD.ckpt+memory``), or ``+nomemo
 turn off a model's default (the models with ``motion_memory = True``); ``--motion-memory
 on|off`` sets it for every model.
 
+Direction (docs/SPATIAL.md): ``+doa`` after a spec (``flow_only+doa``, ``CKPT+doa``,
+``flowgrad_h:RCGRAD.ckpt+doa+memory``; flowgrad.spec) multiplies each map by the direction
+heard by the dataset's microphones (flowgrad.spatial.with_doa; an ONNX export made as
+``MODEL+doa`` is fused without the suffix), found from the 0.5 s of
+every channel of the clip's wav, at its own rate, centred on the pair's time. The geometry is
+DATA/annotations/array.json (written by python -m training.synth, or a --mics file put
+there); each wav needs one channel per microphone. Silence pairs are heard as zeros (the
+map is left as it was), swapped pairs with the donor's channels; each pair record gains
+azimuth_deg.
+
 Per model (the FlowGrad and Hear The Flow papers' protocols): cIoU of each evaluation pair with the map
 binarised by ``--map-threshold`` (the benchmark's rule); the success rate at cIoU 0.5 (RCGrad,
 LVS, Hear The Flow) and at 0.3 (FlowGrad's code), the AUC of the success rate
@@ -67,18 +77,23 @@ from flowgrad import engine as engines
 from flowgrad import models as fg_models
 from flowgrad.errors import InputError, one_line
 from flowgrad.flow.memory import MEMORY_SECONDS, default_for
+from flowgrad.spatial.doa import DEFAULT_WINDOW_S
+from flowgrad.spatial.geometry import ArrayGeometry, load_geometry
+from flowgrad.spatial.with_doa import WithDoa
+from flowgrad.spec import parse_spec
 
 from . import cases as case_file
 from . import metrics, pair_report
 from .benchmarks import BENCHMARKS, MEDIAN, Benchmark, published_table
 from .data import DataConfig, DataError, collate
-from .data.pairs import EvalPairs
+from .data.pairs import EvalPairs, array_window
 from .data.flowcache import FlowCache
 from .data.windows import FlowCounts
 from .data.media import read_frames
 from .detector import OnnxDetector, baseline_map
 
 EXAMPLES = 6  # overlays per model in examples.png
+ARRAY_FILE = "array.json"  # DATA/annotations/: the microphone geometry +doa needs
 
 
 class EvaluateError(InputError):
@@ -92,6 +107,7 @@ class Localiser:
     localise(batch, dataset, indices) -> (maps (B, 224, 224) float32 in [0, 1],
     scores (B,) float32 in [0, 1]: the model's confidence that a visible source sounds).
     motion_memory: feed it the motion memory instead of one flow pair.
+    doa: fuse its maps with the direction heard (``+doa``; :func:`evaluate_pairs` does it).
     """
 
     label: str
@@ -100,6 +116,7 @@ class Localiser:
     localise: Callable
     motion_memory: bool = False
     name: str = ""
+    doa: bool = False
 
 
 def _engine_localiser(label: str, eng) -> Localiser:
@@ -107,7 +124,7 @@ def _engine_localiser(label: str, eng) -> Localiser:
         emb = eng.embed_audio(batch.wave.numpy()) if eng.uses_audio else None
         maps, scores = eng.localise(batch.frame.numpy(), batch.flow.numpy(), emb)
         return maps, np.asarray(scores, np.float32)
-    return Localiser(label, eng.audio_rate, eng.audio_seconds, localise, name=eng.name)
+    return Localiser(label, eng.audio_rate, eng.audio_seconds, localise, name=eng.name, doa=eng.wants_doa)
 
 
 def _detector_localiser(label: str, path: str, interval_s: float = 0.5) -> Localiser:
@@ -144,31 +161,23 @@ def _derived(spec: str):
     return None
 
 
-MEMORY_SUFFIXES = {"+memory": True, "+nomemory": False}
-
-
-def _memory_choice(spec: str) -> tuple[str, Optional[bool]]:
-    """(spec without a ``+memory`` / ``+nomemory`` suffix, True / False / None when absent)."""
-    for suffix, on in MEMORY_SUFFIXES.items():
-        if spec.endswith(suffix):
-            return spec[:-len(suffix)], on
-    return spec, None
-
-
 def open_localiser(spec: str, device: str, reference: bool = False, allow_untrained: bool = False,
                    motion_memory: Optional[bool] = None) -> Localiser:
-    """A :class:`Localiser` for one ``--model`` value; EvaluateError when it cannot be opened.
+    """A :class:`Localiser` for one ``--model`` value (flowgrad.spec: ``BASE[+doa][+memory|+nomemory]``);
+    EvaluateError when it cannot be opened.
 
     reference: run torch models with their published post-processing (:func:`as_reference`).
     allow_untrained: accept a registry name of a model with weights (random weights).
     motion_memory: feed every model the motion memory (True), one pair (False), or each
         its spec's ``+memory`` / ``+nomemory`` choice, else its class's default (None).
     """
-    spec, choice = _memory_choice(spec)
-    loc = _open_localiser(spec, device, reference, allow_untrained)
-    if spec.startswith("detector:"):
+    parsed = parse_spec(spec)
+    loc = _open_localiser(parsed.base, device, reference, allow_untrained)
+    if parsed.doa or loc.doa:  # +doa, or an export made as MODEL+doa (its engine's wants_doa)
+        loc.doa, loc.label = True, f"{loc.label} +doa"
+    if parsed.base.startswith("detector:"):
         return loc
-    memory = motion_memory if motion_memory is not None else choice
+    memory = motion_memory if motion_memory is not None else parsed.memory
     if memory is None:
         memory = default_for(loc.name)
     if memory:
@@ -254,6 +263,51 @@ def evaluate_one(loc: Localiser, root: Path, cache: FlowCache, batch_size: int, 
     return summary, cious, examples
 
 
+def array_geometry(root: Path) -> ArrayGeometry:
+    """The microphone geometry of a dataset (ROOT/annotations/array.json, the ``--mics`` file
+    format); EvaluateError (one line) when it is missing, GeometryError when it is unusable."""
+    path = Path(root) / "annotations" / ARRAY_FILE
+    if not path.is_file():
+        raise EvaluateError(f"{path}: no microphone geometry for +doa; python -m training.synth writes it with its "
+                            'clips, or put a --mics format file there ({"mic_positions_m": [[x, y, z], ...], '
+                            '"hfov_deg": H})')
+    return load_geometry(path)
+
+
+def _check_array_channels(data, geometry: ArrayGeometry, root: Path) -> None:
+    """EvaluateError naming both counts for a clip whose wav has another number of channels
+    than the geometry has microphones (nothing is downmixed for direction finding)."""
+    for source in data.sources:
+        if source.audio.channels != geometry.channels:
+            raise EvaluateError(f"{source.audio.path}: {source.audio.channels} audio channel"
+                                f"{'s' * (source.audio.channels != 1)} but {root}/annotations/{ARRAY_FILE} has "
+                                f"{geometry.channels} microphones; +doa needs one channel per microphone")
+
+
+class _Doa:
+    """The ``+doa`` of one evaluation: a WithDoa per (clip rate, map size), fed each pair's
+    multichannel window (training.data.pairs.array_window)."""
+
+    def __init__(self, geometry: ArrayGeometry, window_s: float = DEFAULT_WINDOW_S):
+        self.geometry, self.window_s = geometry, window_s
+        self._fusers: dict[tuple[int, tuple[int, int]], WithDoa] = {}
+
+    def __call__(self, maps: np.ndarray, scores: np.ndarray, data,
+                 indices: list[int]) -> tuple[np.ndarray, np.ndarray, list[float]]:
+        """maps (B, H, W), scores (B,) of pairs ``indices`` -> (fused maps, scores, azimuths in degrees)."""
+        maps, scores = np.array(maps, np.float32), np.array(scores, np.float32)
+        azimuths = []
+        for k, index in enumerate(indices):
+            signals, rate = array_window(data, index, self.window_s)
+            key = (rate, tuple(maps.shape[1:]))
+            if key not in self._fusers:
+                self._fusers[key] = WithDoa(self.geometry, key[1], rate, window_s=self.window_s)
+            fused, score, (estimate,) = self._fusers[key](maps[k:k + 1], scores[k:k + 1], signals[None])
+            maps[k], scores[k] = fused[0], score[0]
+            azimuths.append(round(estimate.azimuth_deg, 2))
+        return maps, scores, azimuths
+
+
 def _kind(data, index: int) -> str:
     """The kind of pair ``index`` (training.data.pairs.KINDS); datasets without kinds hold positives."""
     return getattr(data.items[index], "kind", "positive") if hasattr(data, "items") else "positive"
@@ -268,19 +322,29 @@ def evaluate_pairs(loc: Localiser, root: Path, cache: FlowCache, batch_size: int
     pairs of training.data.pairs too; returns (summary, cious of the positives, examples, pairs).
 
     pairs: one record per pair (training.pair_report), its case from ``cases``
-    (training.cases.read; None: no cases). summary: pair_report.summarise_pairs, plus
+    (training.cases.read; None: no cases), with ``loc.doa`` also the azimuth heard (degrees).
+    ``loc.doa``: the maps are fused with the direction of DATA/annotations/array.json's array
+    (:class:`_Doa`). summary: pair_report.summarise_pairs, plus
     "by_case" (pair_report.by_case) with ``split_cases``, plus "skipped".
     map_rule: a binarisation threshold in (0, 1) or MEDIAN (see :func:`pair_ciou`).
     stabilise: remove camera shake from the flow. The summary also holds "flow_pairs" and
     "stabilise_fallbacks": the flow pairs computed in this call (not read from the cache) and
     how many of them kept their shake.
     """
+    if loc.doa and benchmark.still:
+        raise EvaluateError(f"{loc.label}: +doa needs clips recorded by a microphone array (urbansas), not "
+                            f"{benchmark.title}")
+    geometry = array_geometry(root) if loc.doa else None
     config = DataConfig(audio_rate=loc.audio_rate, audio_seconds=loc.audio_seconds, stabilise=stabilise,
                         motion_memory_s=MEMORY_SECONDS if loc.motion_memory else 0.0)
     data = EvalPairs(root, config, cache, negatives=True) if negatives else benchmark.dataset(root, config, cache)
     if len(data) == 0:
         raise EvaluateError(f"{root}: no {benchmark.title} evaluation pairs "
                             f"({data.skipped or 'none selected by the annotations'})")
+    doa = None
+    if geometry is not None:
+        _check_array_channels(data, geometry, root)
+        doa = _Doa(geometry)
     loader = DataLoader(range(len(data)), batch_size=batch_size, collate_fn=lambda idx: idx)
     cious: list[float] = []
     pairs: list[dict] = []
@@ -292,12 +356,17 @@ def evaluate_pairs(loc: Localiser, root: Path, cache: FlowCache, batch_size: int
             continue
         batch = collate(samples)
         maps, scores = loc.localise(batch, data, indices)
+        azimuths = None
+        if doa is not None:
+            maps, scores, azimuths = doa(maps, scores, data, indices)
         for k, i in enumerate(indices):
             gt, kind, t = batch.gt[k].numpy(), _kind(data, i), float(batch.t[k])
             ciou = None if kind == "no-event" else pair_ciou(maps[k], gt, map_rule)  # no box, no cIoU
             pairs.append({"clip": batch.clip[k], "time": t, "positive": kind == "positive", "kind": kind,
                           "case": case_file.case_of(cases, batch.clip[k], t), "ciou": ciou,
                           "score": float(scores[k])})
+            if azimuths is not None:
+                pairs[-1]["azimuth_deg"] = azimuths[k]
             if kind == "positive":
                 cious.append(ciou)
             if i in picks:
@@ -398,7 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", choices=sorted(BENCHMARKS), default="urbansas",
                    help="reader, ground-truth rule, map binarisation and published figures (urbansas)")
     p.add_argument("--model", action="append", required=True, metavar="SPEC",
-                   help="CKPT, ONNX, registry name, flowgrad_h:RCGRAD.ckpt or detector:DETECTOR.onnx (repeatable)")
+                   help="CKPT, ONNX, registry name, flowgrad_h:RCGRAD.ckpt or detector:DETECTOR.onnx, each with "
+                        "+doa (fuse with the direction heard by DATA/annotations/array.json's microphones) and/or "
+                        "+memory / +nomemory (repeatable)")
     p.add_argument("--untrained", action="store_true",
                    help="accept registry names of models with weights (random, untrained weights; without it "
                         "only flow_only is accepted by name)")

@@ -17,6 +17,9 @@ The positive pairs are :class:`~training.data.urbansas.UrbansasEval`'s. Negative
 
 Silence and swapped pairs keep the positive frame's boxes as gt, so the cIoU of a map
 made with the wrong audio can still be measured.
+
+:func:`array_window` gives the same audio with every channel kept, at the clip's own
+rate, for direction finding (``+doa`` in training.evaluate).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import numpy as np
 import torch
 
 from .urbansas import AUDIO_COLUMNS, VIDEO_COLUMNS, UrbansasEval, _number, clip_id, probe_clip, read_csv
+from .media import read_audio
 from .windows import ClipSource, DataConfig, Item, Sample, WindowDataset, audio_window
 
 KINDS = ("positive", "no-event", "silence", "swapped")
@@ -134,3 +138,20 @@ class EvalPairs(WindowDataset):
             counts[item.kind] += 1
         return counts
 
+
+def array_window(data: WindowDataset, index: int, window_s: float) -> tuple[np.ndarray, int]:
+    """The multichannel audio pair ``index`` of ``data`` is heard with, for direction finding:
+    ``((C, T) float32, rate)``, C the channels of the wav and T = round(window_s * rate) samples
+    at the wav's own rate (no resampling, no downmix), centred on the pair's time (sample
+    T // 2 at round(t * rate)). Silence pairs get zeros shaped as their own clip's window;
+    swapped pairs the donor clip's channels at the donor's time (items without an ``audio``
+    field: their own clip). Parts outside the clip read as zeros (no tiling: a repeated
+    piece would be heard from its own direction twice)."""
+    item = data.items[index]
+    audio = getattr(item, "audio", None)
+    source, t = (item.source, item.t) if audio is None or audio == SILENCE else audio
+    info = data.sources[source].audio
+    n = max(1, round(window_s * info.rate))
+    if audio == SILENCE:
+        return np.zeros((info.channels, n), np.float32), info.rate
+    return read_audio(info, round(t * info.rate) - n // 2, n), info.rate
