@@ -34,6 +34,10 @@ _BACKGROUND_RMS = 0.0045  # per microphone, as the two channels of versions <= 1
 _BACKGROUND_BAND_HZ = (0.0, 500.0)
 _FADE = 1.0  # s of fade where a voice appears or vanishes
 _RENDER_RATE = 16000  # Hz at least, at which the voices' propagation is rendered
+# Each microphone's own noise floor (independent white noise, -80 dBFS RMS). Without it the
+# frequencies a voice leaves empty hold only rounding errors, the same at every microphone,
+# which phase-transform direction finding (GCC-PHAT, SRP-PHAT) reads as a source straight ahead.
+_SELF_NOISE_RMS = 1e-4
 
 
 @dataclass(frozen=True)
@@ -133,14 +137,26 @@ def mix(scene: sc.Scene, rate: int, rng: np.random.Generator, mic_positions_m: n
     mic_positions_m: ``(M, 3)`` metres in camera coordinates. Street background (a
     diffuse field) plus every sounding vehicle rendered from its place with its
     propagation delays, plus ``extra`` ((M, same length) float, e.g. ambience.py's) when
-    given. The voices start before t = 0 by the longest travel time, so a vehicle far away
-    is heard from the first sample, not after its sound has had time to arrive."""
+    given, plus each microphone's own faint noise. The voices start before t = 0 by the
+    longest travel time, so a vehicle far away is heard from the first sample, not after
+    its sound has had time to arrive."""
     mics = np.asarray(mic_positions_m, np.float64)
     n = int(round(scene.seconds * rate))
     out = diffuse_noise(n, rate, mics, _BACKGROUND_RMS, rng, band_hz=_BACKGROUND_BAND_HZ)
     voices = sources(scene)
-    if not voices:
-        return _limited(out, extra)
+    if voices:
+        out += _voices(voices, n, rate, rng, mics)
+    out += rng.standard_normal(out.shape) * _SELF_NOISE_RMS
+    if extra is not None:
+        out += extra
+    peak = np.abs(out).max()
+    if peak > _PEAK_LIMIT:
+        out *= _PEAK_LIMIT / peak
+    return out.astype(np.float32)
+
+
+def _voices(voices: list[SoundSource], n: int, rate: int, rng: np.random.Generator, mics: np.ndarray) -> np.ndarray:
+    """(M, n) float64: every voice at every microphone (see :func:`mix`)."""
     # The voices have nothing above ~7 kHz: their delays are rendered at a third of 48 kHz
     # (exact for that band, three times fewer interpolated samples) and the sum resampled once.
     down = max(1, rate // _RENDER_RATE)
@@ -171,15 +187,4 @@ def mix(scene: sc.Scene, rate: int, rng: np.random.Generator, mic_positions_m: n
                                                    reference_m=_REFERENCE_M)
     if down > 1:
         low = scipy.signal.resample_poly(low, down, 1, axis=1)
-    out += low[:, lead:lead + n]
-    return _limited(out, extra)
-
-
-def _limited(out: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
-    """``out`` plus ``extra`` (when given), scaled down to _PEAK_LIMIT when louder, as float32."""
-    if extra is not None:
-        out += extra
-    peak = np.abs(out).max()
-    if peak > _PEAK_LIMIT:
-        out *= _PEAK_LIMIT / peak
-    return out.astype(np.float32)
+    return low[:, lead:lead + n]
