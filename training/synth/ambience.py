@@ -29,7 +29,7 @@ Every sound in this set is synthesised by training.synth; no recording is used, 
 there is nothing to attribute and no licence beyond the project's own.
 
 - Vehicles: training/synth/sound.py (harmonic engine tones and band-passed noise).
-- Street background: low-passed noise (training/synth/sound.py).
+- Street background: low-passed diffuse noise (training/synth/sound.py, spatial.py).
 - Ambience (wind, birds, voices): training/synth/ambience.py.
 """
 

@@ -1,6 +1,6 @@
 """Sound as an array of microphones hears it: propagation delays, distance, diffuse noise.
 
-Unlike a pan law (training.synth.sound places voices by level only), each
+Unlike a pan law (which places a voice by level only), each
 microphone here receives the source signal delayed by its own distance / 343 m/s,
 with fractional delays that change as the source moves (so GCC-PHAT and SRP-PHAT
 on the result measure real arrival-time differences, and moving sources carry
