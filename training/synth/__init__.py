@@ -22,10 +22,15 @@ never boxed. audio_annotations.csv events span the time each sounding vehicle
 is on screen, so the REFERENCE section-6 selection rule picks frames where a
 visible vehicle sounds. Details: ``annotations.CONVENTION`` and DIR/README.md.
 
+Sound is spatial (version 1.2): every source is rendered to each microphone of the
+configured array (``--array``, default a 20 cm pair) with its propagation delay and
+distance; the set carries annotations/array.json and azimuths.json (each sounding
+vehicle's true direction per 2 fps time).
+
 Modules: config (SynthConfig), scene (geometry and timing), listening (silent
-movers, busy traffic, quiet stretches), sprites and render (pictures), sound and
-ambience (audio), annotations (CSV rows, cases, README), writer (files),
-generate (the whole run).
+movers, busy traffic, quiet stretches), sprites and render (pictures), camera
+(positions in metres, field of view), spatial, sound and ambience (audio),
+annotations (CSV rows, cases, azimuths, README), writer (files), generate (the whole run).
 """
 from .config import SynthConfig, SynthError
 from .generate import ClipInfo, generate

@@ -6,6 +6,7 @@ import sys
 
 from flowgrad.errors import InputError, one_line
 from flowgrad.sizes import wxh_arg
+from flowgrad.spatial.geometry import DEFAULT_HFOV_DEG, GeometryError, parse_mics
 
 from .config import SynthConfig
 from .generate import generate
@@ -24,8 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     p = _Parser(prog=_PROG, description=(
         "Write seeded synthetic street-scene clips in the Urbansas layout: H.264 mp4 at the main fps "
-        "(with AAC stereo audio) and at 8 and 2 fps, 16-bit stereo wav, video/audio annotation CSVs "
-        "(boxes = sounding vehicles only), synth.json and README.md. Scenes contain moving and "
+        "(with AAC stereo audio: microphones 0 and 1) and at 8 and 2 fps, a 16-bit wav with one channel per "
+        "microphone of --array (each source heard with its propagation delay), video/audio annotation CSVs "
+        "(boxes = sounding vehicles only), annotations/array.json and azimuths.json (every sounding "
+        "vehicle's true direction per 2 fps time), synth.json and README.md. Scenes contain moving and "
         "traffic-light-stopped vehicles (sounding), parked vehicles, trees and pedestrians (silent), "
         "optional night lighting, camera shake and off-screen vehicle sounds; silent movers (cyclists, "
         "e-scooters, electric cars), busy traffic with one or two loud vehicles and quiet stretches with only "
@@ -56,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probability that a clip shows its parked (silent) vehicles (default 0.7)")
     p.add_argument("--ambience", type=float, default=1.0,
                    help="level of the synthesised wind, birds and voices under every clip; 0 = none (default 1)")
+    p.add_argument("--array", default="stereo:0.2", metavar="PRESET|FILE",
+                   help="the microphones: stereo:D (a pair D m apart along x), square:D (4 microphones on a D m "
+                        "square facing the scene) or a JSON file of the --mics format of run_live "
+                        "({\"mic_positions_m\": [[x, y, z], ...]}, metres, x right, y down, z forward); a file's "
+                        "hfov_deg is not used: the synth camera's field of view follows from its picture and "
+                        "is what annotations/array.json records (default stereo:0.2)")
     p.add_argument("--overwrite", action="store_true", help="replace a previous run's outputs in --out")
     return p
 
@@ -65,12 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        mics = parse_mics(args.array, DEFAULT_HFOV_DEG).mic_positions_m  # the hfov is the synth camera's
+    except GeometryError as e:  # its messages name --mics, the option's name elsewhere
+        parser.error(one_line(e).replace("--mics", "--array"))
+    try:
         config = SynthConfig(width=args.size_hw[1], height=args.size_hw[0], seconds=args.seconds, fps=args.fps,
                              audio_rate=args.audio_rate, night_fraction=args.night_fraction,
                              shake_fraction=args.shake_fraction, offscreen_fraction=args.offscreen_fraction,
                              light_fraction=args.light_fraction, silent_fraction=args.silent_fraction,
                              busy_fraction=args.busy_fraction, quiet_fraction=args.quiet_fraction,
-                             parked_fraction=args.parked_fraction, ambience=args.ambience)
+                             parked_fraction=args.parked_fraction, ambience=args.ambience,
+                             mic_positions_m=tuple(map(tuple, mics)))
         infos = generate(args.out, args.clips, args.seed, config, overwrite=args.overwrite, progress=True)
     except InputError as e:  # SynthError: a bad argument or output directory
         parser.error(one_line(e))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from flowgrad.spatial.geometry import ArrayGeometry
 from training import cases
 
+from . import camera
 from . import scene as sc
 from .config import ANNOTATION_FPS, SynthConfig
+from .spatial import azimuth_elevation_deg
 
 VIDEO_COLUMNS = ("frame_id", "track_id", "x", "y", "w", "h", "class_id", "visibility", "label", "filename",
                  "city", "location_id", "time", "night")
@@ -45,6 +48,14 @@ The localisation benchmark scores sounding vehicles only, so:
   boxed and have no event. During a quiet stretch no vehicle sounds within 25 m
   of the camera; only the ambience (wind, birds, voices; synthesised, see
   SOURCES) and possibly a hidden-street vehicle are heard.
+* ``array.json`` is the microphone array (flowgrad.spatial.geometry's ``--mics``
+  format: positions in metres in camera coordinates, x right, y down, z forward, and
+  the camera's horizontal field of view); ``azimuths.json`` gives, per 2 fps time,
+  every sounding vehicle that exists then (in the picture or not, near or far) with
+  the true azimuth and elevation (degrees, positive right and up) of its box centre
+  seen from the camera, whether it is in the picture, and its class. The sound heard
+  at a time left the vehicle distance / 343 m/s earlier (about 2 degrees of travel at
+  most for a nearby vehicle).
 * ``cases.json`` gives every 2 fps time of every clip one evaluation case
   (training.cases: moving-sounding, stopped-sounding, silent-movers-present,
   parked-present, offscreen-only, quiet, shake, night, with their precedence).
@@ -149,6 +160,34 @@ def case_rows(scene: sc.Scene, clip_id: str) -> list[tuple[str, float, str]]:
     return rows
 
 
+AZIMUTHS_VERSION = 1
+
+
+def azimuth_entries(scene: sc.Scene) -> list[dict]:
+    """``azimuths.json``'s list for one clip: per 2 fps time ``{"time": s, "sources":
+    [{"azimuth_deg", "elevation_deg", "onscreen", "class"}, ...]}``, one source per
+    sounding vehicle that exists at that time, by track id; directions from
+    :func:`camera.vehicle_positions_m` (degrees, 3 decimals)."""
+    sounding = sorted((v for v in scene.vehicles if v.sounding), key=lambda v: v.track_id)
+    entries = []
+    for k in range(frame_count(scene.seconds, ANNOTATION_FPS)):
+        t = k / ANNOTATION_FPS
+        found = []
+        for v in sounding:
+            if v.centre_at(t) is None:
+                continue
+            az, el = azimuth_elevation_deg(camera.vehicle_positions_m(scene.layout, v, np.array([t]))[0])
+            found.append({"azimuth_deg": round(float(az), 3), "elevation_deg": round(float(el), 3),
+                          "onscreen": v.visible and _in_picture(scene, v, t), "class": v.kind})
+        entries.append({"time": t, "sources": found})
+    return entries
+
+
+def array_geometry(config: SynthConfig) -> ArrayGeometry:
+    """The set's ``array.json``: the configured microphones and the synth camera's field of view."""
+    return ArrayGeometry(config.mic_positions_m, camera.hfov_deg(sc.Layout(config.width, config.height)))
+
+
 def readme(config: SynthConfig) -> str:
     """Text of the output directory's README.md (layout and ground-truth convention)."""
     rates = ", ".join(f"video/video_{r}fps/<clip>.mp4" for r in config.video_rates)
@@ -157,8 +196,13 @@ def readme(config: SynthConfig) -> str:
 Made by `python -m training.synth` (see synth.json for the exact arguments and seed).
 Every clip is {config.seconds:g} s, {config.width}x{config.height} px.
 
-- {rates}: H.264 yuv420p; the {config.fps} fps file also carries the clip's audio as AAC stereo.
-- audio/<clip>.wav: 16-bit stereo PCM at {config.audio_rate} Hz, the same audio.
+- {rates}: H.264 yuv420p; the {config.fps} fps file also carries the clip's audio as AAC stereo
+  (microphones 0 and 1 of array.json).
+- audio/<clip>.wav: 16-bit PCM at {config.audio_rate} Hz, one channel per microphone
+  ({len(config.mic_positions_m)}), each hearing every vehicle with its own propagation delay (343 m/s)
+  and 1 / distance level, plus a diffuse street background.
+- annotations/array.json, annotations/azimuths.json: the microphones and every sounding vehicle's
+  true direction per 2 fps time (below).
 - annotations/video_annotations.csv, annotations/audio_annotations.csv: ground truth below.
 - annotations/cases.json: the evaluation case of every 2 fps time (format in training/cases.py).
 - SOURCES: where every sound comes from (all synthesised).

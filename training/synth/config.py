@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flowgrad.errors import InputError
+from flowgrad.spatial.geometry import GeometryError, check_positions
 
 # Urbansas ships its videos at these rates besides the native one; boxes are at 2 fps.
 LOW_RATES = (8, 2)
@@ -26,7 +27,10 @@ class SynthConfig:
     a traffic light that stops a sounding vehicle; and (listening.py) of silent
     movers, busy traffic with at most two loud vehicles, a quiet stretch, and
     parked vehicles being shown. ambience: level of the wind, birds and voices
-    mixed under every clip (1 = the default level, 0 = none).
+    mixed under every clip (1 = the default level, 0 = none). mic_positions_m: the
+    microphones, ``((x, y, z), ...)`` metres in camera coordinates (x right, y down, z
+    forward; at least two, spread along x): the wav has one channel per microphone
+    (default: a 20 cm pair along x centred on the camera, ``--array stereo:0.2``).
     """
 
     width: int = 640
@@ -43,6 +47,7 @@ class SynthConfig:
     quiet_fraction: float = 0.2
     parked_fraction: float = 0.7
     ambience: float = 1.0
+    mic_positions_m: tuple = ((-0.1, 0.0, 0.0), (0.1, 0.0, 0.0))
 
     def __post_init__(self) -> None:
         if not (64 <= self.width <= 3840 and 64 <= self.height <= 2160):
@@ -63,6 +68,12 @@ class SynthConfig:
                 raise SynthError(f"{name}={value}: must be in [0, 1]")
         if not 0.0 <= self.ambience <= 10.0:
             raise SynthError(f"ambience={self.ambience}: use 0 (none) .. 10 (1 is the default level)")
+        try:
+            mics = check_positions(self.mic_positions_m)
+        except GeometryError as e:
+            raise SynthError(f"mic_positions_m: {e}") from None
+        # Plain tuples of floats: hashable, and synth.json records them as written.
+        object.__setattr__(self, "mic_positions_m", tuple(tuple(float(c) for c in m) for m in mics))
 
     @property
     def video_rates(self) -> tuple[int, ...]:

@@ -20,7 +20,9 @@ from .scene import Scene, make_scene
 from .sound import mix
 from .writer import write_csv, write_video, write_wav
 
-VERSION = "1.1"  # 1.1: silent movers, busy traffic, quiet stretches, ambience, cases.json, SOURCES
+# 1.1: silent movers, busy traffic, quiet stretches, ambience, cases.json, SOURCES.
+# 1.2: spatial sound (one channel per microphone, propagation delays), array.json, azimuths.json.
+VERSION = "1.2"
 _OUTPUTS = ("video", "audio", "annotations", "synth.json", "README.md", "SOURCES")
 
 
@@ -64,8 +66,9 @@ def _write_clip(out_dir: Path, clip_id: str, scene: Scene, audio: np.ndarray, co
     for fps in config.video_rates:
         path = out_dir / "video" / f"video_{fps}fps" / f"{clip_id}.mp4"
         frames = (renderer.frame(i / fps) for i in range(ann.frame_count(config.seconds, fps)))
+        # The AAC track is stereo: microphones 0 and 1 (a left-right pair in both presets).
         write_video(path, frames, fps, config.width, config.height,
-                    audio if fps == config.fps else None, config.audio_rate)
+                    audio[:2] if fps == config.fps else None, config.audio_rate)
         videos[fps] = path
     return videos
 
@@ -76,7 +79,9 @@ def generate(out_dir, clips: int, seed: int, config: SynthConfig = SynthConfig()
 
     Layout: video/video_{fps}fps/<clip>.mp4 for config.video_rates (the main
     rate with the AAC track), audio/<clip>.wav, annotations/*.csv, synth.json,
-    README.md, SOURCES, annotations/cases.json (training.cases). Same (seed, config)
+    README.md, SOURCES, annotations/cases.json (training.cases), annotations/array.json
+    (the microphones, with the synth camera's field of view) and annotations/azimuths.json
+    (every sounding vehicle's true direction per 2 fps time). Same (seed, config)
     -> byte-identical CSVs, JSON and wav.
     Raises SynthError for bad arguments or a non-empty ``out_dir`` without
     ``overwrite`` (which then replaces only those outputs).
@@ -89,7 +94,7 @@ def generate(out_dir, clips: int, seed: int, config: SynthConfig = SynthConfig()
     _prepare(out_dir, overwrite)
     for sub in [f"video/video_{fps}fps" for fps in config.video_rates] + ["audio", "annotations"]:
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    infos, video_rows, audio_rows, case_rows, summaries = [], [], [], [], {}
+    infos, video_rows, audio_rows, case_rows, summaries, azimuths = [], [], [], [], {}, {}
     for index in tqdm(range(clips), unit="clip", disable=not progress):
         flags, scene_rng, audio_rng, listening_rng, ambience_rng = clip_seeds(seed, index)
         night = bool(flags.random() < config.night_fraction)
@@ -97,14 +102,16 @@ def generate(out_dir, clips: int, seed: int, config: SynthConfig = SynthConfig()
         scene = add_listening(make_scene(config, scene_rng, night, shake), config, listening_rng)
         clip_id = f"synth{seed}_{index:04d}"
         n = int(round(scene.seconds * config.audio_rate))
-        extra = ambience(n, config.audio_rate, ambience_rng, config.ambience) if config.ambience else None
-        audio = mix(scene, config.audio_rate, audio_rng, extra)
+        mics = config.mic_positions_m
+        extra = ambience(n, config.audio_rate, ambience_rng, mics, config.ambience) if config.ambience else None
+        audio = mix(scene, config.audio_rate, audio_rng, mics, extra)
         wav = out_dir / "audio" / f"{clip_id}.wav"
         write_wav(wav, audio, config.audio_rate)
         videos = _write_clip(out_dir, clip_id, scene, audio, config)
         video_rows += ann.video_rows(scene, clip_id)
         audio_rows += ann.audio_rows(scene, clip_id)
         case_rows += ann.case_rows(scene, clip_id)
+        azimuths[clip_id] = ann.azimuth_entries(scene)
         summaries[clip_id] = scene.summary()
         infos.append(ClipInfo(clip_id, videos, wav, scene))
     write_csv(out_dir / "annotations" / "video_annotations.csv", ann.VIDEO_COLUMNS, video_rows)
@@ -113,6 +120,9 @@ def generate(out_dir, clips: int, seed: int, config: SynthConfig = SynthConfig()
             "config": asdict(config), "scenes": summaries}
     (out_dir / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
     cases.write(out_dir / "annotations" / cases.FILENAME, case_rows)
+    (out_dir / "annotations" / "array.json").write_text(ann.array_geometry(config).to_json() + "\n")
+    (out_dir / "annotations" / "azimuths.json").write_text(
+        json.dumps({"version": ann.AZIMUTHS_VERSION, "clips": azimuths}) + "\n")
     (out_dir / "README.md").write_text(ann.readme(config))
     (out_dir / "SOURCES").write_text(SOURCES_TEXT)
     return infos

@@ -1,29 +1,28 @@
 """Sound as an array of microphones hears it: propagation delays, distance, diffuse noise.
 
-Unlike a pan law (training.synth.sound places voices by level only), each
+Unlike a pan law (which places a voice by level only), each
 microphone here receives the source signal delayed by its own distance / 343 m/s,
 with fractional delays that change as the source moves (so GCC-PHAT and SRP-PHAT
 on the result measure real arrival-time differences, and moving sources carry
 their Doppler shift), scaled by 1 / distance, plus a diffuse field: noise arriving
 from many directions at once, coherent between close microphones at low
 frequencies as a real street's is. Positions are metres in camera coordinates
-(flowgrad.spatial.geometry: x right, y down, z forward).
-
-Not yet used by training.synth.generate (a later step wires it in).
+(flowgrad.spatial.geometry: x right, y down, z forward). training.synth.sound and
+training.synth.ambience render every clip's sources through here.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
+import scipy.fft
 
 from flowgrad.spatial.fractional import sample_at
 from flowgrad.spatial.srp import SPEED_OF_SOUND
 
 __all__ = ["render_array", "render_moving_source", "diffuse_noise", "linear_path", "azimuth_elevation_deg"]
 
-# Plane waves summed into the diffuse field (directions spread evenly over the sphere).
-_DIFFUSE_DIRECTIONS = 64
+# Samples of silence after a still source's signal in its FFT delay (its sinc tails and
+# the wrap-around of the circular shift fall there, not on the signal).
+_STATIC_PAD = 256
 
 
 def linear_path(start_m, end_m, n_samples: int) -> np.ndarray:
@@ -82,11 +81,14 @@ def render_moving_source(signal: np.ndarray, sample_rate: int, path_m: np.ndarra
     """
     signal = np.asarray(signal, np.float64)
     n = signal.shape[0]
-    path = np.broadcast_to(np.asarray(path_m, np.float64), (n, 3))
     mics = np.asarray(mic_positions_m, np.float64)
-    if signal.ndim != 1 or mics.ndim != 2 or mics.shape[1] != 3:
-        raise ValueError(f"render_moving_source: expected signal (T,), path (T, 3) and mics (M, 3), got "
+    if signal.ndim != 1 or mics.ndim != 2 or mics.shape[1] != 3 or np.shape(path_m) not in ((3,), (n, 3)):
+        raise ValueError(f"render_moving_source: expected signal (T,), path (T, 3) or (3,) and mics (M, 3), got "
                          f"{signal.shape}, {np.shape(path_m)}, {mics.shape}")
+    if np.shape(path_m) == (3,):
+        return _render_still(signal, sample_rate, np.asarray(path_m, np.float64), mics, reference_m,
+                             min_distance_m, speed_of_sound)
+    path = np.asarray(path_m, np.float64)
     times = np.arange(n, dtype=np.float64)
     out = np.zeros((mics.shape[0], n), np.float32)
     for m, mic in enumerate(mics):
@@ -99,22 +101,46 @@ def render_moving_source(signal: np.ndarray, sample_rate: int, path_m: np.ndarra
     return out
 
 
+def _render_still(signal: np.ndarray, sample_rate: int, where: np.ndarray, mics: np.ndarray, reference_m: float,
+                  min_distance_m: float, speed_of_sound: float) -> np.ndarray:
+    """:func:`render_moving_source` for a source that stays put: one constant delay per
+    microphone, applied as a phase shift of the zero-padded spectrum (exact for band-limited
+    sound, and one FFT per microphone instead of a windowed sinc per sample)."""
+    n = signal.shape[0]
+    distance = np.linalg.norm(mics - where, axis=1)
+    delay = distance * sample_rate / speed_of_sound  # samples
+    size = scipy.fft.next_fast_len(n + int(np.ceil(delay.max())) + _STATIC_PAD, real=True)
+    spectrum = scipy.fft.rfft(signal, size)
+    phase = -2j * np.pi * np.fft.rfftfreq(size)
+    gain = reference_m / np.maximum(distance, min_distance_m)
+    out = np.empty((mics.shape[0], n), np.float32)
+    for m in range(mics.shape[0]):
+        out[m] = gain[m] * scipy.fft.irfft(spectrum * np.exp(phase * delay[m]), size)[:n]
+    return out
+
+
 def diffuse_noise(n_samples: int, sample_rate: int, mic_positions_m: np.ndarray, rms: float,
-                  rng: np.random.Generator, speed_of_sound: float = SPEED_OF_SOUND) -> np.ndarray:
-    """``(M, n_samples)`` float32 noise of ``rms`` per microphone arriving from many directions
-    at once (independent white noise on each of 64 far-field plane waves)."""
+                  rng: np.random.Generator, speed_of_sound: float = SPEED_OF_SOUND,
+                  band_hz: tuple[float, float] | None = None) -> np.ndarray:
+    """``(M, n_samples)`` float32 noise of ``rms`` per microphone arriving from all directions
+    at once (a spherically isotropic field), limited to ``band_hz`` (Hz; None: all).
+
+    Generated per frequency with the field's coherence between microphones ``i`` and ``j``,
+    ``sin(k d_ij) / (k d_ij)`` (k = 2 pi f / c): the limit of infinitely many plane waves,
+    for M inverse FFTs (summing plane waves one by one costs one FFT per direction).
+    """
     mics = np.asarray(mic_positions_m, np.float64)
-    k = np.arange(_DIFFUSE_DIRECTIONS) + 0.5
-    polar = np.arccos(1 - 2 * k / _DIFFUSE_DIRECTIONS)  # Fibonacci sphere: evenly spread
-    around = math.pi * (1 + 5 ** 0.5) * k
-    directions = np.stack([np.sin(polar) * np.cos(around), np.sin(polar) * np.sin(around), np.cos(polar)], 1)
-    lead = directions @ mics.T / speed_of_sound  # (D, M) seconds earlier than the origin
-    spectra = np.fft.rfft(rng.standard_normal((_DIFFUSE_DIRECTIONS, n_samples)), axis=-1)
-    omega = 2 * np.pi * np.fft.rfftfreq(n_samples, 1 / sample_rate)
-    # A wave arriving tau earlier at a microphone is x(t + tau) there: a phase advance.
-    heard = np.einsum("df,dmf->mf", spectra, np.exp(1j * omega[None, None, :] * lead[:, :, None]))
-    noise = np.fft.irfft(heard, n_samples, axis=-1)
-    return (noise * rms / np.sqrt(np.mean(noise ** 2, axis=1, keepdims=True))).astype(np.float32)
+    freqs = np.fft.rfftfreq(n_samples, 1 / sample_rate)
+    gaps = np.linalg.norm(mics[:, None] - mics[None], axis=-1)  # (M, M) metres
+    coherence = np.sinc(2 * freqs[:, None, None] * gaps[None] / speed_of_sound)  # (F, M, M); np.sinc has the pi
+    values, vectors = np.linalg.eigh(coherence)
+    mixing = vectors * np.sqrt(np.clip(values, 0, None))[:, None, :]  # (F, M, M): mixing @ mixing^T = coherence
+    white = scipy.fft.rfft(rng.standard_normal((mics.shape[0], n_samples)), axis=-1)  # (M, F) independent
+    heard = np.einsum("fmk,kf->mf", mixing, white)
+    if band_hz is not None:
+        heard[:, (freqs < band_hz[0]) | (freqs > band_hz[1])] = 0
+    noise = scipy.fft.irfft(heard, n_samples, axis=-1)
+    return (noise * rms / np.sqrt(np.mean(noise ** 2, axis=1, keepdims=True) + 1e-30)).astype(np.float32)
 
 
 def _positions_at(path: np.ndarray, at: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Files: H.264 mp4 (optionally with an AAC stereo track), 16-bit wav, CSV."""
+"""Files: H.264 mp4 (optionally with an AAC stereo track), 16-bit multichannel wav, CSV."""
 from __future__ import annotations
 
 import csv
@@ -27,6 +27,8 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: int, width: int, 
     """Encode BGR uint8 frames of (height, width, 3) at ``fps`` frames/s into an
     H.264 yuv420p mp4; with ``audio`` ((2, N) float32 in [-1, 1] at
     ``audio_rate`` Hz) also an AAC stereo track, interleaved by time."""
+    if audio is not None and (audio.ndim != 2 or audio.shape[0] != 2):
+        raise ValueError(f"{path}: the AAC track is stereo: audio must be (2, N), got {audio.shape}")
     with av.open(str(path), "w", format="mp4") as container:
         video = container.add_stream("libx264", rate=fps, options=dict(_X264_OPTIONS))
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
@@ -54,12 +56,13 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: int, width: int, 
 
 
 def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
-    """Write (2, N) float audio in [-1, 1] as 16-bit stereo PCM at ``rate`` Hz."""
-    if audio.ndim != 2 or audio.shape[0] != 2:
-        raise ValueError(f"{path}: audio must be (2, N) stereo, got {audio.shape}")
+    """Write (C, N) float audio in [-1, 1] (C >= 1 channels, one per microphone) as
+    16-bit PCM at ``rate`` Hz, channel c of every frame being row c."""
+    if audio.ndim != 2 or audio.shape[0] < 1:
+        raise ValueError(f"{path}: audio must be (channels, N), got {audio.shape}")
     pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
     with wave.open(str(path), "wb") as f:
-        f.setnchannels(2)
+        f.setnchannels(audio.shape[0])
         f.setsampwidth(2)
         f.setframerate(rate)
         f.writeframes(pcm.T.tobytes())
