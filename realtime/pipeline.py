@@ -486,6 +486,7 @@ class Pipeline:
             score=item.score,
             quiet=item.score < self.config.min_score,
             doa=item.doa,
+            hfov_deg=None if item.doa is None else self.doa.geometry.hfov_deg,
             **self._level_fields(),
         )
 

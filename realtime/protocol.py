@@ -114,6 +114,8 @@ class Heatmap:
         (run_live --mics): {"azimuth_deg": degrees, positive to the right of the optical
         axis; "elevation_deg": degrees, positive up, or None for an array without vertical
         extent; "confidence": in [0, 1]} (flowgrad.spatial.with_doa.doa_fields).
+    hfov_deg: optional horizontal field of view of the camera in degrees, in (0, 180), sent
+        with doa so that a display can put the azimuth on its column (the pinhole model).
     """
 
     stream: str
@@ -129,6 +131,7 @@ class Heatmap:
     score: float | None = None
     quiet: bool | None = None
     doa: dict | None = None
+    hfov_deg: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,7 +265,7 @@ def _level_fields(msg) -> dict:
 
 
 def _score_fields(msg: Heatmap) -> dict:
-    """The optional score, quiet and doa header fields of ``msg`` (only those set; _check_header checks them)."""
+    """The optional score, quiet, doa and hfov_deg header fields of ``msg`` (only those set; _check_header checks them)."""
     fields = {}
     if msg.score is not None:
         score = msg.score
@@ -272,6 +275,9 @@ def _score_fields(msg: Heatmap) -> dict:
     if msg.doa is not None:
         fields["doa"] = msg.doa if not isinstance(msg.doa, dict) else {
             k: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for k, v in msg.doa.items()}
+    if msg.hfov_deg is not None:
+        fov = msg.hfov_deg
+        fields["hfov_deg"] = fov if isinstance(fov, bool) or not isinstance(fov, (int, float)) else float(fov)
     return fields
 
 
@@ -348,6 +354,8 @@ def _check_header(header: dict) -> None:
     if "doa" in header:
         _field(header, "doa", _valid_doa, '{"azimuth_deg": -180..180, "elevation_deg": -90..90 or null, '
                                           '"confidence": 0..1}')
+    if "hfov_deg" in header:
+        _field(header, "hfov_deg", lambda v: _finite(v) and 0 < v < 180, "a finite number of degrees in (0, 180)")
 
 
 def _valid_doa(value) -> bool:
@@ -463,7 +471,8 @@ def _heatmap(header: dict, blobs: dict[str, bytes]) -> Heatmap:
                    model=header["model"], heatmap=m, frame_size=(fw, fh),
                    publish_time=float(header["publish_time"]), frame_jpeg=blobs.get("frame_jpeg"),
                    score=float(header["score"]) if "score" in header else None, quiet=header.get("quiet"),
-                   doa=_doa(header.get("doa")), **_levels(header))
+                   doa=_doa(header.get("doa")),
+                   hfov_deg=float(header["hfov_deg"]) if "hfov_deg" in header else None, **_levels(header))
 
 
 def _doa(value: dict | None) -> dict | None:

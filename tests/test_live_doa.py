@@ -65,6 +65,7 @@ def test_a_known_delay_through_the_live_pipeline_publishes_its_analytic_azimuth(
     assert np.all(np.abs(azimuths - expected) < 3.0), (expected, azimuths)
     assert all(d["elevation_deg"] is None and 0.3 < d["confidence"] <= 1 for d in found)
     assert all(m.model == "flow_only+doa" for m in maps)
+    assert all(m.hfov_deg == 90.0 for m in maps if m.doa is not None)
     # The fused map is brightest on the columns the direction projects to (right of centre).
     fused = [m.heatmap for m in maps if m.doa is not None]
     column = np.mean([h.sum(axis=0).argmax() / h.shape[1] for h in fused])
@@ -83,6 +84,10 @@ def test_the_doa_field_goes_over_the_wire_and_bad_ones_are_refused():
     msg = Heatmap(stream="cam", seq=1, capture_time=1.0, model="m", heatmap=np.zeros((2, 3), np.float32),
                   frame_size=(3, 2), doa={"azimuth_deg": -12.5, "elevation_deg": None, "confidence": 0.75})
     assert decode(encode(msg)).doa == {"azimuth_deg": -12.5, "elevation_deg": None, "confidence": 0.75}
+    assert decode(encode(Heatmap(**{**msg.__dict__, "hfov_deg": 70}))).hfov_deg == 70.0
+    for fov in (0, 180, True):
+        with pytest.raises(ValueError, match="hfov_deg"):
+            encode(Heatmap(**{**msg.__dict__, "hfov_deg": fov}))
     assert decode(encode(Heatmap(**{**msg.__dict__, "doa": None}))).doa is None
     for bad in ({"azimuth_deg": 200.0, "elevation_deg": None, "confidence": 0.5},
                 {"azimuth_deg": 1.0, "elevation_deg": None, "confidence": 1.5},
