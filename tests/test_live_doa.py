@@ -17,6 +17,7 @@ from realtime.audio_source import AudioSourceConfig, open_audio_source
 from realtime.pipeline import Pipeline
 from realtime.protocol import Heatmap, ProtocolError, decode, encode
 from realtime.ring import AudioRing
+from realtime.snapshot import direction_caption
 
 RATE_FILE, RATE = 48000, 16000
 SPACING_M = 0.2
@@ -168,3 +169,11 @@ def test_the_demo_with_a_stereo_pair_publishes_directions(capsys, tmp_path):
     assert code == 0, lines
     done = [line for line in lines if line.startswith("run_live: done:")][0]
     assert "azimuth" in done and "conf" in done
+
+
+def test_the_snapshot_caption_says_the_direction_heard():
+    assert direction_caption(None) == []
+    assert direction_caption({"azimuth_deg": -7.25, "elevation_deg": None, "confidence": 0.5}) == [
+        "direction heard: azimuth -7.2 deg, confidence 0.50"]
+    assert direction_caption({"azimuth_deg": 3.0, "elevation_deg": 10.0, "confidence": 1.0}) == [
+        "direction heard: azimuth +3.0 deg, elevation +10.0 deg, confidence 1.00"]
