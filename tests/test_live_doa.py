@@ -20,7 +20,8 @@ from realtime.audio_source import AudioSourceConfig, open_audio_source
 from realtime.pipeline import Pipeline
 from realtime.protocol import Heatmap, ProtocolError, decode, encode
 from realtime.ring import AudioRing
-from realtime.live import LiveConfig, SourceSettings, SpatialSettings
+from realtime.live import (LiveConfig, ModelSettings, PublishSettings, RunSettings, SourceSettings, SpatialSettings,
+                           build_live)
 from realtime.live.assembly import _microphone
 from realtime.snapshot import direction_caption
 from realtime.subscribe import subscribe
@@ -165,6 +166,16 @@ def test_an_export_that_wants_doa_without_mics_is_one_line(capsys, monkeypatch):
     code, lines = _main(["--camera", str(DEMO_CLIP), "--model", "flow_only", "--quiet", "--duration", "1",
                          "--publish", "tcp://127.0.0.1:*"], capsys)
     assert code == 2 and len(lines) == 1 and "--mics" in lines[0], lines
+
+
+def test_an_export_that_wants_doa_fuses_with_mics_even_without_the_suffix(monkeypatch):
+    monkeypatch.setattr(engines.Engine, "wants_doa", True)
+    config = LiveConfig(sources=(SourceSettings(str(DEMO_CLIP)),), model=ModelSettings("flow_only"),
+                        publishing=PublishSettings("tcp://127.0.0.1:*"), run=RunSettings(duration=1.0, quiet=True),
+                        spatial=SpatialSettings(preset_geometry("stereo:0.2")))
+    system = build_live(config)
+    system.run()
+    assert system.pipelines[0].config.fuse_doa and system.pipelines[0].ring.channels == 2
 
 
 def test_the_demo_with_a_stereo_pair_publishes_directions_a_subscriber_receives(capsys, tmp_path):
