@@ -17,8 +17,8 @@ score is below ``min_score``.
 
 With a microphone array (``doa``: a flowgrad.spatial.with_doa.WithDoa), the inference
 stage also finds, per map, the direction of arrival in the ring's newest ``window_s`` of
-channels, fuses the map with it and times it as stage "doa"; the message carries it
-(``doa``). The audio source and stage then run even for a model that does not listen.
+channels, fuses the map with it (``fuse_doa``, a "+doa" model) and times both as stage
+"doa"; the message carries the direction (``doa``). The audio source and stage then run even for a model that does not listen.
 
 Every timestamp inside the process is ``time.monotonic()`` seconds; messages
 on the wire carry UNIX seconds (docs/PROTOCOL.md), converted once at start.
@@ -163,8 +163,9 @@ class Pipeline:
     clock: monotonic clock, seconds (tests may pass their own).
     flow_fn: replaces the flow computation of config.flow's backend (a
     :class:`~realtime.batching.BatchingFlow` shared by several streams on a GPU).
-    doa: a :class:`~flowgrad.spatial.with_doa.WithDoa` for the engine's maps: each map is
-    fused with the direction heard in the ring's newest ``doa.finder.window_s``; the ring
+    doa: a :class:`~flowgrad.spatial.with_doa.WithDoa` for the engine's maps: each map gets
+    the direction heard in the ring's newest ``doa.finder.window_s`` (and is fused with it
+    when config.fuse_doa); the ring
     then keeps one channel per microphone at ``doa.sample_rate``. None: no direction.
     """
 

@@ -204,6 +204,7 @@ def test_the_demo_with_a_stereo_pair_publishes_directions_a_subscriber_receives(
     assert code == 0, lines
     done = [line for line in lines if line.startswith("run_live: done:")][0]
     assert "azimuth" in done and "conf" in done
+    assert "direction of arrival from 2 microphones, hfov 90 deg (fused into the maps)" in lines[0]
     directed = [m for m in got if m.doa is not None]
     assert directed and all(m.hfov_deg == 90.0 and m.model == "flow_only+doa" for m in directed)
     assert all(-45 <= m.doa["azimuth_deg"] <= 45 and 0 <= m.doa["confidence"] <= 1 for m in directed)

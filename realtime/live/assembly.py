@@ -2,9 +2,10 @@
 
 It opens, in this order, the engine, the shared Farneback (compiled now when asked,
 before any camera waits for it), each camera's video source and, for a model that
-listens or a microphone array, each microphone's audio ring and source, the publisher and the dashboard, then makes one
-:class:`~realtime.pipeline.Pipeline` per camera. Whatever it opened is closed again
-when a later part fails (or Ctrl-C arrives meanwhile). What it decides, here only:
+listens or a microphone array, each microphone's audio ring and source, the publisher and
+the dashboard, then makes one :class:`~realtime.pipeline.Pipeline` per camera. Whatever it
+opened is closed again when a later part fails (or Ctrl-C arrives meanwhile). What it
+decides, here only:
 
 * several cameras share one model through a :class:`~realtime.batching.BatchingEngine`
   (their heatmap requests batched) and one ZeroMQ socket through
@@ -127,9 +128,16 @@ class LiveSystem:
         return console.live_line(self.stats() if all_stats is None else all_stats, self.streams)
 
     def start_line(self) -> str:
-        """What runs: the model, its backend and device, the cameras, the streams and the address."""
-        return console.start_line(self.engine, self.config.model.device, [s.camera for s in self.config.sources],
+        """What runs: the model, its backend and device, the cameras, the streams and the address
+        (and the microphone array, with whether its direction is fused into the maps)."""
+        line = console.start_line(self.engine, self.config.model.device, [s.camera for s in self.config.sources],
                                   self.streams, self.address)
+        geometry = self.config.spatial.geometry
+        if geometry is None:
+            return line
+        fused = "fused into the maps" if self.pipelines[0].config.fuse_doa else "published, maps unfused"
+        return f"{line}; direction of arrival from {geometry.channels} microphones, hfov {geometry.hfov_deg:g} deg " \
+               f"({fused})"
 
     def batching(self) -> dict:
         """Mean requests per shared call so far: {"maps": ..., "flow": ...}, None where not shared."""
