@@ -96,7 +96,7 @@ class Engine:
     source: str = ""
     untrained: bool = False
     score_calibrated: bool = False
-    wants_doa = False
+    wants_doa = False  # True for an export written from a "+doa" spec (flowgrad.onnx_meta)
 
     @property
     def samples(self) -> int:

@@ -6,6 +6,7 @@
     python run_live.py --camera street.mp4 --audio video --duration 60
     python run_live.py --demo --dashboard              # ... and the live picture on http://127.0.0.1:8080/
     python run_live.py --camera 0 --camera rtsp://cam2/stream --audio mic --audio pulse   # two cameras, one model
+    python run_live.py --camera 0 --mics stereo:0.2 --hfov 70 --model flow_only+doa   # a stereo pair's direction
 
 Several ``--camera`` options run one pipeline per camera in this process, each
 published as its own stream (``camera0``, ``camera1``, ... after ``--stream``),
@@ -36,10 +37,12 @@ from flowgrad import engine as engines
 from flowgrad import models
 from flowgrad.errors import InputError, one_line
 from flowgrad.sizes import format_wxh, wxh_arg
+from flowgrad.spatial.geometry import parse_mics
+from flowgrad.spec import parse_spec
 
 from .assets import DEMO_CLIP, DEMO_MODEL, ROOT
 from .live import (DashboardSettings, FlowSettings, LiveConfig, ModelSettings, PublishSettings, RunSettings,
-                   SourceSettings, StartError, build_live)
+                   SourceSettings, SpatialSettings, StartError, build_live)
 from .pipeline import LIVE_FLOW_HW, PipelineError
 from .publisher import CurveServer
 
@@ -64,17 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "held on the microphone: levels are then shown and published in dB(A) SPL "
                           "(level = reading - DB + 94); default: uncalibrated levels in dBFS(A)")
     src.add_argument("--channels", type=int, default=None, metavar="N",
-                     help="microphone channels to capture (mono models hear their mean); default: the "
-                          "device's first two")
+                     help="microphone channels to capture (mono models hear their mean); default: one per "
+                          "--mics microphone, else the device's first two")
     src.add_argument("--demo", action="store_true",
                      help=f"the bundled street clip ({DEMO_CLIP.relative_to(ROOT)}, sound from its track) and "
                           f"the default model, for {DEMO_SECONDS:g} s unless --duration is given; writes "
                           "demo_out/live.png")
     mod = p.add_argument_group("model")
-    mod.add_argument("--model", default=None, metavar="CKPT|ONNX|NAME",
+    mod.add_argument("--model", default=None, metavar="CKPT|ONNX|NAME[+doa][+memory|+nomemory]",
                      help=f"a .ckpt checkpoint, an .onnx export (or its prefix) or a registry name "
                           f"({', '.join(models.names())}; all but flow_only need --untrained). Default: the "
-                          f"shipped demo model ({DEMO_MODEL.relative_to(ROOT)}) if present, else flow_only")
+                          f"shipped demo model ({DEMO_MODEL.relative_to(ROOT)}) if present, else flow_only. "
+                          "+doa: the map times the direction heard by --mics; +memory/+nomemory: as "
+                          "--motion-memory on/off")
     mod.add_argument("--untrained", action="store_true",
                      help="allow a registry name of a model with weights: runs random, untrained weights "
                           "(for timing and plumbing; the maps mean nothing)")
@@ -95,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with the torch flow backend: fuse our Farneback with torch.compile (for a GPU); "
                           "compiles for --flow-size before the cameras open (tens of seconds, once)")
     _add_motion_options(flo)
+    _add_spatial_options(src)
     out = p.add_argument_group("publishing")
     out.add_argument("--publish", default="tcp://127.0.0.1:5556", metavar="ADDRESS",
                      help="ZeroMQ PUB address to bind (default tcp://127.0.0.1:5556; loopback only unless you "
@@ -137,6 +143,36 @@ def _add_motion_options(group) -> None:
                             "model's default (docs/RESULTS.md)")
 
 
+def _add_spatial_options(group) -> None:
+    """--mics and --hfov (SpatialSettings.geometry)."""
+    group.add_argument("--mics", metavar="FILE|stereo:D|square:D", default=None,
+                       help="the microphone array, positions in metres in camera coordinates: a JSON file "
+                            '({"mic_positions_m": [[x, y, z], ...], "hfov_deg": 90}) or a preset (stereo:0.2: a '
+                            "20 cm pair along x centred on the camera; square:D: four on a D-metre square); the "
+                            "audio then needs one channel per microphone, and each map carries the direction "
+                            "heard (docs/SPATIAL.md)")
+    group.add_argument("--hfov", type=float, default=None, metavar="DEG",
+                       help="the camera's horizontal field of view in degrees, for --mics (default: the file's, "
+                            "else 90)")
+
+
+def _spatial_and_model(args: argparse.Namespace) -> tuple[ModelSettings, SpatialSettings, "bool | None"]:
+    """--model's spec, --mics and --hfov as the model, the array, and the motion memory
+    (--motion-memory, or the spec's +memory/+nomemory; StartError when the two disagree)."""
+    memory = {"auto": None, "on": True, "off": False}[args.motion_memory]
+    spec = None if args.model is None else parse_spec(args.model)
+    if spec is not None and spec.memory is not None:
+        if memory is not None and memory != spec.memory:
+            raise StartError(f"--model {args.model} asks for the motion memory {'on' if spec.memory else 'off'} but "
+                             f"--motion-memory is {args.motion_memory}; give one of them")
+        memory = spec.memory
+    if args.hfov is not None and args.mics is None:
+        raise StartError("--hfov is the camera's field of view for --mics: give --mics too")
+    geometry = None if args.mics is None else parse_mics(args.mics, args.hfov)
+    model = ModelSettings(None if spec is None else spec.base, args.backend, args.device, untrained=args.untrained)
+    return model, SpatialSettings(geometry, fuse=spec is not None and spec.doa), memory
+
+
 def to_config(args: argparse.Namespace) -> LiveConfig:
     """run_live's parsed options as a LiveConfig: --demo's defaults filled in, one --audio
     spread over every camera; StartError for options that do not go together (LiveConfig
@@ -159,16 +195,17 @@ def to_config(args: argparse.Namespace) -> LiveConfig:
     if (args.curve_secret is None) != (args.curve_clients is None):
         raise StartError("--curve-secret and --curve-clients go together")
     curve = CurveServer(args.curve_secret, args.curve_clients) if args.curve_secret else None
+    model, spatial, memory = _spatial_and_model(args)
     return LiveConfig(
         sources=tuple(SourceSettings(str(c), a, args.mic_calibration, args.channels) for c, a in zip(cameras, audio)),
-        model=ModelSettings(args.model, args.backend, args.device, untrained=args.untrained),
-        flow=FlowSettings(args.flow_hw, args.flow_backend, args.flow_compile, args.stabilise,
-                          {"auto": None, "on": True, "off": False}[args.motion_memory]),
+        model=model,
+        flow=FlowSettings(args.flow_hw, args.flow_backend, args.flow_compile, args.stabilise, memory),
         publishing=PublishSettings(args.publish, args.stream, args.heatmap_dtype,
                                    None if args.no_frame else JPEG_QUALITY, curve, min_score=args.min_score),
         dashboard=DashboardSettings(args.dashboard),
         run=RunSettings(duration, snapshot, args.quiet),
         threads=args.threads,
+        spatial=spatial,
     )
 
 

@@ -41,19 +41,32 @@ def live_line(all_stats: list[dict], streams: Sequence[str]) -> str:
 
 def status_line(stats: dict) -> str:
     """One stream's line: maps/s, latency p50/p95 (ms), published, drops per stage, its sources,
-    the sound level when the pipeline measures one, the newest map's sounding score."""
+    the sound level when the pipeline measures one, the newest map's sounding score and direction."""
     lat = stats["latency_ms"]
     lat_txt = "-" if lat["p50"] is None else f"{lat['p50']:.0f}/{lat['p95']:.0f}"
     drops = stats["drops"]
     return (f"{stats['fps']:5.1f} maps/s  latency p50/p95 {lat_txt} ms  published {stats['published']}  "
             f"dropped frames {drops['frames']} flows {drops['flows']} maps {drops['maps']}  "
-            f"{sources_text(stats['source'])}{level_text(stats)}{score_text(stats)}{stabilise_text(stats)}")
+            f"{sources_text(stats['source'])}{level_text(stats)}{score_text(stats)}{doa_text(stats)}"
+            f"{stabilise_text(stats)}")
 
 
 def score_text(stats: dict) -> str:
     """The score part of a status line, e.g. "  score 0.83" or "  score 0.12 quiet"; '' before any map."""
     score = stats.get("score")
     return "" if score is None else f"  score {score:.2f}{' quiet' if stats.get('quiet') else ''}"
+
+
+def doa_text(stats: dict) -> str:
+    """The direction part of a status line, e.g. "  azimuth +12.3 deg (conf 0.81, 1.9 ms)": the
+    newest map's direction of arrival (positive: right of the picture's centre), its confidence
+    and the direction finding's median time per map; '' without one."""
+    doa = stats.get("doa")
+    if doa is None:
+        return ""
+    ms = stats.get("stage_ms", {}).get("doa")
+    return f"  azimuth {doa['azimuth_deg']:+.1f} deg (conf {doa['confidence']:.2f}" + \
+        ("" if ms is None else f", {ms:.1f} ms") + ")"
 
 
 def stabilise_text(stats: dict) -> str:
@@ -79,6 +92,8 @@ def streams_line(all_stats: list[dict], streams: Sequence[str]) -> str:
             text += f" {stats['level_db']:.0f} {stats['level_ref']}"
         if stats.get("score") is not None:
             text += f" score {stats['score']:.2f}{' quiet' if stats.get('quiet') else ''}"
+        if stats.get("doa") is not None:
+            text += f" az {stats['doa']['azimuth_deg']:+.0f}"
         trouble = source_trouble(stats["source"])
         return text + (f" [{trouble}]" if trouble else "")
     return "  ".join(one(n, s) for n, s in zip(streams, all_stats))

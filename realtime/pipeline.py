@@ -15,6 +15,11 @@ messages of a model without audio (flow_only) carry no level. Every heatmap mess
 carries the model's sounding score of its map (``score``) and ``quiet``: whether the
 score is below ``min_score``.
 
+With a microphone array (``doa``: a flowgrad.spatial.with_doa.WithDoa), the inference
+stage also finds, per map, the direction of arrival in the ring's newest ``window_s`` of
+channels, fuses the map with it (``fuse_doa``, a "+doa" model) and times both as stage
+"doa"; the message carries the direction (``doa``). The audio source and stage then run even for a model that does not listen.
+
 Every timestamp inside the process is ``time.monotonic()`` seconds; messages
 on the wire carry UNIX seconds (docs/PROTOCOL.md), converted once at start.
 
@@ -49,6 +54,7 @@ from flowgrad.flow import RollingFlow, RollingFlowConfig
 from flowgrad.inputs import model_inputs
 from flowgrad.loudness import AWeighting
 from flowgrad.sizes import format_wxh
+from flowgrad.spatial.with_doa import doa_fields
 
 from .protocol import Heatmap, Status
 from .slots import LatestSlot
@@ -103,6 +109,8 @@ class PipelineConfig:
     flow_on_demand: make each flow only when inference waits for it: fresher maps, one
         inference period less latency (several cameras: the others keep the cores busy);
         False: the next flow is made while inference runs (one camera: the two overlap).
+    fuse_doa: with a microphone array (Pipeline's ``doa``), multiply each map by the direction's
+        likelihood (a "+doa" model); False: only publish the direction heard.
     """
 
     stream: str = "camera"
@@ -118,6 +126,7 @@ class PipelineConfig:
     mic_calibration_db: Optional[float] = None
     min_score: float = 0.5
     flow_on_demand: bool = False
+    fuse_doa: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_score <= 1.0:  # False for NaN too
@@ -143,6 +152,7 @@ class _Mapped:
     frame: Any
     heatmap: np.ndarray  # (h, w) float32 in [0, 1]
     score: float  # the sounding score in [0, 1]
+    doa: Optional[dict] = None  # the message's doa field (docs/PROTOCOL.md), None without one
 
 
 class Pipeline:
@@ -153,15 +163,23 @@ class Pipeline:
     clock: monotonic clock, seconds (tests may pass their own).
     flow_fn: replaces the flow computation of config.flow's backend (a
     :class:`~realtime.batching.BatchingFlow` shared by several streams on a GPU).
+    doa: a :class:`~flowgrad.spatial.with_doa.WithDoa` for the engine's maps: each map gets
+    the direction heard in the ring's newest ``doa.finder.window_s`` (and is fused with it
+    when config.fuse_doa); the ring
+    then keeps one channel per microphone at ``doa.sample_rate``. None: no direction.
     """
 
     def __init__(self, config: PipelineConfig, video, engine, publish: Callable[[Any], None],
                  audio=None, ring=None, clock: Callable[[], float] = time.monotonic,
-                 flow_fn: Optional[Callable] = None) -> None:
+                 flow_fn: Optional[Callable] = None, doa=None) -> None:
         if engine.uses_audio and (audio is None or ring is None):
             raise ValueError(f"model {engine.name!r} listens to audio: give an audio source and its ring")
+        if doa is not None and (audio is None or ring is None or ring.channels != doa.geometry.channels
+                                or ring.sample_rate != doa.sample_rate):
+            raise ValueError("direction finding needs an audio source and a ring of one channel per microphone "
+                             "at the direction finder's rate")
         self.config = config
-        self.video, self.audio, self.ring, self.engine = video, audio, ring, engine
+        self.video, self.audio, self.ring, self.engine, self.doa = video, audio, ring, engine, doa
         self._publish = publish
         self._clock = clock
         self._unix_offset = time.time() - clock()
@@ -171,28 +189,30 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self.rolling = RollingFlow(config.flow, flow_fn)
         self.published = RollingStats(config.stats_window_s)
-        self.stage_ms = {name: RollingStats(config.stats_window_s) for name in ("flow", "infer", "audio")}
+        self.stage_ms = {name: RollingStats(config.stats_window_s) for name in ("flow", "infer", "audio", "doa")}
         self.seq = 0
         self.started_at: Optional[float] = None
         self._embedding: Optional[np.ndarray] = None
         self._waiting_for_audio = 0
+        self._without_doa = 0  # maps published without a direction (ring not yet full)
         # Designed once here (the ring's rate is fixed); a plain float swap makes the level
         # visible to the publish stage, as the embedding is.
         self._weighting = (AWeighting(ring.sample_rate, calibration_db=config.mic_calibration_db)
-                           if engine.uses_audio else None)
+                           if audio is not None else None)
         self._level: Optional[float] = None
         self._score: Optional[float] = None  # the newest map's, a plain float swap
+        self._doa: Optional[dict] = None  # the newest map's direction, a plain swap
 
     # ------------------------------------------------------------------ control
 
     def start(self) -> None:
-        """Start the audio source and the stage threads (plus the audio stage for models that listen)."""
+        """Start the audio source and the stage threads (plus the audio stage when there is audio)."""
         self.started_at = self._clock()
         if self.audio is not None:
             self.audio.start(start_time=self.started_at)
         stages = [("capture", self._capture), ("flow", self._flow), ("infer", self._infer),
                   ("publish", self._publish_loop)]
-        if self.engine.uses_audio:
+        if self.audio is not None:
             stages.append(("audio", self._audio))
         for name, target in stages:
             t = threading.Thread(target=self._guard, args=(name, target), name=f"fg-{name}", daemon=True)
@@ -291,12 +311,15 @@ class Pipeline:
         """Live figures: fps and capture-to-publish latency (ms), drops per stage,
         stage times (ms), source states, the newest level ("level_db", "level_ref": see :attr:`level`),
         the newest map's sounding score ("score", None before the first map) and whether it is "quiet",
+        its direction ("doa": the message's field, None without one),
         "stabilise_fallbacks": flow fields that kept their camera shake (background not fitted)."""
         now = self._clock()
         pub = self.published.snapshot(now)
         drops = {name: slot.dropped for name, slot in self._slots.items()}
         drops["flow_unpaired"] = self.rolling.stats.pushed - self.rolling.stats.computed
         drops["waiting_for_audio"] = self._waiting_for_audio
+        if self.doa is not None:
+            drops["without_doa"] = self._without_doa
         source = {"video": self.video.state, "video_stats": _as_dict(self.video.stats)}
         if self.audio is not None:
             source["audio"] = self.audio.state
@@ -314,6 +337,7 @@ class Pipeline:
             "uptime_s": now - self.started_at if self.started_at is not None else 0.0,
             "score": self._score,
             "quiet": None if self._score is None else self._score < self.config.min_score,
+            "doa": self._doa,
             "stabilise_fallbacks": self.rolling.stats.stabilise_fallbacks,
             **self._level_fields(),
         }
@@ -382,11 +406,31 @@ class Pipeline:
                 raise ValueError("the model returned a heatmap or score with NaN, infinite or out-of-range values")
             done = self._clock()
             self.stage_ms["infer"].add(done, done - t0)
-            self._score = score
-            maps.put(_Mapped(item.frame, heat, score))
+            direction = None
+            if self.doa is not None:
+                heat, direction = self._direction(heat, score)
+                found = self._clock()
+                self.stage_ms["doa"].add(found, found - done)
+            self._score, self._doa = score, direction
+            maps.put(_Mapped(item.frame, heat, score, direction))
+
+    def _direction(self, heat: np.ndarray, score: float) -> tuple[np.ndarray, Optional[dict]]:
+        """``heat`` (H, W) fused with the direction heard in the ring's newest window, and the
+        message's doa field; ``heat`` unchanged and None while the ring holds less than a window."""
+        window = self.ring.latest(self.doa.finder.window_s, channels=True) if self.ring.total_samples else None
+        # The sources make every sample finite (counted in their problem line); a window they did not
+        # fill must not reach the finder either.
+        if window is None or not window.filled or not np.isfinite(window.samples).all():
+            self._without_doa += 1
+            return heat, None
+        if not self.config.fuse_doa:
+            return heat, doa_fields(self.doa.finder(window.samples))
+        fused, _, (estimate,) = self.doa(heat[None], np.array([score], np.float32), window.samples[None])
+        return fused[0], doa_fields(estimate)
 
     def _audio(self) -> None:
-        """Refresh the audio embedding from the ring's newest window every audio_refresh_s.
+        """Refresh the audio embedding (for a model that listens) and the level from the ring's
+        newest window every audio_refresh_s.
 
         A failed audio source ends the run: the maps of a model that listens would
         otherwise go on, computed against silence, as if nothing were wrong.
@@ -395,16 +439,19 @@ class Pipeline:
             if self.audio.state == "failed":
                 raise PipelineError(f"audio source failed: {' '.join(str(self.audio.error).split())}")
             start = self._clock()
+            listens = self.engine.uses_audio
             if self.ring.total_samples:
                 # One read serves both: the level's window is the newest part of the embedding's.
-                heard = self.ring.latest(max(self.engine.audio_seconds, self.config.level_window_s)).samples
+                heard = self.ring.latest(max(self.engine.audio_seconds if listens else 0.0,
+                                             self.config.level_window_s)).samples
                 level_n = round(self.config.level_window_s * self.ring.sample_rate)
                 self._level = self._weighting.level_db(heard[len(heard) - level_n:])
             else:  # nothing captured yet: silence, and no level
                 heard = np.zeros(0, np.float32)
-            # A plain attribute swap: readers always see a whole (1, D) array.
-            window = newest_window(torch.from_numpy(np.asarray(heard, np.float32)), self.engine.samples)
-            self._embedding = self.engine.embed_audio(window.numpy()[None])
+            if listens:  # (the audio of a model that does not listen is for the direction and level only)
+                # A plain attribute swap: readers always see a whole (1, D) array.
+                window = newest_window(torch.from_numpy(np.asarray(heard, np.float32)), self.engine.samples)
+                self._embedding = self.engine.embed_audio(window.numpy()[None])
             done = self._clock()
             self.stage_ms["audio"].add(done, done - start)
             self._stop.wait(max(0.0, self.config.audio_refresh_s - (done - start)))
@@ -433,12 +480,14 @@ class Pipeline:
             seq=self.seq,
             capture_time=item.frame.time + self._unix_offset,
             publish_time=now + self._unix_offset,
-            model=self.engine.name,
+            model=self.engine.name + ("+doa" if self.doa is not None and self.config.fuse_doa else ""),
             heatmap=item.heatmap,
             frame_size=(w, h),  # the protocol's [W, H] (docs/PROTOCOL.md)
             frame_jpeg=self._jpeg(image),
             score=item.score,
             quiet=item.score < self.config.min_score,
+            doa=item.doa,
+            hfov_deg=None if item.doa is None else self.doa.geometry.hfov_deg,
             **self._level_fields(),
         )
 

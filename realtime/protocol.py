@@ -33,6 +33,8 @@ KINDS = ("heatmap", "status")
 HEATMAP_DTYPES = ("uint8", "float16")
 # The unit of the optional level_db field (flowgrad.loudness): uncalibrated, or with --mic-calibration.
 LEVEL_REFS = ("dBFS(A)", "dB(A) SPL")
+# The doa header object's fields and their ranges (degrees; confidence unitless).
+DOA_RANGES = {"azimuth_deg": (-180.0, 180.0), "elevation_deg": (-90.0, 90.0), "confidence": (0.0, 1.0)}
 # Stream names go into topics: no "/" (kind separator) or "\n" (topic end).
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 STREAM_NAME_RULE = "1-64 of A-Z a-z 0-9 _ . -"
@@ -108,6 +110,12 @@ class Heatmap:
         probability that a source in view is sounding; 1 for a model without audio).
     quiet: optional bool, True when score is below the publisher's --min-score: the map
         shows where things are, not a sound (displays fade it).
+    doa: optional direction of arrival heard by the microphone array for this map
+        (run_live --mics): {"azimuth_deg": degrees, positive to the right of the optical
+        axis; "elevation_deg": degrees, positive up, or None for an array without vertical
+        extent; "confidence": in [0, 1]} (flowgrad.spatial.with_doa.doa_fields).
+    hfov_deg: optional horizontal field of view of the camera in degrees, in (0, 180), sent
+        with doa so that a display can put the azimuth on its column (the pinhole model).
     """
 
     stream: str
@@ -122,6 +130,8 @@ class Heatmap:
     level_ref: str | None = None
     score: float | None = None
     quiet: bool | None = None
+    doa: dict | None = None
+    hfov_deg: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,13 +265,19 @@ def _level_fields(msg) -> dict:
 
 
 def _score_fields(msg: Heatmap) -> dict:
-    """The optional score and quiet header fields of ``msg`` (only those set; _check_header checks them)."""
+    """The optional score, quiet, doa and hfov_deg header fields of ``msg`` (only those set; _check_header checks them)."""
     fields = {}
     if msg.score is not None:
         score = msg.score
         fields["score"] = score if isinstance(score, bool) or not isinstance(score, (int, float)) else float(score)
     if msg.quiet is not None:
         fields["quiet"] = msg.quiet
+    if msg.doa is not None:
+        fields["doa"] = msg.doa if not isinstance(msg.doa, dict) else {
+            k: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for k, v in msg.doa.items()}
+    if msg.hfov_deg is not None:
+        fov = msg.hfov_deg
+        fields["hfov_deg"] = fov if isinstance(fov, bool) or not isinstance(fov, (int, float)) else float(fov)
     return fields
 
 
@@ -335,6 +351,20 @@ def _check_header(header: dict) -> None:
         _field(header, "score", lambda v: _finite(v) and 0 <= v <= 1, "a finite number in [0, 1]")
     if "quiet" in header:
         _field(header, "quiet", lambda v: type(v) is bool, "true or false")
+    if "doa" in header:
+        _field(header, "doa", _valid_doa, '{"azimuth_deg": -180..180, "elevation_deg": -90..90 or null, '
+                                          '"confidence": 0..1}')
+    if "hfov_deg" in header:
+        _field(header, "hfov_deg", lambda v: _finite(v) and 0 < v < 180, "a finite number of degrees in (0, 180)")
+
+
+def _valid_doa(value) -> bool:
+    """A doa header object: exactly DOA_RANGES' keys, each a finite number in its range
+    (elevation_deg may be null)."""
+    if not isinstance(value, dict) or set(value) != set(DOA_RANGES):
+        return False
+    return all((key == "elevation_deg" and v is None) or (_finite(v) and lo <= v <= hi)
+               for key, (lo, hi) in DOA_RANGES.items() for v in [value[key]])
 
 
 def _check_level(header: dict) -> None:
@@ -441,4 +471,12 @@ def _heatmap(header: dict, blobs: dict[str, bytes]) -> Heatmap:
                    model=header["model"], heatmap=m, frame_size=(fw, fh),
                    publish_time=float(header["publish_time"]), frame_jpeg=blobs.get("frame_jpeg"),
                    score=float(header["score"]) if "score" in header else None, quiet=header.get("quiet"),
-                   **_levels(header))
+                   doa=_doa(header.get("doa")),
+                   hfov_deg=float(header["hfov_deg"]) if "hfov_deg" in header else None, **_levels(header))
+
+
+def _doa(value: dict | None) -> dict | None:
+    """A checked doa header object with its numbers as floats, or None."""
+    if value is None:
+        return None
+    return {k: None if v is None else float(v) for k, v in value.items()}

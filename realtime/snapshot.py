@@ -26,6 +26,16 @@ def contrast(heatmap: np.ndarray) -> float:
     return float(np.max(heatmap) - np.mean(heatmap))
 
 
+def direction_caption(doa: Optional[dict]) -> list[str]:
+    """The caption line of a message's ``doa`` field (docs/PROTOCOL.md), e.g. "direction heard:
+    azimuth +12.3 deg, confidence 0.81"; [] without one."""
+    if doa is None:
+        return []
+    elevation = doa.get("elevation_deg")
+    up = "" if elevation is None else f", elevation {elevation:+.1f} deg"
+    return [f"direction heard: azimuth {doa['azimuth_deg']:+.1f} deg{up}, confidence {doa['confidence']:.2f}"]
+
+
 class SnapshotSink:
     """Calls ``publish(msg)`` for every message and keeps the best recent map with a frame.
 
@@ -59,15 +69,16 @@ class SnapshotSink:
         return self._best[0][1] if self._best else None
 
     def write(self, path: Path) -> Optional[Path]:
-        """Write the chosen map over its frame, captioned (stream, model, capture time,
-        colour scale), to the PNG ``path``; None when no map with a frame was published."""
+        """Write the chosen map over its frame, captioned (stream, model, capture time, the
+        direction heard when the message has one, colour scale), to the PNG ``path``; None when
+        no map with a frame was published."""
         msg = self.chosen
         if msg is None:
             return None
         frame = cv2.imdecode(np.frombuffer(msg.frame_jpeg, np.uint8), cv2.IMREAD_COLOR)
         if frame is None:
             return None
-        picture = with_caption(blend(frame, msg.heatmap), message_caption(msg))
+        picture = with_caption(blend(frame, msg.heatmap), message_caption(msg) + direction_caption(msg.doa))
         path.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(path), picture):
             raise OSError(f"{path}: cannot write the snapshot PNG")

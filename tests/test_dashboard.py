@@ -479,6 +479,33 @@ def test_page_shows_the_score_and_the_level_of_maps_and_fades_quiet_ones():
         assert hot_red(4) == loud and shown()[0] == "–"  # no score: a publisher from before it
 
 
+def test_page_draws_the_direction_on_its_column_fainter_when_unsure():
+    """A map's doa is shown as its azimuth and confidence, and drawn as a line on the column the
+    pinhole model puts it on (hfov_deg sent with it); a low confidence draws it fainter; a
+    malformed doa shows "-" and draws nothing."""
+    with _page_of_one_camera() as driver:
+        def drawn(seq, **fields):  # the doa cell, and per canvas column of the right half the summed red
+            _inject(driver, _heatmap_wire("probe", seq, **fields))
+            wait_for(lambda: _tiles(driver)["probe"]["seq"] == seq, 10, f"map {seq} drawn")
+            return driver.execute_script("""
+                const t = document.querySelector('.tile[data-stream="probe"]');
+                const c = t.querySelector('canvas'), x0 = Math.ceil(c.width * 0.55);
+                const d = c.getContext('2d').getImageData(x0, 0, c.width - x0, c.height).data;
+                const sums = new Array(c.width - x0).fill(0);
+                for (let i = 0; i < d.length; i += 4) sums[(i / 4) % (c.width - x0)] += d[i];
+                return [t.querySelector('.doa').textContent, c.width, x0, sums];""")
+
+        doa = {"azimuth_deg": 30.0, "elevation_deg": None, "confidence": 0.9}
+        cell, width, x0, sums = drawn(1, doa=doa, hfov_deg=90.0)
+        assert cell == "+30.0° (0.90)"
+        expected = width / 2 + width / 2 * np.tan(np.radians(30))  # hfov 90: f = W / 2
+        assert abs(x0 + int(np.argmax(sums)) - expected) <= 2, (np.argmax(sums) + x0, expected)
+        _, _, _, unsure = drawn(2, doa={**doa, "confidence": 0.05}, hfov_deg=90.0)
+        assert 0 < max(unsure) < 0.5 * max(sums)
+        cell, _, _, nothing = drawn(3, doa={**doa, "azimuth_deg": "left"}, hfov_deg=90.0)
+        assert cell == "–" and max(nothing) == 0
+
+
 def _legend(driver):
     """The colour scale: its end labels, caption, and the RGB of its two ends."""
     return driver.execute_script("""

@@ -15,7 +15,8 @@ from realtime.publisher import Publisher, PublisherConfig
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "node-subscriber"
 LINE = re.compile(r"heatmap stream=(\S+) seq=(\d+) shape=(\d+)x(\d+) dtype=(\S+) max=([\d.]+)"
-                  r"( level=-23\.0 dBFS\(A\))?( score=0\.25 quiet| score=1\.00)?$")
+                  r"( level=-23\.0 dBFS\(A\))?( score=0\.25 quiet| score=1\.00)?( azimuth=-12\.5deg conf=0\.75)?$")
+DOA = {"azimuth_deg": -12.5, "elevation_deg": None, "confidence": 0.75}  # as run_live --mics sends
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,7 @@ def test_node_subscriber_decodes_python_messages(node_example, dtype):
             now = time.time()
             level = {"level_db": -23.04, "level_ref": "dBFS(A)"} if seq % 2 else {}  # as a listening model sends
             level.update({1: {"score": 0.25, "quiet": True}, 2: {"score": 1.0, "quiet": False}}.get(seq % 3, {}))
+            level.update({"doa": DOA} if seq % 2 else {})
             pub.publish(Heatmap("cam1", seq, now, "test", expected_map(seq), (640, 360), **level))
             pub.publish(Heatmap("cam10", seq, now, "test", np.ones((2, 2), np.float32), (64, 64)))
             if seq % 5 == 4:
@@ -82,6 +84,8 @@ def test_node_subscriber_decodes_python_messages(node_example, dtype):
     assert all(bool(m.group(7)) == (int(m.group(2)) % 2 == 1) for m in heatmaps), out  # the level when sent
     assert all(m.group(8) == {0: None, 1: " score=0.25 quiet", 2: " score=1.00"}[int(m.group(2)) % 3]
                for m in heatmaps), out  # the score (and quiet) when sent
+    assert all(bool(m.group(9)) == (int(m.group(2)) % 2 == 1) for m in heatmaps), out  # the direction when sent
+    assert any(m.group(9) for m in heatmaps), out
     for line in lines:
         if line.startswith("status"):
             assert line == "status stream=cam1 fps=25 latency_p50_ms=1.5"

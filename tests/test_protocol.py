@@ -269,3 +269,26 @@ def with_field_lenient(data: bytes, key: str, json_text: str) -> bytes:
         return with_field(data, key, json_text)
     except (ValueError, UnicodeDecodeError, struct.error):
         return data
+
+
+@pytest.mark.parametrize("key, json_text", [
+    ("doa", '"left"'),
+    ("doa", '{"azimuth_deg": 10, "confidence": 0.5}'),
+    ("doa", '{"azimuth_deg": 10, "elevation_deg": null, "confidence": 0.5, "x": 1}'),
+    ("doa", '{"azimuth_deg": 1e999, "elevation_deg": null, "confidence": 0.5}'),
+    ("doa", '{"azimuth_deg": 12345678901234567890123, "elevation_deg": null, "confidence": 0.5}'),
+    ("doa", '{"azimuth_deg": 10, "elevation_deg": 91, "confidence": 0.5}'),
+    ("doa", '{"azimuth_deg": 10, "elevation_deg": null, "confidence": -0.1}'),
+    ("doa", '{"azimuth_deg": "10", "elevation_deg": null, "confidence": 0.5}'),
+    ("hfov_deg", "0"),
+    ("hfov_deg", "180"),
+    ("hfov_deg", '"wide"'),
+])
+def test_a_hostile_doa_or_hfov_is_one_protocol_error(key, json_text):
+    """The direction fields a publisher sends are checked like every other field (issue 19)."""
+    with pytest.raises(ProtocolError) as err:
+        decode(with_field(HEATMAP_MSG, key, json_text))
+    assert err.value.reason in (f"bad {key}", "garbled header"), err.value
+    good = '{"azimuth_deg": -3, "elevation_deg": 4.5, "confidence": 1}'
+    msg = decode(with_field(with_field(HEATMAP_MSG, "doa", good), "hfov_deg", "75"))
+    assert msg.doa == {"azimuth_deg": -3.0, "elevation_deg": 4.5, "confidence": 1.0} and msg.hfov_deg == 75.0

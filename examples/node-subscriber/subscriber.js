@@ -68,6 +68,16 @@ function level(header) {
   return typeof header.level_db === "number" ? ` level=${header.level_db.toFixed(1)} ${header.level_ref}` : "";
 }
 
+// The optional direction of arrival heard by a microphone array (docs/PROTOCOL.md), e.g.
+// " azimuth=+12.3deg conf=0.81" (degrees right of the picture's centre; elevation when known).
+function direction(header) {
+  const d = header.doa;
+  if (d === null || typeof d !== "object" || typeof d.azimuth_deg !== "number") return "";
+  const sign = d.azimuth_deg >= 0 ? "+" : "";
+  const elevation = typeof d.elevation_deg === "number" ? ` elevation=${d.elevation_deg.toFixed(1)}deg` : "";
+  return ` azimuth=${sign}${d.azimuth_deg.toFixed(1)}deg${elevation} conf=${Number(d.confidence).toFixed(2)}`;
+}
+
 // The optional sounding score of a map and its quiet flag (docs/PROTOCOL.md), e.g. " score=0.83" or
 // " score=0.12 quiet": a quiet map shows where things are, not a sound.
 function score(header) {
@@ -90,7 +100,7 @@ async function main() {
       const max = heatmap.reduce((a, b) => Math.max(a, b), 0);
       const [h, w] = header.shape;
       console.log(`heatmap stream=${header.stream} seq=${header.seq} shape=${h}x${w} ` +
-                  `dtype=${header.dtype} max=${max.toFixed(6)}${level(header)}${score(header)}`);
+                  `dtype=${header.dtype} max=${max.toFixed(6)}${level(header)}${score(header)}${direction(header)}`);
     } else {
       console.log(`status stream=${header.stream} fps=${header.fps} ` +
                   `latency_p50_ms=${header.latency_ms.p50}${level(header)}`);

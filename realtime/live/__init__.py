@@ -4,7 +4,7 @@
     final_stats = system.run()        # config.run.duration seconds, or until Ctrl-C / request_stop()
 
 * :mod:`realtime.live.config`: :class:`LiveConfig` and its parts, plain dataclasses
-  (sources, model, flow, publishing, dashboard, run), checked when made.
+  (sources, model, flow, publishing, dashboard, run, spatial), checked when made.
 * :mod:`realtime.live.assembly`: :func:`build_live`, which opens and wires every part
   and decides the sharing (BatchingEngine, BatchingFlow, SharedPublish, snapshot
   sinks), and :class:`LiveSystem`, which runs, stops and reports.
@@ -14,7 +14,8 @@ bench/live.py and bench/streams.py build theirs directly.
 """
 from .assembly import LiveSystem, build_live
 from .config import (DashboardSettings, FlowSettings, LiveConfig, ModelSettings, PublishSettings, RunSettings,
-                     SourceSettings, StartError, ThreadBudget)
+                     SourceSettings, SpatialSettings, StartError, ThreadBudget)
 
 __all__ = ["build_live", "LiveSystem", "LiveConfig", "SourceSettings", "ModelSettings", "FlowSettings",
-           "PublishSettings", "DashboardSettings", "RunSettings", "StartError", "ThreadBudget"]
+           "PublishSettings", "DashboardSettings", "RunSettings", "SpatialSettings", "StartError",
+           "ThreadBudget"]

@@ -2,9 +2,10 @@
 
 It opens, in this order, the engine, the shared Farneback (compiled now when asked,
 before any camera waits for it), each camera's video source and, for a model that
-listens, each microphone's audio ring and source, the publisher and the dashboard, then makes one
-:class:`~realtime.pipeline.Pipeline` per camera. Whatever it opened is closed again
-when a later part fails (or Ctrl-C arrives meanwhile). What it decides, here only:
+listens or a microphone array, each microphone's audio ring and source, the publisher and
+the dashboard, then makes one :class:`~realtime.pipeline.Pipeline` per camera. Whatever it
+opened is closed again when a later part fails (or Ctrl-C arrives meanwhile). What it
+decides, here only:
 
 * several cameras share one model through a :class:`~realtime.batching.BatchingEngine`
   (their heatmap requests batched) and one ZeroMQ socket through
@@ -33,6 +34,7 @@ from flowgrad.errors import InputError, one_line
 from flowgrad.flow import RollingFlowConfig
 from flowgrad.flow.memory import MEMORY_SECONDS, default_for
 from flowgrad.sizes import format_wxh
+from flowgrad.spatial.with_doa import WithDoa
 
 from .. import console
 from ..audio_source import SharedAudioSource, open_audio_source
@@ -126,9 +128,16 @@ class LiveSystem:
         return console.live_line(self.stats() if all_stats is None else all_stats, self.streams)
 
     def start_line(self) -> str:
-        """What runs: the model, its backend and device, the cameras, the streams and the address."""
-        return console.start_line(self.engine, self.config.model.device, [s.camera for s in self.config.sources],
+        """What runs: the model, its backend and device, the cameras, the streams and the address
+        (and the microphone array, with whether its direction is fused into the maps)."""
+        line = console.start_line(self.engine, self.config.model.device, [s.camera for s in self.config.sources],
                                   self.streams, self.address)
+        geometry = self.config.spatial.geometry
+        if geometry is None:
+            return line
+        fused = "fused into the maps" if self.pipelines[0].config.fuse_doa else "published, maps unfused"
+        return f"{line}; direction of arrival from {geometry.channels} microphones, hfov {geometry.hfov_deg:g} deg " \
+               f"({fused})"
 
     def batching(self) -> dict:
         """Mean requests per shared call so far: {"maps": ..., "flow": ...}, None where not shared."""
@@ -159,6 +168,10 @@ def build_live(config: LiveConfig, notify: Optional[Callable[[str], None]] = Non
     cv2.setNumThreads(budget.opencv)
     engine = _open_engine(config, budget.inference)
     torch.set_num_threads(budget.torch_threads(engine.backend))
+    fuse = config.spatial.fuse or getattr(engine, "wants_doa", False)
+    if fuse and config.spatial.geometry is None:
+        raise StartError(f"model {config.model.spec}: exported with +doa, it fuses the map with the direction "
+                         "heard by a microphone array: give --mics FILE.json|stereo:D|square:D")
     cameras = len(config.sources)
     with ExitStack() as opened:
         if cameras > 1:  # one model for all cameras: their requests batched
@@ -187,8 +200,9 @@ def build_live(config: LiveConfig, notify: Optional[Callable[[str], None]] = Non
         sinks = tuple(SnapshotSink(publish) for _ in parts) if config.run.snapshot is not None else ()
         memory = config.flow.motion_memory
         memory = default_for(engine.name) if memory is None else memory
-        pipelines = [Pipeline(_pipeline_config(config, stream, memory), video, listener, sinks[k] if sinks else publish,
-                              audio=audio, ring=ring, flow_fn=flow)
+        pipelines = [Pipeline(_pipeline_config(config, stream, memory, fuse), video, listener,
+                              sinks[k] if sinks else publish, audio=audio, ring=ring, flow_fn=flow,
+                              doa=_direction_finding(config, engine))
                      for k, (stream, (video, audio, ring, listener)) in enumerate(zip(config.streams, parts))]
         opened.pop_all()  # built: from here on LiveSystem.run and close own every part
     return LiveSystem(config, pipelines, engine, publisher, flow, dashboard, sinks)
@@ -204,20 +218,32 @@ def _open_video(source: SourceSettings, opened: ExitStack, decoder_threads: int)
     return video
 
 
+def _direction_finding(config: LiveConfig, engine) -> Optional[WithDoa]:
+    """One pipeline's direction finder for the engine's maps from the array's channels in the
+    ring (at the model's audio rate: the finder's band, 300-6000 Hz, fits under 16 kHz's
+    Nyquist), or None without an array."""
+    spatial = config.spatial
+    if spatial.geometry is None:
+        return None
+    return WithDoa(spatial.geometry, tuple(engine.map_size), engine.audio_rate, window_s=spatial.window_s)
+
+
 def _open_hearing(config: LiveConfig, engine, opened: ExitStack) -> list[tuple]:
     """Per camera (audio, ring, the engine its pipeline calls); audio and ring None for a model
-    that does not listen. Cameras that name the same microphone or audio file share ONE
+    that does not listen, unless a microphone array's direction needs them (the ring then
+    keeps its channels). Cameras that name the same microphone or audio file share ONE
     source, ring and audio embedding (SharedAudioSource, SharedEmbedding): the embedding
     (~25 ms of CPU a second) is then paid per microphone, not per camera."""
-    if not engine.uses_audio:
+    array_channels = config.spatial.channels
+    if not engine.uses_audio and array_channels is None:
         return [(None, None, engine)] * len(config.sources)
     groups: dict = {}
     for k, source in enumerate(config.sources):
-        groups.setdefault(_microphone(source, engine.audio_rate), []).append(k)
+        groups.setdefault(_microphone(source, engine.audio_rate, array_channels), []).append(k)
     hearing: list = [None] * len(config.sources)
     for members in groups.values():
-        ring = AudioRing(engine.audio_rate, max(MIN_RING_S, engine.audio_seconds))
-        audio = _open_audio(config.sources[members[0]], engine.audio_rate, ring)
+        ring = AudioRing(engine.audio_rate, max(MIN_RING_S, engine.audio_seconds), channels=array_channels or 1)
+        audio = _open_audio(config.sources[members[0]], engine.audio_rate, ring, array_channels)
         opened.callback(audio.stop)
         listener = engine
         if len(members) > 1:
@@ -229,16 +255,16 @@ def _open_hearing(config: LiveConfig, engine, opened: ExitStack) -> list[tuple]:
     return hearing
 
 
-def _microphone(source: SourceSettings, sample_rate: int) -> tuple:
+def _microphone(source: SourceSettings, sample_rate: int, array_channels: Optional[int] = None) -> tuple:
     """What identifies the sound ``source`` hears: the same microphone, or the same file."""
-    audio = source.audio_source(sample_rate)
+    audio = source.audio_source(sample_rate, array_channels)
     return (audio.spec, audio.device) if audio.spec == "mic" else (str(Path(audio.spec).resolve()), None)
 
 
-def _pipeline_config(config: LiveConfig, stream: str, memory: bool = False) -> PipelineConfig:
+def _pipeline_config(config: LiveConfig, stream: str, memory: bool = False, fuse: bool = False) -> PipelineConfig:
     """The pipeline settings of ``stream``: flow sampled on the newest frame, on the model's
     device, with the motion memory when ``memory``; levels in dB(A) SPL when its source's
-    microphone is calibrated."""
+    microphone is calibrated; maps fused with the array's direction when ``fuse``."""
     source = config.sources[config.streams.index(stream)]
     return PipelineConfig(
         stream=stream,
@@ -253,6 +279,7 @@ def _pipeline_config(config: LiveConfig, stream: str, memory: bool = False) -> P
         # One camera overlaps its flow with its inference; with several, the other cameras
         # fill the cores and a flow made ahead would wait a whole batch (issue 20).
         flow_on_demand=len(config.sources) > 1,
+        fuse_doa=fuse,
     )
 
 
@@ -294,9 +321,10 @@ def shared_flow(config: LiveConfig, notify: Optional[Callable[[str], None]]) -> 
     return flow
 
 
-def _open_audio(source: SourceSettings, sample_rate: int, ring: AudioRing):
-    """The audio source of one camera, writing into ``ring`` at the model's ``sample_rate`` Hz."""
-    audio = source.audio_source(sample_rate)
+def _open_audio(source: SourceSettings, sample_rate: int, ring: AudioRing, array_channels: Optional[int] = None):
+    """The audio source of one camera, writing into ``ring`` at the model's ``sample_rate`` Hz
+    (one channel per microphone of the array, ``array_channels``, when there is one)."""
+    audio = source.audio_source(sample_rate, array_channels)
     try:
         return open_audio_source(audio, ring)
     except SourceError as e:

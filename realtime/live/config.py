@@ -21,6 +21,8 @@ import torch
 
 from flowgrad.errors import InputError
 from flowgrad.sizes import format_wxh
+from flowgrad.spatial.doa import DEFAULT_WINDOW_S
+from flowgrad.spatial.geometry import ArrayGeometry
 
 from ..assets import default_model
 from ..audio_source import AudioSourceConfig
@@ -104,7 +106,8 @@ class SourceSettings:
     audio: "mic" (the default input), a microphone name or PortAudio index (e.g.
         "pulse"), an audio file (looped, real time) or "video" (the camera file's own
         sound track). None: "video" for a camera file, else "mic".
-    channels: microphone channels to capture (run_live --channels); None: the device's first two.
+    channels: microphone channels to capture (run_live --channels); None: one per microphone of
+        the array (LiveConfig.spatial), else the device's first two.
     mic_calibration_db: what this audio reads, in dBFS(A), for a 94 dB SPL 1 kHz calibrator
         (run_live --mic-calibration): levels are then dB(A) SPL; None: dBFS(A).
     pace_fps: a camera FILE is played at this many frames/s instead of its own rate (a
@@ -128,9 +131,10 @@ class SourceSettings:
         if self.channels is not None and self.channels < 1:
             raise StartError(f"--channels must be at least 1, got {self.channels}")
 
-    def audio_source(self, sample_rate: int) -> AudioSourceConfig:
+    def audio_source(self, sample_rate: int, array_channels: Optional[int] = None) -> AudioSourceConfig:
         """What to open for ``audio`` at the model's ``sample_rate`` Hz; StartError for a
-        "video" without a video file or a path that does not exist."""
+        "video" without a video file or a path that does not exist. ``array_channels``: the
+        microphone array's channel count, a microphone's default channels."""
         spec, device = self.audio, None
         if spec == "video":
             if not Path(self.camera).is_file():
@@ -143,7 +147,8 @@ class SourceSettings:
             spec, device = "mic", (int(spec) if spec.isdigit() else spec)
         if self.channels is not None and spec != "mic":
             raise StartError(f"--channels is for a microphone; --audio {self.audio} has the file's own channels")
-        return AudioSourceConfig(spec, sample_rate, device=device, channels=self.channels)
+        channels = self.channels if self.channels is not None or spec != "mic" else array_channels
+        return AudioSourceConfig(spec, sample_rate, device=device, channels=channels)
 
 
 @dataclass(frozen=True)
@@ -193,6 +198,36 @@ class FlowSettings:
         if min(self.working_hw) < MIN_FRAME_SIDE:
             raise StartError(f"flow size must be at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}, "
                              f"got {format_wxh(self.working_hw)}")
+
+
+@dataclass(frozen=True)
+class SpatialSettings:
+    """The microphone array and what its direction of arrival does (docs/SPATIAL.md).
+
+    geometry: the array and the camera's field of view (run_live --mics, --hfov); None: no
+        array, no direction. With one, every camera's audio has one channel per microphone,
+        and each map's message carries the direction heard (``doa``).
+    fuse: multiply each map by the direction's likelihood, renormalised (a ``+doa`` model
+        spec); needs a geometry. An export written from a "+doa" spec fuses whatever this
+        says (Engine.wants_doa; build_live decides).
+    window_s: seconds of the newest audio each direction is found from.
+    """
+
+    geometry: Optional[ArrayGeometry] = None
+    fuse: bool = False
+    window_s: float = DEFAULT_WINDOW_S
+
+    def __post_init__(self) -> None:
+        if self.fuse and self.geometry is None:
+            raise StartError("a +doa model fuses the map with the direction heard by a microphone array: "
+                             "give --mics FILE.json|stereo:D|square:D")
+        if not (isinstance(self.window_s, (int, float)) and math.isfinite(self.window_s) and 0 < self.window_s <= 5):
+            raise StartError(f"the direction window must be in (0, 5] seconds, got {self.window_s!r}")
+
+    @property
+    def channels(self) -> Optional[int]:
+        """The audio channels the array needs (one per microphone), None without one."""
+        return None if self.geometry is None else self.geometry.channels
 
 
 @dataclass(frozen=True)
@@ -258,6 +293,7 @@ class LiveConfig:
 
     threads: the process's thread budget (run_live --threads), see :class:`ThreadBudget`;
         None: the cores this process may use.
+    spatial: the microphone array and whether maps are fused with its direction.
 
     Made, it holds no None left to resolve but those that mean "none" (audio of a
     model without audio is simply not opened). :attr:`streams` names each camera's stream.
@@ -270,6 +306,7 @@ class LiveConfig:
     dashboard: DashboardSettings = DashboardSettings()
     run: RunSettings = RunSettings()
     threads: Optional[int] = None
+    spatial: SpatialSettings = SpatialSettings()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sources", tuple(self.sources))
@@ -285,6 +322,11 @@ class LiveConfig:
         if self.dashboard.port is not None and self.publishing.curve is not None:
             raise StartError("--dashboard cannot read a CURVE stream; run python -m realtime.dashboard "
                              "--curve-secret ... --curve-server-key ... instead")
+        wanted = self.spatial.channels
+        for source in self.sources:
+            if wanted is not None and source.channels is not None and source.channels != wanted:
+                raise StartError(f"--channels {source.channels} but --mics has {wanted} microphones; give one "
+                                 "channel per microphone (or leave --channels out)")
         bad = [name for name in self.streams if not is_stream_name(name)]
         if bad:
             raise StartError(f"--stream {self.publishing.stream!r}: gives the stream name {bad[0]!r}; "

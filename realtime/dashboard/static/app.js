@@ -18,6 +18,8 @@ const STREAM_NAME = /^[A-Za-z0-9_.\-]{1,64}$/;
 // A quiet map (score below the publisher's --min-score: nothing heard sounding) is drawn this much fainter.
 const QUIET_FADE = 0.25;
 const LEVEL_UNITS = ["dBFS(A)", "dB(A) SPL"];
+// The direction's line is drawn at this opacity at confidence 0, fully opaque at 1.
+const DOA_MIN_ALPHA = 0.2;
 
 const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
 const isCount = (v) => Number.isInteger(v) && v >= 0;
@@ -119,6 +121,9 @@ function onHeatmap(tile, header, payloads) {
   tile.node.querySelector(".score").textContent = score === null ? "–" : `${score.toFixed(2)}${quiet ? " quiet" : ""}`;
   tile.node.dataset.quiet = String(quiet);
   if (header.level_db !== undefined) showLevel(tile, header);
+  const doa = direction(header);
+  tile.node.querySelector(".doa").textContent = doa === null ? "–"
+    : `${doa.azimuth >= 0 ? "+" : ""}${doa.azimuth.toFixed(1)}° (${doa.confidence.toFixed(2)})`;
   tile.pending = { header, heat: payloads.heatmap, jpeg: payloads.frame_jpeg || null };
   drawNewest(tile);
 }
@@ -143,6 +148,49 @@ function onStatus(tile, header) {
   // The pipeline's last status says "ended" (normal stop) or "failed" (docs/PROTOCOL.md).
   const state = source.pipeline;
   tile.endState = state === "ended" || state === "failed" ? state : null;
+}
+
+// The direction of arrival of a map (docs/PROTOCOL.md): {azimuth, elevation (or null), confidence,
+// hfov (or null)} in degrees, or null when absent or malformed.
+function direction(header) {
+  const d = header.doa;
+  if (!isObject(d) || !isNumber(d.azimuth_deg) || Math.abs(d.azimuth_deg) > 180
+      || !isNumber(d.confidence) || d.confidence < 0 || d.confidence > 1) return null;
+  const hfov = isNumber(header.hfov_deg) && header.hfov_deg > 0 && header.hfov_deg < 180 ? header.hfov_deg : null;
+  const elevation = isNumber(d.elevation_deg) && Math.abs(d.elevation_deg) <= 90 ? d.elevation_deg : null;
+  return { azimuth: d.azimuth_deg, elevation, confidence: d.confidence, hfov };
+}
+
+// A vertical line on the azimuth's column (the pinhole model, with the header's field of view)
+// labelled with the angle, a ring at the elevation's row when known; fainter when unsure. A
+// direction outside the picture is an arrow at the side it is on.
+function drawDirection(ctx, header, width, height) {
+  const doa = direction(header);
+  if (doa === null || doa.hfov === null) return;
+  const rad = Math.PI / 180;
+  const focal = (width / 2) / Math.tan(doa.hfov * rad / 2);
+  const inView = Math.abs(doa.azimuth) < 90;
+  const column = inView ? width / 2 + focal * Math.tan(doa.azimuth * rad) : (doa.azimuth > 0 ? width : 0);
+  const x = Math.max(2, Math.min(width - 2, column));
+  ctx.globalAlpha = DOA_MIN_ALPHA + (1 - DOA_MIN_ALPHA) * doa.confidence;
+  ctx.strokeStyle = ctx.fillStyle = "#fff";
+  ctx.lineWidth = 2;
+  ctx.setLineDash([6, 4]);
+  ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, height); ctx.stroke();
+  ctx.setLineDash([]);
+  if (x !== column) {  // outside the picture: an arrowhead pointing to its side
+    const s = column > x ? 1 : -1;
+    ctx.beginPath(); ctx.moveTo(x, height / 2); ctx.lineTo(x - 12 * s, height / 2 - 8);
+    ctx.lineTo(x - 12 * s, height / 2 + 8); ctx.closePath(); ctx.fill();
+  }
+  if (doa.elevation !== null && inView) {
+    const row = height / 2 - focal * Math.tan(doa.elevation * rad) / Math.cos(doa.azimuth * rad);
+    ctx.beginPath(); ctx.arc(x, Math.max(0, Math.min(height, row)), 8, 0, 2 * Math.PI); ctx.stroke();
+  }
+  ctx.font = "bold 14px sans-serif";
+  ctx.textAlign = x > width / 2 ? "right" : "left";
+  ctx.fillText(`${doa.azimuth >= 0 ? "+" : ""}${doa.azimuth.toFixed(0)}°`, x + (x > width / 2 ? -5 : 5), 16);
+  ctx.globalAlpha = 1;
 }
 
 // The A-weighted level of the newest second of sound (docs/PROTOCOL.md), when the model listens.
@@ -210,6 +258,7 @@ function paint(tile, shown) {
   ctx.globalAlpha = Number(tile.opacity.value) * (header.quiet === true ? QUIET_FADE : 1);
   ctx.drawImage(tile.heatCanvas, 0, 0, width, height);
   ctx.globalAlpha = 1;
+  drawDirection(ctx, header, width, height);
 }
 
 function onMessage(event) {
