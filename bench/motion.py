@@ -4,7 +4,7 @@
 
 Times, on real flow (OpenCV Farneback between the demo's frame0.png and a shaken copy of it, at
 --size), flowgrad.flow.stabilise.compensate (with the frame's texture mask, as RollingFlow calls
-it), MotionMemory.update (one flow-rate sample, which returns the memory) and both in a row;
+it), MotionMemory.update (one flow-rate sample with its frame, which returns the memory) and both in a row;
 the Farneback pair itself for scale. Prints the machine, the 1-minute load average before and
 after (the machine may be shared) and a Markdown table of median and 95th-percentile ms.
 """
@@ -58,12 +58,12 @@ def main() -> None:
 
     def both(i):
         out, _ = compensate(flow, frame=frame)
-        memory.update(out, 1e5 + 0.125 * i)
+        memory.update(out, 1e5 + 0.125 * i, frame)
 
     load_before = os.getloadavg()[0]
     rows = [("Farneback pair (for scale)", _times_ms(lambda i: opencv_flow(frame, shaken), args.repeat // 4)),
             ("compensate (stabilise)", _times_ms(lambda i: compensate(flow, frame=frame), args.repeat)),
-            ("MotionMemory.update", _times_ms(lambda i: memory.update(flow, 1e3 + 0.125 * i), args.repeat)),
+            ("MotionMemory.update", _times_ms(lambda i: memory.update(flow, 1e3 + 0.125 * i, frame), args.repeat)),
             ("both in a row (per map)", _times_ms(both, args.repeat))]
     load_after = os.getloadavg()[0]
     print(f"# {cpu_name()}, {os.cpu_count()} CPUs, OpenCV {cv2.__version__} on {args.threads} threads; "

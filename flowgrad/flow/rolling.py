@@ -86,8 +86,8 @@ class RollingFlowConfig:
         On by default: the models' flow inputs and gates assume a still camera.
     motion_memory_s: when > 0, every result also carries the motion memory
         (:class:`flowgrad.flow.memory.MotionMemory` over that many seconds) of the
-        per-interval flow, sampled at the flow rate (one field every interval_s);
-        0 = off. A gap or a resolution change starts it afresh.
+        per-interval flow and the frame it is sampled on, at the flow rate (one
+        field every interval_s); 0 = off. A gap or a resolution change starts it afresh.
     """
 
     interval_s: float = FLOW_INTERVAL_S
@@ -307,8 +307,9 @@ class RollingFlow:
         else:
             flow = self._flow(gray, prev_gray)
             np.negative(flow, out=flow)
+        seen_on = prev_gray if self.config.anchor == "older" else gray  # the frame the field is sampled on
         if self.config.stabilise:
-            flow, info = compensate(flow, frame=prev_gray if self.config.anchor == "older" else gray)
+            flow, info = compensate(flow, frame=seen_on)
             self.stats.stabilise_fallbacks += not info.compensated
         work_h, work_w = gray.shape
         # Each axis has its own scale, since the working size need not keep the
@@ -328,16 +329,17 @@ class RollingFlow:
         if self._memory is None:
             return result
         frame_s = t - self._history[-2][0]
-        return dataclasses.replace(result, memory=self._remember(result, frame_s))
+        return dataclasses.replace(result, memory=self._remember(result, frame_s, seen_on))
 
-    def _remember(self, result: FlowResult, frame_s: float) -> np.ndarray:
+    def _remember(self, result: FlowResult, frame_s: float, seen_on: np.ndarray) -> np.ndarray:
         """The memory at result.t, updated with result's flow once interval_s has passed since
         its last sample (the flow rate, whatever the camera's), else the held field.
-        frame_s: the camera's current frame spacing, s."""
+        frame_s: the camera's current frame spacing, s. seen_on: (h, w) uint8 grey frame the
+        flow is sampled on (the memory drops what moved where it no longer looks the same)."""
         last = self._memory.t
         # Within half a frame counts as on time: a 24 fps camera samples every 3rd frame.
         if last is None or result.t - last >= self.config.interval_s - 0.5 * frame_s:
-            self._memory_field = self._memory.update(result.per_interval(), result.t)
+            self._memory_field = self._memory.update(result.per_interval(), result.t, seen_on, result.frame_hw)
         return self._memory_field
 
     # -- internals ---------------------------------------------------------

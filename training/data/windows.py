@@ -300,16 +300,20 @@ def memory_times(t: float, config: DataConfig) -> list[float]:
     return [t - k * config.flow_interval_s for k in ks if t - k * config.flow_interval_s >= -1e-9]
 
 
-def memory_flow(t: float, config: DataConfig, pair_flow) -> torch.Tensor:
+def memory_flow(t: float, config: DataConfig, pair_flow, video: VideoInfo) -> torch.Tensor:
     """The motion memory at t: (2, *input_size) float32 in full-frame pixels per flow_interval_s.
 
     pair_flow(t_k) -> the (2, *input_size) flow pair at t_k (:func:`compute_flow`'s, usually
-    through a cache); it is called for each of :func:`memory_times`, oldest first.
+    through a cache); it is called for each of :func:`memory_times`, oldest first, and fed to the
+    memory with the pair's older frame (the frame the flow is sampled on, as live), all read from
+    ``video`` in one decode. Raises MediaError.
     """
+    times = memory_times(t, config)
+    frames = read_frames(video, [flow_frame_times(video, t_k, config)[0] for t_k in times])
     memory = MotionMemory(config.motion_memory_s)
     field = None
-    for t_k in memory_times(t, config):
-        field = memory.update(pair_flow(t_k).numpy(), t_k)
+    for t_k, (_, frame) in zip(times, frames):
+        field = memory.update(pair_flow(t_k).numpy(), t_k, frame)
     return torch.from_numpy(field)
 
 
@@ -419,7 +423,7 @@ class WindowDataset(Dataset):
         src, cfg = self.sources[item.source], self.config
         frame_bgr, flow = self._pair(src, item.t)
         if cfg.motion_memory_s > 0:
-            flow = memory_flow(item.t, cfg, lambda t_k: self._pair(src, t_k, frame=False)[1])
+            flow = memory_flow(item.t, cfg, lambda t_k: self._pair(src, t_k, frame=False)[1], src.video)
         frame = prepare_frames(torch.from_numpy(frame_bgr), cfg.input_size)[0]
         wave = torch.from_numpy(audio_window(src.audio, item.t, cfg))
         for what, tensor in (("flow", flow), ("frame", frame), ("audio window", wave)):
