@@ -1,7 +1,6 @@
 """`python -m training.calibrate` on a small synthetic street set: the fitted calibration is the
 Platt fit of the model's own evidence (positives vs silence and swapped audio), it is written into
 the checkpoint with what the file had, and bad input is one line and exit status 2."""
-import numpy as np
 import pytest
 import torch
 

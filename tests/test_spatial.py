@@ -257,6 +257,13 @@ def two_blobs() -> torch.Tensor:
     return (blob(30) + 0.9 * blob(120))[None]
 
 
+def test_fusion_normalises_as_the_models_maps_are():
+    from flowgrad.maps import minmax
+    likelihood = np.linspace(0.2, 1.0, 160)
+    np.testing.assert_allclose(fuse(two_blobs(), likelihood), minmax(two_blobs() * torch.from_numpy(likelihood).float()),
+                               atol=1e-6, rtol=0)
+
+
 def test_fusion_keeps_the_blob_the_direction_points_at():
     maps = two_blobs()
     assert int(maps[0].argmax()) % 160 == 30  # the map alone prefers the left blob
@@ -269,8 +276,8 @@ def test_fusion_keeps_the_blob_the_direction_points_at():
 
 def test_a_flat_likelihood_leaves_a_normalised_map_as_it_was():
     maps = two_blobs() / two_blobs().max()
-    torch.testing.assert_close(fuse(maps, np.ones(160)), maps, atol=1e-6, rtol=0)
-    torch.testing.assert_close(fuse(maps, np.full((90, 160), 0.3)), maps, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(fuse(maps, np.ones(160)), maps.numpy(), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(fuse(maps, np.full((90, 160), 0.3)), maps.numpy(), atol=1e-6, rtol=0)
 
 
 def test_fusion_refuses_a_likelihood_of_another_size():

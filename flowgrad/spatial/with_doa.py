@@ -21,7 +21,6 @@ import math
 from typing import Optional
 
 import numpy as np
-import torch
 from scipy.ndimage import maximum_filter1d
 
 from .doa import DEFAULT_WINDOW_S, DirectionFinder, DoaEstimate
@@ -83,8 +82,7 @@ class WithDoa:
         if self._spread_px > 0:
             for axis in range(1, likelihood.ndim):  # columns, and rows for a (B, H, W) likelihood
                 likelihood = maximum_filter1d(likelihood, 2 * self._spread_px + 1, axis=axis, mode="nearest")
-        likelihood = torch.from_numpy(likelihood)
-        fused = fuse(torch.from_numpy(maps), likelihood).numpy().astype(np.float32, copy=False)
+        fused = fuse(maps, likelihood)
         return fused, np.asarray(scores, np.float32), estimates
 
 
