@@ -43,7 +43,8 @@ def test_of_two_equal_blobs_the_one_heard_wins():
     maps[0, 10:20, left - 2:left + 3] = 1.0
     maps[0, 10:20, right - 2:right + 3] = 1.0
     fused, _, _ = fusion(maps, np.ones(1), _heard(30.0, geometry)[None])
-    assert fused[0, 15, right] == pytest.approx(1.0) and fused[0, 15, left] < 0.2
+    # the unheard blob falls out of a map binarised at half its maximum (the benchmarks' rule)
+    assert fused[0, 15, right] == pytest.approx(1.0) and fused[0, 15, left] < 0.5
 
 
 def test_a_channel_count_other_than_the_geometrys_is_refused():
