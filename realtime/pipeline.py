@@ -336,7 +336,7 @@ class Pipeline:
             "source": source,
             "uptime_s": now - self.started_at if self.started_at is not None else 0.0,
             "score": self._score,
-            "quiet": None if self._score is None else self._score < self.config.min_score,
+            "quiet": None if self._score is None else self._is_quiet(self._score),
             "doa": self._doa,
             "stabilise_fallbacks": self.rolling.stats.stabilise_fallbacks,
             **self._level_fields(),
@@ -485,11 +485,15 @@ class Pipeline:
             frame_size=(w, h),  # the protocol's [W, H] (docs/PROTOCOL.md)
             frame_jpeg=self._jpeg(image),
             score=item.score,
-            quiet=item.score < self.config.min_score,
+            quiet=self._is_quiet(item.score),
             doa=item.doa,
             hfov_deg=None if item.doa is None else self.doa.geometry.hfov_deg,
             **self._level_fields(),
         )
+
+    def _is_quiet(self, score: float) -> bool:
+        """Whether a map of this sounding score is published quiet (below min_score)."""
+        return score < self.config.min_score
 
     def _level_fields(self) -> dict:
         return dict(zip(("level_db", "level_ref"), self.level))
