@@ -1,4 +1,6 @@
-"""The live pipeline: capture -> rolling flow -> inference -> publish, one thread each.
+"""The live pipeline: capture -> rolling flow -> inference -> publish, one thread each
+(with several cameras, flow and inference are one stage taking turns with the other
+cameras', :mod:`realtime.turns`).
 
 Stages hand over through :class:`~realtime.slots.LatestSlot` mailboxes, so a
 slow stage works on the newest item and never builds a backlog; every item
@@ -59,6 +61,7 @@ from flowgrad.spatial.with_doa import doa_fields
 from .protocol import Heatmap, Status
 from .slots import LatestSlot
 from .stats import RollingStats
+from .turns import Turns
 
 _POLL_S = 0.1  # how often a waiting stage looks at the stop flag
 # Smallest camera frame side, px, worth computing flow on: OpenCV's Farneback runs on any
@@ -106,9 +109,6 @@ class PipelineConfig:
         source: levels are then dB(A) SPL; None: dBFS(A).
     min_score: a map whose sounding score is below this, in [0, 1], is published quiet
         (0.5: even odds on the calibrated score; 0 never flags one).
-    flow_on_demand: make each flow only when inference waits for it: fresher maps, one
-        inference period less latency (several cameras: the others keep the cores busy);
-        False: the next flow is made while inference runs (one camera: the two overlap).
     fuse_doa: with a microphone array (Pipeline's ``doa``), multiply each map by the direction's
         likelihood (a "+doa" model); False: only publish the direction heard.
     """
@@ -125,7 +125,6 @@ class PipelineConfig:
     level_window_s: float = 1.0
     mic_calibration_db: Optional[float] = None
     min_score: float = 0.5
-    flow_on_demand: bool = False
     fuse_doa: bool = True
 
     def __post_init__(self) -> None:
@@ -167,11 +166,14 @@ class Pipeline:
     the direction heard in the ring's newest ``doa.finder.window_s`` (and is fused with it
     when config.fuse_doa); the ring
     then keeps one channel per microphone at ``doa.sample_rate``. None: no direction.
+    turns: a :class:`~realtime.turns.Turns` shared by several cameras' pipelines: each makes its
+    flow and map as one job when its turn comes (stage "flow+infer"). None (one camera):
+    separate flow and inference stages, the next flow made while inference runs.
     """
 
     def __init__(self, config: PipelineConfig, video, engine, publish: Callable[[Any], None],
                  audio=None, ring=None, clock: Callable[[], float] = time.monotonic,
-                 flow_fn: Optional[Callable] = None, doa=None) -> None:
+                 flow_fn: Optional[Callable] = None, doa=None, turns: Optional[Turns] = None) -> None:
         if engine.uses_audio and (audio is None or ring is None):
             raise ValueError(f"model {engine.name!r} listens to audio: give an audio source and its ring")
         if doa is not None and (audio is None or ring is None or ring.channels != doa.geometry.channels
@@ -180,6 +182,7 @@ class Pipeline:
                              "at the direction finder's rate")
         self.config = config
         self.video, self.audio, self.ring, self.engine, self.doa = video, audio, ring, engine, doa
+        self.turns = turns
         self._publish = publish
         self._clock = clock
         self._unix_offset = time.time() - clock()
@@ -194,6 +197,7 @@ class Pipeline:
         self.started_at: Optional[float] = None
         self._embedding: Optional[np.ndarray] = None
         self._waiting_for_audio = 0
+        self._frames_passed_over = 0  # taken, then replaced by a newer one before its turn came
         self._without_doa = 0  # maps published without a direction (ring not yet full)
         # Designed once here (the ring's rate is fixed); a plain float swap makes the level
         # visible to the publish stage, as the embedding is.
@@ -210,8 +214,9 @@ class Pipeline:
         self.started_at = self._clock()
         if self.audio is not None:
             self.audio.start(start_time=self.started_at)
-        stages = [("capture", self._capture), ("flow", self._flow), ("infer", self._infer),
-                  ("publish", self._publish_loop)]
+        work = [("flow+infer", self._flow_and_infer)] if self.turns is not None else [
+            ("flow", self._flow), ("infer", self._infer)]
+        stages = [("capture", self._capture), *work, ("publish", self._publish_loop)]
         if self.audio is not None:
             stages.append(("audio", self._audio))
         for name, target in stages:
@@ -316,6 +321,7 @@ class Pipeline:
         now = self._clock()
         pub = self.published.snapshot(now)
         drops = {name: slot.dropped for name, slot in self._slots.items()}
+        drops["frames"] += self._frames_passed_over
         drops["flow_unpaired"] = self.rolling.stats.pushed - self.rolling.stats.computed
         drops["waiting_for_audio"] = self._waiting_for_audio
         if self.doa is not None:
@@ -367,52 +373,77 @@ class Pipeline:
     def _flow(self) -> None:
         frames, flows = self._slots["frames"], self._slots["flows"]
         while not self._stop.is_set():
-            # A flow made before inference took the last one would replace it unused: with
-            # several cameras such flows took the cores inference needed (issue 20).
-            ready = flows.wait_taker if self.config.flow_on_demand else flows.wait_empty
-            if not ready(_POLL_S):
+            if not flows.wait_empty(_POLL_S):  # a flow made now would replace one unused
                 continue
             frame = frames.get(_POLL_S)
-            if frame is None:
-                continue
-            problem = frame_size_problem(frame.image.shape[:2])  # a stream may change size mid-run
-            if problem:
-                raise ValueError(problem)
-            t0 = self._clock()
-            result = self.rolling.push(frame.image, frame.time)
-            if result is None:
-                continue
-            done = self._clock()
-            self.stage_ms["flow"].add(done, done - t0)
-            # The motion memory, when configured, replaces the one field as the model's flow input.
-            flow = result.memory if result.memory is not None else result.per_interval()
-            flows.put(_Flowed(frame, flow, done))
+            if frame is not None:
+                flowed = self._flowed(frame)
+                if flowed is not None:
+                    flows.put(flowed)
 
     def _infer(self) -> None:
         flows, maps = self._slots["flows"], self._slots["maps"]
-        size = self.engine.input_size
         while not self._stop.is_set():
             item = flows.get(_POLL_S)
-            if item is None:
+            mapped = None if item is None else self._mapped(item)
+            if mapped is not None:
+                maps.put(mapped)
+
+    def _flow_and_infer(self) -> None:
+        """Several cameras (``turns``): this stream's flow and map as one job, in turn with the
+        other streams', on the newest frame when the turn comes."""
+        frames, maps = self._slots["frames"], self._slots["maps"]
+        while not self._stop.is_set():
+            frame = frames.get(_POLL_S)
+            if frame is None:
                 continue
-            emb = self._embedding
-            if self.engine.uses_audio and emb is None:
-                self._waiting_for_audio += 1  # the first embedding is still being computed
-                continue
-            t0 = self._clock()
-            heats, scores = self.engine.localise(*model_inputs(item.frame.image, item.flow, size), emb)
-            heat, score = heats[0], float(scores[0])
-            if not (np.isfinite(heat).all() and 0.0 <= score <= 1.0):
-                raise ValueError("the model returned a heatmap or score with NaN, infinite or out-of-range values")
-            done = self._clock()
-            self.stage_ms["infer"].add(done, done - t0)
-            direction = None
-            if self.doa is not None:
-                heat, direction = self._direction(heat, score)
-                found = self._clock()
-                self.stage_ms["doa"].add(found, found - done)
-            self._score, self._doa = score, direction
-            maps.put(_Mapped(item.frame, heat, score, direction))
+            with self.turns.turn(self._stop) as ours:
+                if not ours:
+                    return
+                newer = frames.get(0.0)  # came while we waited: the older one is dropped
+                if newer is not None:
+                    frame, self._frames_passed_over = newer, self._frames_passed_over + 1
+                flowed = self._flowed(frame)
+                mapped = None if flowed is None else self._mapped(flowed)
+            if mapped is not None:
+                maps.put(mapped)
+
+    def _flowed(self, frame) -> Optional[_Flowed]:
+        """The flow from the previous frame to ``frame`` (the model's flow input: the motion
+        memory when configured), timed as stage "flow"; None for a stream's first frame."""
+        problem = frame_size_problem(frame.image.shape[:2])  # a stream may change size mid-run
+        if problem:
+            raise ValueError(problem)
+        t0 = self._clock()
+        result = self.rolling.push(frame.image, frame.time)
+        if result is None:
+            return None
+        done = self._clock()
+        self.stage_ms["flow"].add(done, done - t0)
+        flow = result.memory if result.memory is not None else result.per_interval()
+        return _Flowed(frame, flow, done)
+
+    def _mapped(self, item: _Flowed) -> Optional[_Mapped]:
+        """The engine's map and score of ``item`` (fused with the direction heard when there is an
+        array), timed as stages "infer" and "doa"; None while the first embedding is computed."""
+        emb = self._embedding
+        if self.engine.uses_audio and emb is None:
+            self._waiting_for_audio += 1
+            return None
+        t0 = self._clock()
+        heats, scores = self.engine.localise(*model_inputs(item.frame.image, item.flow, self.engine.input_size), emb)
+        heat, score = heats[0], float(scores[0])
+        if not (np.isfinite(heat).all() and 0.0 <= score <= 1.0):
+            raise ValueError("the model returned a heatmap or score with NaN, infinite or out-of-range values")
+        done = self._clock()
+        self.stage_ms["infer"].add(done, done - t0)
+        direction = None
+        if self.doa is not None:
+            heat, direction = self._direction(heat, score)
+            found = self._clock()
+            self.stage_ms["doa"].add(found, found - done)
+        self._score, self._doa = score, direction
+        return _Mapped(item.frame, heat, score, direction)
 
     def _direction(self, heat: np.ndarray, score: float) -> tuple[np.ndarray, Optional[dict]]:
         """``heat`` (H, W) fused with the direction heard in the ring's newest window, and the

@@ -66,13 +66,6 @@ class LatestSlot(Generic[T]):
                 self._cond.wait_for(lambda: not self._full or self._closed, timeout)
             return not self._full and not self._closed
 
-    def wait_taker(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds until a consumer waits in ``get`` for an item; True
-        when one does (a producer may then make the item just in time, fresh)."""
-        with self._cond:
-            self._cond.wait_for(lambda: (self._takers and not self._full) or self._closed, timeout)
-            return bool(self._takers) and not self._full and not self._closed
-
     def close(self) -> None:
         """Wake every waiter; later puts are ignored and gets return None."""
         with self._cond:

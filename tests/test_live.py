@@ -72,10 +72,10 @@ def test_the_thread_budget_defaults_to_the_cores_and_splits_by_cameras_and_devic
     assert (one.engine_workers, one.inference, one.opencv, one.decoder) == (1, 2, 1, 1)
     assert one.torch_threads("torch") == 2 and one.torch_threads("onnxruntime") == 1
     many = ThreadBudget(2, cameras=4)  # several: single-threaded calls side by side
-    assert (many.engine_workers, many.inference) == (2, 1)
+    assert (many.engine_workers, many.inference, many.engine_batch, many.maps_at_once) == (2, 1, 1, 2)
     assert (ThreadBudget(8, cameras=3).engine_workers, ThreadBudget(8, cameras=3).inference) == (3, 2)
     gpu = ThreadBudget(2, cameras=4, device="cuda")  # a GPU batches the cameras in one call
-    assert (gpu.engine_workers, gpu.inference) == (1, 2)
+    assert (gpu.engine_workers, gpu.inference, gpu.engine_batch, gpu.maps_at_once) == (1, 2, 4, 4)
     for bad in (0, True, 1.5):
         with pytest.raises(StartError, match="--threads must be a whole number >= 1"):
             ThreadBudget(bad)
@@ -166,10 +166,11 @@ def test_cameras_that_hear_one_file_share_its_source_ring_and_embedding():
 
 
 def test_no_stream_starves_while_the_others_run():
-    """Four cameras on one batching engine, flows made on demand: every stream gets maps,
+    """Four cameras on one batching engine, taking turns: every stream gets maps,
     the slowest at least half as many as the busiest (counts, not timings)."""
     system = build_live(_config(cameras=4, duration=3.0))
-    assert all(p.config.flow_on_demand for p in system.pipelines)
+    turns = {id(p.turns) for p in system.pipelines}
+    assert len(turns) == 1 and system.pipelines[0].turns.at_once == system.config.thread_budget.maps_at_once
     counts = [s["published"] for s in system.run()]
     assert min(counts) > 0 and min(counts) >= 0.5 * max(counts), counts
     assert system.stuck_stages() == []
@@ -178,7 +179,7 @@ def test_no_stream_starves_while_the_others_run():
 def test_one_camera_uses_the_engine_and_socket_directly_and_keeps_a_snapshot(tmp_path):
     system = build_live(_config(duration=2.5, snapshot=tmp_path / "live.png"))
     assert not isinstance(system.engine, BatchingEngine) and len(system.sinks) == 1
-    assert not system.pipelines[0].config.flow_on_demand  # one camera overlaps flow and inference
+    assert system.pipelines[0].turns is None  # one camera overlaps flow and inference
     assert system.pipelines[0]._publish is system.sinks[0]
     system.run()
     assert system.write_snapshots() == [("camera", tmp_path / "live.png")]

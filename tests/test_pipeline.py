@@ -16,6 +16,8 @@ from livestandins import write_float_wav
 from realtime.audio_source import AudioSourceConfig, open_audio_source
 from realtime.pipeline import Pipeline, PipelineConfig, PipelineError
 from realtime.protocol import Heatmap, Status
+from realtime.streams import run_streams
+from realtime.turns import Turns
 from realtime.ring import AudioRing
 from realtime.video_source import Frame
 
@@ -343,3 +345,36 @@ def test_slow_inference_gets_no_flow_computed_in_vain(square_video):
     assert stats["drops"]["flows"] == 0, stats
     # Every flow computed was used, but the ones in flight when the run stopped.
     assert pipe.rolling.stats.computed <= maps + 3, (pipe.rolling.stats, maps)
+
+
+class _CountingStandIn(_FlowOnlyStandIn):
+    """flow_only taking ``delay_s`` a call, counting how many calls run at the same time."""
+
+    def __init__(self, delay_s):
+        super().__init__(delay_s=delay_s)
+        self.lock, self.now, self.most = threading.Lock(), 0, 0
+
+    def localise(self, frame, flow, emb):
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            return super().localise(frame, flow, emb)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+@pytest.mark.parametrize("at_once", [None, 1, 2])
+def test_cameras_taking_turns_never_run_more_maps_at_once_and_none_starves(square_video, at_once):
+    """Three cameras' pipelines on one engine: with Turns(N) at most N maps are made at once (so
+    each has whole cores; without turns all three share them) and every camera gets maps."""
+    engine, outs = _CountingStandIn(delay_s=0.05), [Collector() for _ in range(3)]
+    turns = None if at_once is None else Turns(at_once)
+    pipes = [Pipeline(_config(stream=f"cam{k}"), _video(square_video), engine, out, turns=turns)
+             for k, out in enumerate(outs)]
+    run_streams(pipes, duration=2.0)
+    counts = [len(out.of(Heatmap)) for out in outs]
+    assert min(counts) >= 3 and min(counts) >= 0.5 * max(counts), counts
+    assert engine.most == (3 if at_once is None else at_once), engine.most
+    assert all(not p.alive for p in pipes)

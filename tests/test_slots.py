@@ -32,18 +32,6 @@ def test_wait_empty_returns_when_a_consumer_takes_the_item_or_on_close():
     assert not slot.wait_empty(5.0) and time.monotonic() - start < 2.0  # closed: no waiting on
 
 
-def test_wait_taker_returns_when_a_consumer_waits_or_on_close():
-    slot = LatestSlot("flows")
-    assert not slot.wait_taker(0.05)  # nobody waiting
-    threading.Thread(target=slot.get, args=(2.0,)).start()
-    start = time.monotonic()
-    assert slot.wait_taker(5.0) and time.monotonic() - start < 2.0
-    slot.put(1)  # the waiting consumer takes it
-    threading.Timer(0.1, slot.close).start()
-    start = time.monotonic()
-    assert not slot.wait_taker(5.0) and time.monotonic() - start < 2.0  # closed: no waiting on
-
-
 def test_get_waits_for_a_put_from_another_thread():
     slot = LatestSlot("x")
     threading.Timer(0.05, slot.put, args=("hello",)).start()

@@ -45,6 +45,7 @@ from ..publisher import Publisher, PublisherConfig
 from ..ring import AudioRing
 from ..snapshot import SnapshotSink
 from ..streams import SharedPublish, run_streams
+from ..turns import Turns
 from ..video_source import SourceError, VideoSource, VideoSourceConfig
 from .config import LiveConfig, SourceSettings, StartError
 
@@ -176,7 +177,7 @@ def build_live(config: LiveConfig, notify: Optional[Callable[[str], None]] = Non
     with ExitStack() as opened:
         if cameras > 1:  # one model for all cameras: their requests batched
             try:
-                engine = opened.enter_context(BatchingEngine(engine, max_batch=cameras,
+                engine = opened.enter_context(BatchingEngine(engine, max_batch=budget.engine_batch,
                                                              workers=budget.engine_workers))
             except ValueError as e:  # an export for a fixed batch cannot serve several cameras
                 raise StartError(str(e)) from None
@@ -200,9 +201,11 @@ def build_live(config: LiveConfig, notify: Optional[Callable[[str], None]] = Non
         sinks = tuple(SnapshotSink(publish) for _ in parts) if config.run.snapshot is not None else ()
         memory = config.flow.motion_memory
         memory = default_for(engine.name) if memory is None else memory
+        # One camera overlaps its flow with its inference; several take turns (realtime.turns).
+        turns = Turns(budget.maps_at_once) if cameras > 1 else None
         pipelines = [Pipeline(_pipeline_config(config, stream, memory, fuse), video, listener,
                               sinks[k] if sinks else publish, audio=audio, ring=ring, flow_fn=flow,
-                              doa=_direction_finding(config, engine))
+                              doa=_direction_finding(config, engine), turns=turns)
                      for k, (stream, (video, audio, ring, listener)) in enumerate(zip(config.streams, parts))]
         opened.pop_all()  # built: from here on LiveSystem.run and close own every part
     return LiveSystem(config, pipelines, engine, publisher, flow, dashboard, sinks)
@@ -276,9 +279,6 @@ def _pipeline_config(config: LiveConfig, stream: str, memory: bool = False, fuse
         stop_timeout_s=STOP_BUDGET_S,
         mic_calibration_db=source.mic_calibration_db,
         min_score=config.publishing.min_score,
-        # One camera overlaps its flow with its inference; with several, the other cameras
-        # fill the cores and a flow made ahead would wait a whole batch (issue 20).
-        flow_on_demand=len(config.sources) > 1,
         fuse_doa=fuse,
     )
 

@@ -66,6 +66,11 @@ class ThreadBudget:
         costs less CPU per map than one call split over the cores; else 1.
     inference: each engine call's intra-op threads: total / engine_workers (onnxruntime's
         sleep when idle instead of spinning).
+    engine_batch: most cameras' requests in one engine call: on a CPU 1 (waiting for
+        company idles the cores, and a batch gains nothing there), on a GPU every camera.
+    maps_at_once: several cameras' flow-and-map jobs that run at the same time
+        (:mod:`realtime.turns`): on a CPU the engine workers, so each job has whole cores;
+        on a GPU every camera, their calls batched.
     opencv: OpenCV's threads (flow, resizing, JPEG): 1, each stream's flow is one thread.
     decoder: FFmpeg decoding threads per camera: 1 (a 640x360 frame decodes in ~0.3 ms).
     """
@@ -75,6 +80,8 @@ class ThreadBudget:
     device: str = "cpu"
     engine_workers: int = field(init=False)
     inference: int = field(init=False)
+    engine_batch: int = field(init=False)
+    maps_at_once: int = field(init=False)
     opencv: int = field(init=False, default=1)
     decoder: int = field(init=False, default=1)
 
@@ -84,6 +91,8 @@ class ThreadBudget:
         workers = min(self.total, self.cameras) if self.cameras > 1 and self.device == "cpu" else 1
         object.__setattr__(self, "engine_workers", workers)
         object.__setattr__(self, "inference", max(1, self.total // workers))
+        object.__setattr__(self, "engine_batch", 1 if self.device == "cpu" else self.cameras)
+        object.__setattr__(self, "maps_at_once", workers if self.device == "cpu" else self.cameras)
 
     def torch_threads(self, backend: str) -> int:
         """torch's intra-op threads (a process-wide setting) for an engine of ``backend``:
