@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/streams.py [--streams 1 2 4 8] [--model flowgrad_en] [--backend torch|onnxruntime]
                                       [--int8] [--device cuda] [--seconds 30] [--fps 96 | --total-fps 96]
-                                      [--threads N] [--flow-size 320x180] [--flow-compile]
+                                      [--threads N] [--flow-size 320x180] [--flow-compile] [--rss-every S]
 
 Every stream plays the bundled 640x360 street clip as its camera with the clip's
 sound track as its microphone; ``--fps F`` re-times the clip to F frames/s (its
@@ -102,6 +102,9 @@ def run(n: int, model: ModelSettings, args) -> list[str]:
         peak["threads"] = max(peak["threads"], now["threads"])
         if warm:
             rss.append((time.monotonic() - warm["at"], now["rss_mib"]))
+            if args.rss_every and len(rss) % round(args.rss_every) == 0:  # a sample a second
+                print(f"# {rss[-1][0]:.0f} s after warm-up: RSS {rss[-1][1]:.0f} MiB, maps so far "
+                      f"{sum(p.published.count for p in system.pipelines)}, load {load_average()}", flush=True)
         if not warm and all_stats[0]["uptime_s"] >= WARMUP_S:
             for pipeline in system.pipelines:
                 pipeline.published.clear()  # count the measured part only
@@ -162,6 +165,9 @@ def main(argv=None) -> int:
     offered.add_argument("--total-fps", type=float, default=None,
                          help="the row's cameras play the clip at this many frames/s in all (each F / cameras)")
     p.add_argument("--threads", type=int, default=None, help="the process's thread budget (default: the core count)")
+    p.add_argument("--rss-every", type=float, default=None, metavar="S",
+                   help="also print the resident memory every S seconds of a row (a memory run: e.g. "
+                        "--streams 8 --seconds 600 --rss-every 60)")
     p.add_argument("--flow-size", type=wxh_arg(), default=LIVE_FLOW_HW, metavar="WxH", dest="flow_hw")
     p.add_argument("--flow-compile", action="store_true",
                    help="--device cuda: our Farneback compiled by torch.compile (BatchingFlow(compile=True))")
