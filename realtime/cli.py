@@ -87,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="inference backend; default from the model file (.ckpt/name: torch, .onnx: onnxruntime)")
     mod.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     mod.add_argument("--threads", type=int, default=None,
-                     help="the process's thread budget: inference, OpenCV, decoding (default: one per core; "
-                          "realtime.live.ThreadBudget)")
+                     help="the process's thread budget: inference, OpenCV, decoding; with several cameras on "
+                          "a CPU also how many of their maps are made at once, the others waiting their turn "
+                          "(default: one per core; realtime.live.ThreadBudget)")
     flo = p.add_argument_group("optical flow")
     # (H, W) in code; FlowSettings checks the minimum.
     flo.add_argument("--flow-size", type=wxh_arg(), default=LIVE_FLOW_HW, metavar="WxH", dest="flow_hw",
