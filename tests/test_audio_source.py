@@ -407,8 +407,11 @@ def test_a_stereo_microphone_keeps_its_channels_through_a_pulseaudio_null_sink(t
     assert dominant_hz(left, 16000) == pytest.approx(700, abs=10)
     assert dominant_hz(right, 16000) == pytest.approx(1900, abs=10)
     mono = ring.latest(0.5).samples
-    spectrum = np.abs(np.fft.rfft(mono * np.hanning(len(mono))))
-    assert min(spectrum[350], spectrum[950]) > 0.2 * spectrum.max()  # 700 and 1900 Hz bins at 2 Hz each
+    power = np.abs(np.fft.rfft(mono * np.hanning(len(mono)))) ** 2
+    # Each tone's energy within +-20 Hz (bins of 2 Hz): a real sink's resampler and a dropout
+    # under load spread a tone over neighbouring bins, so one bin is not its energy.
+    bands = [power[centre - 10:centre + 11].sum() for centre in (350, 950)]  # 700 and 1900 Hz
+    assert min(bands) > 0.25 * max(bands) and sum(bands) > 0.5 * power.sum(), (bands, power.sum())
     with pytest.raises(SourceError, match=r"--channels 999: microphone 'pulse' has only \d+ input channels"):
         open_audio_source(AudioSourceConfig("mic", 16000, device="pulse", channels=999), AudioRing(16000))
 
