@@ -18,6 +18,9 @@ pairs; docs/RESULTS.md): flow_only+doa's success at cIoU 0.5 / 0.3 / AUC was 0.1
 0.451 / 0.248 with it, against 0.141 / 0.380 / 0.216 with the former exp(2 * (SRP -
 peak)), 0.099 / 0.324 / 0.207 with exp(20 * ...) and 0.113 / 0.324 / 0.179 without
 direction; range-normalised powers 2 and 4 and several-peak variants were no better.
+Held out (data/loud1_test, one sounding vehicle, 113 pairs) flow_only went from 0.062 to
+0.177 at cIoU 0.5 with it; the shipped flowgrad_en's broad maps are cropped by the spread
+plateau and lost pairs on data/loud_test (0.098 to 0.018).
 
 Why widened: SRP-PHAT's peak at 48 kHz on a 20 cm pair is a few columns wide, narrower
 than a vehicle (10 to 20 degrees at street distance), so the raw product kept a stripe of
