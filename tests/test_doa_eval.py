@@ -139,6 +139,31 @@ def test_flow_only_doa_finds_the_sounding_one_of_two_movers(stereo_set, doa_cach
         assert d["ciou"] == pytest.approx(b["ciou"], abs=1e-6)
 
 
+def test_the_fused_flow_map_peaks_on_the_sounding_mover_and_drops_the_silent_one(stereo_set, doa_cache):
+    """flow_only lights both movers; with the direction heard, the map's peak lies on the
+    sounding (right) one and the silent (left) one falls below half the maximum, the
+    benchmarks' binarisation; the plain map keeps both above it."""
+    from training.data import collate
+    from flowgrad.spatial.with_doa import WithDoa
+
+    plain = open_localiser("flow_only", "cpu")
+    data = EvalPairs(stereo_set, DataConfig(audio_rate=plain.audio_rate, audio_seconds=plain.audio_seconds),
+                     FlowCache(doa_cache))
+    positives = [i for i, item in enumerate(data.items) if item.kind == "positive"]
+    maps, scores = plain.localise(collate([data[i] for i in positives]), data, positives)
+    signals = np.stack([array_window(data, i, 0.5)[0] for i in positives])
+    fused, _, _ = WithDoa(preset_geometry("stereo:0.2", HFOV), maps.shape[1:], RATE)(maps, scores, signals)
+    side = maps.shape[2] / W  # map columns per frame pixel
+    cols = {k: slice(round(x * side), round((x + BOX) * side)) for k, x in COLUMNS.items()}
+    assert len(positives) > 5
+    for plain_map, fused_map in zip(maps, fused):
+        peak_column = np.unravel_index(np.argmax(fused_map), fused_map.shape)[1]
+        assert cols["right"].start - 2 <= peak_column < cols["right"].stop + 2
+        assert fused_map[:, cols["left"]].max() < 0.5
+        peak = plain_map.max()
+        assert plain_map[:, cols["left"]].max() >= 0.5 * peak and plain_map[:, cols["right"]].max() >= 0.5 * peak
+
+
 def test_cli_doa_label_json_and_by_case(stereo_set, doa_cache, tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["--data", str(stereo_set), "--model", "flow_only", "--model", "flow_only+doa+nomemory",

@@ -304,9 +304,11 @@ def test_cli_size_is_width_by_height(tmp_path, monkeypatch):
     assert main(["--out", str(tmp_path / "x"), "--clips", "1", "--seed", "0", "--size", "320x180"]) == 0
     assert (made[0].width, made[0].height) == (320, 180)
     assert main(["--out", str(tmp_path / "x"), "--clips", "1", "--seed", "0", "--silent-fraction", "0.1",
-                 "--busy-fraction", "0.2", "--quiet-fraction", "0.3", "--parked-fraction", "0.4", "--ambience", "0"]) == 0
+                 "--busy-fraction", "0.2", "--quiet-fraction", "0.3", "--parked-fraction", "0.4", "--ambience", "0",
+                 "--busy-loud", "1"]) == 0
     c = made[1]
     assert (c.silent_fraction, c.busy_fraction, c.quiet_fraction, c.parked_fraction, c.ambience) == (0.1, 0.2, 0.3, 0.4, 0)
+    assert made[0].busy_loud == 2 and c.busy_loud == 1
 
 
 def test_overwrite_replaces_only_generator_outputs(tmp_path):
@@ -323,6 +325,7 @@ def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "training.synth", "--help"], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parent.parent, timeout=60)
     assert result.returncode == 0 and "--night-fraction" in result.stdout and "sounding" in result.stdout
+    assert "--busy-loud" in result.stdout
 
 
 # --- Scenes that only listening can solve (listening.py, ambience.py, cases) ---------------------
@@ -371,6 +374,43 @@ def test_busy_traffic_has_several_movers_and_at_most_two_loud():
         movers = [v for v in scene.vehicles if v.visible and not v.parked]
         assert len(loud) <= 2 and len(movers) >= len(loud) + 1
         assert {r[1] for r in ann.video_rows(scene, "b")} - {-1} <= {v.track_id for v in loud}
+
+
+def _on_screen(scene, v, t):
+    box = sc.vehicle_box(scene, v, t)
+    return box is not None and box[0] + box[2] > 0 and box[0] < scene.layout.width
+
+
+def test_busy_loud_1_leaves_one_loud_vehicle_among_several_movers():
+    two = dataclasses.replace(LISTEN, silent_fraction=0.0, busy_fraction=1.0, quiet_fraction=0.0)
+    one = dataclasses.replace(two, busy_loud=1)
+    had_two_loud = False
+    for k in range(6):
+        _, scene2 = _listening_scene(two, k)
+        _, scene1 = _listening_scene(one, k)
+        # The same draws: the same vehicles in the same places, only fewer engines.
+        assert [(v.track_id, v.kind) for v in scene1.vehicles] == [(v.track_id, v.kind) for v in scene2.vehicles]
+        assert all(np.array_equal(a.x, b.x, equal_nan=True) for a, b in zip(scene1.vehicles, scene2.vehicles))
+        had_two_loud |= sum(v.visible and v.sounding for v in scene2.vehicles) == 2
+        several = False
+        for i in range(ann.frame_count(scene1.seconds, 2)):
+            t = i / 2
+            loud = [v for v in scene1.vehicles if v.visible and v.sounding and _on_screen(scene1, v, t)]
+            movers = [v for v in scene1.vehicles if v.visible and not v.parked and _on_screen(scene1, v, t)]
+            assert len(loud) <= 1
+            several |= len(movers) >= 2
+            boxed = {r[1] for r in ann.video_rows(scene1, "b") if r[0] == i}
+            assert boxed <= {v.track_id for v in loud}  # only the loud vehicle is boxed
+        assert several
+    assert had_two_loud  # the default keeps two: the flag is what left one
+
+
+def test_busy_loud_must_be_1_or_2(tmp_path, capsys):
+    with pytest.raises(SynthError, match="busy_loud"):
+        SynthConfig(busy_loud=3)
+    with pytest.raises(SystemExit) as e:
+        main(["--out", str(tmp_path / "x"), "--clips", "1", "--seed", "0", "--busy-loud", "0"])
+    assert e.value.code == 2 and "--busy-loud" in capsys.readouterr().err
 
 
 def test_quiet_stretch_has_no_vehicle_event_and_only_ambience():

@@ -72,3 +72,30 @@ def test_the_likelihood_is_widened_to_a_plateau_centred_on_the_source():
     assert wide[0, 28, int(column_of_azimuth(20.0, 112, 90.0))] < 0.1
     with pytest.raises(ValueError, match="spread_deg"):
         WithDoa(geometry, (56, 112), RATE, spread_deg=-1.0)
+
+
+def test_the_range_likelihood_is_flat_without_a_direction_and_scaled_by_the_maps_own_range():
+    from flowgrad.spatial.doa import DirectionFinder, range_likelihood
+
+    assert range_likelihood(np.zeros(50)).tolist() == [1.0] * 50  # digital silence: no direction
+    power = np.array([0.0, 0.1, 0.1, 0.2, 0.5, 0.1, 0.35])
+    assert range_likelihood(power).tolist() == pytest.approx([0, 0, 0, 0.25, 1, 0, 0.625])
+    # the same shape whatever the absolute level (a quieter, less coherent window)
+    assert range_likelihood(0.2 * power - 0.01).tolist() == pytest.approx(range_likelihood(power).tolist())
+    with pytest.raises(ValueError, match="likelihood"):
+        DirectionFinder(preset_geometry("stereo:0.2"), (8, 8), RATE, likelihood="steep")
+
+
+def test_two_loud_sources_both_keep_their_part_of_a_flat_map():
+    geometry = preset_geometry("stereo:0.2", 90.0)
+    rng = np.random.default_rng(7)
+    n = RATE // 2
+    sources = [(rng.standard_normal(n) * gain, 30.0 * np.array([np.sin(np.radians(a)), 0.0, np.cos(np.radians(a))]))
+               for a, gain in ((-25.0, 1.0), (30.0, 0.8))]
+    heard = render_array(sources, RATE, geometry.mic_positions_m, 0.001, rng)
+    fused, _, _ = WithDoa(geometry, (32, 112), RATE)(np.ones((1, 32, 112), np.float32), np.ones(1), heard[None])
+    row = fused[0, 16]
+    for azimuth in (-25.0, 30.0):
+        c = int(column_of_azimuth(azimuth, 112, 90.0))
+        assert row[c - 2:c + 3].max() > 0.5  # both survive the benchmarks' binarisation
+    assert row[int(column_of_azimuth(2.0, 112, 90.0))] < 0.5  # and the middle between them does not

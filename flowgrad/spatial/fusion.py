@@ -15,7 +15,7 @@ def fuse(maps, likelihood) -> np.ndarray:
 
     maps: ``(B, H, W)`` float localisation maps (any non-negative scale; an array or tensor).
     likelihood: ``(B, W)`` or ``(W,)`` over image columns, or ``(B, H, W)`` / ``(H, W)``
-        over pixels; non-negative (flowgrad.spatial.doa's are in (0, 1]).
+        over pixels; non-negative (flowgrad.spatial.doa's are in [0, 1]).
     Returns ``(B, H, W)`` float32: ``maps * likelihood`` min-max normalised to [0, 1] per map,
     as flowgrad.maps.minmax normalises the models' maps (a flat likelihood leaves a
     normalised map as it was). numpy, not torch: live, a torch op after the pool's threads

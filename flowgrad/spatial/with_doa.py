@@ -7,6 +7,21 @@ columns (or pixels), widened by ``spread_deg`` either side, renormalised
 (flowgrad.spatial.fusion.fuse). It is the one place that fuses, for training.evaluate,
 export and the live pipeline alike.
 
+The likelihood is SRP-PHAT's range-normalised ("range", flowgrad.spatial.doa:
+(SRP - median) / (peak - median), clipped to [0, 1]): how steep it is does not depend on
+how coherent the window is, directions at or below the typical level drop out, and a
+second loud source (or the hidden-street vehicle that outsounds the one in the picture)
+keeps a bump of its own height, so the map decides between them. Chosen on a validation
+set where exactly one vehicle in the picture sounds among silent movers (data/loud_val:
+``python -m training.synth --busy-fraction 1 --busy-loud 1 --seed 9400``, 8 clips, 71
+pairs; docs/RESULTS.md): flow_only+doa's success at cIoU 0.5 / 0.3 / AUC was 0.155 /
+0.451 / 0.248 with it, against 0.141 / 0.380 / 0.216 with the former exp(2 * (SRP -
+peak)), 0.099 / 0.324 / 0.207 with exp(20 * ...) and 0.113 / 0.324 / 0.179 without
+direction; range-normalised powers 2 and 4 and several-peak variants were no better.
+Held out (data/loud1_test, one sounding vehicle, 113 pairs) flow_only went from 0.062 to
+0.177 at cIoU 0.5 with it; the shipped flowgrad_en's broad maps are cropped by the spread
+plateau and lost pairs on data/loud_test (0.098 to 0.018).
+
 Why widened: SRP-PHAT's peak at 48 kHz on a 20 cm pair is a few columns wide, narrower
 than a vehicle (10 to 20 degrees at street distance), so the raw product kept a stripe of
 the sounding vehicle and the binarised map lost most of its box. The direction is to say
@@ -31,15 +46,11 @@ __all__ = ["WithDoa", "doa_fields", "DEFAULT_SPREAD_DEG"]
 
 # Half-width (degrees of azimuth, and of elevation for arrays with rows) over which the
 # likelihood keeps its peak value: the direction's error (a few degrees, bench/doa.py) plus
-# half a vehicle.
+# half a vehicle. On data/loud_val 12 was no better (flow_only+doa 0.169 / 0.451 / 0.247;
+# flowgrad_en+doa's AUC lower) and 4 worse.
 DEFAULT_SPREAD_DEG = 8.0
-# How steeply the fused likelihood falls from the SRP peak (flowgrad.spatial.doa): gentler
-# than the finder's default 20, so that a second sounding vehicle a little weaker than the
-# first keeps its part of the map. On data/busy8 (docs/RESULTS.md, two vehicles sound at
-# half the pairs) flow_only+doa scored 0.000 / 0.138 / 0.177 (success at cIoU 0.5, 0.3,
-# AUC) at 20, 0.062 / 0.185 / 0.191 at 5 and 0.046 / 0.277 / 0.190 at 2 (flow_only alone:
-# 0.031 / 0.262 / 0.177).
-FUSION_CONCENTRATION = 2.0
+# The likelihood's shape (flowgrad.spatial.doa.LIKELIHOODS; module docstring for the figures).
+FUSION_LIKELIHOOD = "range"
 
 
 class WithDoa:
@@ -61,7 +72,7 @@ class WithDoa:
             raise ValueError(f"WithDoa: spread_deg must be in [0, 45) degrees, got {spread_deg!r}")
         self.geometry, self.sample_rate = geometry, int(sample_rate)
         self.finder = DirectionFinder(geometry, tuple(map_hw), self.sample_rate, window_s=window_s,
-                                      concentration=FUSION_CONCENTRATION)
+                                      likelihood=FUSION_LIKELIHOOD)
         # Pixels per spread at the image centre (the pinhole's scale there; a little more
         # at the edges, where a degree covers more columns).
         self._spread_px = round(focal_px(map_hw[1], geometry.hfov_deg) * math.tan(math.radians(spread_deg)))

@@ -10,7 +10,7 @@ sound, parked vehicles that are silent, swaying trees and walking pedestrians
 (silent, moving distractors), optionally night lighting and camera shake, and
 may carry the sound of a vehicle on a hidden street (annotated "offscreen").
 Scenes that only listening can solve (listening.py): silent movers (cyclists,
-e-scooters, electric cars), busy traffic with at most two loud vehicles, quiet
+e-scooters, electric cars), busy traffic with one (--busy-loud 1) or two loud vehicles, quiet
 stretches with only ambience (ambience.py: wind, birds, voices), and clips
 without parked vehicles; annotations/cases.json labels each 2 fps time with its
 evaluation case (training.cases).

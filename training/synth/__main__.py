@@ -50,8 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--silent-fraction", type=float, default=0.4,
                    help="probability of 1-2 silent movers: cyclists, e-scooters, electric cars (default 0.4)")
     p.add_argument("--busy-fraction", type=float, default=0.2,
-                   help="probability of busy traffic: several vehicles move, at most two sound, the rest are "
-                        "electric (default 0.2)")
+                   help="probability of busy traffic: several vehicles move, at most --busy-loud of them sound, "
+                        "the rest are electric (default 0.2)")
+    p.add_argument("--busy-loud", type=int, choices=(1, 2), default=2,
+                   help="how many vehicles in the picture of a busy clip may sound: 1 = exactly one loud vehicle "
+                        "among silent movers, 2 = one or two (default 2)")
     p.add_argument("--quiet-fraction", type=float, default=0.2,
                    help="probability of a quiet stretch (30-50%% of the clip) without vehicle sound near the "
                         "camera: ambience only, or an off-screen vehicle (default 0.2)")
@@ -82,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                              audio_rate=args.audio_rate, night_fraction=args.night_fraction,
                              shake_fraction=args.shake_fraction, offscreen_fraction=args.offscreen_fraction,
                              light_fraction=args.light_fraction, silent_fraction=args.silent_fraction,
-                             busy_fraction=args.busy_fraction, quiet_fraction=args.quiet_fraction,
+                             busy_fraction=args.busy_fraction, busy_loud=args.busy_loud,
+                             quiet_fraction=args.quiet_fraction,
                              parked_fraction=args.parked_fraction, ambience=args.ambience,
                              mic_positions_m=tuple(map(tuple, mics)))
         infos = generate(args.out, args.clips, args.seed, config, overwrite=args.overwrite, progress=True)

@@ -25,8 +25,9 @@ class SynthConfig:
     wav and of the mp4's AAC track. The fractions are per-clip probabilities
     in [0, 1] of night lighting, camera shake, an off-screen vehicle sound and
     a traffic light that stops a sounding vehicle; and (listening.py) of silent
-    movers, busy traffic with at most two loud vehicles, a quiet stretch, and
-    parked vehicles being shown. ambience: level of the wind, birds and voices
+    movers, busy traffic, a quiet stretch, and parked vehicles being shown.
+    busy_loud: how many vehicles in the picture of a busy clip may keep their engine
+    sound (1 or 2; the others are electric). ambience: level of the wind, birds and voices
     mixed under every clip (1 = the default level, 0 = none). mic_positions_m: the
     microphones, ``((x, y, z), ...)`` metres in camera coordinates (x right, y down, z
     forward; at least two, spread along x): the wav has one channel per microphone
@@ -45,6 +46,7 @@ class SynthConfig:
     silent_fraction: float = 0.4
     busy_fraction: float = 0.2
     quiet_fraction: float = 0.2
+    busy_loud: int = 2
     parked_fraction: float = 0.7
     ambience: float = 1.0
     mic_positions_m: tuple = ((-0.1, 0.0, 0.0), (0.1, 0.0, 0.0))
@@ -66,6 +68,8 @@ class SynthConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise SynthError(f"{name}={value}: must be in [0, 1]")
+        if isinstance(self.busy_loud, bool) or self.busy_loud not in (1, 2):
+            raise SynthError(f"busy_loud={self.busy_loud!r}: use 1 or 2 (loud vehicles in a busy clip)")
         if not 0.0 <= self.ambience <= 10.0:
             raise SynthError(f"ambience={self.ambience}: use 0 (none) .. 10 (1 is the default level)")
         try:

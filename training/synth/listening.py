@@ -5,9 +5,10 @@ and, from its own generator (so the street itself stays what that seed always dr
 
 * silent movers (probability ``config.silent_fraction``): 1-2 cyclists, e-scooter
   riders or electric cars that move through the picture without an engine sound;
-* busy traffic (``config.busy_fraction``): at most two vehicles keep their engine
-  sound, every other vehicle in the picture becomes electric (silent) and two more
-  electric cars join, so several vehicles move and only one or two are loud;
+* busy traffic (``config.busy_fraction``): at most ``config.busy_loud`` (1 or 2)
+  vehicles in the picture keep their engine sound, every other one becomes electric
+  (silent) and two more electric cars join, so several vehicles move and only one
+  (or two) are loud;
 * a quiet stretch (``config.quiet_fraction``): every sounding vehicle within
   ``QUIET_RADIUS`` m of the camera during a stretch of 30-50 % of the clip is removed,
   so that only ambience (and a hidden-street vehicle, when the clip has one: then
@@ -29,7 +30,6 @@ from .config import SynthConfig
 QUIET_RADIUS = 25.0  # m: a vehicle farther than this is 10 dB or more below one at 8 m
 _SILENT_KINDS = ("bicycle", "e-scooter", "car")
 _SILENT_WEIGHTS = (0.35, 0.25, 0.4)
-_LOUD_AT_MOST = 2  # sounding vehicles left in the picture of a busy clip
 _BUSY_EXTRA = 2  # electric cars added to a busy clip
 
 
@@ -83,7 +83,7 @@ def add_listening(scene: sc.Scene, config: SynthConfig, rng: np.random.Generator
     wanted = []
     if u_busy < config.busy_fraction:
         loud = [v for v in vehicles if v.sounding and v.visible]
-        silenced = {id(v) for v in loud[_LOUD_AT_MOST:]}
+        silenced = {id(v) for v in loud[config.busy_loud:]}
         vehicles = [dataclasses.replace(v, sounding=False) if id(v) in silenced else v for v in vehicles]
         wanted += ["car"] * _BUSY_EXTRA
     if u_silent < config.silent_fraction:
