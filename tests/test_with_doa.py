@@ -99,3 +99,23 @@ def test_two_loud_sources_both_keep_their_part_of_a_flat_map():
         c = int(column_of_azimuth(azimuth, 112, 90.0))
         assert row[c - 2:c + 3].max() > 0.5  # both survive the benchmarks' binarisation
     assert row[int(column_of_azimuth(2.0, 112, 90.0))] < 0.5  # and the middle between them does not
+
+
+@pytest.mark.parametrize("frame_hw", [(360, 640), (224, 224)])
+def test_a_square_arrays_source_lands_on_its_pinhole_row_of_a_map_stretched_over_the_frame(frame_hw):
+    """A 224x224 map covers a 16:9 frame: its rows span the frame's vertical field of view.
+    A source 20 degrees up straight ahead lands on the pinhole row of the FRAME, scaled to the
+    map (before, rows were taken as square pixels of the map: 32 rows off for 640x360)."""
+    geometry = preset_geometry("square:0.2", 90.0)
+    rng = np.random.default_rng(3)
+    up = np.radians(20.0)
+    where = 30.0 * np.array([0.0, -np.sin(up), np.cos(up)])  # y down: up is negative y
+    heard = render_array([(rng.standard_normal(RATE // 2), where)], RATE, geometry.mic_positions_m, 0.0, rng)
+    fusion = WithDoa(geometry, (224, 224), RATE, spread_deg=0.0, frame_hw=frame_hw)
+    maps, _, (estimate,) = fusion(np.ones((1, 224, 224), np.float32), np.array([1.0]), heard[None])
+    fh, fw = frame_hw
+    frame_row = fh / 2 - (fw / 2 / np.tan(np.radians(45.0))) * np.tan(up)  # focal in frame pixels
+    expected = frame_row * 224 / fh
+    row = np.unravel_index(np.argmax(maps[0]), maps[0].shape)[0] + 0.5
+    assert abs(row - expected) <= 4.0, (row, expected)
+    assert estimate.elevation_deg == pytest.approx(20.0, abs=2.0)

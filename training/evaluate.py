@@ -290,7 +290,7 @@ class _Doa:
 
     def __init__(self, geometry: ArrayGeometry, window_s: float = DEFAULT_WINDOW_S):
         self.geometry, self.window_s = geometry, window_s
-        self._fusers: dict[tuple[int, tuple[int, int]], WithDoa] = {}
+        self._fusers: dict[tuple[int, tuple[int, int], tuple[int, int]], WithDoa] = {}
 
     def __call__(self, maps: np.ndarray, scores: np.ndarray, data,
                  indices: list[int]) -> tuple[np.ndarray, np.ndarray, list[float]]:
@@ -299,9 +299,10 @@ class _Doa:
         azimuths = []
         for k, index in enumerate(indices):
             signals, rate = array_window(data, index, self.window_s)
-            key = (rate, tuple(maps.shape[1:]))
+            frame_hw = data.sources[data.items[index].source].video.frame_hw
+            key = (rate, tuple(maps.shape[1:]), tuple(frame_hw))
             if key not in self._fusers:
-                self._fusers[key] = WithDoa(self.geometry, key[1], rate, window_s=self.window_s)
+                self._fusers[key] = WithDoa(self.geometry, key[1], rate, window_s=self.window_s, frame_hw=key[2])
             fused, score, (estimate,) = self._fusers[key](maps[k:k + 1], scores[k:k + 1], signals[None])
             maps[k], scores[k] = fused[0], score[0]
             azimuths.append(round(estimate.azimuth_deg, 2))

@@ -72,12 +72,14 @@ class DirectionFinder:
     concentration: how steeply the ``"peak"`` likelihood falls away from the SRP peak.
     window_s: seconds of audio a map is made from, for the caller to read (live: the
         newest; offline: centred on the evaluated frame).
+    frame_hw: (H, W) pixels of the camera frame the image stretches over (its rows' angles
+        follow the frame's aspect, not the image's); None: the image is the frame.
     """
 
     def __init__(self, geometry: ArrayGeometry, image_hw: tuple[int, int], sample_rate: int,
                  nfft: int | None = None, band_hz: tuple[float, float] = DEFAULT_BAND_HZ,
                  concentration: float = DEFAULT_CONCENTRATION, window_s: float = DEFAULT_WINDOW_S,
-                 likelihood: str = "peak"):
+                 likelihood: str = "peak", frame_hw: tuple[int, int] | None = None):
         h, w = image_hw
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"DirectionFinder: likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
@@ -94,7 +96,7 @@ class DirectionFinder:
         rows = None if flat else np.linspace(0, h - 1, min(h, MAX_GRID_HW[0]))
         self._rows = rows
         grid = pixel_directions(np.array([(h - 1) / 2]) if rows is None else rows, self._cols, (h, w),
-                                geometry.hfov_deg)
+                                geometry.hfov_deg, frame_hw)
         self._directions = grid.reshape(-1, 3)
         self._srp = SrpPhat(geometry.mic_positions_m, self._directions, sample_rate, nfft, band_hz)
         self._col_taps = _taps(self._cols, w)

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -207,12 +208,18 @@ def row_of_direction(azimuth_deg, elevation_deg, hw: tuple[int, int], hfov_deg: 
     return h / 2 - focal_px(w, hfov_deg) * np.tan(el) / np.cos(az)
 
 
-def pixel_directions(rows, cols, hw: tuple[int, int], hfov_deg: float) -> np.ndarray:
+def pixel_directions(rows, cols, hw: tuple[int, int], hfov_deg: float,
+                     frame_hw: Optional[tuple[int, int]] = None) -> np.ndarray:
     """Unit vectors ``(len(rows), len(cols), 3)`` in camera coordinates of the rays through
-    the centres of pixels ``(rows[i], cols[j])`` (float indices allowed) of an (H, W) image."""
+    the centres of pixels ``(rows[i], cols[j])`` (float indices allowed) of an (H, W) image.
+
+    frame_hw: (H, W) pixels of the camera frame the image stretches over (a model's 224x224
+    map covers a 16:9 frame: its pixels are not square); None: the image is the frame.
+    """
     h, w = hw
-    f = focal_px(w, hfov_deg)
-    x = (np.asarray(cols, np.float64) + 0.5 - w / 2) / f
-    y = (np.asarray(rows, np.float64) + 0.5 - h / 2) / f
+    fh, fw = hw if frame_hw is None else frame_hw
+    f = focal_px(fw, hfov_deg)  # in frame pixels, square there
+    x = ((np.asarray(cols, np.float64) + 0.5) * fw / w - fw / 2) / f
+    y = ((np.asarray(rows, np.float64) + 0.5) * fh / h - fh / 2) / f
     rays = np.stack(np.broadcast_arrays(x[None, :], y[:, None], np.ones((1, 1))), axis=-1)
     return rays / np.linalg.norm(rays, axis=-1, keepdims=True)

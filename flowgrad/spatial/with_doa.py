@@ -64,18 +64,26 @@ class WithDoa:
         offline: centred on the evaluated frame).
     spread_deg: the likelihood is max-filtered over this many degrees either side of each
         column (and row) before fusing (module docstring); 0 fuses the raw likelihood.
+    frame_hw: (H, W) pixels of the camera frame the maps stretch over (a 224x224 map of a
+        16:9 frame: its rows span the frame's vertical field of view, not its horizontal
+        one); None: the maps' own shape (square pixels). Only arrays with vertical extent
+        (rows) depend on it.
     """
 
     def __init__(self, geometry: ArrayGeometry, map_hw: tuple[int, int], sample_rate: int,
-                 window_s: float = DEFAULT_WINDOW_S, spread_deg: float = DEFAULT_SPREAD_DEG):
+                 window_s: float = DEFAULT_WINDOW_S, spread_deg: float = DEFAULT_SPREAD_DEG,
+                 frame_hw: Optional[tuple[int, int]] = None):
         if not 0 <= spread_deg < 45:
             raise ValueError(f"WithDoa: spread_deg must be in [0, 45) degrees, got {spread_deg!r}")
         self.geometry, self.sample_rate = geometry, int(sample_rate)
         self.finder = DirectionFinder(geometry, tuple(map_hw), self.sample_rate, window_s=window_s,
-                                      likelihood=FUSION_LIKELIHOOD)
-        # Pixels per spread at the image centre (the pinhole's scale there; a little more
-        # at the edges, where a degree covers more columns).
-        self._spread_px = round(focal_px(map_hw[1], geometry.hfov_deg) * math.tan(math.radians(spread_deg)))
+                                      likelihood=FUSION_LIKELIHOOD, frame_hw=frame_hw)
+        # Map pixels per spread at the image centre (the pinhole's scale there; a little more
+        # at the edges, where a degree covers more columns), along rows and along columns.
+        h, w = map_hw
+        fh, fw = map_hw if frame_hw is None else frame_hw
+        frame_px = focal_px(fw, geometry.hfov_deg) * math.tan(math.radians(spread_deg))
+        self._spread_px = {"rows": round(frame_px * h / fh), "cols": round(frame_px * w / fw)}
 
     @property
     def window_samples(self) -> int:
@@ -98,9 +106,10 @@ class WithDoa:
                              f"{signals.shape}")
         estimates = [self.finder(s) for s in signals]
         likelihood = np.stack([e.likelihood for e in estimates])
-        if self._spread_px > 0:
-            for axis in range(1, likelihood.ndim):  # columns, and rows for a (B, H, W) likelihood
-                likelihood = maximum_filter1d(likelihood, 2 * self._spread_px + 1, axis=axis, mode="nearest")
+        axes = {"cols": likelihood.ndim - 1, "rows": 1} if likelihood.ndim == 3 else {"cols": 1}
+        for name, axis in axes.items():  # columns, and rows for a (B, H, W) likelihood
+            if self._spread_px[name] > 0:
+                likelihood = maximum_filter1d(likelihood, 2 * self._spread_px[name] + 1, axis=axis, mode="nearest")
         fused = fuse(maps, likelihood)
         return fused, np.asarray(scores, np.float32), estimates
 

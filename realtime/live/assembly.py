@@ -205,7 +205,7 @@ def build_live(config: LiveConfig, notify: Optional[Callable[[str], None]] = Non
         turns = Turns(budget.maps_at_once) if cameras > 1 else None
         pipelines = [Pipeline(_pipeline_config(config, stream, memory, fuse), video, listener,
                               sinks[k] if sinks else publish, audio=audio, ring=ring, flow_fn=flow,
-                              doa=_direction_finding(config, engine), turns=turns)
+                              doa=_direction_finding(config, engine, video.frame_hw), turns=turns)
                      for k, (stream, (video, audio, ring, listener)) in enumerate(zip(config.streams, parts))]
         opened.pop_all()  # built: from here on LiveSystem.run and close own every part
     return LiveSystem(config, pipelines, engine, publisher, flow, dashboard, sinks)
@@ -221,14 +221,16 @@ def _open_video(source: SourceSettings, opened: ExitStack, decoder_threads: int)
     return video
 
 
-def _direction_finding(config: LiveConfig, engine) -> Optional[WithDoa]:
-    """One pipeline's direction finder for the engine's maps from the array's channels in the
-    ring (at the model's audio rate: the finder's band, 300-6000 Hz, fits under 16 kHz's
-    Nyquist), or None without an array."""
+def _direction_finding(config: LiveConfig, engine, frame_hw: Optional[tuple[int, int]]) -> Optional[WithDoa]:
+    """One pipeline's direction finder for the engine's maps of its camera's ``frame_hw``
+    frames (None: not known before the first frame; rows then as square pixels) from the
+    array's channels in the ring (at the model's audio rate: the finder's band, 300-6000 Hz,
+    fits under 16 kHz's Nyquist), or None without an array."""
     spatial = config.spatial
     if spatial.geometry is None:
         return None
-    return WithDoa(spatial.geometry, tuple(engine.map_size), engine.audio_rate, window_s=spatial.window_s)
+    return WithDoa(spatial.geometry, tuple(engine.map_size), engine.audio_rate, window_s=spatial.window_s,
+                   frame_hw=frame_hw)
 
 
 def _open_hearing(config: LiveConfig, engine, opened: ExitStack) -> list[tuple]:
