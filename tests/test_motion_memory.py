@@ -114,12 +114,13 @@ def test_a_square_that_moved_then_stopped_keeps_its_memory_by_the_decay_formula(
 
 def test_a_braking_square_counts_like_a_moving_one():
     # Square A brakes (4, 4, 4, 2, 1 px per pair) and stops; square B keeps driving at 6 px per pair. A's memory
-    # is the level of the current motion (B's 6 px), faded from A's last motion, not A's last, slow, speed.
+    # is the level of the current motion (B's 6 px), faded from A's last motion of at least MOVED_PX (2 px), not
+    # A's last, slow, speed.
     a_x = [5, 9, 13, 17, 19, 20]
     times = [k * DT for k in range(17)]
     out = _run(_scene([(4, SIDE, lambda t: a_x[min(round(t / DT), 5)]),
                        (40, 12, lambda t: 2 + 6 * round(t / DT))], times, w=160))
-    expected = 6.0 * (1.0 - (times[-1] - 4 * DT) / 5.0)  # A last moved in the pair from 0.5 s to 0.625 s
+    expected = 6.0 * (1.0 - (times[-1] - 3 * DT) / 5.0)  # A last moved 2 px in the pair from 0.375 s to 0.5 s
     # A's final place (columns 20:40) beyond where it stood at the first update (5:25; what moved then is not
     # known background yet, so it shows nothing), away from the blurred edges.
     np.testing.assert_allclose(out[0, 4 + 3:4 + SIDE - 3, 25 + 3:40 - 3], expected, atol=1e-5)
@@ -150,9 +151,9 @@ def test_a_square_that_stopped_on_a_shaking_picture_keeps_its_memory():
 
 
 def _stop_clip(path):
-    """8 fps fixture video: the textured square moves 2 px per frame for 3 s, then stands still."""
+    """8 fps fixture video: the textured square moves 4 px per frame for 3 s, then stands still."""
     from helpers import moving_square_frames, write_video
-    moving = moving_square_frames(8, 2, 24)
+    moving = moving_square_frames(8, 4, 24)
     write_video(path, moving + [moving[-1]] * 24, 8)
     from training.data.media import probe_video
     return probe_video(path)
@@ -184,7 +185,7 @@ def test_live_and_offline_memories_agree_on_the_same_clip(tmp_path):
     live = prepare_flow(torch.from_numpy(live), cfg.input_size)[0]
 
     mag_off, mag_live = offline.norm(dim=0), live.norm(dim=0)
-    expected = 2.0 * (1 - 1.75 / 5.0)  # 2 px per pair, faded 1.75 s
+    expected = 4.0 * (1 - 1.75 / 5.0)  # 4 px per pair, faded 1.75 s
     assert float(mag_off.max()) == pytest.approx(expected, abs=0.3)
     # Live keeps the memory on the flow grid and resamples it; offline resamples each pair first. The appearance
     # test then decides a few pixels differently where the textured square's trail crosses the textured
@@ -202,13 +203,13 @@ def test_rolling_flow_samples_the_memory_at_the_flow_rate_and_forgets_it_on_a_ga
 
     fps = 24
 
-    def flow_fn(prev, nxt):  # 1 px of motion while the newer frame is in [0.25 s, 1 s) (its value, 6 to 23)
-        return np.full(prev.shape + (2,), 1.0 if 6 <= nxt[15, 15] < fps else 0.0, np.float32)
+    def flow_fn(prev, nxt):  # 2 px of motion while the newer frame is in [0.25 s, 1 s) (its value, 6 to 23)
+        return np.full(prev.shape + (2,), 2.0 if 6 <= nxt[23, 23] < fps else 0.0, np.float32)
 
     def frame(i):  # grey road with the frame's number in a corner; a bright block stands there from frame 3
-        pic = np.full((16, 16), 50, np.uint8)
-        pic[15, 15] = i
-        pic[2:11, 2:11] = 200 if i >= 3 else 50  # under half of the median's sample: the road stays the median
+        pic = np.full((24, 24), 50, np.uint8)
+        pic[23, 23] = i
+        pic[3:14, 3:14] = 200 if i >= 3 else 50  # under half of the median's sample: the road stays the median
         return pic
 
     rf = RollingFlow(RollingFlowConfig(stabilise=False, motion_memory_s=5.0), flow_fn=flow_fn)
@@ -220,9 +221,9 @@ def test_rolling_flow_samples_the_memory_at_the_flow_rate_and_forgets_it_on_a_ga
     assert np.allclose(np.diff(sampled), 0.125)  # every 3rd frame of a 24 fps camera
     last_motion = max(s for s in sampled if s < 1.0)
     # Everything moved, but only the block differs from the road learnt before: it alone keeps the memory
-    # (checked where the held 1 px step still leads inside it, away from its blurred edges).
-    np.testing.assert_allclose(r.memory[:, 4:8, 4:8], 1.0 * (1 - (sampled[-1] - last_motion) / 5.0), rtol=1e-5)
-    assert not r.memory[:, :, 13:].any() and not r.memory[:, 13:, :].any()
+    # (checked where the held 2 px step still leads inside it, away from its blurred edges).
+    np.testing.assert_allclose(r.memory[:, 5:10, 5:10], 2.0 * (1 - (sampled[-1] - last_motion) / 5.0), rtol=1e-5)
+    assert not r.memory[:, :, 16:].any() and not r.memory[:, 16:, :].any()
     assert rf.push(frame(99), 10.0) is None and rf.stats.gaps == 1
     r = rf.push(frame(99), 10.125)
     assert not r.memory.any()

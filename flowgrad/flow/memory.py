@@ -48,8 +48,9 @@ import numpy as np
 
 # The FlowGrad paper's proposal: aggregate motion over a 5-second window.
 MEMORY_SECONDS = 5.0
-# A pixel moved when its flow is at least this (pixels per sample, the caller's units).
-MOVED_PX = 1.0
+# A pixel moved when its flow is at least this (pixels per sample, the caller's units: full-frame pixels per
+# flow interval from RollingFlow and the evaluator). Chosen on a validation set (docs/RESULTS.md, issue 18).
+MOVED_PX = 2.0
 # The memory's magnitude: this quantile of the current picture's moving flow magnitudes.
 LEVEL_QUANTILE = 0.9
 # A held motion is dropped, and a pixel is background, within this fraction of the frame's median grey.
