@@ -166,13 +166,13 @@ def test_the_fused_flow_map_peaks_on_the_sounding_mover_and_drops_the_silent_one
 
 def test_cli_doa_label_json_and_by_case(stereo_set, doa_cache, tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert main(["--data", str(stereo_set), "--model", "flow_only", "--model", "flow_only+doa+nomemory",
+    assert main(["--data", str(stereo_set), "--model", "flow_only+nomemory", "--model", "flow_only+doa+nomemory",
                  "--flow-cache", str(doa_cache), "--negatives", "--by-case", "--json", str(out),
                  "--plots", str(tmp_path / "plots")]) == 0
     text = capsys.readouterr().out
-    assert "| flow_only +doa |" in text and "| flow_only |" in text
+    assert "| flow_only +doa +nomemory |" in text and "| flow_only +nomemory |" in text
     models = json.loads(out.read_text())["models"]
-    assert all("azimuth_deg" in p for p in models["flow_only +doa"]["pairs"])
+    assert all("azimuth_deg" in p for p in models["flow_only +doa +nomemory"]["pairs"])
     assert (tmp_path / "plots" / "examples.png").is_file()
 
 

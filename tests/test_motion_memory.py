@@ -7,48 +7,16 @@ import pytest
 from flowgrad.flow.memory import MotionMemory
 
 DT = 0.125  # the flow rate's spacing, s
-STILL = np.full((8, 10), 120, np.uint8)  # an unchanging picture: only the decay decides
+STILL = np.full((8, 10), 120, np.uint8)  # an unchanging, featureless picture: nothing differs from the background
 
 
-def _moving_then_still(move_s, total_s, h=8, w=10, vec=(3.0, -4.0)):
-    """A pixel block that moves (vec px per pair) until move_s, then stands still until total_s."""
+def test_on_a_featureless_picture_the_memory_is_the_live_flow():
+    # Nothing there differs from the background, so nothing is remembered: only the current motion shows.
     mem = MotionMemory(5.0)
-    out = None
-    for k in range(int(round(total_s / DT)) + 1):
-        t = k * DT
-        flow = np.zeros((2, h, w), np.float32)
-        if t <= move_s + 1e-9:
-            flow[0, 2:5, 3:6], flow[1, 2:5, 3:6] = vec
-        out = mem.update(flow, t, STILL)
-    return out
-
-
-@pytest.mark.parametrize("ago", [0.0, 0.5, 1.25, 2.5, 4.0, 4.875, 5.0, 7.0])
-def test_memory_of_a_pixel_that_moved_t_seconds_ago_is_its_linear_decay(ago):
-    move_s = 1.0
-    out = _moving_then_still(move_s, move_s + ago)
-    expected = max(0.0, 1.0 - ago / 5.0)  # by hand: linear fade to zero over 5 s
-    np.testing.assert_allclose(out[0, 2:5, 3:6], 3.0 * expected, atol=1e-6)
-    np.testing.assert_allclose(out[1, 2:5, 3:6], -4.0 * expected, atol=1e-6)
-    still = np.ones((8, 10), bool)
-    still[2:5, 3:6] = False
-    assert not out[:, still].any()
-
-
-def test_current_motion_wins_over_a_faded_stronger_one():
-    mem = MotionMemory(5.0)
-    mem.update(np.full((2, 4, 4), 10.0, np.float32), 0.0, STILL)  # |peak| = 14.14
-    out = mem.update(np.full((2, 4, 4), 8.0, np.float32), 3.0, STILL)  # faded peak 5.66 < 11.31
-    np.testing.assert_allclose(out, 8.0)
-    out = mem.update(np.zeros((2, 4, 4), np.float32), 4.0, STILL)
-    np.testing.assert_allclose(out, 8.0 * (1 - 1.0 / 5.0), rtol=1e-6)
-
-
-def test_a_stronger_recent_peak_is_kept_over_a_weaker_current_motion():
-    mem = MotionMemory(5.0)
-    mem.update(np.full((2, 4, 4), 10.0, np.float32), 0.0, STILL)
-    out = mem.update(np.full((2, 4, 4), 1.0, np.float32), 1.0, STILL)
-    np.testing.assert_allclose(out, 10.0 * 0.8, rtol=1e-6)
+    moving = np.zeros((2, 8, 10), np.float32)
+    moving[:, 2:5, 3:6] = 3.0
+    np.testing.assert_array_equal(mem.update(moving, 0.0, STILL), moving)
+    assert not mem.update(np.zeros((2, 8, 10), np.float32), 0.5, STILL).any()
 
 
 def test_non_finite_flow_counts_as_no_motion_and_shape_change_restarts():
@@ -73,16 +41,18 @@ def test_bad_frame_is_a_clear_error(bad):
         MotionMemory().update(np.zeros((2, 4, 4), np.float32), 0.0, bad)
 
 
-def test_time_must_increase_and_seconds_must_be_positive():
+def test_time_must_increase_and_the_options_must_be_in_range():
     mem = MotionMemory()
     mem.update(np.zeros((2, 2, 2), np.float32), 1.0, STILL)
     with pytest.raises(ValueError, match="t must increase"):
         mem.update(np.zeros((2, 2, 2), np.float32), 1.0, STILL)
     for bad in (0, -1.0, float("nan"), True):
-        with pytest.raises(ValueError, match="seconds"):
-            MotionMemory(bad)
-        with pytest.raises(ValueError, match="change"):
-            MotionMemory(5.0, bad)
+        for name in ("seconds", "change", "moved_px", "level_quantile", "background_rate"):
+            with pytest.raises(ValueError, match=name):
+                MotionMemory(**{name: bad})
+    for name in ("level_quantile", "background_rate"):
+        with pytest.raises(ValueError, match=f"{name} must be .* <= 1"):
+            MotionMemory(**{name: 1.5})
     with pytest.raises(ValueError, match="no flow"):
         MotionMemory().field()
 
@@ -90,19 +60,29 @@ def test_time_must_increase_and_seconds_must_be_positive():
 H, W, SIDE, V = 60, 80, 20, 2  # grid, square side (px), its speed (px per pair)
 
 
-def _square_scene(x_of_t, times, h=H, w=W, shift_of_t=lambda t: 0):
-    """Pictures and exact flows of a bright square (rows 20:40) at column x_of_t(t) on a grey road with a
-    few darker marks, the picture shifted shift_of_t(t) px sideways (residual shake), sampled on each pair's
-    older frame as RollingFlow's are: yields (t, flow (2, h, w), picture (h, w) uint8)."""
+def _scene(squares, times, h=H, w=W, shift_of_t=lambda t: 0, halo=0):
+    """Pictures and exact flows of bright squares on a grey road with a few darker marks, the picture shifted
+    shift_of_t(t) px sideways (residual shake), sampled on each pair's older frame as RollingFlow's are.
+    squares: (top row, side, x_of_t) each, at column x_of_t(t). halo: the flow also covers this many road
+    pixels around each moving square (Farneback's flow spreads so). Yields (t, flow (2, h, w), picture (h, w) uint8)."""
     for t in times:
-        x, shift = x_of_t(t), shift_of_t(t)
+        shift = shift_of_t(t)
         pic = np.full((h, w), 100, np.uint8)
         pic[::7, :] = 80  # road marks: texture that a shift changes locally
-        pic[20:20 + SIDE, x:x + SIDE] = 200
+        for top, side, x_of_t in squares:
+            pic[top:top + side, x_of_t(t):x_of_t(t) + side] = 200
         pic = np.roll(pic, shift, axis=1)
         flow = np.zeros((2, h, w), np.float32)
-        flow[0, 20:20 + SIDE, x + shift:x + shift + SIDE] = x_of_t(t + DT) - x
+        for top, side, x_of_t in squares:
+            x, step = x_of_t(t) + shift, x_of_t(t + DT) - x_of_t(t)
+            if step:
+                flow[0, max(top - halo, 0):top + side + halo, max(x - halo, 0):x + side + halo] = step
         yield t, flow, pic
+
+
+def _square_scene(x_of_t, times, **kw):
+    """:func:`_scene` of one square of side SIDE in rows 20:40."""
+    return _scene([(20, SIDE, x_of_t)], times, **kw)
 
 
 def _run(scene):
@@ -113,45 +93,67 @@ def _run(scene):
     return out
 
 
-@pytest.mark.parametrize("ago", [0.5, 2.0, 4.0])
-def test_a_square_that_moved_then_stopped_keeps_its_memory_by_the_decay_formula(ago):
+@pytest.mark.parametrize("halo", [0, 3])
+@pytest.mark.parametrize("ago", [0.5, 2.0, 4.0, 4.875, 5.0])
+def test_a_square_that_moved_then_stopped_keeps_its_memory_by_the_decay_formula(ago, halo):
     stop_k = 10  # moves V px per pair until pair 10 (t = 1.25 s), then stands at column 5 + 10 * V
     times = [k * DT for k in range(int(round((stop_k * DT + ago) / DT)) + 1)]
-    out = _run(_square_scene(lambda t: 5 + V * min(round(t / DT), stop_k), times))
+    out = _run(_square_scene(lambda t: 5 + V * min(round(t / DT), stop_k), times, halo=halo))
     last_motion = (stop_k - 1) * DT  # the pair from 1.125 s to 1.25 s is the last one with motion
-    expected = V * max(0.0, 1.0 - (times[-1] - last_motion) / 5.0)  # by hand, the linear fade
+    expected = V * max(0.0, 1.0 - (times[-1] - last_motion) / 5.0)  # by hand, the linear fade of the level V
     x = 5 + V * stop_k
     inside = out[0, 20 + 3:20 + SIDE - 3, x + 3:x + SIDE - 3]  # away from the blurred edges
     np.testing.assert_allclose(inside, expected, atol=1e-6)
     assert not out[1].any()
+    # The road around it moved too with a halo (as Farneback's flow spreads), still looks like road, and
+    # so is background: no memory there (the peak memory held V * decay on the halo: a ring round the car).
+    road = np.ones((H, W), bool)
+    road[20 - 2:20 + SIDE + 2, x - 2 - V:x + SIDE + 2] = False  # the square, its blurred edges, its last step
+    assert not out[:, road].any()
+
+
+def test_a_braking_square_counts_like_a_moving_one():
+    # Square A brakes (4, 4, 4, 2, 1 px per pair) and stops; square B keeps driving at 6 px per pair. A's memory
+    # is the level of the current motion (B's 6 px), faded from A's last motion of at least MOVED_PX (2 px), not
+    # A's last, slow, speed.
+    a_x = [5, 9, 13, 17, 19, 20]
+    times = [k * DT for k in range(17)]
+    out = _run(_scene([(4, SIDE, lambda t: a_x[min(round(t / DT), 5)]),
+                       (40, 12, lambda t: 2 + 6 * round(t / DT))], times, w=160))
+    expected = 6.0 * (1.0 - (times[-1] - 3 * DT) / 5.0)  # A last moved 2 px in the pair from 0.375 s to 0.5 s
+    # A's final place (columns 20:40) beyond where it stood at the first update (5:25; what moved then is not
+    # known background yet, so it shows nothing), away from the blurred edges.
+    np.testing.assert_allclose(out[0, 4 + 3:4 + SIDE - 3, 25 + 3:40 - 3], expected, atol=1e-5)
+    assert not out[:, 4:4 + SIDE, 5:20].any()
+    np.testing.assert_allclose(out[0, 40 + 3:40 + 12 - 3, 98 + 3:98 + 12 - 3], 6.0)  # B: its live flow
 
 
 def test_a_square_that_drove_on_leaves_no_memory_where_the_road_shows_again():
-    # The old memory (no appearance) kept V * (1 - 2 / 5) = 1.2 px along the whole path here.
+    # The memory without an appearance test kept V * (1 - 2 / 5) = 1.2 px along the whole path here.
     times = [k * DT for k in range(33)]  # 4 s at V px per pair: from column 2 to 66 (leaves the grid)
     out = _run(_square_scene(lambda t: 2 + V * round(t / DT) if t < 2.0 else 2 + V * 16 + 200, times))
     mag = np.hypot(out[0], out[1])
     assert not mag.any()  # the square left 2 s ago: the road shows everywhere again
     times = [k * DT for k in range(17)]  # still on screen at the end, at column 34
-    out = _run(_square_scene(lambda t: 2 + V * round(t / DT), times))
+    out = _run(_square_scene(lambda t: 2 + V * round(t / DT), times, halo=3))
     mag = np.hypot(out[0], out[1])
     assert mag[20:40, 34:34 + SIDE].min() == pytest.approx(V)  # the square itself: its current motion
     behind = np.zeros_like(mag, bool)
-    behind[20:40, 2:34 - V - 1] = True  # the path, back from its rear by the held step and the 1 px shift tolerance
+    behind[:, :34 - V - 1 - 3] = True  # the path, back from its rear by the held step, the shift tolerance, the halo
     assert not mag[behind].any()
 
 
-def test_a_still_square_on_a_shaking_picture_keeps_its_memory():
+def test_a_square_that_stopped_on_a_shaking_picture_keeps_its_memory():
     times = [k * DT for k in range(25)]
-    out = _run(_square_scene(lambda t: 30 + (V if t >= DT else 0), times, shift_of_t=lambda t: round(t / DT) % 2))
-    expected = V * (1.0 - (times[-1] - 0.0) / 5.0)  # the one motion, pair 0, faded 3 s
-    np.testing.assert_allclose(out[0, 23:37, 35:47], expected, atol=1e-6)
+    out = _run(_square_scene(lambda t: 10 + V * min(round(t / DT), 10), times, shift_of_t=lambda t: round(t / DT) % 2))
+    expected = V * (1.0 - (times[-1] - 9 * DT) / 5.0)  # the last motion, pair 9, faded 1.875 s
+    np.testing.assert_allclose(out[0, 23:37, 34:46], expected, atol=1e-6)
 
 
 def _stop_clip(path):
-    """8 fps fixture video: the textured square moves 2 px per frame for 3 s, then stands still."""
+    """8 fps fixture video: the textured square moves 4 px per frame for 3 s, then stands still."""
     from helpers import moving_square_frames, write_video
-    moving = moving_square_frames(8, 2, 24)
+    moving = moving_square_frames(8, 4, 24)
     write_video(path, moving + [moving[-1]] * 24, 8)
     from training.data.media import probe_video
     return probe_video(path)
@@ -183,7 +185,7 @@ def test_live_and_offline_memories_agree_on_the_same_clip(tmp_path):
     live = prepare_flow(torch.from_numpy(live), cfg.input_size)[0]
 
     mag_off, mag_live = offline.norm(dim=0), live.norm(dim=0)
-    expected = 2.0 * (1 - 1.75 / 5.0)  # 2 px per pair, faded 1.75 s
+    expected = 4.0 * (1 - 1.75 / 5.0)  # 4 px per pair, faded 1.75 s
     assert float(mag_off.max()) == pytest.approx(expected, abs=0.3)
     # Live keeps the memory on the flow grid and resamples it; offline resamples each pair first. The appearance
     # test then decides a few pixels differently where the textured square's trail crosses the textured
@@ -201,20 +203,29 @@ def test_rolling_flow_samples_the_memory_at_the_flow_rate_and_forgets_it_on_a_ga
 
     fps = 24
 
-    def flow_fn(prev, nxt):  # 1 px of motion while the newer frame is in [0.25 s, 1 s) (its value, 6 to 23)
-        return np.full(prev.shape + (2,), 1.0 if 6 <= nxt[0, 0] < fps else 0.0, np.float32)
+    def flow_fn(prev, nxt):  # 2 px of motion while the newer frame is in [0.25 s, 1 s) (its value, 6 to 23)
+        return np.full(prev.shape + (2,), 2.0 if 6 <= nxt[23, 23] < fps else 0.0, np.float32)
+
+    def frame(i):  # grey road with the frame's number in a corner; a bright block stands there from frame 3
+        pic = np.full((24, 24), 50, np.uint8)
+        pic[23, 23] = i
+        pic[3:14, 3:14] = 200 if i >= 3 else 50  # under half of the median's sample: the road stays the median
+        return pic
 
     rf = RollingFlow(RollingFlowConfig(stabilise=False, motion_memory_s=5.0), flow_fn=flow_fn)
     sampled, r = [], None
     for i in range(3 * fps):
-        r = rf.push(np.full((8, 8), i, np.uint8), i / fps)
+        r = rf.push(frame(i), i / fps)
         if r is not None and (not sampled or rf._memory.t != sampled[-1]):
             sampled.append(rf._memory.t)
     assert np.allclose(np.diff(sampled), 0.125)  # every 3rd frame of a 24 fps camera
     last_motion = max(s for s in sampled if s < 1.0)
-    np.testing.assert_allclose(r.memory, 1.0 * (1 - (sampled[-1] - last_motion) / 5.0), rtol=1e-5)
-    assert rf.push(np.full((8, 8), 99, np.uint8), 10.0) is None and rf.stats.gaps == 1
-    r = rf.push(np.full((8, 8), 99, np.uint8), 10.125)
+    # Everything moved, but only the block differs from the road learnt before: it alone keeps the memory
+    # (checked where the held 2 px step still leads inside it, away from its blurred edges).
+    np.testing.assert_allclose(r.memory[:, 5:10, 5:10], 2.0 * (1 - (sampled[-1] - last_motion) / 5.0), rtol=1e-5)
+    assert not r.memory[:, :, 16:].any() and not r.memory[:, 16:, :].any()
+    assert rf.push(frame(99), 10.0) is None and rf.stats.gaps == 1
+    r = rf.push(frame(99), 10.125)
     assert not r.memory.any()
 
 

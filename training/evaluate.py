@@ -25,8 +25,9 @@ Flow (docs/RESULTS.md has the measurements): camera shake is removed from every 
 printed). A model can be fed the 5-second motion memory (flowgrad.flow.memory, made of the
 pairs over the 5 s before each evaluation time) instead of one pair: append ``+memory`` to
 its spec (``flow_only+memory``, ``flowgrad_h:RCGRAD.ckpt+memory``), or ``+nomemory`` to
-turn off a model's default (the models with ``motion_memory = True``); ``--motion-memory
-on|off`` sets it for every model.
+turn off a model's default (the models with ``motion_memory = True``: flow_only and flowgrad_h);
+``--motion-memory on|off`` sets it for every model. A model's label says ``+memory`` or ``+nomemory``
+where its flow input is not its default.
 
 Direction (docs/SPATIAL.md): ``+doa`` after a spec (``flow_only+doa``, ``CKPT+doa``,
 ``flowgrad_h:RCGRAD.ckpt+doa+memory``; flowgrad.spec) multiplies each map by the direction
@@ -178,10 +179,10 @@ def open_localiser(spec: str, device: str, reference: bool = False, allow_untrai
     if parsed.base.startswith("detector:"):
         return loc
     memory = motion_memory if motion_memory is not None else parsed.memory
-    if memory is None:
-        memory = default_for(loc.name)
-    if memory:
-        loc.label = f"{loc.label} +memory"
+    default = default_for(loc.name)
+    memory = default if memory is None else memory
+    if memory != default:  # the label names a departure from the model's default flow input
+        loc.label = f"{loc.label} {'+memory' if memory else '+nomemory'}"
     loc.motion_memory = memory
     return loc
 

@@ -1,39 +1,39 @@
-"""Motion memory: a per-pixel fading memory of the (compensated) flow of the last few seconds.
+"""Motion memory: for every pixel, whether something there moved in the last few seconds and still looks the same.
 
 A flow pair sees 0.125 s of motion, so a vehicle that stops at a light vanishes
 from every flow-gated map although it still sounds (the FlowGrad paper's own
-failure analysis). :class:`MotionMemory` keeps, for every pixel, the strongest
-motion it saw recently and lets it fade linearly to zero over ``seconds``:
+failure analysis). :class:`MotionMemory` remembers, for every pixel, the last
+time it moved (flow of at least ``moved_px``) and the direction it moved in,
+and shows there a motion of a FIXED magnitude that fades linearly to zero over
+``seconds``:
 
-    memory(t) = peak * w(t - t_peak),   w(a) = max(0, 1 - a / seconds)
+    memory(t) = level * w(t - t_moved) * direction,   w(a) = max(0, 1 - a / seconds)
 
-where (peak, t_peak) is the pixel's held flow vector and the time it was seen.
-A new flow sample replaces the held one wherever its magnitude reaches the
-held one's decayed magnitude, so the memory never falls below the current
-motion and a moving pixel's memory is its current flow. The result is a flow
-field of the input's shape and units, so it can replace the flow input of any
-model (flow_only, FlowGrad-H's gate, a learned model trained on it) without
-changing the model or its ONNX graph.
+where ``level`` is a typical moving speed of the current picture (the
+``level_quantile`` quantile of the flow magnitudes of at least ``moved_px``,
+kept from the last flow that had any). So a vehicle that has just stopped counts
+like a moving one, whatever its speed when it stopped, and fades; the returned
+field is max(|live flow|, memory) per pixel (the live vector where it is the
+larger), so it can replace the flow input of any model (flow_only, FlowGrad-H's
+gate, a learned model trained on it) without changing the model.
 
-Trails: without more, a moving vehicle would leave a memory along its whole
-path (``speed * seconds`` pixels behind it), which widens every binarised map
-far beyond the vehicle (docs/RESULTS.md). So each held peak also keeps the
-picture's appearance at that pixel when it was seen (the grey level of the
-pair's older frame on the flow grid, blurred, divided by the frame's median
-so that a change of exposure does not count), and a held peak is dropped as
-soon as the appearance has changed by more than ``change`` (a fraction of
-the median grey): a stopped vehicle still looks the same and keeps its
-memory; where a vehicle drove on, the road shows again and the memory is gone
-(the pixel then holds the current motion). What was seen at a pixel moved on
-by the held vector itself before it stopped (the peak's pair ends one step
-later), so the held appearance is compared with the current one there, and
-with the darkest and brightest within ``SHIFT_FRACTION`` of the grid's size
-of that point, so that a few pixels of residual camera shake do not count as
-a change either.
-
-Holding one peak per pixel (not every sample of the window) costs O(1) per
-pixel; it can under-read a pixel whose weaker but newer sample would have
-outlasted the held one's fade (it then reads the held one's smaller value).
+Two tests keep the memory on the vehicle and off the road (docs/RESULTS.md, issue 18):
+- appearance unchanged: each held motion keeps the picture's appearance at the
+  pixel when it moved (:func:`appearance`: grey on the flow grid, blurred,
+  divided by the frame's median) and is dropped as soon as the appearance there
+  has changed by more than ``change`` (a fraction of the median grey), compared
+  where the held vector leads (what moved there, one step on) and with the
+  darkest and brightest within ``SHIFT_FRACTION`` of the grid (residual camera
+  shake): where a vehicle drove on, the road shows again and the memory is gone.
+- not background: the memory shows only where the picture differs from a slowly
+  learnt background (the appearance averaged at ``background_rate`` per sample,
+  learnt only where nothing moves or is held), again by more than ``change``
+  beyond the darkest and brightest within the shake tolerance. Farneback's flow
+  spreads a few pixels onto the road around a moving vehicle; those road pixels
+  "moved" and still look like road, but they are background, so they show nothing.
+  The background starts as the first picture, known only where nothing moved
+  then (a vehicle driving at the start leaves no ghost); a vehicle that stood
+  still at the start is background until it moves away.
 
 Units: flow in pixels (whatever grid and scale the caller feeds, usually
 full-frame pixels per flow interval), times in seconds.
@@ -48,8 +48,15 @@ import numpy as np
 
 # The FlowGrad paper's proposal: aggregate motion over a 5-second window.
 MEMORY_SECONDS = 5.0
-# A held peak is dropped where the appearance changed by more than this fraction of the frame's median grey.
+# A pixel moved when its flow is at least this (pixels per sample, the caller's units: full-frame pixels per
+# flow interval from RollingFlow and the evaluator). Chosen on a validation set (docs/RESULTS.md, issue 18).
+MOVED_PX = 2.0
+# The memory's magnitude: this quantile of the current picture's moving flow magnitudes.
+LEVEL_QUANTILE = 0.9
+# A held motion is dropped, and a pixel is background, within this fraction of the frame's median grey.
 APPEARANCE_CHANGE = 0.1
+# The background follows the picture at this rate per sample (8 per second: a time constant of 1.25 s).
+BACKGROUND_RATE = 0.1
 # Blur (Gaussian sigma) and shake tolerance (search radius) of the appearance, as fractions of the grid's
 # height and width: the same on any flow grid, so that live (working grid) and offline (model grid) agree.
 BLUR_FRACTION = 0.01
@@ -86,22 +93,34 @@ def default_for(model_name: str) -> bool:
 
 
 class MotionMemory:
-    """The fading per-pixel memory of a sequence of flow fields (see the module docstring).
+    """The fading per-pixel "has moved" memory of a sequence of flow fields (see the module docstring).
 
-    seconds: how long a sample lasts, seconds (> 0; MEMORY_SECONDS by default).
-    change: how much the appearance may change, as a fraction of the frame's median
-        grey, before a held peak is dropped (> 0; APPEARANCE_CHANGE by default).
+    seconds: how long a motion is remembered, seconds (> 0; MEMORY_SECONDS by default).
+    change: how much the appearance may change before a held motion is dropped, and how much
+        it must differ from the background to show, as a fraction of the frame's median grey
+        (> 0; APPEARANCE_CHANGE by default).
+    moved_px: the flow magnitude from which a pixel counts as moving (> 0; MOVED_PX).
+    level_quantile: the memory's magnitude is this quantile of the moving magnitudes (in (0, 1]).
+    background_rate: how fast the background follows the picture, per sample (in (0, 1]).
     Feed flows and the frames they were seen on in time order with :meth:`update`;
     :meth:`field` is the memory at the newest update. A flow of another shape starts
     the memory afresh. Not thread-safe.
     """
 
-    def __init__(self, seconds: float = MEMORY_SECONDS, change: float = APPEARANCE_CHANGE) -> None:
-        for name, v in (("seconds", seconds), ("change", change)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+    def __init__(self, seconds: float = MEMORY_SECONDS, change: float = APPEARANCE_CHANGE,
+                 moved_px: float = MOVED_PX, level_quantile: float = LEVEL_QUANTILE,
+                 background_rate: float = BACKGROUND_RATE) -> None:
+        for name, v, top in (("seconds", seconds, math.inf), ("change", change, math.inf),
+                             ("moved_px", moved_px, math.inf), ("level_quantile", level_quantile, 1.0),
+                             ("background_rate", background_rate, 1.0)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= top:
+                bound = "" if top == math.inf else " and <= 1"
+                raise ValueError(f"{name} must be a finite number > 0{bound}, got {v!r}")
         self.seconds = float(seconds)
         self.change = float(change)
+        self.moved_px = float(moved_px)
+        self.level_quantile = float(level_quantile)
+        self.background_rate = float(background_rate)
         self.reset()
 
     @property
@@ -111,12 +130,17 @@ class MotionMemory:
 
     def reset(self) -> None:
         """Forget everything (e.g. on a camera switch or a gap in the stream)."""
-        self._peak: Optional[np.ndarray] = None  # (2, H, W) float32 held vectors
-        self._peak_mag: Optional[np.ndarray] = None  # (H, W) float32 their magnitudes
-        # (H, W) float32 when they were seen, seconds after _t0 (float32 keeps 1 ms for days).
-        self._peak_t: Optional[np.ndarray] = None
-        self._weights: Optional[np.ndarray] = None  # (H, W) float32 decay weights at _t
-        self._look: Optional[np.ndarray] = None  # (H, W) float32 appearance where each peak was seen
+        self._vec: Optional[np.ndarray] = None  # (2, H, W) float32 the last moving vector of each pixel
+        self._vec_mag: Optional[np.ndarray] = None  # (H, W) float32 its magnitude
+        # (H, W) float32 when it moved, seconds after _t0 (float32 keeps 1 ms for days).
+        self._moved_t: Optional[np.ndarray] = None
+        self._weights: Optional[np.ndarray] = None  # (H, W) float32 decay weights at _t (0: nothing held)
+        self._look: Optional[np.ndarray] = None  # (H, W) float32 appearance where each pixel last moved
+        self._background: Optional[np.ndarray] = None  # (H, W) float32 the learnt still picture
+        self._known: Optional[np.ndarray] = None  # (H, W) bool where the background has been learnt
+        self._foreground: Optional[np.ndarray] = None  # (H, W) bool where the picture differs from it at _t
+        self._live: Optional[np.ndarray] = None  # (2, H, W) float32 the newest flow, non-finite as 0
+        self._level = self.moved_px
         self._t: Optional[float] = None
         self._t0 = 0.0
 
@@ -141,49 +165,70 @@ class MotionMemory:
             raise ValueError(f"t must increase: {t} after {self._t}")
         flow = flow.astype(np.float32, copy=False)
         look = appearance(frame, flow.shape[1:])
-        if self._peak is None or self._peak.shape != flow.shape:
-            self._peak = np.zeros(flow.shape, np.float32)
-            self._peak_mag = np.zeros(flow.shape[1:], np.float32)
-            self._peak_t = np.zeros(flow.shape[1:], np.float32)
+        if self._vec is None or self._vec.shape != flow.shape:
+            self._vec = np.zeros(flow.shape, np.float32)
+            self._vec_mag = np.zeros(flow.shape[1:], np.float32)
+            self._moved_t = np.full(flow.shape[1:], -np.inf, np.float32)  # never: nothing held
             self._weights = np.zeros(flow.shape[1:], np.float32)
             self._look = look.copy()
+            self._background = look.copy()
+            self._known = np.zeros(flow.shape[1:], bool)
             self._t0 = t
         now = np.float32(t - self._t0)
         w = self._weights
-        # w = max(0, 1 - (now - t_peak) / seconds), in place: this runs once per flow field.
-        np.subtract(self._peak_t, now, out=w)
+        # w = max(0, 1 - (now - t_moved) / seconds), in place: this runs once per flow field.
+        np.subtract(self._moved_t, now, out=w)
         w *= np.float32(1.0 / self.seconds)
         w += np.float32(1.0)
         np.maximum(w, 0.0, out=w)
         fh, fw = frame.shape[:2] if frame_hw is None else frame_hw
-        grid_per_px = (flow.shape[1] / fh, flow.shape[2] / fw)
-        np.copyto(w, 0.0, where=self._changed(look, grid_per_px))  # the picture changed: what moved there has gone
+        kernel = _shake_kernel(look.shape)
+        np.copyto(w, 0.0, where=self._changed(look, kernel, (flow.shape[1] / fh, flow.shape[2] / fw)))
         mag = np.hypot(flow[0], flow[1])
-        take = mag >= self._peak_mag * w  # False where mag is NaN: no motion seen there
-        np.copyto(self._look, look, where=take)
-        np.copyto(self._peak, flow, where=take[None])
-        np.copyto(self._peak_mag, mag, where=take)
-        np.copyto(self._peak_t, now, where=take)
-        np.copyto(w, 1.0, where=take)
+        moving = mag >= np.float32(self.moved_px)  # False where mag is NaN: no motion seen there
+        if moving.any():
+            self._level = float(np.quantile(mag[moving], self.level_quantile))
+        np.copyto(self._look, look, where=moving)
+        np.copyto(self._vec, flow, where=moving[None])
+        np.copyto(self._vec_mag, mag, where=moving)
+        np.copyto(self._moved_t, now, where=moving)
+        np.copyto(w, 1.0, where=moving)
+        # The background learns only where nothing moves or is held: a stopped vehicle is not absorbed while
+        # remembered. Until a pixel has been learnt once (what moved at the first update has not), it is unknown.
+        learn = (w == 0) & ~moving
+        self._known |= learn
+        self._background += np.float32(self.background_rate) * learn * (look - self._background)
+        c, bg = np.float32(self.change), self._background
+        self._foreground = self._known & ((look > cv2.dilate(bg, kernel) + c) | (look < cv2.erode(bg, kernel) - c))
+        self._live = np.where(np.isfinite(flow), flow, np.float32(0.0))
         self._t = t
         return self.field()
 
-    def _changed(self, look: np.ndarray, grid_per_px: tuple[float, float]) -> np.ndarray:
+    def _changed(self, look: np.ndarray, kernel: np.ndarray, grid_per_px: tuple[float, float]) -> np.ndarray:
         """(H, W) bool: where the held appearance is darker than the darkest or brighter than the
-        brightest current one within SHIFT_FRACTION of the grid around the point its held vector
-        leads to, by more than ``change``. grid_per_px: (y, x) grid pixels per flow pixel."""
+        brightest current one within ``kernel`` around the point its held vector leads to, by more
+        than ``change``. grid_per_px: (y, x) grid pixels per flow pixel."""
         h, w = look.shape
-        kernel = np.ones((2 * round(SHIFT_FRACTION * h) + 1, 2 * round(SHIFT_FRACTION * w) + 1), np.uint8)
         ys, xs = np.indices((h, w), np.float32)
-        map_x = xs + self._peak[0] * np.float32(grid_per_px[1])
-        map_y = ys + self._peak[1] * np.float32(grid_per_px[0])
+        map_x = xs + self._vec[0] * np.float32(grid_per_px[1])
+        map_y = ys + self._vec[1] * np.float32(grid_per_px[0])
         brightest = cv2.remap(cv2.dilate(look, kernel), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         darkest = cv2.remap(cv2.erode(look, kernel), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return (self._look > brightest + np.float32(self.change)) | (self._look < darkest - np.float32(self.change))
 
     def field(self) -> np.ndarray:
-        """The memory at the newest update: (2, H, W) float32, each held vector scaled by
-        its decay weight (magnitude = the decayed peak magnitude). ValueError before any update."""
-        if self._peak is None:
+        """The memory at the newest update: (2, H, W) float32, per pixel the live flow or, where it
+        is larger, the held motion's direction times level times its decay weight, where the
+        picture differs from the background (else zero). ValueError before any update."""
+        if self._vec is None:
             raise ValueError("no flow seen yet")
-        return self._peak * self._weights[None]
+        scale = np.float32(self._level) * self._weights * self._foreground / np.maximum(self._vec_mag, np.float32(1e-6))
+        held = self._vec * scale[None]
+        larger = np.hypot(self._live[0], self._live[1]) >= np.float32(self._level) * self._weights * self._foreground
+        return np.where(larger[None], self._live, held)
+
+
+def _shake_kernel(hw: tuple[int, int]) -> np.ndarray:
+    """The (2r+1, 2r'+1) uint8 window of the shake tolerance on an (H, W) grid (SHIFT_FRACTION of each side)."""
+    h, w = hw
+    return np.ones((2 * round(SHIFT_FRACTION * h) + 1, 2 * round(SHIFT_FRACTION * w) + 1), np.uint8)
