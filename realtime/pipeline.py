@@ -439,25 +439,26 @@ class Pipeline:
         self.stage_ms["infer"].add(done, done - t0)
         direction = None
         if self.doa is not None:
-            heat, direction = self._direction(heat, score)
+            heat, score, direction = self._direction(heat, score)
             found = self._clock()
             self.stage_ms["doa"].add(found, found - done)
         self._score, self._doa = score, direction
         return _Mapped(item.frame, heat, score, direction)
 
-    def _direction(self, heat: np.ndarray, score: float) -> tuple[np.ndarray, Optional[dict]]:
-        """``heat`` (H, W) fused with the direction heard in the ring's newest window, and the
-        message's doa field; ``heat`` unchanged and None while the ring holds less than a window."""
+    def _direction(self, heat: np.ndarray, score: float) -> tuple[np.ndarray, float, Optional[dict]]:
+        """``heat`` (H, W) fused with the direction heard in the ring's newest window, the score
+        WithDoa makes of ``score`` (min with the array's P(heard)), and the message's doa field;
+        ``heat`` and ``score`` unchanged and None while the ring holds less than a window."""
         window = self.ring.latest(self.doa.finder.window_s, channels=True) if self.ring.total_samples else None
         # The sources make every sample finite (counted in their problem line); a window they did not
         # fill must not reach the finder either.
         if window is None or not window.filled or not np.isfinite(window.samples).all():
             self._without_doa += 1
-            return heat, None
+            return heat, score, None
         if not self.config.fuse_doa:
-            return heat, doa_fields(self.doa.finder(window.samples))
-        fused, _, (estimate,) = self.doa(heat[None], np.array([score], np.float32), window.samples[None])
-        return fused[0], doa_fields(estimate)
+            return heat, score, doa_fields(self.doa.finder(window.samples))
+        fused, scores, (estimate,) = self.doa(heat[None], np.array([score], np.float32), window.samples[None])
+        return fused[0], float(scores[0]), doa_fields(estimate)
 
     def _audio(self) -> None:
         """Refresh the audio embedding (for a model that listens) and the level from the ring's

@@ -82,6 +82,19 @@ def test_a_known_delay_through_the_live_pipeline_publishes_its_analytic_azimuth(
     assert "azimuth +2" in console.status_line(stats)
 
 
+def test_the_published_score_is_the_fused_one_and_quiet_follows_it(clip, tmp_path):
+    """flow_only's score is 1 ("no ears"); under +doa the message carries min(1, P(heard)):
+    loud for one clear source, quiet for digital silence (before, 1 and loud for both)."""
+    heard, _ = _run_doa_pipeline(clip, _delayed_noise_wav(tmp_path / "pair.wav"), seconds=2.5)
+    silent_wav = write_wav(tmp_path / "zeros.wav", np.zeros((2, RATE_FILE * 4)), RATE_FILE) or tmp_path / "zeros.wav"
+    silent, stats = _run_doa_pipeline(clip, silent_wav, seconds=2.5)
+    heard, silent = [m for m in heard if m.doa is not None], [m for m in silent if m.doa is not None]
+    assert heard and silent, stats
+    assert all(m.score > 0.5 and m.quiet is False for m in heard)
+    assert all(m.score < 0.5 and m.quiet is True for m in silent)
+    assert stats["quiet"] is True
+
+
 def test_mics_alone_publishes_the_direction_and_leaves_the_map_unfused(clip, tmp_path):
     sound = _delayed_noise_wav(tmp_path / "pair.wav")
     maps, _ = _run_doa_pipeline(clip, sound, fuse=False, seconds=2.5)

@@ -28,7 +28,7 @@ def test_a_flat_map_takes_the_peak_at_the_sources_pinhole_column():
     expected = column_of_azimuth(-20.0, 112, 90.0)
     assert abs(int(np.argmax(maps[0, 28])) + 0.5 - expected) <= 2.0
     assert maps.min() >= 0 and maps.max() == pytest.approx(1.0)
-    assert scores.tolist() == pytest.approx([0.3])  # the model's score passes through
+    assert scores.tolist() == pytest.approx([0.3])  # a clear direction heard: the model's score stands
     fields = doa_fields(estimate)
     assert abs(fields["azimuth_deg"] + 20.0) < 3.0 and fields["elevation_deg"] is None
     assert 0.5 < fields["confidence"] <= 1.0
@@ -119,3 +119,44 @@ def test_a_square_arrays_source_lands_on_its_pinhole_row_of_a_map_stretched_over
     row = np.unravel_index(np.argmax(maps[0]), maps[0].shape)[0] + 0.5
     assert abs(row - expected) <= 4.0, (row, expected)
     assert estimate.elevation_deg == pytest.approx(20.0, abs=2.0)
+
+
+def _heard_factors(geometry, rate):
+    """Coherence factor of: a source in the picture at 20 dB SNR, diffuse noise only, zeros."""
+    from flowgrad.spatial.with_doa import heard_factor
+    from training.synth.spatial import diffuse_noise
+
+    rng = np.random.default_rng(11)
+    n = rate // 2
+    a = np.radians(15.0)
+    heard = render_array([(rng.standard_normal(n), 20.0 * np.array([np.sin(a), 0.0, np.cos(a)]))], rate,
+                         geometry.mic_positions_m, 0.0, rng)
+    rms = float(np.sqrt(np.mean(heard ** 2)))
+    source = heard + diffuse_noise(heard.shape[1], rate, geometry.mic_positions_m, rms / 10, rng)  # 20 dB SNR
+    noise = diffuse_noise(n, rate, geometry.mic_positions_m, 0.1, rng)
+    silence = np.zeros((geometry.channels, n), np.float32)
+    fusion = WithDoa(geometry, (32, 64), rate)
+    _, scores, estimates = fusion(np.ones((3, 32, 64), np.float32), np.ones(3), np.stack([source, noise, silence]))
+    assert scores.tolist() == pytest.approx([heard_factor(e.coherence) for e in estimates], rel=1e-5)  # min(1, P)
+    return scores
+
+
+@pytest.mark.parametrize("spec,rate", [("stereo:0.2", 48000), ("stereo:0.2", 16000), ("square:0.2", 48000)])
+def test_the_score_is_tempered_by_whether_a_source_in_the_picture_is_heard(spec, rate):
+    """min(score, P(heard | coherence)): a model without a score (1) gets the array's: above 0.5 for
+    a source in the picture at 20 dB SNR, below for diffuse noise only and for digital zeros
+    (before, the score passed through: 1 for all three)."""
+    source, noise, silence = _heard_factors(preset_geometry(spec, 90.0), rate)
+    assert source > 0.5 and noise < 0.5 and silence < 0.5, (source, noise, silence)
+
+
+def test_the_combined_score_stays_in_0_1():
+    from flowgrad.spatial.with_doa import heard_factor
+
+    geometry = preset_geometry("stereo:0.2", 90.0)
+    heard = np.repeat(_heard(10.0, geometry)[None], 4, axis=0)
+    _, scores, (estimate, *_) = WithDoa(geometry, (16, 32), RATE)(np.ones((4, 16, 32), np.float32),
+                                                                   np.array([0.0, 1.0, 1.7, 0.2]), heard)
+    assert scores.dtype == np.float32 and scores.min() >= 0.0 and scores.max() <= 1.0
+    assert scores[0] == 0.0 and scores[1] == pytest.approx(scores[2])  # a score above 1 counts as 1
+    assert scores[1] == pytest.approx(heard_factor(estimate.coherence)) and scores[3] == pytest.approx(0.2)

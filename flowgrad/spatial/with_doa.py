@@ -29,6 +29,17 @@ which mover sounds and the map how far it extends: the likelihood is max-filtere
 +-spread_deg (default 8) before the product. On the two-mover stereo test set
 (tests/test_doa_eval.py) flow_only+doa's mean cIoU was 0.17 with the raw likelihood and
 0.28 without direction; widened it is above 0.5.
+
+The score: under ``+doa`` the sounding score is min(the model's score, P(a source in the
+picture is heard | coherence)) (:func:`heard_factor`, a Platt fit of the SRP-PHAT coherence on
+data/coh_val's positive, no-event and silence pairs). flow_only's score (1, "no ears") gets
+the array's; a learned model's score is capped where nothing directional is heard. Chosen on
+data/coh_val (128 positives, 18 no-event, 128 silence pairs; docs/RESULTS.md; scores
+ranked with each model's own maps) over the product score x P: flow_only+doa's AP / max-F1 0.088 / 0.161 -> 0.168 / 0.282 with either (silence
+all quiet, FPR@0.5 1.00 -> 0.12); flowgrad_en+doa's AP 0.063 -> 0.066 with the minimum, but
+0.062 and 35% of positives quiet (0% before) with the product. The coherence does not tell
+an off-screen vehicle from one in the picture (no-event pairs' median 0.30 against the
+positives' 0.23): the factor quiets silence and diffuse noise, not off-screen sound.
 """
 from __future__ import annotations
 
@@ -42,7 +53,7 @@ from .doa import DEFAULT_WINDOW_S, DirectionFinder, DoaEstimate
 from .fusion import fuse
 from .geometry import ArrayGeometry, focal_px
 
-__all__ = ["WithDoa", "doa_fields", "DEFAULT_SPREAD_DEG"]
+__all__ = ["WithDoa", "doa_fields", "heard_factor", "DEFAULT_SPREAD_DEG", "COHERENCE_SCALE", "COHERENCE_BIAS"]
 
 # Half-width (degrees of azimuth, and of elevation for arrays with rows) over which the
 # likelihood keeps its peak value: the direction's error (a few degrees, bench/doa.py) plus
@@ -51,6 +62,14 @@ __all__ = ["WithDoa", "doa_fields", "DEFAULT_SPREAD_DEG"]
 DEFAULT_SPREAD_DEG = 8.0
 # The likelihood's shape (flowgrad.spatial.doa.LIKELIHOODS; module docstring for the figures).
 FUSION_LIKELIHOOD = "range"
+# P(a source in the picture is heard | coherence) = sigmoid(SCALE * coherence + BIAS): Platt
+# fit (flowgrad.calibration.fit_platt_balanced) of the SRP-PHAT coherence of the 128 positive
+# pairs against the 18 no-event and 128 silence pairs of data/coh_val (synth 1.2,
+# ``python -m training.synth --out data/coh_val --clips 8 --seed 9110``), by
+# ``bench/doa_coherence_fit.py --data data/coh_val``. Digital silence (coherence 0) gets 0.11;
+# the factor is 0.5 at coherence 0.136.
+COHERENCE_SCALE = 15.23
+COHERENCE_BIAS = -2.07
 
 
 class WithDoa:
@@ -96,8 +115,10 @@ class WithDoa:
         (M = the geometry's microphones) -> (fused maps ``(B, H, W)`` float32 in [0, 1],
         scores ``(B,)`` float32, one :class:`DoaEstimate` per item).
 
-        The scores are passed through unchanged: the direction says where, the model's
-        score whether.
+        Each score becomes the lower of itself and :func:`heard_factor` of its window's
+        coherence (module docstring, "The score"): a model without a score of its own (1)
+        gets the array's, and a model's score drops below 0.5 (quiet) where nothing
+        directional is heard (digital silence: 0.11).
         """
         maps = np.asarray(maps, np.float32)
         signals = np.asarray(signals)
@@ -111,7 +132,15 @@ class WithDoa:
             if self._spread_px[name] > 0:
                 likelihood = maximum_filter1d(likelihood, 2 * self._spread_px[name] + 1, axis=axis, mode="nearest")
         fused = fuse(maps, likelihood)
-        return fused, np.asarray(scores, np.float32), estimates
+        heard = np.array([heard_factor(e.coherence) for e in estimates], np.float32)
+        return fused, np.minimum(np.clip(np.asarray(scores, np.float32), 0, 1), heard), estimates
+
+
+def heard_factor(coherence: float) -> float:
+    """SRP-PHAT coherence of a window (DoaEstimate.coherence, in [-1, 1]) -> the probability
+    in (0, 1) that a source in the picture is heard, sigmoid(COHERENCE_SCALE * coherence +
+    COHERENCE_BIAS) (the constants' comment says where they were fitted)."""
+    return float(1 / (1 + math.exp(-(COHERENCE_SCALE * float(coherence) + COHERENCE_BIAS))))
 
 
 def doa_fields(estimate: Optional[DoaEstimate]) -> Optional[dict]:
