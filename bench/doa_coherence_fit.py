@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowgrad.calibration import auroc, fit_platt_balanced
+from flowgrad.calibration import auroc, fit_platt_balanced, platt_probability
 from flowgrad.spatial.doa import DEFAULT_WINDOW_S, DirectionFinder
 from training.data.pairs import EvalPairs, array_window
 from training.data.windows import DataConfig
@@ -53,7 +53,7 @@ def main(argv=None) -> None:
     kinds = np.asarray(kinds)
     positive = kinds == "positive"
     scale, bias = fit_platt_balanced(values, positive)
-    factor = 1 / (1 + np.exp(-(scale * values + bias)))
+    factor = platt_probability(values, scale, bias)
     print(f"pairs: {len(values)} ({', '.join(f'{k} {int((kinds == k).sum())}' for k in np.unique(kinds))})")
     print(f"COHERENCE_SCALE = {scale:.4f}\nCOHERENCE_BIAS = {bias:.4f}")
     print(f"AUROC of coherence, positives vs negatives: {auroc(values[positive], values[~positive]):.3f}")

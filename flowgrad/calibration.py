@@ -40,6 +40,11 @@ def platt_targets(labels) -> np.ndarray:
     return np.where(y, (pos + 1) / (pos + 2), 1 / (neg + 2))
 
 
+def platt_probability(evidence, scale: float, bias: float) -> np.ndarray:
+    """(N,) evidence -> (N,) float64 probabilities sigmoid(scale * evidence + bias) of a Platt fit."""
+    return 1 / (1 + np.exp(-(scale * np.asarray(evidence, dtype=np.float64) + bias)))
+
+
 def log_loss(scale: float, bias: float, evidence, targets, weights=None) -> float:
     """Weighted mean cross-entropy of sigmoid(scale * evidence + bias) against ``targets`` in [0, 1]."""
     x = np.asarray(evidence, dtype=np.float64)
@@ -86,7 +91,7 @@ def fit_platt(evidence, labels, weights=None) -> tuple[float, float]:
     params = np.array([0.0, np.log(base / (1 - base))])
     loss = log_loss(params[0], params[1], u, t, w)
     for _ in range(_MAX_STEPS):
-        p = 1 / (1 + np.exp(-(params[0] * u + params[1])))
+        p = platt_probability(u, params[0], params[1])
         r = w * (p - t)
         grad = np.array([np.sum(r * u), np.sum(r)]) / np.sum(w)
         s = w * p * (1 - p)

@@ -49,6 +49,7 @@ from typing import Optional
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
+from ..calibration import platt_probability
 from .doa import DEFAULT_WINDOW_S, DirectionFinder, DoaEstimate
 from .fusion import fuse
 from .geometry import ArrayGeometry, focal_px
@@ -140,7 +141,7 @@ def heard_factor(coherence: float) -> float:
     """SRP-PHAT coherence of a window (DoaEstimate.coherence, in [-1, 1]) -> the probability
     in (0, 1) that a source in the picture is heard, sigmoid(COHERENCE_SCALE * coherence +
     COHERENCE_BIAS) (the constants' comment says where they were fitted)."""
-    return float(1 / (1 + math.exp(-(COHERENCE_SCALE * float(coherence) + COHERENCE_BIAS))))
+    return float(platt_probability(float(coherence), COHERENCE_SCALE, COHERENCE_BIAS))
 
 
 def doa_fields(estimate: Optional[DoaEstimate]) -> Optional[dict]:
