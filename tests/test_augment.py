@@ -36,3 +36,15 @@ def test_gain_and_brightness_stay_in_range_and_vary():
     ratios = wv[:, 0] / 0.1
     assert ratios.min() >= 10 ** (-6 / 20) - 1e-6 and ratios.max() <= 10 ** (6 / 20) + 1e-6
     assert ratios.std() > 0.1 and 0 <= f.min() and f.max() <= 1
+
+
+def test_a_box_mask_gets_the_pictures_mirror_and_crop_and_stays_binary():
+    frame, flow, wave = _batch(b=16)
+    mask = (frame[:, 0] > 0.5).float()
+    g = torch.Generator().manual_seed(3)
+    f, _, _, m = augment(frame, flow, wave, AugmentConfig(flip=0.5, crop=0.6, brightness=0.0), g, mask=mask)
+    assert set(m.unique().tolist()) <= {0.0, 1.0}
+    assert ((m > 0.5) == (f[:, 0] > 0.5)).float().mean() > 0.97
+    g = torch.Generator().manual_seed(3)
+    f2, fl2, wv2 = augment(frame, flow, wave, AugmentConfig(flip=0.5, crop=0.6, brightness=0.0), g)
+    assert torch.equal(f, f2)  # the mask changes nothing else

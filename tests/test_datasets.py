@@ -307,3 +307,17 @@ def test_matroska_video_delay_keeps_av_sync(tmp_path, folder):
     assert src.video.start_s > 0.01 and src.audio.start_s == src.video.start_s
     w = ds[2].wave.numpy()  # t = 2.5 s: window 0 .. 5 s
     assert abs(int(np.argmax(np.abs(w))) - round(3.2 * 48000)) <= 3
+
+
+def test_training_windows_with_boxes_carry_the_eval_pairs_gt_and_zeros_elsewhere(urbansas):
+    pairs = UrbansasEval(urbansas, DataConfig())
+    ds = UrbansasWindows(urbansas, DataConfig(), boxes=True)
+    by_time = {(ds.sources[it.source].clip, it.t): i for i, it in enumerate(ds.items)}
+    shared = [k for k, pair in enumerate(pairs.pairs) if (pair.clip, pair.t) in by_time]
+    assert shared  # centres (k + 1/2) s lie on the 2 fps annotation grid
+    for k in shared:
+        assert torch.equal(ds[by_time[(pairs.pairs[k].clip, pairs.pairs[k].t)]].gt, pairs[k].gt)
+        assert pairs[k].gt.sum() > 0
+    others = [i for key, i in by_time.items() if key not in {(p.clip, p.t) for p in pairs.pairs}]
+    assert others and all(ds[i].gt is not None and ds[i].gt.sum() == 0 for i in others[:3])
+    assert UrbansasWindows(urbansas, DataConfig())[0].gt is None  # without boxes: as before

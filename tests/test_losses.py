@@ -8,6 +8,7 @@ from training.losses import (
     INITIAL_LOGIT_SCALE,
     LogitScale,
     LVSConfig,
+    box_map_loss,
     clip_loss,
     lvs_loss,
     pairwise_similarity,
@@ -260,3 +261,35 @@ def test_pairwise_similarity_against_other_audio():
     sim = pairwise_similarity(visual, audio)
     assert sim.shape == (3, 2, 2, 2)
     torch.testing.assert_close(sim[2, 1], pairwise_similarity(visual[2:], audio[1:])[0, 0])
+
+
+def test_box_map_loss_hand_computed_skips_rows_without_boxes_and_prefers_the_box():
+    gt = torch.zeros(3, 2, 2)
+    gt[0, 0, 0] = 1.0
+    gt[2, 1, 1] = 1.0
+    maps = torch.tensor([[[0.9, 0.2], [0.1, 0.0]], [[1.0, 1.0], [1.0, 1.0]], [[0.5, 0.5], [0.5, 0.5]]])
+    p = torch.tensor([0.9, 0.2, 0.1, 1e-6])
+    bce0 = -(math.log(0.9) + math.log(0.8) + math.log(0.9) + math.log(1 - 1e-6)) / 4
+    dice0 = 2 * 0.9 / (p.sum().item() + 1)
+    bce2 = -math.log(0.5)
+    dice2 = 2 * 0.5 / (2.0 + 1)
+    expected = ((bce0 + 1 - dice0) + (bce2 + 1 - dice2)) / 2  # row 1 has no boxes: left out
+    assert math.isclose(box_map_loss(maps, gt).item(), expected, rel_tol=1e-5)
+    on_box, off_box = gt[:1].clone(), gt[:1].flip(-1)
+    assert box_map_loss(on_box, gt[:1]) < 1e-4 < box_map_loss(off_box, gt[:1])
+
+
+def test_box_map_loss_without_boxes_is_zero_with_a_graph_and_bad_shapes_raise():
+    maps = torch.rand(2, 4, 4, requires_grad=True)
+    loss = box_map_loss(maps, torch.zeros(2, 4, 4))
+    loss.backward()
+    assert loss.item() == 0 and maps.grad is not None and maps.grad.abs().sum() == 0
+    with pytest.raises(ValueError, match="box_map_loss"):
+        box_map_loss(torch.rand(2, 4, 4), torch.zeros(2, 4, 5))
+
+
+def test_box_map_loss_gradients_match_finite_differences():
+    gt = torch.zeros(2, 3, 3, dtype=torch.float64)
+    gt[:, 1, 1] = 1.0
+    maps = (0.1 + 0.8 * torch.rand(2, 3, 3, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda m: box_map_loss(m, gt).double(), (maps,))

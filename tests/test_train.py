@@ -243,9 +243,9 @@ def test_flow_options_reach_the_data_and_the_run_record(tiny_set, tmp_path, monk
     seen = []
     real = train_module.open_windows
 
-    def spy(root, config, flow_cache=None):
+    def spy(root, config, flow_cache=None, boxes=False):
         seen.append(config)
-        return real(root, config, flow_cache)
+        return real(root, config, flow_cache, boxes)
     monkeypatch.setattr(train_module, "open_windows", spy)
     run = tmp_path / "run"
     assert main(_args(tiny_set, run, "--epochs", "1", "--max-steps", "1", "--no-stabilise", "--motion-memory")) == 0
@@ -284,3 +284,32 @@ def test_without_negatives_the_log_is_as_before(tiny_set, tmp_path, capsys):
     assert "train_terms" not in _log(run)[-1] and "negatives per batch" not in capsys.readouterr().err
     assert main(_args(tiny_set, tmp_path / "bad", "--negatives", "-1")) == 2
     assert capsys.readouterr().err.strip().startswith("train: error: --negatives: negatives fraction")
+
+
+@pytest.mark.parametrize("model", ["flowgrad_en", "htf"])
+def test_box_loss_trains_the_map_on_the_boxes_and_logs_it(tiny_set, tmp_path, capsys, model):
+    run = tmp_path / "run"
+    assert main(_args(tiny_set, run, "--epochs", "1", "--max-steps", "2", "--box-loss", "1", "--augment",
+                      "--negatives", "0", model=model)) == 0
+    record = _log(run)[-1]
+    assert record["train_terms"]["loss_box"] > 0 and json.loads((run / "args.json").read_text())["box_weight"] == 1.0
+    assert "box " in capsys.readouterr().err
+
+
+def test_box_loss_refuses_bad_weights_and_sets_without_annotations(tiny_set, tmp_path, capsys):
+    for bad in ("-1", "nan"):
+        assert main(_args(tiny_set, tmp_path / f"bad{bad}", "--box-loss", bad)) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("train: error: --box-loss must be a finite number >= 0") and "\n" not in err
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "video").mkdir()
+    for sub in ("audio", "video"):
+        for f in (tiny_set / sub).rglob("*"):
+            if f.is_file():
+                dest = bare / f.relative_to(tiny_set)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(f.read_bytes())
+    assert main(_args(bare, tmp_path / "run", "--box-loss", "1")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("train: error: --box-loss:") and "video_annotations.csv" in err and "\n" not in err

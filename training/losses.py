@@ -118,6 +118,31 @@ def sounding_margin_loss(positive: torch.Tensor, negative: torch.Tensor, tempera
     return F.softplus((negative[:, None] - positive[None, :]) / temperature).mean()
 
 
+def box_map_loss(maps: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Box supervision of a localiser's final map: pixel BCE plus soft Dice, per map.
+
+    maps: (B, H, W) in [0, 1], the map the model publishes (min-max normalised, so
+    only its shape is learnt); gt: (B, H, W) in {0, 1} on the same grid, the union of
+    the sounding vehicles' boxes (training.metrics.boxes_to_mask); an all-zero row
+    means "no boxes known here" and is left out. Dice rewards overlap the way the
+    evaluation's cIoU does, whatever the box's share of the frame; BCE keeps the
+    background low where Dice alone gives no gradient. Returns a 0-d tensor: the
+    mean over kept rows of mean-BCE (nats) + (1 - Dice); 0 (graph kept) when no row
+    has boxes.
+    """
+    if maps.ndim != 3 or maps.shape != gt.shape:
+        raise ValueError(f"box_map_loss: maps and gt must both be (B, H, W), got {tuple(maps.shape)} and "
+                         f"{tuple(gt.shape)}")
+    kept = gt.flatten(1).amax(dim=1) > 0
+    if not bool(kept.any()):
+        return maps.sum() * 0.0
+    dtype = torch.promote_types(maps.dtype, torch.float32)  # at least float32 under autocast
+    p, g = maps[kept].flatten(1).to(dtype).clamp(1e-6, 1 - 1e-6), gt[kept].flatten(1).to(dtype)
+    bce = F.binary_cross_entropy(p, g, reduction="none").mean(dim=1)
+    dice = 2 * (p * g).sum(dim=1) / (p.sum(dim=1) + g.sum(dim=1))
+    return (bce + 1 - dice).mean()
+
+
 @dataclass(frozen=True)
 class LVSConfig:
     """Constants of the LVS loss (Chen et al. 2021; Hear The Flow's released values).

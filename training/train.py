@@ -27,6 +27,12 @@ holds no on-screen vehicle are negatives, not positives. ``--negatives 0`` train
 exactly as before negatives existed. After training, best.ckpt's sounding score is
 calibrated on the validation clips (:func:`_calibrate_best`, training.calibration_pairs).
 
+Boxes (``--box-loss W``, default 0): beyond the papers' audio-visual supervision, the
+model's own map is pulled towards the sounding vehicles' boxes at the windows whose
+time is an annotated evaluation time (every window centre with the default 1 s
+stride on a 2 fps annotation grid), ``W x (BCE + 1 - Dice)`` (training.losses.box_map_loss),
+logged as ``loss_box``; the boxes get the same mirror and crop as the picture.
+
 RUN_DIR receives: ``epoch_NNN.ckpt`` (weights after each epoch, flowgrad
 checkpoint format), ``best.ckpt`` (lowest validation loss), ``state.pt`` (the
 optimiser, scheduler, objective and counters, for ``--resume``; tensors and
@@ -66,6 +72,7 @@ from .data.windows import SKIP_NON_FINITE, SKIP_READ_FAILED
 from . import calibration_pairs
 from .augment import AugmentConfig, augment
 from .batching import ClipGroupedBatches
+from .losses import box_map_loss
 from .data.flowcache import FlowCache
 
 
@@ -93,6 +100,9 @@ class TrainConfig:
         pair; evaluate such a model with its spec's ``+memory``.
     negatives: negative pairs per positive window in each batch (0 = none; training.data.negatives).
     negative_kinds: which kinds of negatives (training.data.negatives.KINDS).
+    box_weight: weight of the box term (training.losses.box_map_loss: the model's map against
+        the sounding vehicles' boxes of windows at annotated times; 0 = the papers' weak
+        supervision only). Needs an Urbansas-layout set with annotations.
     """
 
     model: str
@@ -120,32 +130,51 @@ class TrainConfig:
     motion_memory: bool = False
     negatives: float = 0.25
     negative_kinds: tuple[str, ...] = KINDS
+    box_weight: float = 0.0
 
 
 class TrainStep(nn.Module):
     """Model + objective as one module, so DistributedDataParallel sees every parameter
-    used in the loss (the objective calls the model's submodules, not its forward)."""
+    used in the loss (the objective calls the model's submodules, not its forward).
 
-    def __init__(self, model: nn.Module, objective: nn.Module):
+    box_weight > 0 adds ``box_weight * box_map_loss(map, gt)`` on the positives' own
+    maps (gt: (B, H, W) box masks on the map's grid, all-zero rows unsupervised),
+    logged as ``loss_box``."""
+
+    def __init__(self, model: nn.Module, objective: nn.Module, box_weight: float = 0.0):
         super().__init__()
-        self.model, self.objective = model, objective
+        self.model, self.objective, self.box_weight = model, objective, box_weight
 
-    def forward(self, frame, flow, wave, negatives=None):
-        return self.objective(self.model, frame, flow, wave, negatives=negatives)
+    def forward(self, frame, flow, wave, negatives=None, gt=None):
+        loss, logs = self.objective(self.model, frame, flow, wave, negatives=negatives)
+        if self.box_weight and gt is not None:
+            maps, _ = self.model(frame, flow, self.model.embed_audio(wave))
+            box = box_map_loss(maps, gt)
+            loss = loss + self.box_weight * box
+            logs = {**logs, "loss": loss.item(), "loss_box": box.item()}
+        return loss, logs
 
 
 # ------------------------------------------------------------------ set-up
 
 
-def open_windows(root: str, config: DataConfig, flow_cache: Optional[str] = None):
+def open_windows(root: str, config: DataConfig, flow_cache: Optional[str] = None, boxes: bool = False):
     """Unlabelled training windows from an Urbansas-layout folder (it has ``video/``)
-    or from any folder of videos with sound."""
+    or from any folder of videos with sound; boxes: with each window's box mask
+    (UrbansasWindows ``boxes``; a folder without annotations is a TrainError)."""
     path = Path(root)
     if not path.is_dir():
         raise TrainError(f"{root}: no such folder; give a dataset folder (e.g. made by python -m training.synth)")
     cache = FlowCache(Path(flow_cache)) if flow_cache else None
-    kind = UrbansasWindows if (path / "video").is_dir() else FolderWindows
-    return kind(path, config, cache=cache)
+    if not (path / "video").is_dir():
+        if boxes:
+            raise TrainError(f"--box-loss: {root} has no video/ and annotations/ (Urbansas layout); "
+                             "boxes come from annotations/video_annotations.csv")
+        return FolderWindows(path, config, cache=cache)
+    try:
+        return UrbansasWindows(path, config, cache=cache, boxes=boxes)
+    except AnnotationError as e:
+        raise TrainError(f"--box-loss: {e}") from None
 
 
 def clip_ids(dataset) -> list[str]:
@@ -218,7 +247,9 @@ def _batches(loader, desc, show):
 
 
 def _to(device, batch):
-    return batch.frame.to(device), batch.flow.to(device), batch.wave.to(device)
+    """(frame, flow, wave, gt or None) of a Batch on ``device``."""
+    gt = batch.gt.to(device) if batch.gt is not None else None
+    return batch.frame.to(device), batch.flow.to(device), batch.wave.to(device), gt
 
 
 def _even_batches(n: int, batch_size: int) -> list[list[int]]:
@@ -287,7 +318,7 @@ def _run(config: TrainConfig, resume: bool, rank: int, world: int) -> dict:
     data = open_windows(config.data, DataConfig(audio_rate=model.audio_rate, audio_seconds=model.audio_seconds,
                                                 stride_s=config.stride_s, stabilise=config.stabilise,
                                                 motion_memory_s=MEMORY_SECONDS if config.motion_memory else 0.0),
-                         flow_cache=config.flow_cache)
+                         flow_cache=config.flow_cache, boxes=config.box_weight > 0)
     if len(data) == 0:
         raise TrainError(f"{config.data}: no usable training windows ({data.skipped or 'no clips'})")
     index_skips = data.skipped  # read-time skips come with the batches, from any worker process
@@ -311,7 +342,7 @@ def _run(config: TrainConfig, resume: bool, rank: int, world: int) -> dict:
         getattr(model, name).requires_grad_(False)
     model.to(device)
     objective.to(device)
-    step_module: nn.Module = TrainStep(model, objective)
+    step_module: nn.Module = TrainStep(model, objective, config.box_weight)
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
@@ -386,14 +417,15 @@ def _run(config: TrainConfig, resume: bool, rank: int, world: int) -> dict:
         negative_batches = iter(neg_loader) if neg_loader else None
         for batch in bar:
             read_skips.update(batch.skipped)
-            frame, flow, wave = _to(device, batch)
+            frame, flow, wave, gt = _to(device, batch)
             negatives = _next_negatives(negative_batches, device, read_skips, kinds)
             if config.augment:
-                frame, flow, wave = augment(frame, flow, wave, AugmentConfig(), aug_rng)
+                frame, flow, wave, *gt = augment(frame, flow, wave, AugmentConfig(), aug_rng, mask=gt)
+                gt = gt[0] if gt else None
                 if negatives is not None:
                     negatives = augment(*negatives, AugmentConfig(), aug_rng)
             with autocast:
-                loss, logs = step_module(frame, flow, wave, negatives)
+                loss, logs = step_module(frame, flow, wave, negatives, gt)
             if not torch.isfinite(loss):
                 raise TrainError(f"epoch {epoch}: the loss became {loss.item()}; lower --lr")
             optimiser.zero_grad(set_to_none=True)
@@ -419,13 +451,15 @@ def _run(config: TrainConfig, resume: bool, rank: int, world: int) -> dict:
             record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss if validated else None,
                       "val_windows": val_windows, "lr": optimiser.param_groups[0]["lr"], "steps": counters["steps"],
                       "seconds": round(time.time() - t0, 1), "world_size": world}
+            if train_terms:
+                record.update(train_terms=train_terms)
             if n_neg:
-                record.update(train_terms=train_terms, negatives=dict(sorted(kinds.items())))
+                record.update(negatives=dict(sorted(kinds.items())))
             _save_epoch(out, model, objective, optimiser, scheduler, counters, record, improved)
             val_text = (f"val {val_loss:.4f} on {val_windows} windows" if validated
                         else "no validation windows (best.ckpt by the training loss)")
             term_text = (" (" + ", ".join(f"{k[5:]} {v:.4f}" for k, v in train_terms.items()) + ")"
-                         if n_neg and train_terms else "")
+                         if train_terms else "")
             print(f"train: epoch {epoch}: train {train_loss:.4f}{term_text} {val_text} "
                   f"lr {record['lr']:.1e}{' (best)' if improved else ''} [{record['seconds']} s]", file=sys.stderr)
         if config.max_steps is not None and counters["steps"] >= config.max_steps:
@@ -478,12 +512,12 @@ def _validate(step_module, loader, neg_loader, device, autocast, show, world, re
     negative_batches = iter(neg_loader) if neg_loader else None
     for batch in _batches(loader, "validate", show):
         read_skips.update(batch.skipped)
-        frame, flow, wave = _to(device, batch)
+        frame, flow, wave, gt = _to(device, batch)
         negatives = _next_negatives(negative_batches, device, read_skips, Counter())
         if len(frame) < 2:  # a contrastive loss needs negatives
             continue
         with autocast:
-            loss, _ = step_module(frame, flow, wave, negatives)
+            loss, _ = step_module(frame, flow, wave, negatives, gt)
         total, n = total + loss.item() * len(frame), n + len(frame)
     total, n = _sum_across([total, float(n)], world, device)
     return (total / n, int(n)) if n else (math.nan, 0)
@@ -614,6 +648,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "windows, another clip's audio (default 0.25; 0 = none, training as before)")
     p.add_argument("--negative-kinds", type=_kinds, default=d.negative_kinds, metavar="K,K",
                    help=f"which negatives (default all: {','.join(KINDS)})")
+    p.add_argument("--box-loss", dest="box_weight", type=float, default=d.box_weight, metavar="W",
+                   help="add W x (BCE + Dice) of the model's map against the sounding vehicles' boxes of windows "
+                        "at annotated times (annotations/ of an Urbansas-layout set; default 0: the papers' "
+                        "audio-visual supervision only)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its state.pt")
     return p
 
@@ -623,6 +661,8 @@ def main(argv=None) -> int:
     resume = args.pop("resume")
     try:
         config = TrainConfig(**args)
+        if not (math.isfinite(config.box_weight) and config.box_weight >= 0):
+            raise TrainError(f"--box-loss must be a finite number >= 0, got {config.box_weight}")
         if config.batch_size < 2:
             raise TrainError("--batch-size must be >= 2: the contrastive losses need negatives")
         try:

@@ -177,6 +177,17 @@ def _check_root(root: Path) -> Path:
     return root
 
 
+def _boxes_by_time(root: Path, config: DataConfig) -> dict[tuple[str, float], tuple]:
+    """(clip, t rounded to 1 us) -> the evaluation pair's boxes at that time."""
+    if config.input_size[0] != config.input_size[1]:
+        raise ValueError(f"boxes need a square input_size for the gt grid, got {config.input_size}")
+    video_csv = root / "annotations" / "video_annotations.csv"
+    audio_csv = root / "annotations" / "audio_annotations.csv"
+    pairs = select_eval_pairs(read_csv(video_csv, VIDEO_COLUMNS), read_csv(audio_csv, AUDIO_COLUMNS),
+                              str(video_csv), str(audio_csv))
+    return {(p.clip, round(p.t, 6)): p.boxes for p in pairs}
+
+
 class UrbansasWindows(WindowDataset):
     """Unlabelled training windows of every usable Urbansas clip.
 
@@ -185,10 +196,16 @@ class UrbansasWindows(WindowDataset):
     :func:`~training.data.windows.window_centres`. Clips without a wav or
     video, unreadable, or with audio shorter than the window are skipped and
     counted in ``.skipped``. cache: optional FlowCache.
+    boxes: also give each window the boxes of its time when that time is an evaluation
+    pair's (:func:`select_eval_pairs`: the sounding vehicles on screen), as
+    ``Sample.gt``; windows at other times get an all-zero gt ("no boxes known"), so
+    every sample has one and they batch together. Needs a square input_size and the
+    annotation CSVs (AnnotationError otherwise).
     """
 
-    def __init__(self, root: Path, config: DataConfig = DataConfig(), cache=None) -> None:
+    def __init__(self, root: Path, config: DataConfig = DataConfig(), cache=None, boxes: bool = False) -> None:
         root = _check_root(root)
+        known = _boxes_by_time(root, config) if boxes else None
         skipped = SkipCounter()
         audio_dir = root / "audio"
         clips = {p.stem for p in audio_dir.glob("*.wav")} | _video_clips(root)
@@ -202,7 +219,8 @@ class UrbansasWindows(WindowDataset):
             if not centres:
                 skipped.skip(SKIP_NO_WINDOW, f"{clip}: {source.video.last_frame_s:.3f} s of video")
                 continue
-            items.extend(Item(len(sources), t) for t in centres)
+            items.extend(Item(len(sources), t, None if known is None else known.get((clip, round(t, 6)), ()))
+                         for t in centres)
             sources.append(source)
         super().__init__(sources, items, config, cache=cache, skipped=skipped, substitute=True)
 
