@@ -278,7 +278,8 @@ def test_curve_admits_only_authorised_subscribers(tmp_path):
     proc = _start_live("--demo", "--model", "flow_only", "--duration", "8", "--publish", address,
                        "--curve-secret", str(tmp_path / "server" / "server.key_secret"),
                        "--curve-clients", str(allowed))
-    sub = [sys.executable, "-m", "realtime.subscribe", address, "--duration", "3"]
+    # as long as the live run: under load its start-up alone can outlast a shorter subscription
+    sub = [sys.executable, "-m", "realtime.subscribe", address, "--duration", "8"]
     keyed = subprocess.Popen(sub + ["--curve-secret", str(tmp_path / "client" / "client.key_secret"),
                                     "--curve-server-key", str(tmp_path / "server" / "server.key"),
                                     "--record", str(tmp_path / "keyed.rec")], cwd=ROOT, stdout=subprocess.PIPE,

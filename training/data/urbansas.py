@@ -177,15 +177,15 @@ def _check_root(root: Path) -> Path:
     return root
 
 
-def _boxes_by_time(root: Path, config: DataConfig) -> dict[tuple[str, float], tuple]:
-    """(clip, t rounded to 1 us) -> the evaluation pair's boxes at that time."""
+def _read_eval_pairs(root: Path, config: DataConfig, who: str) -> list[EvalPair]:
+    """:func:`select_eval_pairs` of ROOT/annotations' CSVs (AnnotationError when missing or
+    malformed); ValueError naming ``who`` for a non-square config.input_size (the gt grid)."""
     if config.input_size[0] != config.input_size[1]:
-        raise ValueError(f"boxes need a square input_size for the gt grid, got {config.input_size}")
+        raise ValueError(f"{who} needs a square input_size for the gt grid, got {config.input_size}")
     video_csv = root / "annotations" / "video_annotations.csv"
     audio_csv = root / "annotations" / "audio_annotations.csv"
-    pairs = select_eval_pairs(read_csv(video_csv, VIDEO_COLUMNS), read_csv(audio_csv, AUDIO_COLUMNS),
-                              str(video_csv), str(audio_csv))
-    return {(p.clip, round(p.t, 6)): p.boxes for p in pairs}
+    return select_eval_pairs(read_csv(video_csv, VIDEO_COLUMNS), read_csv(audio_csv, AUDIO_COLUMNS),
+                             str(video_csv), str(audio_csv))
 
 
 class UrbansasWindows(WindowDataset):
@@ -205,7 +205,8 @@ class UrbansasWindows(WindowDataset):
 
     def __init__(self, root: Path, config: DataConfig = DataConfig(), cache=None, boxes: bool = False) -> None:
         root = _check_root(root)
-        known = _boxes_by_time(root, config) if boxes else None
+        known = ({(p.clip, round(p.t, 6)): p.boxes for p in _read_eval_pairs(root, config, "boxes")}
+                 if boxes else None)
         skipped = SkipCounter()
         audio_dir = root / "audio"
         clips = {p.stem for p in audio_dir.glob("*.wav")} | _video_clips(root)
@@ -239,12 +240,7 @@ class UrbansasEval(WindowDataset):
 
     def __init__(self, root: Path, config: DataConfig = DataConfig(), cache=None) -> None:
         root = _check_root(root)
-        if config.input_size[0] != config.input_size[1]:
-            raise ValueError(f"UrbansasEval needs a square input_size for the gt grid, got {config.input_size}")
-        video_csv = root / "annotations" / "video_annotations.csv"
-        audio_csv = root / "annotations" / "audio_annotations.csv"
-        pairs = select_eval_pairs(read_csv(video_csv, VIDEO_COLUMNS), read_csv(audio_csv, AUDIO_COLUMNS),
-                                  str(video_csv), str(audio_csv))
+        pairs = _read_eval_pairs(root, config, "UrbansasEval")
         self.pairs: list[EvalPair] = []
         skipped = SkipCounter()
         sources: list[ClipSource] = []
