@@ -23,7 +23,9 @@ camera's displacement): such a pixel comes out ~0, not the camera motion's
 negative, and no pixel comes out larger than its flow or its flow minus the
 camera's motion. The price: a mover going against the camera's motion keeps
 only |own| - |camera| of its motion (nothing when it is the slower), one going
-along or across it keeps its own.
+along or across it keeps its own. Content the camera moved into or out of the
+frame has no counterpart: within the camera's displacement plus ``edge_px`` of
+an edge the flow is set to 0, a mover included.
 
 Where it fails: the fit takes the dominant motion to be "the background".
 When a vehicle fills most of the frame (over about half of the samples, and
@@ -61,7 +63,7 @@ _MIN_SIDE = 32
 
 # Names this estimator and its settings in flow-cache keys: change it whenever compensate's
 # result changes, so that entries made by an older version are not reused.
-METHOD = "ransac-homography/4"
+METHOD = "ransac-homography/5"
 # StabiliseInfo.reason of a field a still camera explains as well as any fitted motion.
 STILL = "ok: still camera"
 
@@ -87,7 +89,7 @@ class StabiliseInfo:
 def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture: float = 3e-4,
                step: int = 8, border: int = 16, reproj_px: float = 1.0, min_inliers: int = 24,
                min_inlier_fraction: float = 0.5,
-               max_still_fraction: float = 0.1) -> tuple[np.ndarray, StabiliseInfo]:
+               max_still_fraction: float = 0.1, edge_px: int = 16) -> tuple[np.ndarray, StabiliseInfo]:
     """Subtract the background's motion, fitted as a homography, from a flow field.
 
     flow: (2, H, W) float, (dx, dy) in pixels from the first frame to the second,
@@ -113,12 +115,18 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     min_inliers: fewest inlier samples for the model to be trusted.
     min_inlier_fraction: smallest inlier fraction (of the fitted samples) for the
         model to be trusted; 0.5 means the background must be the majority.
+    edge_px: after a compensation that moved the frame, the flow is set to 0 within
+        the camera's displacement plus edge_px of each edge of the frame (16: Farneback's
+        15 px window): that content entered or left the frame, and Farneback's flow
+        there is an artefact of whatever it found instead (up to 14 px on a shifted real
+        frame), which outgrew every vehicle of some shaken synthetic frames.
     max_still_fraction: largest fraction of the fitted samples that may stand
         still (flow within reproj_px of 0) while the fit calls them outliers; more
         means a still camera and a large moving object, and the fit is refused.
     Returns (flow_out, info): flow_out is a new (2, H, W) float32 array, flow minus
     the share in [0, 1] of the model's displacement that best explains it at each pixel
-    (the flow's nearest point on the segment from 0 to that displacement), or an unchanged float32 copy when
+    (the flow's nearest point on the segment from 0 to that displacement) and 0 near the
+    edges (edge_px), or an unchanged float32 copy when
     info.compensated is False (too few samples or inliers, no or a degenerate
     model). Non-finite samples are left out of the fit (and stay non-finite).
     Raises ValueError for a flow that is not a (2, H, W) array or a frame that is
@@ -201,4 +209,8 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     share[norm == 0] = 0  # no camera motion to subtract there
     flow[0] -= share * dx
     flow[1] -= share * dy
+    # Near an edge the camera moved content into or out of the frame: those pixels have no counterpart in
+    # the other frame and Farneback's window reports what it finds there instead (mirrored or new content).
+    reach_x, reach_y = np.abs(dx) + edge_px, np.abs(dy) + edge_px
+    flow[:, (gx < reach_x) | (gx > w - 1 - reach_x) | (gy < reach_y) | (gy > h - 1 - reach_y)] = 0
     return flow, StabiliseInfo(True, fraction, "ok")
