@@ -63,7 +63,7 @@ _MIN_SIDE = 32
 
 # Names this estimator and its settings in flow-cache keys: change it whenever compensate's
 # result changes, so that entries made by an older version are not reused.
-METHOD = "ransac-homography/5"
+METHOD = "ransac-homography/6"
 # StabiliseInfo.reason of a field a still camera explains as well as any fitted motion.
 STILL = "ok: still camera"
 
@@ -116,7 +116,8 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     min_inlier_fraction: smallest inlier fraction (of the fitted samples) for the
         model to be trusted; 0.5 means the background must be the majority.
     edge_px: after a compensation that moved the frame, the flow is set to 0 within
-        the camera's displacement plus edge_px of each edge of the frame (16: Farneback's
+        the camera's displacement plus edge_px of each edge of the frame, where that
+        displacement reaches reproj_px / 4 (16: Farneback's
         15 px window): that content entered or left the frame, and Farneback's flow
         there is an artefact of whatever it found instead (up to 14 px on a shifted real
         frame), which outgrew every vehicle of some shaken synthetic frames.
@@ -211,6 +212,8 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     flow[1] -= share * dy
     # Near an edge the camera moved content into or out of the frame: those pixels have no counterpart in
     # the other frame and Farneback's window reports what it finds there instead (mirrored or new content).
+    # Where the camera moved a pixel by less than a still camera's tolerance, nothing crossed the edge.
     reach_x, reach_y = np.abs(dx) + edge_px, np.abs(dy) + edge_px
-    flow[:, (gx < reach_x) | (gx > w - 1 - reach_x) | (gy < reach_y) | (gy > h - 1 - reach_y)] = 0
+    near = (gx < reach_x) | (gx > w - 1 - reach_x) | (gy < reach_y) | (gy > h - 1 - reach_y)
+    flow[:, near & (norm >= tight * tight)] = 0
     return flow, StabiliseInfo(True, fraction, "ok")
