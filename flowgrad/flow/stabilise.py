@@ -213,7 +213,9 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     # Near an edge the camera moved content into or out of the frame: those pixels have no counterpart in
     # the other frame and Farneback's window reports what it finds there instead (mirrored or new content).
     # Where the camera moved a pixel by less than a still camera's tolerance, nothing crossed the edge.
-    reach_x, reach_y = np.abs(dx) + edge_px, np.abs(dy) + edge_px
-    near = (gx < reach_x) | (gx > w - 1 - reach_x) | (gy < reach_y) | (gy > h - 1 - reach_y)
-    flow[:, near & (norm >= tight * tight)] = 0
+    to_x = np.minimum(gx, w - 1 - gx).astype(np.float32)  # distance to the nearest edge, px
+    to_y = np.minimum(gy, h - 1 - gy).astype(np.float32)
+    near = (np.abs(dx) + edge_px > to_x) | (np.abs(dy) + edge_px > to_y)
+    near &= norm >= tight * tight
+    flow *= ~near
     return flow, StabiliseInfo(True, fraction, "ok")
