@@ -3,9 +3,10 @@ real frame (bikes.mp4, real street footage), and against real OpenCV Farneback f
 
 Measured (bikes.mp4 frame 60, 640x272, interior 40 px in): the analytic field of a shift (3.3, -1.7) px, a
 2 degree rotation and a 3 % zoom about the centre leaves a median residual of ~1e-5 px. On real Farneback
-flow of the same warps (raw medians 3.2 / 2.5 / 2.1 px) the median residual is 0.48 (shift), 0.81
-(rotation), 0.70 px (zoom): the 0.1 px target is out of reach because Farneback's own median error against
-the exact field is 0.49 / 0.84 / 0.72 px there; compensation leaves no more than that error."""
+flow of the same warps (raw medians 3.2 / 2.5 / 2.1 px) the median residual was 0.48 (shift), 0.81
+(rotation), 0.70 px (zoom) when the whole fitted motion was subtracted, Farneback's own median error against
+the exact field (0.49 / 0.84 / 0.72 px). Subtracting only the share of the motion that explains each pixel's
+flow leaves 0.01 / 0.07 / 0.05 px: Farneback's error there is mostly a shortfall along the motion."""
 from pathlib import Path
 
 import cv2
@@ -78,14 +79,10 @@ def test_exact_field_of_a_camera_motion_of_the_demo_frame_is_removed(kind):
     assert _interior_median(exact) > 1.0
     out, info = compensate(exact, frame=frame)
     assert info.compensated and info.inlier_fraction > 0.9
-    # Where the frame has texture within 15 px; its flat parts (where Farneback reports ~0 whatever the
-    # camera does) are left as they are, by design.
-    seen = cv2.dilate((cv2.cornerMinEigenVal(frame, 7, ksize=3) >= 1e-4).astype(np.uint8), np.ones((15, 15), np.uint8))
-    inner = np.zeros((h, w), bool)
-    inner[M:h - M, M:w - M] = True
-    assert (seen.astype(bool) & inner).mean() > 0.25  # the demo frame has flat parts (27 % of it is checked)
-    assert np.abs(out[:, seen.astype(bool) & inner]).max() < 0.1
-    np.testing.assert_array_equal(out[:, ~seen.astype(bool)], exact[:, ~seen.astype(bool)])
+    # Only its edges are textured enough to be fitted (4 % of the samples), yet the camera's motion is
+    # removed everywhere, flat parts included: there the exact field is the camera's motion too.
+    assert (cv2.cornerMinEigenVal(frame, 7, ksize=3)[M:h - M:8, M:w - M:8] >= 3e-4).mean() < 0.1
+    assert np.abs(out[:, M:h - M, M:w - M]).max() < 0.1
     out, info = compensate(exact)  # no frame: the whole field is fitted and compensated
     assert info.compensated and np.abs(out[:, M:h - M, M:w - M]).max() < 0.1
 
@@ -227,3 +224,110 @@ def test_a_fit_confined_to_a_small_part_of_the_frame_is_refused():
     out, info = compensate(flow, frame=frame)
     assert not info.compensated and "parts of the frame" in info.reason
     np.testing.assert_array_equal(out, flow)
+
+
+def _static_faint_band(frame, rows, seed=5):
+    """frame with its top rows replaced by a faint texture (cornerMinEigenVal ~1e-4, under 3e-4), like the one
+    H.264 leaves of a noisy sky. It belongs to the codec, not the scene, so a shaken copy keeps it in place."""
+    out = frame.copy()
+    noise = cv2.GaussianBlur(np.random.default_rng(seed).normal(0, 12, (rows, frame.shape[1])), (0, 0), 1.0)
+    out[:rows] = np.clip(170 + noise, 0, 255).astype(np.uint8)
+    return out
+
+
+@needs_bikes
+def test_a_faint_still_texture_under_shake_does_not_refuse_the_fit():
+    """Shaken synthetic clips fell back on 12 of 19 pairs of one clip: their sky's faint codec texture
+    (cornerMinEigenVal 1e-4 to 2e-4) was fitted, Farneback reports it still, and those still samples (12 %)
+    tripped the large-object guard. Such samples are no longer fitted (min_texture 3e-4). Reference: OpenCV
+    Farneback of an exact shift of a real frame whose top 40 rows hold a faint texture that stays in place."""
+    frame = _real_frame()
+    h, w = frame.shape
+    shift = np.float64([[1, 0, 3.3], [0, 1, -1.7]])
+    moved = cv2.warpAffine(frame, shift, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    first, second = _static_faint_band(frame, 40), _static_faint_band(moved, 40)
+    tex = cv2.cornerMinEigenVal(first, 7, ksize=3)[16:40:8, 16:-16:8]
+    assert 0.3 < (tex >= 1e-4).mean() and (tex >= 3e-4).mean() < 0.02  # the band is faint, as in the clips
+    flow = opencv_flow(first, second)
+    assert np.median(np.hypot(*flow[:, 10:30, M:w - M])) < 0.01  # Farneback reports the band still
+    out, info = compensate(flow, frame=first)
+    assert info.compensated and info.reason == "ok"
+    inner = (slice(100, 200), slice(M, w - M))  # textured street: it moved by the shift
+    assert np.median(np.hypot(*flow[:, inner[0], inner[1]])) > 3.0
+    assert np.median(np.hypot(*out[:, inner[0], inner[1]])) < 0.5  # Farneback's own error, at most
+    assert np.hypot(*out[:, 10:30, M:w - M]).max() < 0.5  # not painted with the shift's negative (3.7 px)
+
+
+def test_flow_a_pixel_saw_only_in_part_is_not_painted_with_the_rest_of_the_camera_motion():
+    """Farneback reports a fraction of the camera's motion, or none, where texture is weak (a sky, a wall). The
+    camera's motion is subtracted only as far as it explains the flow (the flow's projection on the segment
+    from 0 to the camera's displacement), so those pixels come out ~0, not the camera motion's negative (2.2
+    and 4.5 px before). Reference: the exact field of the camera's shift."""
+    h, w = 180, 320
+    camera = np.float64([[1, 0, 4.0], [0, 1, -2.0]])
+    exact = _exact_flow(camera, h, w)
+    flow = exact.copy()
+    flow[:, 20:60, 20:100] *= 0.5  # seen in part
+    flow[:, 20:50, 200:260] = 0.0  # not seen at all (3 % of the frame: the still part stays under 10 %)
+    out, info = compensate(flow)
+    assert info.compensated
+    assert np.abs(out).max() < 0.01
+
+
+def test_compensated_flow_is_never_larger_than_the_flow_or_the_flow_minus_the_camera_motion():
+    """Pointwise bound against the exact camera field: the result is the distance from the flow to the segment
+    [0, camera motion], at most both |flow| and |flow - camera motion|. A mover against the camera's motion keeps
+    |own| - |camera| (documented); one along or across it keeps its own motion."""
+    h, w = 180, 320
+    camera = np.float64([[1, 0, 2.5], [0, 1, 0.0]])
+    exact = _exact_flow(camera, h, w)
+    flow = exact.copy()
+    rng = np.random.default_rng(1)
+    flow[:, 100:140, 20:300] = rng.normal(0, 4, (2, 40, 280))  # movers and noise, 22 % of the frame
+    against, across = (slice(30, 60), slice(40, 80)), (slice(30, 60), slice(200, 240))
+    flow[0][against] -= 6.0
+    flow[1][across] += 6.0
+    out, info = compensate(flow)
+    assert info.compensated
+    mag = np.hypot(*out)
+    assert (mag <= np.minimum(np.hypot(*flow), np.hypot(*(flow - exact))) + 0.05).all()  # 0.05: the fit's error
+    np.testing.assert_allclose(mag[against], 6.0 - 2.5, atol=0.05)
+    np.testing.assert_allclose(out[1][across], 6.0, atol=0.05)
+    np.testing.assert_allclose(out[0][across], 0.0, atol=0.05)
+
+
+@needs_bikes
+def test_content_the_camera_moved_across_an_edge_leaves_no_flow_there():
+    """A shift mirrors content in at the edge (cv2.BORDER_REFLECT_101, as the synthetic shake does); Farneback's
+    flow there was up to 14 px after compensation, more than the fastest vehicle of some shaken frames, so the
+    min-max map lit the edge. Reference: OpenCV Farneback of an exact shift of a real frame."""
+    frame = _real_frame()
+    h, w = frame.shape
+    shift = np.float64([[1, 0, -5.0], [0, 1, 4.0]])
+    moved = cv2.warpAffine(frame, shift, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    flow = opencv_flow(frame, moved)
+    out, info = compensate(flow, frame=frame)
+    assert info.compensated and info.reason == "ok"
+    mag = np.hypot(*out)
+    assert mag.max() < 1.5  # Farneback's own error inside (under 1 px here), nothing larger at the edges
+    band = 5 + 16  # the camera's displacement plus edge_px, on each side; 4 + 16 above and below
+    assert mag[:, :band - 1].max() == 0 and mag[:, w - band + 1:].max() == 0
+    assert mag[:band - 2].max() == 0 and mag[h - band + 2:].max() == 0
+    assert (mag[band:h - band, band:w - band] > 0).mean() > 0.9  # inside, the flow is kept
+
+
+def test_the_edge_band_leaves_pixels_the_camera_hardly_moved():
+    """Near-still fits (under reproj_px / 4 of motion) were 37 of 79 pairs of steady synthetic clips, and each
+    lost a 16 px band at every edge. Reference: the exact field of a 0.3 degree rotation about the middle of the
+    left edge (under 0.25 px within 48 px of that point) and a mover there with its own (3, 0) px."""
+    h, w = 180, 320
+    camera = cv2.getRotationMatrix2D((0.0, h / 2), 0.3, 1.0)
+    flow = _exact_flow(camera, h, w)
+    mover = (slice(80, 100), slice(0, 12))
+    flow[0][mover] += 3.0
+    out, info = compensate(flow)
+    assert info.compensated and info.reason == "ok"
+    assert np.hypot(*(flow - _exact_flow(camera, h, w)))[mover].max() == pytest.approx(3.0, abs=1e-4)
+    np.testing.assert_allclose(out[0][mover], 3.0, atol=0.3)
+    far = np.hypot(*_exact_flow(camera, h, w)) > 0.3
+    assert np.abs(out[:, :, :16][:, far[:, :16]]).max() == 0  # where the camera did move it, the band is 0

@@ -280,9 +280,25 @@ def test_night_is_darker_and_shake_moves_the_background(tmp_path):
     assert np.array_equal(steady.frame(0.0)[top], steady.frame(0.1)[top])
 
 
+def test_shake_amplitude_scales_the_shake_and_nothing_else():
+    """--shake-amplitude P: each shaken clip's amplitude is drawn in [P/2, P] % of the width by the same draw,
+    so a seed's scene is the same with only its shake scaled (0.8, the default, is 0.4 to 0.8 %)."""
+    scenes = {p: sc.make_scene(dataclasses.replace(CONFIG, shake_amplitude=p), np.random.default_rng([SEED, 0, 1]),
+                               False, True) for p in (0.8, 2.0)}
+    base, strong = scenes[0.8], scenes[2.0]
+    assert 0.004 * CONFIG.width <= base.shake.amplitude <= 0.008 * CONFIG.width
+    assert strong.shake.amplitude == pytest.approx(2.5 * base.shake.amplitude)
+    assert (strong.shake.freqs, strong.shake.phases) == (base.shake.freqs, base.shake.phases)
+    assert np.array(strong.shake.offset(0.3)) / 2.5 == pytest.approx(base.shake.offset(0.3))
+    assert strong.summary() == base.summary() and strong.background_seed == base.background_seed
+    for a, b in zip(strong.vehicles, base.vehicles, strict=True):
+        np.testing.assert_array_equal(a.x, b.x)
+
+
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
     for argv in (["--clips", "0"], ["--size", "640by360"], ["--size", "641x360"], ["--seconds", "-1"],
-                 ["--silent-fraction", "1.5"], ["--quiet-fraction", "-0.1"], ["--ambience", "-1"]):
+                 ["--silent-fraction", "1.5"], ["--quiet-fraction", "-0.1"], ["--ambience", "-1"],
+                 ["--shake-amplitude", "0"], ["--shake-amplitude", "11"], ["--shake-amplitude", "nan"]):
         with pytest.raises(SystemExit) as e:
             main(["--out", str(tmp_path / "x"), "--clips", "1", "--seed", "0", *argv])
         err = capsys.readouterr().err

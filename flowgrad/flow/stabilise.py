@@ -14,9 +14,18 @@ last; a similarity (estimateAffinePartial2D) not even shear.
 Guards, each tested: a still camera is kept when it explains the samples as
 tightly as the fit (slow motion under ``reproj_px`` cannot bend the fit); a
 fit whose inliers reach fewer than 5 of the frame's 3 x 3 parts is an object,
-not the camera; with a frame, the motion is subtracted only where the frame
-has texture within ``track_px``, since Farneback reports ~0 on flat areas (a
-night sky) whatever the camera does.
+not the camera; with a frame, only clearly textured samples are fitted, since
+Farneback reports ~0 on faint texture (a codec-flattened sky) whatever the
+camera does. Farneback also reports only part of the camera's motion, or none,
+where texture is weak, so the motion is subtracted at each pixel only as far as
+it explains the flow there (the flow's projection on the segment from 0 to the
+camera's displacement): such a pixel comes out ~0, not the camera motion's
+negative, and no pixel comes out larger than its flow or its flow minus the
+camera's motion. The price: a mover going against the camera's motion keeps
+only |own| - |camera| of its motion (nothing when it is the slower), one going
+along or across it keeps its own. Content the camera moved into or out of the
+frame has no counterpart: within the camera's displacement plus ``edge_px`` of
+an edge the flow is set to 0, a mover included.
 
 Where it fails: the fit takes the dominant motion to be "the background".
 When a vehicle fills most of the frame (over about half of the samples, and
@@ -27,7 +36,8 @@ outliers), a still camera explains that part and a shaking one cannot, so the
 fit is refused: the flow comes back unchanged and the vehicle keeps its own
 motion (``info.compensated`` False, a fallback). Only when the camera shakes
 too, or the still part is under that fraction, does the fit follow the
-vehicle: its flow becomes ~0 and the background gets its motion, negated.
+vehicle: its flow becomes ~0 and the background keeps the part of its flow
+that the vehicle's motion does not explain.
 When neither the background nor the vehicle holds ``min_inlier_fraction`` of
 the samples, no model is trusted and the flow also comes back unchanged. A
 blank, textureless frame has no samples to fit and falls back. A shake under
@@ -53,7 +63,7 @@ _MIN_SIDE = 32
 
 # Names this estimator and its settings in flow-cache keys: change it whenever compensate's
 # result changes, so that entries made by an older version are not reused.
-METHOD = "ransac-homography/3"
+METHOD = "ransac-homography/6"
 # StabiliseInfo.reason of a field a still camera explains as well as any fitted motion.
 STILL = "ok: still camera"
 
@@ -76,10 +86,10 @@ class StabiliseInfo:
     reason: str
 
 
-def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture: float = 1e-4,
+def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture: float = 3e-4,
                step: int = 8, border: int = 16, reproj_px: float = 1.0, min_inliers: int = 24,
                min_inlier_fraction: float = 0.5,
-               max_still_fraction: float = 0.1, track_px: int = 15) -> tuple[np.ndarray, StabiliseInfo]:
+               max_still_fraction: float = 0.1, edge_px: int = 16) -> tuple[np.ndarray, StabiliseInfo]:
     """Subtract the background's motion, fitted as a homography, from a flow field.
 
     flow: (2, H, W) float, (dx, dy) in pixels from the first frame to the second,
@@ -87,12 +97,14 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     frame: optional (H, W) uint8 gray frame the flow is sampled on (its first
         frame). When given, only samples where it has texture in two directions
         (cv2.cornerMinEigenVal, 7 px block, >= min_texture) are fitted: Farneback
-        reports ~0 flow on flat areas (sky, walls, blur), which would otherwise
-        outvote the background and fit a still camera.
-    min_texture: that threshold, in cornerMinEigenVal's units for uint8 frames
-        (1e-4 passes a faint sensor-noise texture, not a flat or blurred area; a fainter
-        texture of 2 to 3 grey levels, about 2e-5, is left out: Farneback often reports 0 there
-        under camera shake, which would vote for a still camera).
+        reports ~0 flow on flat or faintly textured areas (sky, walls, blur), which
+        would otherwise vote for a still camera, trip the large-object guard below
+        or outvote the background.
+    min_texture: that threshold, in cornerMinEigenVal's units for uint8 frames. 3e-4
+        keeps edges, corners and a clear noise texture; it leaves out the 1e-4 to 2e-4
+        that H.264 leaves of a noisy sky, which Farneback reports still under a shake
+        of up to 10 px (synthetic shaken clips: such samples, 12 % of a frame, refused
+        most of a clip's fits).
     step: spacing in pixels of the grid of samples the model is fitted to; a field
         under 160 px on its short side uses a finer one (short side / 20, at least 2),
         since a homography fitted to a few dozen samples bends to fit a moving object too.
@@ -103,14 +115,19 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     min_inliers: fewest inlier samples for the model to be trusted.
     min_inlier_fraction: smallest inlier fraction (of the fitted samples) for the
         model to be trusted; 0.5 means the background must be the majority.
-    track_px: with a frame, the model is subtracted only within track_px (a box, the
-        Farneback window's size) of a textured pixel; elsewhere the frame is flat, Farneback
-        saw no motion and the flow is left as it is.
+    edge_px: after a compensation that moved the frame, the flow is set to 0 within
+        the camera's displacement plus edge_px of each edge of the frame, where that
+        displacement reaches reproj_px / 4 (16: Farneback's
+        15 px window): that content entered or left the frame, and Farneback's flow
+        there is an artefact of whatever it found instead (up to 14 px on a shifted real
+        frame), which outgrew every vehicle of some shaken synthetic frames.
     max_still_fraction: largest fraction of the fitted samples that may stand
         still (flow within reproj_px of 0) while the fit calls them outliers; more
         means a still camera and a large moving object, and the fit is refused.
     Returns (flow_out, info): flow_out is a new (2, H, W) float32 array, flow minus
-    the model's displacement at every pixel, or an unchanged float32 copy when
+    the share in [0, 1] of the model's displacement that best explains it at each pixel
+    (the flow's nearest point on the segment from 0 to that displacement) and 0 near the
+    edges (edge_px), or an unchanged float32 copy when
     info.compensated is False (too few samples or inliers, no or a degenerate
     model). Non-finite samples are left out of the fit (and stay non-finite).
     Raises ValueError for a flow that is not a (2, H, W) array or a frame that is
@@ -183,12 +200,22 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     px = (hom[0, 0] * gx + hom[0, 1] * gy + hom[0, 2]) / den
     py = (hom[1, 0] * gx + hom[1, 1] * gy + hom[1, 2]) / den
     dx, dy = (px - gx).astype(np.float32), (py - gy).astype(np.float32)
-    if texture is not None:
-        # Farneback reports ~0 on a flat area whatever the camera did: subtracting the camera's
-        # motion there would paint its negative over the sky or a dark night scene.
-        box = np.ones((track_px, track_px), np.uint8)
-        seen = cv2.dilate((texture >= min_texture).astype(np.uint8), box).astype(bool)
-        dx, dy = np.where(seen, dx, np.float32(0)), np.where(seen, dy, np.float32(0))
-    flow[0] -= dx
-    flow[1] -= dy
+    # Farneback reports a fraction of the camera's motion, or none, where texture is weak (a sky, a wall,
+    # a night scene): subtract the camera's motion only as far as it explains the flow, i.e. the flow's
+    # projection on the segment from 0 to the camera's displacement, so that such a pixel comes out ~0
+    # instead of the camera motion's negative.
+    norm = dx * dx + dy * dy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.clip((flow[0] * dx + flow[1] * dy) / norm, 0, 1)
+    share[norm == 0] = 0  # no camera motion to subtract there
+    flow[0] -= share * dx
+    flow[1] -= share * dy
+    # Near an edge the camera moved content into or out of the frame: those pixels have no counterpart in
+    # the other frame and Farneback's window reports what it finds there instead (mirrored or new content).
+    # Where the camera moved a pixel by less than a still camera's tolerance, nothing crossed the edge.
+    to_x = np.minimum(gx, w - 1 - gx).astype(np.float32)  # distance to the nearest edge, px
+    to_y = np.minimum(gy, h - 1 - gy).astype(np.float32)
+    near = (np.abs(dx) + edge_px > to_x) | (np.abs(dy) + edge_px > to_y)
+    near &= norm >= tight * tight
+    flow *= ~near
     return flow, StabiliseInfo(True, fraction, "ok")

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-rate", type=int, default=48000, help="audio sample rate in Hz (default 48000)")
     p.add_argument("--night-fraction", type=float, default=0.2, help="probability of a night clip (default 0.2)")
     p.add_argument("--shake-fraction", type=float, default=0.2, help="probability of camera shake (default 0.2)")
+    p.add_argument("--shake-amplitude", type=float, default=0.8, metavar="PERCENT",
+                   help="largest shake amplitude, %% of the frame width; each shaken clip draws its own between "
+                        "half of it and it (default 0.8)")
     p.add_argument("--offscreen-fraction", type=float, default=0.5,
                    help="probability of an off-screen vehicle sound (default 0.5)")
     p.add_argument("--light-fraction", type=float, default=0.5,
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = SynthConfig(width=args.size_hw[1], height=args.size_hw[0], seconds=args.seconds, fps=args.fps,
                              audio_rate=args.audio_rate, night_fraction=args.night_fraction,
-                             shake_fraction=args.shake_fraction, offscreen_fraction=args.offscreen_fraction,
+                             shake_fraction=args.shake_fraction, shake_amplitude=args.shake_amplitude,
+                             offscreen_fraction=args.offscreen_fraction,
                              light_fraction=args.light_fraction, silent_fraction=args.silent_fraction,
                              busy_fraction=args.busy_fraction, busy_loud=args.busy_loud,
                              quiet_fraction=args.quiet_fraction,

@@ -26,6 +26,8 @@ class SynthConfig:
     in [0, 1] of night lighting, camera shake, an off-screen vehicle sound and
     a traffic light that stops a sounding vehicle; and (listening.py) of silent
     movers, busy traffic, a quiet stretch, and parked vehicles being shown.
+    shake_amplitude: largest amplitude of a shaken clip's translation, % of the width (each
+    shaken clip draws its own between half of it and it; 0.8 = 0.4 to 0.8 %, about 2.6 to 5 px at 640 px).
     busy_loud: how many vehicles in the picture of a busy clip may keep their engine
     sound (1 or 2; the others are electric). ambience: level of the wind, birds and voices
     mixed under every clip (1 = the default level, 0 = none). mic_positions_m: the
@@ -41,6 +43,7 @@ class SynthConfig:
     audio_rate: int = 48000
     night_fraction: float = 0.2
     shake_fraction: float = 0.2
+    shake_amplitude: float = 0.8
     offscreen_fraction: float = 0.5
     light_fraction: float = 0.5
     silent_fraction: float = 0.4
@@ -70,6 +73,8 @@ class SynthConfig:
                 raise SynthError(f"{name}={value}: must be in [0, 1]")
         if isinstance(self.busy_loud, bool) or self.busy_loud not in (1, 2):
             raise SynthError(f"busy_loud={self.busy_loud!r}: use 1 or 2 (loud vehicles in a busy clip)")
+        if not 0.0 < self.shake_amplitude <= 10.0:
+            raise SynthError(f"shake_amplitude={self.shake_amplitude}: use a percentage of the width in (0, 10]")
         if not 0.0 <= self.ambience <= 10.0:
             raise SynthError(f"ambience={self.ambience}: use 0 (none) .. 10 (1 is the default level)")
         try:

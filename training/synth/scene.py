@@ -404,7 +404,7 @@ def make_scene(config: SynthConfig, rng: np.random.Generator, night: bool, shake
     trees = tuple(_tree(rng, layout) for _ in range(int(rng.integers(1, 4))))
     background_seed = int(rng.integers(2**31))
     # Drawn even for steady clips so that the shake flag changes nothing else.
-    amplitude = rng.uniform(0.004, 0.008) * layout.width
+    amplitude = rng.uniform(config.shake_amplitude / 200, config.shake_amplitude / 100) * layout.width
     shake_params = Shake(amplitude if shake else 0.0, tuple(rng.uniform(2.0, 6.0, 2)),
                          tuple(rng.uniform(0, 2 * np.pi, 4)))
     return Scene(layout, seconds, night, shake_params, tuple(vehicles) + tuple(parked), pedestrians, trees,
