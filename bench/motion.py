@@ -3,8 +3,8 @@
     .venv/bin/python bench/motion.py [--size 320x180] [--repeat 200] [--threads 2]
 
 Times, on real flow (OpenCV Farneback between the demo's frame0.png and a shaken copy of it, at
---size), flowgrad.flow.stabilise.compensate (with the frame's texture mask, as RollingFlow calls
-it), MotionMemory.update (one flow-rate sample with its frame, which returns the memory) and both in a row;
+--size), flowgrad.flow.stabilise.compensate (given the frame, whose texture picks the samples it
+fits, as RollingFlow calls it), MotionMemory.update (one flow-rate sample with its frame, which returns the memory) and both in a row;
 the Farneback pair itself for scale. Prints the machine, the 1-minute load average before and
 after (the machine may be shared) and a Markdown table of median and 95th-percentile ms.
 """
