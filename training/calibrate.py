@@ -1,9 +1,18 @@
 """``python -m training.calibrate CKPT --data ROOT [--out CKPT2]``: calibrate a model's sounding score.
 
 Positives are the benchmark's evaluation pairs (the pairs ``training.evaluate``
-scores, read the same way); negatives are the same frames with digital silence
-and with the audio of a pair from another clip (swapped). The model's raw
-``sounding_evidence`` of all three is fitted with Platt scaling
+scores, read the same way). Negatives (``--negatives``):
+
+* ``evaluation`` (the default for sets with sound events, urbansas): exactly the
+  negative pairs ``training.evaluate --negatives`` counts: the 2 fps times with no
+  on-screen vehicle sound (no-event), every positive frame with digital silence, and
+  with the audio of a time where no vehicle sounds (swapped);
+* ``other-clip`` (the default for still-frame sets, which have no sound events): the
+  positive frames with digital silence and with the audio of a pair from another clip
+  (swapped), which may hold another vehicle: a model that hears "a vehicle" cannot
+  tell it from the frame's own, so this fit sets the 0.5 point high.
+
+The model's raw ``sounding_evidence`` of every pair is fitted with Platt scaling
 (:func:`flowgrad.calibration.fit_platt`), each class (positives, negatives)
 weighing half, so the score is the probability of "sounding" under an even
 prior. The fitted scale and bias go into the model's buffers and the
@@ -32,10 +41,13 @@ from flowgrad.calibration import auroc, brier
 from flowgrad.errors import InputError, one_line
 
 from .benchmarks import BENCHMARKS
-from .calibration_pairs import CalibrationPairs, calibration_pairs, model_hooks
+from .calibration_pairs import CalibrationPairs, calibration_pairs, kind_pairs, model_hooks
 from .calibration_pairs import fit as calibration_pairs_fit
 from .data import DataConfig, DataError
 from .data.flowcache import FlowCache
+from .data.pairs import EvalPairs
+
+NEGATIVES = ("evaluation", "other-clip")
 
 class CalibrateError(InputError):
     """Bad arguments, model or data (exit status 2)."""
@@ -43,10 +55,12 @@ class CalibrateError(InputError):
 
 def collect_pairs(model, data, batch_size: int = 8, device: str = "cpu", show: bool = False,
                   still: bool = False, seed: int = 0) -> CalibrationPairs:
-    """The model's raw evidence for every pair of ``data`` with its own audio (positive), digital
-    silence and another clip's audio (swapped), built by training.calibration_pairs as at the
-    end of training. still: a still-frame set, whose unreadable pairs are counted and passed
-    over (a video set's stop the run, as in training.evaluate)."""
+    """The model's raw evidence for every pair of ``data``: an :class:`EvalPairs` with negatives
+    gives each pair with its own kind (training.calibration_pairs.kind_pairs); any other
+    benchmark dataset gives each pair with its own audio (positive), digital silence and another
+    clip's audio (swapped), as at the end of training. still: a still-frame set, whose
+    unreadable pairs are counted and passed over (a video set's stop the run, as in
+    training.evaluate)."""
     model = model.to(device).eval()
     evidence, _, _ = model_hooks(model)
 
@@ -56,7 +70,10 @@ def collect_pairs(model, data, batch_size: int = 8, device: str = "cpu", show: b
         data.count_unreadable(str(e))
 
     with torch.inference_mode():
-        pairs = calibration_pairs(data, None, evidence, batch_size, seed, device, unreadable, show)
+        if isinstance(data, EvalPairs):
+            pairs = kind_pairs(data, evidence, batch_size, device, unreadable, show)
+        else:
+            pairs = calibration_pairs(data, None, evidence, batch_size, seed, device, unreadable, show)
     if not pairs.kind:
         raise CalibrateError(f"no evaluation pair could be read ({data.skipped})")
     return pairs
@@ -104,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CKPT", help="a flowgrad checkpoint of a model that uses audio")
     p.add_argument("--data", required=True, help="the benchmark's folder (as training.evaluate --data)")
     p.add_argument("--benchmark", choices=sorted(BENCHMARKS), default="urbansas", help="reader of --data (urbansas)")
+    p.add_argument("--negatives", choices=NEGATIVES, default=None,
+                   help="evaluation: the negatives training.evaluate --negatives counts (default for urbansas); "
+                        "other-clip: silence and another clip's audio (default for still-frame sets)")
     p.add_argument("--out", type=Path, default=None, help="write the calibrated checkpoint here (default: in place)")
     p.add_argument("--batch-size", type=int, default=8, help="pairs per inference batch (8)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
@@ -126,10 +146,16 @@ def main(argv: Optional[list[str]] = None) -> int:
                                  "takes no calibration")
         meta = checkpoint.read_meta(args.checkpoint)["meta"]
         benchmark = BENCHMARKS[args.benchmark]
+        negatives = args.negatives or ("other-clip" if benchmark.still else "evaluation")
+        if negatives == "evaluation" and benchmark.still:
+            raise CalibrateError(f"--negatives evaluation needs clips with sound events (urbansas), "
+                                 f"not {args.benchmark}")
         with tempfile.TemporaryDirectory() as tmp:
             config = DataConfig(audio_rate=model.audio_rate, audio_seconds=model.audio_seconds)
-            data = benchmark.dataset(Path(args.data), config, FlowCache(Path(args.flow_cache or tmp)))
-            if len(data) == 0:
+            cache = FlowCache(Path(args.flow_cache or tmp))
+            data = (EvalPairs(Path(args.data), config, cache, negatives=True) if negatives == "evaluation"
+                    else benchmark.dataset(Path(args.data), config, cache))
+            if len(data) == 0 or (negatives == "evaluation" and data.kind_counts()["positive"] == 0):
                 raise CalibrateError(f"{args.data}: no {benchmark.title} evaluation pairs "
                                      f"({data.skipped or 'none selected by the annotations'})")
             pairs = collect_pairs(model, data, args.batch_size, args.device, show, benchmark.still)
@@ -140,7 +166,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         model.set_score_calibration(scale, bias)
         counts = {k: r["n"] for k, r in report["kinds"].items()}
         meta["score_calibration"] = {"data": str(args.data), "benchmark": args.benchmark, "counts": counts,
-                                     "scale": scale, "bias": bias, "method": "platt, balanced classes"}
+                                     "negatives": negatives, "scale": scale, "bias": bias,
+                                     "method": "platt, balanced classes"}
         checkpoint.save(out, model.cpu(), **meta)
     except InputError as e:  # CalibrateError, checkpoints, annotations, media
         print(f"calibrate: error: {one_line(e)}", file=sys.stderr)
@@ -149,8 +176,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"calibrate: error: {out}: cannot write it: {one_line(e.strerror or e)}", file=sys.stderr)
         return 2
     if "swapped" not in report["kinds"]:
-        print("calibrate: one clip only: no swapped-audio negatives", file=sys.stderr)
-    print(f"{model.name} ({args.checkpoint}) on {args.data}:\n")
+        print("calibrate: no swapped-audio negatives (one clip only, or no time where no vehicle sounds)",
+              file=sys.stderr)
+    print(f"{model.name} ({args.checkpoint}) on {args.data}, negatives: {negatives}:\n")
     print(table(report, scale, bias))
     print(f"calibrate: wrote {out}", file=sys.stderr)
     return 0

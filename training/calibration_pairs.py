@@ -2,13 +2,15 @@
 
 The one place that builds them, for the end of training (training.train, on the
 validation windows) and for ``python -m training.calibrate`` (on a benchmark's
-evaluation pairs, all positives).
+evaluation pairs).
 
 Positives (label 1): windows with a sounding on-screen vehicle (SOUNDING; in a set
 without audio annotations every window is presumed sounding, as training presumes).
 Negatives (label 0): the same frames with digital silence, the same frames with the
 audio of a window of another clip, and the windows whose audio holds no vehicle
-(QUIET) or only off-screen vehicles (OFFSCREEN), with their own audio.
+(QUIET) or only off-screen vehicles (OFFSCREEN), with their own audio
+(:func:`calibration_pairs`); or, for a benchmark's evaluation pairs with negatives, the
+evaluator's own kinds (:func:`kind_pairs`).
 
 The evidence comes from a callable, so this module knows nothing of a model's
 score: ``evidence_fn(frame (B, 3, H, W), flow (B, 2, H, W), wave (B, T)) -> (B,)``,
@@ -46,6 +48,50 @@ class CalibrationPairs:
         return {k: self.kind.count(k) for k in dict.fromkeys(self.kind)}
 
 
+class _Batches:
+    """Collects (frame, flow, wave, label, kind) pairs and runs evidence_fn on them batch by batch."""
+
+    def __init__(self, evidence_fn: EvidenceFn, batch_size: int, device) -> None:
+        self.evidence_fn, self.batch_size, self.device = evidence_fn, batch_size, device
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, str]] = []
+        self.evidence: list[torch.Tensor] = []
+        self.truth: list[float] = []
+        self.kinds: list[str] = []
+
+    def add(self, frame, flow, wave, label: float, kind: str) -> None:
+        self.pending.append((frame, flow, wave, label, kind))
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        frame, flow, wave = (torch.stack([p[i] for p in self.pending]).to(self.device) for i in range(3))
+        out = self.evidence_fn(frame, flow, wave).detach().float().cpu().reshape(-1)
+        if out.shape != (len(self.pending),):
+            raise ValueError(f"evidence_fn returned {out.numel()} values for {len(self.pending)} pairs")
+        self.evidence.append(out)
+        self.truth.extend(p[3] for p in self.pending)
+        self.kinds.extend(p[4] for p in self.pending)
+        self.pending.clear()
+
+    def result(self) -> CalibrationPairs:
+        self.flush()
+        return CalibrationPairs(torch.cat(self.evidence) if self.evidence else torch.zeros(0),
+                                torch.tensor(self.truth, dtype=torch.float32), tuple(self.kinds))
+
+
+def _read(data, i: int, on_unreadable):
+    """data[i], or None when it cannot be read and on_unreadable passes it over."""
+    try:
+        return data[i]
+    except DataError as e:
+        if on_unreadable is None:
+            raise
+        on_unreadable(e)
+        return None
+
+
 @torch.no_grad()
 def calibration_pairs(data, labels: Optional[Sequence[str]], evidence_fn: EvidenceFn, batch_size: int = 16,
                       seed: int = 0, device: str | torch.device = "cpu",
@@ -68,44 +114,40 @@ def calibration_pairs(data, labels: Optional[Sequence[str]], evidence_fn: Eviden
     if len(labels) != len(data):
         raise ValueError(f"labels: {len(labels)} for {len(data)} windows")
     rng = random.Random(seed)
-    evidence, truth, kinds = [], [], []
-    pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, str]] = []
-
-    def flush():
-        if not pending:
-            return
-        frame, flow, wave = (torch.stack([p[i] for p in pending]).to(device) for i in range(3))
-        out = evidence_fn(frame, flow, wave).detach().float().cpu().reshape(-1)
-        if out.shape != (len(pending),):
-            raise ValueError(f"evidence_fn returned {out.numel()} values for {len(pending)} pairs")
-        evidence.append(out)
-        truth.extend(p[3] for p in pending)
-        kinds.extend(p[4] for p in pending)
-        pending.clear()
-
+    batches = _Batches(evidence_fn, batch_size, device)
     for i, label in enumerate(tqdm(labels, desc="calibration pairs", unit="window", disable=not show, leave=False)):
         if label not in (SOUNDING, UNLABELLED, QUIET, OFFSCREEN):
             raise ValueError(f"unknown window label {label!r}")
-        try:
-            s = data[i]
-        except DataError as e:
-            if on_unreadable is None:
-                raise
-            on_unreadable(e)
+        s = _read(data, i, on_unreadable)
+        if s is None:
             continue
         if label in (QUIET, OFFSCREEN):
-            pending.append((s.frame, s.flow, s.wave, 0.0, label))
+            batches.add(s.frame, s.flow, s.wave, 0.0, label)
         else:
-            pending.append((s.frame, s.flow, s.wave, 1.0, "positive"))
-            pending.append((s.frame, s.flow, torch.zeros_like(s.wave), 0.0, "silence"))
+            batches.add(s.frame, s.flow, s.wave, 1.0, "positive")
+            batches.add(s.frame, s.flow, torch.zeros_like(s.wave), 0.0, "silence")
             wave = other_clip_audio(data, s.clip, rng, [])  # None: no other clip, or none readable
             if wave is not None:
-                pending.append((s.frame, s.flow, wave, 0.0, "swapped"))
-        if len(pending) >= batch_size:
-            flush()
-    flush()
-    return CalibrationPairs(torch.cat(evidence) if evidence else torch.zeros(0),
-                            torch.tensor(truth, dtype=torch.float32), tuple(kinds))
+                batches.add(s.frame, s.flow, wave, 0.0, "swapped")
+    return batches.result()
+
+
+@torch.no_grad()
+def kind_pairs(data, evidence_fn: EvidenceFn, batch_size: int = 16, device: str | torch.device = "cpu",
+               on_unreadable: Optional[Callable[[DataError], None]] = None,
+               show: bool = False) -> CalibrationPairs:
+    """Evidence of every item of ``data`` as it stands (its own frame, flow and audio), labelled
+    by the item's ``kind``: 1 for "positive", 0 for any other. For
+    :class:`training.data.pairs.EvalPairs` with negatives, so a score is calibrated on exactly
+    the negatives ``training.evaluate --negatives`` counts (no-event, silence, swapped audio
+    where no vehicle sounds). Unreadable items as in :func:`calibration_pairs`."""
+    batches = _Batches(evidence_fn, batch_size, device)
+    for i in tqdm(range(len(data)), desc="calibration pairs", unit="pair", disable=not show, leave=False):
+        s = _read(data, i, on_unreadable)
+        if s is not None:
+            kind = data.items[i].kind
+            batches.add(s.frame, s.flow, s.wave, float(kind == "positive"), kind)
+    return batches.result()
 
 
 def fit(pairs: CalibrationPairs, calibrate_fn: Callable[[torch.Tensor, torch.Tensor], tuple[float, float]]):
