@@ -129,6 +129,11 @@ def test_calibration_pairs_and_fit(labelled_set):
     assert max(seen) <= 4 + 2  # batched (a window adds up to 3 pairs past the flush point)
     silence = pairs.evidence[[k == "silence" for k in pairs.kind]]
     assert torch.equal(silence, torch.zeros_like(silence))
+    # swapped audio holds no vehicle, as training.evaluate's: it is a QUIET window's (of another clip)
+    quiet_rms = {round(float(torch.from_numpy(data.audio_of(i)).square().mean().sqrt()), 5)
+                 for i, label in enumerate(labels) if label == QUIET}
+    swapped = pairs.evidence[[k == "swapped" for k in pairs.kind]]
+    assert {round(float(v), 5) for v in swapped} <= quiet_rms
     assert fit(pairs, lambda e, y: (2.0, -1.0)) == (2.0, -1.0)
     only_positive = type(pairs)(pairs.evidence[:1], pairs.labels[:1] * 0 + 1, pairs.kind[:1])
     with pytest.raises(ValueError, match="positive and negative"):
@@ -160,3 +165,5 @@ def test_swapped_audio_always_comes_from_another_clip():
     drawn = {int(other_clip_audio(data, "a", rng, [])[0]) for _ in range(60)}
     assert drawn == {3, 4, 5}  # every item of b and c, none of a
     assert other_clip_audio(_Clips(["a", "a"]), "a", rng, []) is None
+    assert {int(other_clip_audio(data, "a", rng, [], among=[0, 4])[0]) for _ in range(20)} == {4}
+    assert other_clip_audio(data, "a", rng, [], among=[0, 1]) is None

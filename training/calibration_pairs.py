@@ -105,7 +105,10 @@ def calibration_pairs(data, labels: Optional[Sequence[str]], evidence_fn: Eviden
         None: every item is a positive (a benchmark's evaluation pairs).
     Each positive window gives 3 pairs (own audio: 1; silence: 0; another clip's audio:
     0, when ``data`` holds two clips or more and one of them can be read); each QUIET /
-    OFFSCREEN window 1 pair (0). The swapped audio is drawn with ``seed``. Reads every
+    OFFSCREEN window 1 pair (0). The swapped audio is drawn with ``seed``, from another
+    clip's QUIET windows when the windows are labelled (a vehicle heard elsewhere is still a
+    vehicle heard: training.evaluate's swapped negatives hold no vehicle either), from any of
+    its windows when they are not. Reads every
     window once; a DataError reading one goes to ``on_unreadable`` (which passes the item
     over, or raises), else up. show: a progress bar.
     """
@@ -114,6 +117,8 @@ def calibration_pairs(data, labels: Optional[Sequence[str]], evidence_fn: Eviden
     if len(labels) != len(data):
         raise ValueError(f"labels: {len(labels)} for {len(data)} windows")
     rng = random.Random(seed)
+    donors = None if all(label == UNLABELLED for label in labels) else [
+        i for i, label in enumerate(labels) if label == QUIET]
     batches = _Batches(evidence_fn, batch_size, device)
     for i, label in enumerate(tqdm(labels, desc="calibration pairs", unit="window", disable=not show, leave=False)):
         if label not in (SOUNDING, UNLABELLED, QUIET, OFFSCREEN):
@@ -126,7 +131,7 @@ def calibration_pairs(data, labels: Optional[Sequence[str]], evidence_fn: Eviden
         else:
             batches.add(s.frame, s.flow, s.wave, 1.0, "positive")
             batches.add(s.frame, s.flow, torch.zeros_like(s.wave), 0.0, "silence")
-            wave = other_clip_audio(data, s.clip, rng, [])  # None: no other clip, or none readable
+            wave = other_clip_audio(data, s.clip, rng, [], among=donors)  # None: no donor, or none readable
             if wave is not None:
                 batches.add(s.frame, s.flow, wave, 0.0, "swapped")
     return batches.result()

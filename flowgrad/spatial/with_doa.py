@@ -126,15 +126,22 @@ class WithDoa:
         if maps.ndim != 3 or signals.ndim != 3 or signals.shape[0] != maps.shape[0]:
             raise ValueError(f"WithDoa: expected maps (B, H, W) and signals (B, M, T), got {maps.shape} and "
                              f"{signals.shape}")
+        likelihood, estimates = self.likelihoods(signals)
+        fused = fuse(maps, likelihood)
+        heard = np.array([heard_factor(e.coherence) for e in estimates], np.float32)
+        return fused, np.minimum(np.clip(np.asarray(scores, np.float32), 0, 1), heard), estimates
+
+    def likelihoods(self, signals: np.ndarray) -> tuple[np.ndarray, list[DoaEstimate]]:
+        """signals ``(B, M, T)`` -> (each item's direction likelihood over the maps' columns
+        ``(B, W)``, or pixels ``(B, H, W)`` for arrays with rows, in [0, 1] and widened by
+        ``spread_deg``; one :class:`DoaEstimate` per item)."""
         estimates = [self.finder(s) for s in signals]
         likelihood = np.stack([e.likelihood for e in estimates])
         axes = {"cols": likelihood.ndim - 1, "rows": 1} if likelihood.ndim == 3 else {"cols": 1}
         for name, axis in axes.items():  # columns, and rows for a (B, H, W) likelihood
             if self._spread_px[name] > 0:
                 likelihood = maximum_filter1d(likelihood, 2 * self._spread_px[name] + 1, axis=axis, mode="nearest")
-        fused = fuse(maps, likelihood)
-        heard = np.array([heard_factor(e.coherence) for e in estimates], np.float32)
-        return fused, np.minimum(np.clip(np.asarray(scores, np.float32), 0, 1), heard), estimates
+        return likelihood, estimates
 
 
 def heard_factor(coherence: float) -> float:

@@ -171,12 +171,14 @@ class NegativeWindows(Dataset):
 
 
 def other_clip_audio(data, clip: str, rng: random.Random, skipped: list[str],
-                     tries: int = 3) -> Optional[torch.Tensor]:
+                     tries: int = 3, among: Optional[Sequence[int]] = None) -> Optional[torch.Tensor]:
     """The audio window (T,) of a random item of ``data`` from another clip than ``clip``, or
-    None when ``tries`` draws could not be read (unreadable, or NaN / infinity: each appended to
-    ``skipped`` under the dataset's skip reasons). ``data``: any dataset with ``clip_of(i)`` and
-    ``audio_of(i)`` (training windows, evaluation pairs, still-frame entries)."""
-    others = [i for i in range(len(data)) if data.clip_of(i) != clip]
+    None when there is none or ``tries`` draws could not be read (unreadable, or NaN / infinity:
+    each appended to ``skipped`` under the dataset's skip reasons). ``data``: any dataset with
+    ``clip_of(i)`` and ``audio_of(i)`` (training windows, evaluation pairs, still-frame entries).
+    among: draw only from these items (None: from every item)."""
+    candidates = range(len(data)) if among is None else among
+    others = [i for i in candidates if data.clip_of(i) != clip]
     for _ in range(tries if others else 0):
         try:
             wave = torch.from_numpy(data.audio_of(rng.choice(others)))
