@@ -20,13 +20,15 @@ def _heard(azimuth_deg: float, geometry, seconds=0.5, snr_db=20.0, seed=0):
     return heard + noise * rng.standard_normal(heard.shape).astype(np.float32)
 
 
-def test_a_flat_map_takes_the_peak_at_the_sources_pinhole_column():
+def test_the_likelihood_peaks_at_the_sources_pinhole_column():
     geometry = preset_geometry("stereo:0.2", 90.0)
     fusion = WithDoa(geometry, (56, 112), RATE, spread_deg=0.0)
     heard = _heard(-20.0, geometry)
-    maps, scores, (estimate,) = fusion(np.ones((1, 56, 112), np.float32), np.array([0.3]), heard[None])
+    (likelihood,), _ = fusion.likelihoods(heard[None])
     expected = column_of_azimuth(-20.0, 112, 90.0)
-    assert abs(int(np.argmax(maps[0, 28])) + 0.5 - expected) <= 2.0
+    assert likelihood.shape == (112,) and abs(int(np.argmax(likelihood)) + 0.5 - expected) <= 2.0
+    maps, scores, (estimate,) = fusion(np.random.default_rng(0).random((1, 56, 112), np.float32), np.array([0.3]),
+                                       heard[None])
     assert maps.min() >= 0 and maps.max() == pytest.approx(1.0)
     assert scores.tolist() == pytest.approx([0.3])  # a clear direction heard: the model's score stands
     fields = doa_fields(estimate)
@@ -47,6 +49,50 @@ def test_of_two_equal_blobs_the_one_heard_wins():
     assert fused[0, 15, right] == pytest.approx(1.0) and fused[0, 15, left] < 0.5
 
 
+def test_a_heard_vehicle_keeps_its_whole_width_and_an_unheard_one_drops():
+    """The direction says which region of the map sounds, the map how far it extends: a vehicle
+    twice as wide as the likelihood's plateau, heard at its left end, is kept whole at the
+    benchmarks' binarisation (0.5), a second one across the picture drops out. Weighted pixel
+    by pixel (the fusion before), the heard vehicle lost most of its width."""
+    from flowgrad.spatial.fusion import fuse
+
+    geometry = preset_geometry("stereo:0.2", 90.0)
+    fusion = WithDoa(geometry, (32, 112), RATE)
+    heard = _heard(-20.0, geometry)[None]
+    (likelihood,), _ = fusion.likelihoods(heard)
+    plateau = np.nonzero(likelihood > 0.99)[0]
+    start = plateau[0]
+    wide = slice(start, min(112, start + 2 * len(plateau)))
+    maps = np.zeros((1, 32, 112), np.float32)
+    maps[0, 10:20, wide] = 1.0
+    far = int(column_of_azimuth(30.0, 112, 90.0))
+    maps[0, 10:20, far - 3:far + 3] = 0.9
+    fused, _, _ = fusion(maps, np.ones(1), heard)
+    assert (fused[0, 10:20, wide] >= 0.5).all() and (fused[0, 10:20, far - 3:far + 3] < 0.5).all()
+    by_pixel = fuse(maps, likelihood[None], None)
+    assert (by_pixel[0, 15, wide] < 0.5).mean() > 0.3
+
+
+def test_fuse_by_region_against_a_hand_computed_map():
+    from flowgrad.spatial.fusion import fuse
+
+    maps = np.zeros((1, 4, 8), np.float32)
+    maps[0, 1:3, 0:2] = 1.0   # region A: columns 0-1
+    maps[0, 1:3, 5:8] = 0.8   # region B: columns 5-7
+    maps[0, 0, 3] = 0.2       # below half the maximum: weighted where it lies
+    likelihood = np.array([0.0, 0.5, 0.0, 0.6, 0.0, 0.0, 1.0, 0.0], np.float32)
+    expected = np.zeros((4, 8), np.float32)
+    expected[1:3, 0:2] = 1.0 * 0.5  # A's highest likelihood
+    expected[1:3, 5:8] = 0.8 * 1.0  # B's
+    expected[0, 3] = 0.2 * 0.6
+    expected /= expected.max()
+    assert fuse(maps, likelihood, 0.5)[0] == pytest.approx(expected, abs=1e-5)
+    assert fuse(np.zeros((1, 4, 8), np.float32), likelihood, 0.5).max() == 0.0  # nothing to weigh
+    for bad in (0.0, 1.5, -1.0):
+        with pytest.raises(ValueError, match="region_level"):
+            fuse(maps, likelihood, bad)
+
+
 def test_a_channel_count_other_than_the_geometrys_is_refused():
     fusion = WithDoa(preset_geometry("square:0.2"), (8, 8), RATE)
     from flowgrad.spatial.geometry import ChannelCountError
@@ -61,15 +107,14 @@ def test_the_likelihood_is_widened_to_a_plateau_centred_on_the_source():
     raw likelihood peaks, and still suppresses a direction 40 degrees away."""
     geometry = preset_geometry("stereo:0.2", 90.0)
     heard = _heard(-20.0, geometry)[None]
-    flat = np.ones((1, 56, 112), np.float32)
-    raw, _, _ = WithDoa(geometry, (56, 112), RATE, spread_deg=0.0)(flat, np.ones(1), heard)
-    wide, _, _ = WithDoa(geometry, (56, 112), RATE)(flat, np.ones(1), heard)
-    top = np.nonzero(wide[0, 28] > 0.99)[0]
+    (raw,), _ = WithDoa(geometry, (56, 112), RATE, spread_deg=0.0).likelihoods(heard)
+    (wide,), _ = WithDoa(geometry, (56, 112), RATE).likelihoods(heard)
+    top = np.nonzero(wide > 0.99)[0]
     span = column_of_azimuth(np.array([-28.0, -12.0]), 112, 90.0)
-    assert (raw[0, 28] > 0.99).sum() < len(top)
+    assert (raw > 0.99).sum() < len(top)
     assert abs(top.mean() + 0.5 - column_of_azimuth(-20.0, 112, 90.0)) <= 2.0
     assert span[0] - 2 <= top[0] and top[-1] + 1 <= span[1] + 2
-    assert wide[0, 28, int(column_of_azimuth(20.0, 112, 90.0))] < 0.1
+    assert wide[int(column_of_azimuth(20.0, 112, 90.0))] < 0.1
     with pytest.raises(ValueError, match="spread_deg"):
         WithDoa(geometry, (56, 112), RATE, spread_deg=-1.0)
 
@@ -86,15 +131,14 @@ def test_the_range_likelihood_is_flat_without_a_direction_and_scaled_by_the_maps
         DirectionFinder(preset_geometry("stereo:0.2"), (8, 8), RATE, likelihood="steep")
 
 
-def test_two_loud_sources_both_keep_their_part_of_a_flat_map():
+def test_two_loud_sources_both_keep_their_part_of_the_likelihood():
     geometry = preset_geometry("stereo:0.2", 90.0)
     rng = np.random.default_rng(7)
     n = RATE // 2
     sources = [(rng.standard_normal(n) * gain, 30.0 * np.array([np.sin(np.radians(a)), 0.0, np.cos(np.radians(a))]))
                for a, gain in ((-25.0, 1.0), (30.0, 0.8))]
     heard = render_array(sources, RATE, geometry.mic_positions_m, 0.001, rng)
-    fused, _, _ = WithDoa(geometry, (32, 112), RATE)(np.ones((1, 32, 112), np.float32), np.ones(1), heard[None])
-    row = fused[0, 16]
+    (row,), _ = WithDoa(geometry, (32, 112), RATE).likelihoods(heard[None])
     for azimuth in (-25.0, 30.0):
         c = int(column_of_azimuth(azimuth, 112, 90.0))
         assert row[c - 2:c + 3].max() > 0.5  # both survive the benchmarks' binarisation
@@ -112,11 +156,11 @@ def test_a_square_arrays_source_lands_on_its_pinhole_row_of_a_map_stretched_over
     where = 30.0 * np.array([0.0, -np.sin(up), np.cos(up)])  # y down: up is negative y
     heard = render_array([(rng.standard_normal(RATE // 2), where)], RATE, geometry.mic_positions_m, 0.0, rng)
     fusion = WithDoa(geometry, (224, 224), RATE, spread_deg=0.0, frame_hw=frame_hw)
-    maps, _, (estimate,) = fusion(np.ones((1, 224, 224), np.float32), np.array([1.0]), heard[None])
+    (likelihood,), (estimate,) = fusion.likelihoods(heard[None])
     fh, fw = frame_hw
     frame_row = fh / 2 - (fw / 2 / np.tan(np.radians(45.0))) * np.tan(up)  # focal in frame pixels
     expected = frame_row * 224 / fh
-    row = np.unravel_index(np.argmax(maps[0]), maps[0].shape)[0] + 0.5
+    row = np.unravel_index(np.argmax(likelihood), likelihood.shape)[0] + 0.5
     assert abs(row - expected) <= 4.0, (row, expected)
     assert estimate.elevation_deg == pytest.approx(20.0, abs=2.0)
 
