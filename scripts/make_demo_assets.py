@@ -4,7 +4,8 @@ Two 640x360 frames 0.125 s apart and 5 s of 16 kHz mono audio: a bus drives
 right (6 px per 0.125 s) with an engine sound, a red car is parked (silent),
 a tree's leaves sway (moving, silent). Also street.mp4, the live demo's clip
 (`python run_live.py --demo`): clip 1 of `python -m training.synth --seed 2026`
-(10 s, 640x360, 24 fps, AAC stereo track; two cars and a truck drive and sound,
+(10 s, 640x360, 24 fps, AAC stereo track rendered to a 20 cm pair, so a direction can be
+found in it; two cars and a truck drive and sound,
 three parked cars are silent, a tree sways). Deterministic; rerun to regenerate:
 
     .venv/bin/python scripts/make_demo_assets.py
