@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from flowgrad.errors import InputError
-from realtime.picture import OPACITY, band_height, blend, message_caption, with_caption
+from realtime.picture import OPACITY, band_height, blend, map_opacity, message_caption, with_caption
 from realtime.protocol import Heatmap
 
 VIDEO_SUFFIXES = (".mp4", ".mkv")
@@ -106,7 +106,7 @@ class OverlayVideoWriter:
         if picture.shape[:2] != self._picture_hw:
             # cv2.resize's dsize is (width, height).
             picture = cv2.resize(picture, self._picture_hw[::-1], interpolation=cv2.INTER_AREA)
-        image = blend(picture, msg.heatmap, self.config.opacity, self.config.threshold)
+        image = blend(picture, msg.heatmap, map_opacity(msg.quiet, self.config.opacity), self.config.threshold)
         if self.config.caption:
             image = with_caption(image, message_caption(msg))
         if self._t0 is None:

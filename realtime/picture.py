@@ -16,9 +16,17 @@ import cv2
 import numpy as np
 
 OPACITY = 0.45  # weight of the colour map in the blend: the street stays readable under it
+# A quiet map (nothing heard sounding: docs/PROTOCOL.md) is drawn this much fainter, as the dashboard does.
+QUIET_FADE = 0.25
 SCALE_LABEL = "relative sound-source likelihood"
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _WHITE = (255, 255, 255)
+
+
+def map_opacity(quiet: bool | None, opacity: float = OPACITY) -> float:
+    """The blend weight of a message's map: ``opacity``, times QUIET_FADE when the message is
+    quiet (its sounding score below the publisher's --min-score); None (no score) is not quiet."""
+    return opacity * (QUIET_FADE if quiet is True else 1.0)
 
 
 def colourise(heatmap: np.ndarray, size_hw: tuple[int, int] | None = None) -> np.ndarray:

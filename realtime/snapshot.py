@@ -14,7 +14,7 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from .picture import blend, message_caption, with_caption
+from .picture import blend, map_opacity, message_caption, with_caption
 from .protocol import Heatmap
 
 
@@ -69,7 +69,7 @@ class SnapshotSink:
         return self._best[0][1] if self._best else None
 
     def write(self, path: Path) -> Optional[Path]:
-        """Write the chosen map over its frame, captioned (stream, model, capture time, the
+        """Write the chosen map over its frame (fainter when quiet), captioned (stream, model, capture time, the
         direction heard when the message has one, colour scale), to the PNG ``path``; None when
         no map with a frame was published."""
         msg = self.chosen
@@ -78,7 +78,8 @@ class SnapshotSink:
         frame = cv2.imdecode(np.frombuffer(msg.frame_jpeg, np.uint8), cv2.IMREAD_COLOR)
         if frame is None:
             return None
-        picture = with_caption(blend(frame, msg.heatmap), message_caption(msg) + direction_caption(msg.doa))
+        picture = with_caption(blend(frame, msg.heatmap, map_opacity(msg.quiet)),
+                               message_caption(msg) + direction_caption(msg.doa))
         path.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(path), picture):
             raise OSError(f"{path}: cannot write the snapshot PNG")

@@ -112,3 +112,24 @@ def test_snapshot_png_has_the_caption_band(tmp_path):
     hot = image[:90].astype(int)
     # The map's spot (rows 5..9 of 18 -> frame rows 25..50) is red-ish over the gray frame.
     assert hot[35, 40, 2] > hot[35, 40, 0] + 40
+
+
+def test_a_quiet_map_is_drawn_fainter_in_the_snapshot(tmp_path):
+    """As the dashboard fades a quiet map, the snapshot blends it at QUIET_FADE of the opacity:
+    the spot's colour over the frame, against blend() computed here at both weights (before,
+    a quiet map was drawn as strongly as a sounding one)."""
+    import dataclasses
+
+    from realtime.picture import OPACITY, QUIET_FADE, map_opacity
+
+    assert map_opacity(True) == pytest.approx(OPACITY * QUIET_FADE)
+    assert map_opacity(False) == map_opacity(None) == OPACITY
+    loud = dataclasses.replace(heatmap(1_764_687_845.25, spot_map(spot=(5, 5))), score=0.9, quiet=False)
+    quiet = dataclasses.replace(loud, score=0.1, quiet=True)
+    frame = cv2.imdecode(np.frombuffer(loud.frame_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    for msg, opacity in ((loud, OPACITY), (quiet, OPACITY * QUIET_FADE)):
+        sink = SnapshotSink(lambda m: None)
+        sink(msg)
+        image = cv2.imread(str(sink.write(tmp_path / f"{msg.quiet}.png")))
+        expected = blend(frame, msg.heatmap, opacity)
+        assert np.abs(image[:90].astype(int) - expected.astype(int)).max() <= 2  # PNG is lossless
