@@ -87,10 +87,12 @@ def speed_rows(rate: int, window_s: float, hw: tuple[int, int], repeat: int,
     # A map like a model's: three movers' blobs on a faint background, and a column likelihood.
     h, w = hw
     yy, xx = np.mgrid[0:h, 0:w]
-    blobs = sum(np.exp(-(((xx - cx) / (w / 12)) ** 2 + ((yy - h * 0.6) / (h / 8)) ** 2)) for cx in (0.2 * w, 0.5 * w, 0.8 * w))
+    blobs = sum(np.exp(-(((xx - cx) / (w / 12)) ** 2 + ((yy - h * 0.6) / (h / 8)) ** 2))
+                for cx in (0.2 * w, 0.5 * w, 0.8 * w))
     maps = (blobs + 0.05 * rng.random((h, w)))[None].astype(np.float32)
     likelihood = np.clip(1 - np.abs(np.arange(w) - 0.5 * w) / (0.1 * w), 0, 1).astype(np.float32)
-    rows.append((f"fusion of a {w}x{h} map: by region (the default)", median_ms(lambda: fuse(maps, likelihood, 0.5), repeat)))
+    rows.append((f"fusion of a {w}x{h} map: by region (the default)",
+                 median_ms(lambda: fuse(maps, likelihood, 0.5), repeat)))
     rows.append((f"fusion of a {w}x{h} map: pixel by pixel", median_ms(lambda: fuse(maps, likelihood), repeat)))
     return rows
 

@@ -69,9 +69,9 @@ class SnapshotSink:
         return self._best[0][1] if self._best else None
 
     def write(self, path: Path) -> Optional[Path]:
-        """Write the chosen map over its frame (fainter when quiet), captioned (stream, model, capture time, the
-        direction heard when the message has one, colour scale), to the PNG ``path``; None when
-        no map with a frame was published."""
+        """Write the chosen map over its frame (fainter when quiet), captioned (stream, model,
+        capture time, the direction heard when the message has one, colour scale), to the PNG
+        ``path``; None when no map with a frame was published."""
         msg = self.chosen
         if msg is None:
             return None

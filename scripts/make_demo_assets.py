@@ -5,8 +5,8 @@ right (6 px per 0.125 s) with an engine sound, a red car is parked (silent),
 a tree's leaves sway (moving, silent). Also street.mp4, the live demo's clip
 (`python run_live.py --demo`): clip 1 of `python -m training.synth --seed 2026`
 (10 s, 640x360, 24 fps, AAC stereo track rendered to a 20 cm pair, so a direction can be
-found in it; two cars and a truck drive and sound,
-three parked cars are silent, a tree sways). Deterministic; rerun to regenerate:
+found in it; two cars and a truck drive and sound, three parked cars are silent, a tree
+sways). Deterministic; rerun to regenerate:
 
     .venv/bin/python scripts/make_demo_assets.py
 """

@@ -45,9 +45,10 @@ def fuse(maps, likelihood, region_level: Optional[float] = None) -> np.ndarray:
     if region_level is not None:
         weight = np.array(weight)
         for k in range(b):
-            if maps[k].max() <= 0:
+            peak = maps[k].max()
+            if peak <= 0:
                 continue
-            regions, _ = ndimage.label(maps[k] >= region_level * maps[k].max())
+            regions, _ = ndimage.label(maps[k] >= region_level * peak)
             # each region within its bounding box (ndimage.maximum over labels took 1.6 ms a map)
             for label, box in enumerate(ndimage.find_objects(regions), start=1):
                 inside = regions[box] == label

@@ -5,8 +5,8 @@ and the microphone array's samples of each item, finds each item's direction of 
 (flowgrad.spatial.doa) and weights the map by the direction's likelihood over the map's
 columns (or pixels), widened by ``spread_deg`` either side: each region of the map at or
 above half its maximum (the movers the benchmarks' binarisation keeps) as a whole, by the
-highest likelihood over it; renormalised (flowgrad.spatial.fusion.fuse). It is the one place that fuses, for training.evaluate,
-export and the live pipeline alike.
+highest likelihood over it; renormalised (flowgrad.spatial.fusion.fuse). It is the one
+place that fuses, for training.evaluate, export and the live pipeline alike.
 
 The likelihood is SRP-PHAT's range-normalised ("range", flowgrad.spatial.doa:
 (SRP - median) / (peak - median), clipped to [0, 1]): how steep it is does not depend on
@@ -34,9 +34,10 @@ training.synth --clips 8 --seed 9110``, 128 positives, default scenes; ``data/lo
 0.070 / 0.437 / 0.255 without, 0.282 / 0.563 / 0.358 pixel by pixel, 0.324 / 0.592 / 0.371
 by region, and on coh_val 0.258 / 0.531 / 0.322, 0.133 / 0.469 / 0.278 and 0.281 / 0.555 /
 0.339. (Tried before with the earlier flowgrad_en, whose broad map was one region, it
-changed nothing of that model: docs/RESULTS.md.) A floor under the likelihood (map x (f + (1 - f) x likelihood)) traded one set
-against the other (f = 0.5: 0.344 / 0.656 / 0.386 and 0.366 / 0.521 / 0.324); regions at 0.3
-of the maximum, or weighted by the likelihood's mean over them, were no better.
+changed nothing of that model: docs/RESULTS.md.) A floor under the likelihood (map x (f +
+(1 - f) x likelihood)) traded one set against the other (f = 0.5: 0.344 / 0.656 / 0.386 and
+0.366 / 0.521 / 0.324); regions at 0.3 of the maximum, or weighted by the likelihood's mean
+over them, were no better.
 
 Why widened: SRP-PHAT's peak at 48 kHz on a 20 cm pair is a few columns wide, narrower
 than a vehicle (10 to 20 degrees at street distance), so the raw product kept a stripe of
