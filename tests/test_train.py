@@ -296,6 +296,34 @@ def test_box_loss_trains_the_map_on_the_boxes_and_logs_it(tiny_set, tmp_path, ca
     assert "box " in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("boxed", [False, True])
+def test_box_loss_runs_the_maps_only_for_a_batch_with_boxes(boxed):
+    # A batch whose windows carry no box adds nothing to the loss (box_map_loss leaves such rows out), so its
+    # maps are not made: the objective's loss alone, and no second forward pass of the model.
+    from training import objectives
+    from training.train import TrainStep
+
+    torch.manual_seed(0)
+    model = models.create("flowgrad_en", width=0.25)
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    step = TrainStep(model, objectives.objective_for(model), box_weight=1.0)
+    frame, flow, wave = torch.rand(2, 3, 224, 224), torch.rand(2, 2, 224, 224), torch.rand(2, 16000) - 0.5
+    gt = torch.zeros(2, 224, 224)
+    if boxed:
+        gt[1, 50:100, 60:120] = 1
+    torch.manual_seed(1)
+    plain, plain_logs = TrainStep(model, objectives.objective_for(model))(frame, flow, wave)
+    calls.clear()
+    torch.manual_seed(1)
+    loss, logs = step(frame, flow, wave, gt=gt)
+    assert len(calls) == int(boxed)
+    if boxed:
+        assert logs["loss_box"] > 0 and loss.item() == pytest.approx(plain.item() + logs["loss_box"], rel=1e-5)
+    else:
+        assert logs["loss_box"] == 0.0 and loss.item() == pytest.approx(plain.item(), rel=1e-6)
+
+
 def test_box_loss_refuses_bad_weights_and_sets_without_annotations(tiny_set, tmp_path, capsys):
     for bad in ("-1", "nan"):
         assert main(_args(tiny_set, tmp_path / f"bad{bad}", "--box-loss", bad)) == 2

@@ -139,7 +139,7 @@ class TrainStep(nn.Module):
 
     box_weight > 0 adds ``box_weight * box_map_loss(map, gt)`` on the positives' own
     maps (gt: (B, H, W) box masks on the map's grid, all-zero rows unsupervised),
-    logged as ``loss_box``."""
+    logged as ``loss_box``; a batch without any box skips the maps' forward pass."""
 
     def __init__(self, model: nn.Module, objective: nn.Module, box_weight: float = 0.0):
         super().__init__()
@@ -148,6 +148,8 @@ class TrainStep(nn.Module):
     def forward(self, frame, flow, wave, negatives=None, gt=None):
         loss, logs = self.objective(self.model, frame, flow, wave, negatives=negatives)
         if self.box_weight and gt is not None:
+            if not bool(gt.flatten(1).any()):
+                return loss, {**logs, "loss_box": 0.0}
             maps, _ = self.model(frame, flow, self.model.embed_audio(wave))
             box = box_map_loss(maps, gt)
             loss = loss + self.box_weight * box
