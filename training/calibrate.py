@@ -49,6 +49,7 @@ from .data.pairs import EvalPairs
 
 NEGATIVES = ("evaluation", "other-clip")
 
+
 class CalibrateError(InputError):
     """Bad arguments, model or data (exit status 2)."""
 
