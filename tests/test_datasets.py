@@ -141,7 +141,7 @@ def median_u_in_square(flow, t, fps, px_per_frame):
 def test_flow_points_right_in_full_frame_pixels(urbansas, work_hw):
     video = probe_video(urbansas / "video/video_8fps/c1.mp4")
     assert video.frame_hw == (H, W)
-    frame, flow = compute_flow(video, 2.0, DataConfig(flow_work_hw=work_hw))
+    frame, flow, _ = compute_flow(video, 2.0, DataConfig(flow_work_hw=work_hw))
     # +2 px per 8 fps frame = +2 full-frame px per 0.125 s, whatever the working size
     u, v = median_u_in_square(flow.numpy(), 2.0, 8, 2)
     assert u == pytest.approx(2.0, abs=0.25)
@@ -251,9 +251,9 @@ def test_folder_windows_aac_track(folder):
 def test_pair_moves_back_past_the_real_last_frame(urbansas):
     video = probe_video(urbansas / "video/video_8fps/c1.mp4")
     too_long = dataclasses.replace(video, n_frames=video.n_frames + 1)  # as a duration estimate may be
-    frame, flow = compute_flow(too_long, 6.0, DataConfig())
+    frame, flow, _ = compute_flow(too_long, 6.0, DataConfig())
     # asked for frames at 5.875 and 6.0; 6.0 does not exist -> flow 5.75 -> 5.875, frame at 5.875
-    _, ref_flow = compute_flow(video, 5.75, DataConfig())
+    ref_flow = compute_flow(video, 5.75, DataConfig()).flow
     assert torch.equal(flow, ref_flow)
     assert np.array_equal(frame, read_frames(video, [5.875])[0][1])
 

@@ -37,14 +37,16 @@ def clip(tmp_path):
 def test_cached_flow_matches_fresh_flow(tmp_path, clip):
     video = probe_video(clip)
     cache = FlowCache(tmp_path / "cache")
-    frame_fresh, fresh = compute_flow(video, 2.0, CFG)
-    frame_miss, miss = cache.flow(video, 2.0, CFG)
-    frame_hit, hit = cache.flow(video, 2.0, CFG)
+    frame_fresh, fresh, camera_fresh = compute_flow(video, 2.0, CFG)
+    frame_miss, miss, camera_miss = cache.flow(video, 2.0, CFG)
+    frame_hit, hit, camera_hit = cache.flow(video, 2.0, CFG)
     assert (cache.stats.misses, cache.stats.hits, cache.stats.corrupt) == (1, 1, 0)
     assert float(fresh.abs().max()) > 1.0  # the fixture really moves
     assert_within_half_step(hit, fresh)
     assert torch.equal(hit, miss)  # a miss returns what later epochs will read
     assert np.array_equal(frame_hit, frame_fresh) and np.array_equal(frame_miss, frame_fresh)
+    # The camera's displacement (a still camera: at most a few hundredths of a pixel) is kept as float32.
+    assert camera_miss == camera_hit == pytest.approx(camera_fresh, rel=1e-6) and max(map(abs, camera_fresh)) < 0.1
     # a continuous tiny model (flow magnitude map): the maps agree to < 1e-3
     model = models.create("flow_only")
     frame = torch.rand(1, 3, 224, 224)
@@ -54,19 +56,33 @@ def test_cached_flow_matches_fresh_flow(tmp_path, clip):
     assert float(diff) < 1e-3
 
 
-def test_entry_is_plain_float16_npy(tmp_path, clip):
+def test_entry_is_a_plain_npz_of_float16_flow_and_float32_camera(tmp_path, clip):
     video = probe_video(clip)
     cache = FlowCache(tmp_path / "cache")
-    _, flow = cache.flow(video, 1.0, CFG)
-    stored = np.load(cache.entry_path(video, 1.0, CFG), allow_pickle=False)
+    flow = cache.flow(video, 1.0, CFG).flow
+    with np.load(cache.entry_path(video, 1.0, CFG), allow_pickle=False) as entry:
+        stored, camera = entry["flow"], entry["camera"]
     assert stored.dtype == np.float16 and stored.shape == (2, 224, 224)
     np.testing.assert_array_equal(stored.astype(np.float32), flow.numpy())
+    assert camera.dtype == np.float32 and camera.shape == (2,) and np.isfinite(camera).all()
+
+
+def test_a_camera_the_stabiliser_could_not_fit_is_kept_as_unknown(tmp_path, clip):
+    from training.data.windows import FlowPair
+
+    video = probe_video(clip)
+    cache = FlowCache(tmp_path / "cache")
+    flow = torch.ones(2, 224, 224)
+    for camera in (None, (1.25, -3.5)):
+        pair = cache.flow(video, 1.0 if camera is None else 2.0, CFG, lambda v, t, c: FlowPair(None, flow, camera))
+        assert pair.camera == camera and torch.equal(pair.flow, flow)
+    assert cache.flow_field(video, 1.0, CFG).camera is None and cache.stats.hits == 1
 
 
 def test_changed_clip_or_settings_are_new_entries(tmp_path, clip):
     video = probe_video(clip)
     cache = FlowCache(tmp_path / "cache")
-    _, old = cache.flow(video, 2.0, CFG)
+    old = cache.flow(video, 2.0, CFG).flow
     other = DataConfig(flow_work_hw=(64, 96))
     assert cache.entry_path(video, 2.0, other) != cache.entry_path(video, 2.0, CFG)
     assert cache.entry_path(video, 2.5, CFG) != cache.entry_path(video, 2.0, CFG)
@@ -75,29 +91,37 @@ def test_changed_clip_or_settings_are_new_entries(tmp_path, clip):
     st = os.stat(clip)
     os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     video = probe_video(clip)
-    _, new = cache.flow(video, 2.0, CFG)
-    _, fresh = compute_flow(video, 2.0, CFG)
+    new = cache.flow(video, 2.0, CFG).flow
+    fresh = compute_flow(video, 2.0, CFG).flow
     assert cache.stats.misses == 2 and cache.stats.hits == 0
     assert_within_half_step(new, fresh)
     assert float((new - old).abs().max()) > 1.0
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong shape"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong shape", "a plain npy", "no camera",
+                                    "infinite camera"])
 def test_corrupt_entry_is_recomputed_and_counted(tmp_path, clip, damage):
     video = probe_video(clip)
     cache = FlowCache(tmp_path / "cache")
-    _, good = cache.flow(video, 2.0, CFG)
+    good = cache.flow(video, 2.0, CFG).flow
     path = cache.entry_path(video, 2.0, CFG)
     if damage == "garbage":
         path.write_bytes(b"\x93NUMPY garbage")
     elif damage == "truncated":
         path.write_bytes(path.read_bytes()[:1000])
+    elif damage == "wrong shape":
+        np.savez(path, flow=np.zeros((2, 10, 10), np.float16), camera=np.zeros(2, np.float32))
+    elif damage == "a plain npy":  # the format before the camera was kept
+        with open(path, "wb") as f:
+            np.save(f, np.zeros((2, 224, 224), np.float16))
+    elif damage == "no camera":
+        np.savez(path, flow=np.zeros((2, 224, 224), np.float16))
     else:
-        np.save(path, np.zeros((2, 10, 10), np.float64))
-    _, again = cache.flow(video, 2.0, CFG)
+        np.savez(path, flow=np.zeros((2, 224, 224), np.float16), camera=np.array([np.inf, 0], np.float32))
+    again = cache.flow(video, 2.0, CFG).flow
     assert cache.stats.corrupt == 1 and cache.stats.misses == 2
     assert torch.equal(again, good)
-    _, third = cache.flow(video, 2.0, CFG)  # rewritten: a clean hit now
+    third = cache.flow(video, 2.0, CFG).flow  # rewritten: a clean hit now
     assert cache.stats.hits == 1 and cache.stats.corrupt == 1 and torch.equal(third, good)
 
 
@@ -120,7 +144,7 @@ def test_cli_precomputes_every_pair(tmp_path, urbansas, capsys):
     root = tmp_path / "u"
     shutil.copytree(urbansas, root)
     assert main(["--data", str(root)]) == 0
-    entries = list((root / "flowcache").rglob("*.npy"))
+    entries = list((root / "flowcache").rglob("*.npz"))
     n = len(UrbansasWindows(root, CFG)) + len(UrbansasEval(root, CFG))
     # eval times 1.5 and 2.5 coincide with window centres of c1: one entry each
     assert len(entries) == n - 2

@@ -85,11 +85,12 @@ def _square_scene(x_of_t, times, **kw):
     return _scene([(20, SIDE, x_of_t)], times, **kw)
 
 
-def _run(scene):
+def _run(scene, cameras=None):
+    """The memory after the scene's last sample; cameras: t -> the camera's (dx, dy) since the previous sample."""
     mem = MotionMemory(5.0)
     out = None
     for t, flow, pic in scene:
-        out = mem.update(flow, t, pic)
+        out = mem.update(flow, t, pic, camera=None if cameras is None else cameras(t))
     return out
 
 
@@ -150,6 +151,83 @@ def test_a_square_that_stopped_on_a_shaking_picture_keeps_its_memory():
     np.testing.assert_allclose(out[0, 23:37, 34:46], expected, atol=1e-6)
 
 
+def _shaken_textured_scene(times, offset_of_t, stop_k=10):
+    """A flat square (grey 230) on a textured road moving V px per pair until pair stop_k, the whole picture moved
+    by offset_of_t(t) = (rows, columns), a shake far beyond the memory's tolerance (1 % of the grid). The flow is
+    the compensated one: the square's own motion only. Yields (t, flow, picture) as _scene does."""
+    from helpers import texture
+
+    road = texture(H + 40, W + 40, 5)  # larger than the grid: a shifted crop has no wrapped edge
+
+    def x_of(t):
+        return 5 + V * min(round(t / DT), stop_k)
+
+    for t in times:
+        sy, sx = offset_of_t(t)
+        pic = road.copy()
+        pic[40:40 + SIDE, 20 + x_of(t):20 + x_of(t) + SIDE] = 230
+        pic = pic[20 - sy:20 - sy + H, 20 - sx:20 - sx + W]
+        flow = np.zeros((2, H, W), np.float32)
+        if x_of(t + DT) != x_of(t):
+            flow[0, 20 + sy:20 + sy + SIDE, x_of(t) + sx:x_of(t) + sx + SIDE] = V
+        yield t, flow, pic
+
+
+def test_a_square_that_stopped_under_a_strong_shake_keeps_its_memory_where_it_stands():
+    # Jumps of up to 3 rows and 4 columns between samples; the camera's displacement since the previous sample
+    # (what the stabiliser fits) moves the memory with the picture. Without it the held appearance sits off
+    # the square by the shake and the memory is dropped (the last assertion).
+    rng = np.random.default_rng(3)
+    offsets = {k: (int(rng.integers(-3, 4)), int(rng.integers(-4, 5))) for k in range(25)}
+    times = [k * DT for k in offsets]
+
+    def offset(t):
+        return offsets[round(t / DT)]
+
+    def camera(t):  # (dx, dy) of the picture since the previous sample, px
+        k = round(t / DT)
+        return None if k == 0 else (offsets[k][1] - offsets[k - 1][1], offsets[k][0] - offsets[k - 1][0])
+
+    out = _run(_shaken_textured_scene(times, offset), camera)
+    expected = V * (1.0 - (times[-1] - 9 * DT) / 5.0)  # the last motion, pair 9, faded
+    sy, sx = offsets[24]
+    x = 5 + V * 10 + sx  # where the stopped square stands in the last picture
+    edge = 3  # the appearance's blur and the tolerance at the square's edges
+    inside = out[0, 20 + sy + edge:20 + sy + SIDE - edge, x + edge:x + SIDE - edge]
+    np.testing.assert_allclose(inside, expected, atol=1e-6)
+    assert not out[1].any()
+    away = np.ones((H, W), bool)
+    away[20 + sy - edge:20 + sy + SIDE + edge, x - edge:x + SIDE + edge] = False
+    assert not out[:, away].any()  # nothing remembered on the road
+    # Not followed, the shake erases most of it (64 % of the square's inside still held, measured).
+    without = _run(_shaken_textured_scene(times, offset))
+    assert (without[0, 20 + sy + edge:20 + sy + SIDE - edge, x + edge:x + SIDE - edge] > 0).mean() < 0.8
+
+
+def test_a_camera_displacement_is_applied_in_whole_grid_pixels_with_its_remainder_carried():
+    # A textured picture drifting 0.75 px per sample: the held square follows by 1, 1, 0, 1 px ... (carried
+    # remainder) and stays on the square; steps under CAMERA_STEP_MIN (a still view's fit noise) move nothing.
+    from flowgrad.flow.memory import CAMERA_STEP_MIN
+
+    assert CAMERA_STEP_MIN > 0.3
+    times = [k * DT for k in range(17)]
+    drift = {k: (0, int(np.floor(0.75 * k))) for k in range(17)}
+    out = _run(_shaken_textured_scene(times, lambda t: drift[round(t / DT)]),
+               lambda t: None if t == 0 else (0.75, 0.0))
+    x = 5 + V * 10 + drift[16][1]
+    assert np.all(out[0, 24:36, x + 3:x + SIDE - 3] > 0) and not out[0, :, :x - 3].any()
+    wobble = _run(_shaken_textured_scene(times, lambda t: (0, 0)), lambda t: (0.3, 0.0))
+    still = _run(_shaken_textured_scene(times, lambda t: (0, 0)))
+    np.testing.assert_array_equal(wobble, still)
+
+
+def test_a_non_finite_camera_displacement_is_a_clear_error():
+    mem = MotionMemory()
+    mem.update(np.zeros((2, 4, 4), np.float32), 0.0, STILL)
+    with pytest.raises(ValueError, match="camera must be"):
+        mem.update(np.zeros((2, 4, 4), np.float32), 0.125, STILL, camera=(float("nan"), 0.0))
+
+
 def _stop_clip(path):
     """8 fps fixture video: the textured square moves 4 px per frame for 3 s, then stands still."""
     from helpers import moving_square_frames, write_video
@@ -173,7 +251,7 @@ def test_live_and_offline_memories_agree_on_the_same_clip(tmp_path):
     video = _stop_clip(tmp_path / "stop.mp4")
     cfg = DataConfig(motion_memory_s=5.0)
     t = 4.5  # 1.75 s after the square's last motion pair (2.75 s)
-    offline = memory_flow(t, cfg, lambda tk: compute_flow(video, tk, dataclasses.replace(cfg, motion_memory_s=0.0))[1],
+    offline = memory_flow(t, cfg, lambda tk: compute_flow(video, tk, dataclasses.replace(cfg, motion_memory_s=0.0)),
                           video)
 
     rolling = RollingFlow(RollingFlowConfig(motion_memory_s=5.0))

@@ -380,3 +380,23 @@ def test_stabilise_falls_back_on_a_blank_stream_and_counts_it():
 def test_stabilise_must_be_a_bool():
     with pytest.raises(ValueError, match="stabilise must be a bool"):
         RollingFlowConfig(stabilise=1)
+
+
+def test_the_camera_s_displacement_comes_in_full_frame_pixels_and_reaches_the_memory():
+    # The texture pans VX, VY px/s of the full frame: each pair's camera displacement is that times its
+    # spacing, whatever the working size; the memory is given the previous sample's (its pair ends on this
+    # sample's older frame) and a blank stream's fallback gives it none.
+    fps = 8
+    rf = RollingFlow(RollingFlowConfig(working_hw=(H // 2, W // 2), motion_memory_s=5.0))
+    given = []
+    update = rf._memory.update
+    rf._memory.update = lambda *a, **k: given.append(a[4]) or update(*a, **k)
+    results = [r for r in (rf.push(_frame(k / fps, bgr=False), k / fps) for k in range(6)) if r is not None]
+    assert len(results) == 5 and rf.stats.stabilise_fallbacks == 0
+    for r in results:
+        np.testing.assert_allclose(r.camera, (VX * r.dt, VY * r.dt), atol=0.15)
+    assert given == [None] + [r.camera for r in results[:-1]]
+    blank = RollingFlow(RollingFlowConfig())
+    assert [blank.push(np.full((120, 160), 90, np.uint8), k / fps) for k in range(2)][1].camera is None
+    unstable = RollingFlow(RollingFlowConfig(stabilise=False))
+    assert [unstable.push(_frame(k / fps, bgr=False), k / fps) for k in range(2)][1].camera is None

@@ -87,6 +87,23 @@ def test_exact_field_of_a_camera_motion_of_the_demo_frame_is_removed(kind):
     assert info.compensated and np.abs(out[:, M:h - M, M:w - M]).max() < 0.1
 
 
+@pytest.mark.parametrize("kind", ["shift", "rotation", "zoom"])
+def test_the_camera_displacement_reported_is_the_motion_s_mean_over_the_frame(kind):
+    frame = _demo_frame()
+    h, w = frame.shape
+    exact = _exact_flow(_warps(w, h)[kind], h, w)
+    _, info = compensate(exact, frame=frame)
+    assert info.reason == "ok"
+    np.testing.assert_allclose(info.camera_px, exact.reshape(2, -1).mean(axis=1), atol=0.02)
+
+
+def test_a_still_camera_reports_no_displacement_and_a_fallback_an_unknown_one():
+    _, still = compensate(np.zeros((2, 180, 320), np.float32))
+    assert still.reason == STILL and still.camera_px == (0.0, 0.0)
+    _, refused = compensate(np.random.default_rng(0).normal(0, 5, (2, 180, 320)).astype(np.float32))
+    assert not refused.compensated and refused.camera_px is None
+
+
 @needs_bikes
 @pytest.mark.parametrize("kind", ["shift", "rotation", "zoom"])
 def test_farneback_flow_of_a_camera_motion_is_removed_to_farneback_error(kind):

@@ -35,6 +35,19 @@ Two tests keep the memory on the vehicle and off the road (docs/RESULTS.md, issu
   then (a vehicle driving at the start leaves no ghost); a vehicle that stood
   still at the start is background until it moves away.
 
+A shaking camera moves the whole picture between samples, by more than the
+tolerance above under a strong shake (12 grid pixels of 224 under a 2 % shake):
+compensated flow no longer shows it, but the held appearance and the background
+would sit off the scene by the shake, every held vehicle would look changed and
+be dropped. So :meth:`MotionMemory.update` takes the camera's displacement since
+the previous update (the stabiliser's fit, :func:`flowgrad.flow.stabilise.compensate`)
+and first moves the memory's state with it, by whole grid pixels (the remainder
+is carried to the next update, so no interpolation blurs the background); what
+enters at an edge is unknown and holds nothing. Measuring that displacement on
+the pictures themselves (phase correlation) was tried and left: it follows a
+large textured vehicle on a still street (docs/RESULTS.md, issue 18), which the
+stabiliser's guards refuse.
+
 Units: flow in pixels (whatever grid and scale the caller feeds, usually
 full-frame pixels per flow interval), times in seconds.
 """
@@ -61,6 +74,10 @@ BACKGROUND_RATE = 0.1
 # height and width: the same on any flow grid, so that live (working grid) and offline (model grid) agree.
 BLUR_FRACTION = 0.01
 SHIFT_FRACTION = 0.01
+# A camera displacement under this many grid pixels between two samples is taken for a still camera: a vehicle
+# moving in part of a still view bends the stabiliser's fit by a few hundredths of a pixel per pair, always the
+# same way, which would add up over the memory's samples; a shake the tolerance above does not absorb is larger.
+CAMERA_STEP_MIN = 0.5
 
 
 def appearance(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -143,9 +160,11 @@ class MotionMemory:
         self._level = self.moved_px
         self._t: Optional[float] = None
         self._t0 = 0.0
+        self._drift = np.zeros(2)  # (rows, columns) of camera displacement not yet applied, grid px
 
     def update(self, flow: np.ndarray, t: float, frame: np.ndarray,
-               frame_hw: Optional[tuple[int, int]] = None) -> np.ndarray:
+               frame_hw: Optional[tuple[int, int]] = None,
+               camera: Optional[tuple[float, float]] = None) -> np.ndarray:
         """Add the flow field seen at time ``t`` on ``frame`` and return the memory then.
 
         flow: (2, H, W) float (dx, dy) in pixels; a pixel with a non-finite value counts as no motion.
@@ -154,6 +173,10 @@ class MotionMemory:
         frame_hw: (H, W) of the frame whose pixels the flow is measured in; None: ``frame``'s own.
         t: seconds, later than the previous update (an earlier or equal t is a
             ValueError; call reset() after a clock jump).
+        camera: (dx, dy) the camera's displacement of the picture from the previous update's frame
+            to this one, in the flow's pixels (StabiliseInfo.camera_px scaled as the flow is);
+            None: unknown (no stabiliser, or a pair it could not fit): the state stays where it is.
+            A non-finite value is a ValueError.
         Returns :meth:`field` (a new (2, H, W) float32 array).
         """
         if not isinstance(flow, np.ndarray) or flow.ndim != 3 or flow.shape[0] != 2:
@@ -163,8 +186,14 @@ class MotionMemory:
             raise ValueError(f"t must be finite, got {t}")
         if self._t is not None and t <= self._t:
             raise ValueError(f"t must increase: {t} after {self._t}")
+        if camera is not None and not (len(camera) == 2 and all(math.isfinite(float(v)) for v in camera)):
+            raise ValueError(f"camera must be a finite (dx, dy) in pixels or None, got {camera!r}")
         flow = flow.astype(np.float32, copy=False)
         look = appearance(frame, flow.shape[1:])
+        fh, fw = frame.shape[:2] if frame_hw is None else frame_hw
+        grid_per_px = (flow.shape[1] / fh, flow.shape[2] / fw)
+        if self._vec is not None and self._vec.shape == flow.shape and camera is not None:
+            self._follow_camera(camera[1] * grid_per_px[0], camera[0] * grid_per_px[1], look)
         if self._vec is None or self._vec.shape != flow.shape:
             self._vec = np.zeros(flow.shape, np.float32)
             self._vec_mag = np.zeros(flow.shape[1:], np.float32)
@@ -174,6 +203,7 @@ class MotionMemory:
             self._background = look.copy()
             self._known = np.zeros(flow.shape[1:], bool)
             self._t0 = t
+            self._drift = np.zeros(2)
         now = np.float32(t - self._t0)
         w = self._weights
         # w = max(0, 1 - (now - t_moved) / seconds), in place: this runs once per flow field.
@@ -181,9 +211,8 @@ class MotionMemory:
         w *= np.float32(1.0 / self.seconds)
         w += np.float32(1.0)
         np.maximum(w, 0.0, out=w)
-        fh, fw = frame.shape[:2] if frame_hw is None else frame_hw
         kernel = _shake_kernel(look.shape)
-        np.copyto(w, 0.0, where=self._changed(look, kernel, (flow.shape[1] / fh, flow.shape[2] / fw)))
+        np.copyto(w, 0.0, where=self._changed(look, kernel, grid_per_px))
         mag = np.hypot(flow[0], flow[1])
         moving = mag >= np.float32(self.moved_px)  # False where mag is NaN: no motion seen there
         if moving.any():
@@ -203,6 +232,26 @@ class MotionMemory:
         self._live = np.where(np.isfinite(flow), flow, np.float32(0.0))
         self._t = t
         return self.field()
+
+    def _follow_camera(self, dy: float, dx: float, look: np.ndarray) -> None:
+        """Move the state with the picture by (dy, dx) grid px: the whole pixels of it and of the
+        remainder carried from earlier updates; what enters at an edge takes ``look`` and holds nothing.
+        A displacement under CAMERA_STEP_MIN is none."""
+        if math.hypot(dy, dx) < CAMERA_STEP_MIN:
+            return
+        self._drift += (dy, dx)
+        sy, sx = (int(v) for v in np.round(self._drift))
+        if not (sy or sx):
+            return
+        self._drift -= (sy, sx)
+        h, w = look.shape
+        self._vec = _translated(self._vec, sy, sx, 0.0)
+        self._vec_mag = _translated(self._vec_mag, sy, sx, 0.0)
+        self._moved_t = _translated(self._moved_t, sy, sx, -np.inf)
+        self._known = _translated(self._known, sy, sx, False)
+        entered = ~_translated(np.ones((h, w), bool), sy, sx, False)
+        self._look = np.where(entered, look, _translated(self._look, sy, sx, 0.0))
+        self._background = np.where(entered, look, _translated(self._background, sy, sx, 0.0))
 
     def _changed(self, look: np.ndarray, kernel: np.ndarray, grid_per_px: tuple[float, float]) -> np.ndarray:
         """(H, W) bool: where the held appearance is darker than the darkest or brighter than the
@@ -232,3 +281,14 @@ def _shake_kernel(hw: tuple[int, int]) -> np.ndarray:
     """The (2r+1, 2r'+1) uint8 window of the shake tolerance on an (H, W) grid (SHIFT_FRACTION of each side)."""
     h, w = hw
     return np.ones((2 * round(SHIFT_FRACTION * h) + 1, 2 * round(SHIFT_FRACTION * w) + 1), np.uint8)
+
+
+def _translated(a: np.ndarray, sy: int, sx: int, fill) -> np.ndarray:
+    """A copy of ``a`` (..., H, W) with its content moved sy rows down and sx columns right; what enters is ``fill``."""
+    out = np.full_like(a, fill)
+    h, w = a.shape[-2:]
+    if abs(sy) >= h or abs(sx) >= w:
+        return out
+    out[..., max(sy, 0):h + min(sy, 0), max(sx, 0):w + min(sx, 0)] = \
+        a[..., max(-sy, 0):h + min(-sy, 0), max(-sx, 0):w + min(-sx, 0)]
+    return out

@@ -157,6 +157,9 @@ class FlowResult:
     memory: with config motion_memory_s > 0, the motion memory at t: (2, h, w)
         float32 in full-frame pixels per interval_s (the per_interval() scale),
         else None.
+    camera: (dx, dy) the camera's displacement of the picture from t_prev to t, full-frame
+        pixels (the stabiliser's fit, :attr:`StabiliseInfo.camera_px` scaled as the flow;
+        (0.0, 0.0) for a still camera); None without stabilisation or where it fell back.
     """
 
     flow: np.ndarray
@@ -167,6 +170,7 @@ class FlowResult:
     work_hw: tuple[int, int]
     interval_s: float
     memory: Optional[np.ndarray] = None
+    camera: Optional[tuple[float, float]] = None
 
     def per_interval(self) -> np.ndarray:
         """Flow rescaled to the nominal interval: flow * interval_s / dt.
@@ -229,6 +233,7 @@ class RollingFlow:
         self._frame_hw: Optional[tuple[int, int]] = None
         self._memory = MotionMemory(self.config.motion_memory_s) if self.config.motion_memory_s > 0 else None
         self._memory_field: Optional[np.ndarray] = None
+        self._memory_camera: Optional[tuple[float, float]] = None  # the camera of the memory's last pair
 
     @property
     def frame_hw(self) -> Optional[tuple[int, int]]:
@@ -259,6 +264,7 @@ class RollingFlow:
         if self._memory is not None:
             self._memory.reset()
             self._memory_field = None
+            self._memory_camera = None
 
     def push(self, frame: np.ndarray, t: float) -> Optional[FlowResult]:
         """Add a camera frame and return the flow ending at it, if one can be made.
@@ -308,10 +314,13 @@ class RollingFlow:
             flow = self._flow(gray, prev_gray)
             np.negative(flow, out=flow)
         seen_on = prev_gray if self.config.anchor == "older" else gray  # the frame the field is sampled on
+        camera = None
+        work_h, work_w = gray.shape
         if self.config.stabilise:
             flow, info = compensate(flow, frame=seen_on)
             self.stats.stabilise_fallbacks += not info.compensated
-        work_h, work_w = gray.shape
+            if info.camera_px is not None:
+                camera = (info.camera_px[0] * w / work_w, info.camera_px[1] * h / work_h)
         # Each axis has its own scale, since the working size need not keep the
         # camera's aspect ratio.
         flow[0] *= np.float32(w / work_w)
@@ -325,6 +334,7 @@ class RollingFlow:
             frame_hw=(h, w),
             work_hw=(work_h, work_w),
             interval_s=self.config.interval_s,
+            camera=camera,
         )
         if self._memory is None:
             return result
@@ -339,7 +349,12 @@ class RollingFlow:
         last = self._memory.t
         # Within half a frame counts as on time: a 24 fps camera samples every 3rd frame.
         if last is None or result.t - last >= self.config.interval_s - 0.5 * frame_s:
-            self._memory_field = self._memory.update(result.per_interval(), result.t, seen_on, result.frame_hw)
+            # The camera's motion between two samples' frames: sampled on the older frame, the previous
+            # sample's pair ends about where this one's starts; sampled on the newest, it is this pair.
+            camera = self._memory_camera if self.config.anchor == "older" else result.camera
+            self._memory_field = self._memory.update(result.per_interval(), result.t, seen_on, result.frame_hw,
+                                                     camera)
+            self._memory_camera = result.camera
         return self._memory_field
 
     # -- internals ---------------------------------------------------------

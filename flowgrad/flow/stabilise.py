@@ -48,6 +48,7 @@ Units: flow in pixels of the grid it is sampled on, (dx, dy) per frame pair.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -79,11 +80,15 @@ class StabiliseInfo:
     reason: "ok", STILL (nothing to subtract: a still camera explains the samples at least as
         tightly, within reproj_px / 4, as the fitted motion), or a short sentence saying why
         the flow was left unchanged.
+    camera_px: (dx, dy) the camera's displacement of the picture over the pair, pixels of the
+        flow's grid, averaged over the frame: the fitted motion for "ok", (0.0, 0.0) for STILL,
+        None when the flow was left unchanged (the camera's motion is unknown).
     """
 
     compensated: bool
     inlier_fraction: float
     reason: str
+    camera_px: Optional[tuple[float, float]] = None
 
 
 def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture: float = 3e-4,
@@ -189,7 +194,7 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     pred = cv2.perspectiveTransform(src[:, None], hom)[:, 0] - src
     tight = reproj_px / 4
     if (np.hypot(d[:, 0], d[:, 1]) < tight).sum() >= (np.hypot(*(d - pred).T) < tight).sum():
-        return flow, StabiliseInfo(True, fraction, STILL)
+        return flow, StabiliseInfo(True, fraction, STILL, (0.0, 0.0))
 
     # A column and a row that broadcast to (H, W): half the work of a full grid.
     gy, gx = np.arange(h, dtype=np.float64)[:, None], np.arange(w, dtype=np.float64)[None, :]
@@ -218,4 +223,4 @@ def compensate(flow: np.ndarray, *, frame: np.ndarray | None = None, min_texture
     near = (np.abs(dx) + edge_px > to_x) | (np.abs(dy) + edge_px > to_y)
     near &= norm >= tight * tight
     flow *= ~near
-    return flow, StabiliseInfo(True, fraction, "ok")
+    return flow, StabiliseInfo(True, fraction, "ok", (float(dx.mean()), float(dy.mean())))

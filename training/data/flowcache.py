@@ -1,8 +1,11 @@
 """Training flow computed once and kept on disk.
 
 Each entry is the model-ready flow of one (clip, t): (2, *input_size) in
-pixels of the full video frame per flow_interval_s, stored as float16 in a
-plain ``.npy`` (read with ``allow_pickle=False``). float16 keeps a relative
+pixels of the full video frame per flow_interval_s, stored as float16, and the
+camera's displacement over the pair that the stabiliser fitted ((dx, dy) in
+full-frame pixels, float32, NaN when unknown: the motion memory follows the
+camera with it), in a plain ``.npz`` of two arrays, ``flow`` and ``camera``
+(read with ``allow_pickle=False``). float16 keeps a relative
 error of at most 2**-11 (0.05 %) at every magnitude, i.e. under 1/1000 px for
 flow under 2 px and under 1/64 px up to 32 px, so magnitude-normalised maps
 move by well under 1e-3; a fixed int16 step of 1/64 px was tried first and
@@ -26,6 +29,7 @@ import json
 import logging
 import os
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -40,15 +44,16 @@ from flowgrad.sizes import wxh_arg
 from .folder import FolderWindows
 from .media import MediaError, VideoInfo, read_frames
 from .urbansas import UrbansasEval, UrbansasWindows
-from .windows import DataConfig, WindowDataset, compute_flow, config_fingerprint, flow_frame_times
+from .windows import DataConfig, FlowPair, WindowDataset, compute_flow, config_fingerprint, flow_frame_times
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 STORED_DTYPE = np.float16
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
-ComputeFn = Callable[[VideoInfo, float, DataConfig], "tuple[np.ndarray, torch.Tensor]"]
+ComputeFn = Callable[[VideoInfo, float, DataConfig], FlowPair]
+Camera = Optional[tuple[float, float]]
 
 
 @dataclass
@@ -107,20 +112,26 @@ class FlowCache:
         payload = {"format": FORMAT_VERSION, "dtype": np.dtype(STORED_DTYPE).name, **source,
                    **config_fingerprint(config)}
         key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        return self.directory / key[:2] / f"{key}.npy"
+        return self.directory / key[:2] / f"{key}.npz"
 
-    def _load(self, path: Path, config: DataConfig) -> Optional[np.ndarray]:
-        """The stored entry, or None when absent; a malformed one counts as corrupt."""
+    def _load(self, path: Path, config: DataConfig) -> Optional[tuple[np.ndarray, Camera]]:
+        """The stored (flow, camera), or None when absent; a malformed entry counts as corrupt."""
         if not path.exists():
             return None
         try:
-            stored = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
-            return self._corrupt(path, f"unreadable ({e})")
-        if not isinstance(stored, np.ndarray) or stored.dtype != STORED_DTYPE or stored.shape != (2, *config.input_size):
-            return self._corrupt(path, f"holds {getattr(stored, 'dtype', '?')} {getattr(stored, 'shape', '?')}, "
+            entry = np.load(path, allow_pickle=False)
+            if not isinstance(entry, np.lib.npyio.NpzFile):
+                return self._corrupt(path, "not an .npz of flow and camera")
+            with entry:
+                stored, camera = entry["flow"], entry["camera"]
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+            return self._corrupt(path, f"unreadable ({one_line(e)})")
+        if stored.dtype != STORED_DTYPE or stored.shape != (2, *config.input_size):
+            return self._corrupt(path, f"holds {stored.dtype} {stored.shape}, "
                                        f"expected float16 {(2, *config.input_size)}")
-        return stored
+        if camera.dtype != np.float32 or camera.shape != (2,) or np.isinf(camera).any():
+            return self._corrupt(path, f"holds a camera of {camera.dtype} {camera.shape}, expected 2 float32")
+        return stored, (None if np.isnan(camera).any() else (float(camera[0]), float(camera[1])))
 
     def _corrupt(self, path: Path, why: str) -> None:
         if self.stats.corrupt == 0:
@@ -128,54 +139,58 @@ class FlowCache:
         self.stats.corrupt += 1
         return None
 
-    def _store(self, path: Path, stored: np.ndarray) -> None:
+    def _store(self, path: Path, stored: np.ndarray, camera: Camera) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as f:
-            np.save(f, stored, allow_pickle=False)
+            np.savez(f, flow=stored, camera=np.array(camera if camera is not None else (np.nan, np.nan), np.float32))
 
     def _entry(self, path: Path, video: VideoInfo, t: float, config: DataConfig,
-               compute: ComputeFn) -> tuple[Optional[np.ndarray], np.ndarray]:
-        """(frame if it was computed else None, stored entry), computing on a miss."""
+               compute: ComputeFn) -> tuple[Optional[np.ndarray], np.ndarray, Camera]:
+        """(frame if it was computed else None, stored flow, camera), computing on a miss."""
         made = []
 
-        def make() -> torch.Tensor:
-            frame, flow = compute(video, t, config)
-            made.append(frame)
-            return flow
-        stored = self._get_or_make(path, config, make)
-        return (made[0] if made else None), stored
+        def make() -> tuple[torch.Tensor, Camera]:
+            pair = compute(video, t, config)
+            made.append(pair.frame)
+            return pair.flow, pair.camera
+        stored, camera = self._get_or_make(path, config, make)
+        return (made[0] if made else None), stored, camera
 
-    def _get_or_make(self, path: Path, config: DataConfig, make: Callable[[], torch.Tensor]) -> np.ndarray:
-        """The stored entry at ``path``; on a miss ``make()`` -> flow px is quantised and stored."""
-        stored = self._load(path, config)
-        if stored is not None:
+    def _get_or_make(self, path: Path, config: DataConfig,
+                     make: Callable[[], tuple[torch.Tensor, Camera]]) -> tuple[np.ndarray, Camera]:
+        """The stored (flow, camera) at ``path``; on a miss ``make()`` -> (flow px, camera) is stored
+        (the flow quantised, the camera as float32)."""
+        entry = self._load(path, config)
+        if entry is not None:
             self.stats.hits += 1
-            return stored
+            return entry
         self.stats.misses += 1
-        stored = quantise(make().numpy())
-        self._store(path, stored)
-        return stored
+        flow, camera = make()
+        stored = quantise(flow.numpy())
+        if camera is not None:
+            camera = tuple(float(v) for v in np.float32(camera))
+        self._store(path, stored, camera)
+        return stored, camera
 
     def flow(self, video: VideoInfo, t: float, config: DataConfig,
-             compute: ComputeFn = compute_flow) -> tuple[np.ndarray, torch.Tensor]:
-        """Frame at t and its flow, as ``compute_flow`` returns them, through the cache.
+             compute: ComputeFn = compute_flow) -> FlowPair:
+        """The flow pair at t, as ``compute_flow`` returns it, through the cache.
 
-        A miss computes and stores; either way the flow returned is the stored
-        (quantised) one, so every epoch sees the same input. Returns
-        ((H, W, 3) uint8 BGR frame, (2, *input_size) float32 px). Raises MediaError.
+        A miss computes and stores; either way the flow and camera returned are the
+        stored ones (the flow quantised), so every epoch sees the same input. Returns a
+        :class:`FlowPair` with the (H, W, 3) uint8 BGR frame. Raises MediaError.
         """
         path = self.entry_path(video, t, config)
-        frame, stored = self._entry(path, video, t, config, compute)
+        frame, stored, camera = self._entry(path, video, t, config, compute)
         if frame is None:
             frame = read_frames(video, [flow_frame_times(video, t, config)[0]])[0][1]
-        return frame, torch.from_numpy(dequantise(stored))
+        return FlowPair(frame, torch.from_numpy(dequantise(stored)), camera)
 
     def flow_field(self, video: VideoInfo, t: float, config: DataConfig,
-                   compute: ComputeFn = compute_flow) -> torch.Tensor:
-        """The flow of :meth:`flow` without its frame (none is decoded on a hit):
-        (2, *input_size) float32 px. Raises MediaError."""
-        _, stored = self._entry(self.entry_path(video, t, config), video, t, config, compute)
-        return torch.from_numpy(dequantise(stored))
+                   compute: ComputeFn = compute_flow) -> FlowPair:
+        """:meth:`flow` without its frame (None; none is decoded on a hit). Raises MediaError."""
+        _, stored, camera = self._entry(self.entry_path(video, t, config), video, t, config, compute)
+        return FlowPair(None, torch.from_numpy(dequantise(stored)), camera)
 
     def still_flow(self, entry, frame_bgr: np.ndarray, config: DataConfig, compute) -> torch.Tensor:
         """Flow of a still-frame evaluation entry (training.data.stills) through the cache.
@@ -187,8 +202,8 @@ class FlowCache:
         """
         files = [entry.frame] + ([entry.next_frame] if entry.next_frame is not None else list(entry.flow_images))
         stamps = [list(_stamp(f)) for f in files]
-        stored = self._get_or_make(self._path({"still": stamps}, config), config,
-                                   lambda: compute(entry, frame_bgr, config))
+        stored, _ = self._get_or_make(self._path({"still": stamps}, config), config,
+                                      lambda: (compute(entry, frame_bgr, config), None))
         return torch.from_numpy(dequantise(stored))
 
     def ensure(self, video: VideoInfo, t: float, config: DataConfig, compute: ComputeFn = compute_flow) -> None:

@@ -14,7 +14,7 @@ import logging
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -258,16 +258,29 @@ class FlowCounts:
     stabilise_fallbacks: int = 0
 
 
+class FlowPair(NamedTuple):
+    """One flow pair of a clip.
+
+    frame: (H, W, 3) uint8 BGR frame of the full video nearest the pair's time (None where
+        it was not asked for). flow: (2, *input_size) float32 in full-frame pixels per
+        flow_interval_s (the pair's real spacing scaled to the nominal interval).
+    camera: (dx, dy) the camera's displacement of the picture over the pair, full-frame
+        pixels (the stabiliser's fit, unscaled); None without stabilisation or where it fell back.
+    """
+
+    frame: Optional[np.ndarray]
+    flow: torch.Tensor
+    camera: Optional[tuple[float, float]]
+
+
 def compute_flow(video: VideoInfo, t: float, config: DataConfig,
-                 counts: Optional[FlowCounts] = None) -> tuple[np.ndarray, torch.Tensor]:
+                 counts: Optional[FlowCounts] = None) -> FlowPair:
     """Frame at t and Farneback flow from it (OpenCV, config.farneback), camera
     shake removed when config.stabilise (config.motion_memory_s is not applied here:
     see :func:`memory_flow`).
 
     The pair is :func:`flow_frame_times`'s; the returned frame is always the
-    one nearest t. Returns ((H, W, 3) uint8 BGR frame of the full video, (2, *input_size)
-    float32 flow in full-frame pixels per flow_interval_s; the pair's real
-    spacing is scaled to the nominal interval). counts, when given, counts the pair
+    one nearest t. Returns a :class:`FlowPair`. counts, when given, counts the pair
     and its fallback. Raises MediaError.
     """
     ta, tb = flow_frame_times(video, t, config)
@@ -290,7 +303,7 @@ def compute_flow(video: VideoInfo, t: float, config: DataConfig,
         counts.pairs += 1
         counts.stabilise_fallbacks += rolling.stats.stabilise_fallbacks
     flow = prepare_flow(torch.from_numpy(result.per_interval()), config.input_size)[0]
-    return frame, flow
+    return FlowPair(frame, flow, result.camera)
 
 
 def memory_times(t: float, config: DataConfig) -> list[float]:
@@ -303,17 +316,20 @@ def memory_times(t: float, config: DataConfig) -> list[float]:
 def memory_flow(t: float, config: DataConfig, pair_flow, video: VideoInfo) -> torch.Tensor:
     """The motion memory at t: (2, *input_size) float32 in full-frame pixels per flow_interval_s.
 
-    pair_flow(t_k) -> the (2, *input_size) flow pair at t_k (:func:`compute_flow`'s, usually
-    through a cache); it is called for each of :func:`memory_times`, oldest first, and fed to the
-    memory with the pair's older frame (the frame the flow is sampled on, as live), all read from
-    ``video`` in one decode. Raises MediaError.
+    pair_flow(t_k) -> the :class:`FlowPair` at t_k (:func:`compute_flow`'s, usually through a
+    cache; its frame is not used); it is called for each of :func:`memory_times`, oldest first, and
+    fed to the memory with the pair's older frame (the frame the flow is sampled on, as live), all
+    read from ``video`` in one decode, and with the previous pair's camera displacement (that pair
+    ends on this one's older frame). Raises MediaError.
     """
     times = memory_times(t, config)
     frames = read_frames(video, [flow_frame_times(video, t_k, config)[0] for t_k in times])
     memory = MotionMemory(config.motion_memory_s)
-    field = None
+    field, camera = None, None
     for t_k, (_, frame) in zip(times, frames):
-        field = memory.update(pair_flow(t_k).numpy(), t_k, frame)
+        pair = pair_flow(t_k)
+        field = memory.update(pair.flow.numpy(), t_k, frame, camera=camera)
+        camera = pair.camera
     return torch.from_numpy(field)
 
 
@@ -421,9 +437,9 @@ class WindowDataset(Dataset):
 
     def _make(self, item: Item) -> Sample:
         src, cfg = self.sources[item.source], self.config
-        frame_bgr, flow = self._pair(src, item.t)
+        frame_bgr, flow, _ = self._pair(src, item.t)
         if cfg.motion_memory_s > 0:
-            flow = memory_flow(item.t, cfg, lambda t_k: self._pair(src, t_k, frame=False)[1], src.video)
+            flow = memory_flow(item.t, cfg, lambda t_k: self._pair(src, t_k, frame=False), src.video)
         frame = prepare_frames(torch.from_numpy(frame_bgr), cfg.input_size)[0]
         wave = torch.from_numpy(audio_window(src.audio, item.t, cfg))
         for what, tensor in (("flow", flow), ("frame", frame), ("audio window", wave)):
@@ -434,8 +450,8 @@ class WindowDataset(Dataset):
             gt = torch.from_numpy(boxes_to_mask(item.boxes, src.video.frame_hw, cfg.input_size[0]))
         return Sample(frame=frame, flow=flow, wave=wave, clip=src.clip, t=item.t, gt=gt)
 
-    def _pair(self, src: ClipSource, t: float, frame: bool = True) -> tuple[Optional[np.ndarray], torch.Tensor]:
-        """(frame at t, flow pair at t) of a clip, through the cache when there is one;
+    def _pair(self, src: ClipSource, t: float, frame: bool = True) -> FlowPair:
+        """The flow pair at t of a clip, through the cache when there is one;
         frame=False may give None for the frame (a cache hit then decodes none)."""
         cfg = dataclasses.replace(self.config, motion_memory_s=0.0)
 
@@ -445,7 +461,7 @@ class WindowDataset(Dataset):
             return compute(src.video, t, cfg)
         if frame:
             return self.cache.flow(src.video, t, cfg, compute)
-        return None, self.cache.flow_field(src.video, t, cfg, compute)
+        return self.cache.flow_field(src.video, t, cfg, compute)
 
 
 def config_fingerprint(config: DataConfig) -> dict:
