@@ -75,11 +75,12 @@ class _NanCache:
         self.clip = clip
 
     def flow(self, video, t, config, compute):
-        frame, flow = compute(video, t, config)
-        if video.path.stem == self.clip:
-            flow = flow.clone()
-            flow[0, 0, 0] = float("inf")
-        return frame, flow
+        pair = compute(video, t, config)
+        if video.path.stem != self.clip:
+            return pair
+        flow = pair.flow.clone()
+        flow[0, 0, 0] = float("inf")
+        return pair._replace(flow=flow)
 
 
 def test_a_non_finite_flow_from_the_cache_is_passed_over(root):
