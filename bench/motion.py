@@ -4,9 +4,9 @@
 
 Times, on real flow (OpenCV Farneback between the demo's frame0.png and a shaken copy of it, at
 --size), flowgrad.flow.stabilise.compensate (given the frame, whose texture picks the samples it
-fits, as RollingFlow calls it), MotionMemory.update (one flow-rate sample with its frame and the fit's camera displacement, which moves
-its state every time, and returns the memory) and both in a row;
-the Farneback pair itself for scale. Prints the machine, the 1-minute load average before and
+fits, as RollingFlow calls it), MotionMemory.update (one flow-rate sample with its frame and the
+fit's camera displacement, which moves its state every time, and returns the memory) and both in
+a row; the Farneback pair itself for scale. Prints the machine, the 1-minute load average before and
 after (the machine may be shared) and a Markdown table of median and 95th-percentile ms.
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main() -> None:
     _, info = compensate(flow, frame=frame)
     memory = MotionMemory()
 
-    # Each update follows the shake's ~2 px camera displacement, so the memory's state moves every time (its worst case).
+    # Each update follows the shake's ~2 px camera displacement: the memory's state moves every time (its worst case).
     def both(i):
         out, fit = compensate(flow, frame=frame)
         memory.update(out, 1e5 + 0.125 * i, frame, camera=fit.camera_px)
@@ -65,8 +65,8 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     rows = [("Farneback pair (for scale)", _times_ms(lambda i: opencv_flow(frame, shaken), args.repeat // 4)),
             ("compensate (stabilise)", _times_ms(lambda i: compensate(flow, frame=frame), args.repeat)),
-            ("MotionMemory.update", _times_ms(lambda i: memory.update(flow, 1e3 + 0.125 * i, frame, camera=info.camera_px),
-                                                       args.repeat)),
+            ("MotionMemory.update",
+             _times_ms(lambda i: memory.update(flow, 1e3 + 0.125 * i, frame, camera=info.camera_px), args.repeat)),
             ("both in a row (per map)", _times_ms(both, args.repeat))]
     load_after = os.getloadavg()[0]
     print(f"# {cpu_name()}, {os.cpu_count()} CPUs, OpenCV {cv2.__version__} on {args.threads} threads; "

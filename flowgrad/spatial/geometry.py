@@ -105,7 +105,8 @@ def check_positions(positions) -> np.ndarray:
     try:
         p = np.array(positions, dtype=np.float64)
     except (TypeError, ValueError):
-        raise GeometryError(f"mic_positions_m must be a list of [x, y, z] numbers in metres, got {positions!r:.80}") from None
+        raise GeometryError("mic_positions_m must be a list of [x, y, z] numbers in metres, "
+                            f"got {positions!r:.80}") from None
     if p.ndim != 2 or p.shape[1] != 3:
         raise GeometryError(f"mic_positions_m must be a list of [x, y, z] in metres, got shape {p.shape}")
     if p.shape[0] < 2:

@@ -52,9 +52,10 @@ picture is heard | coherence)) (:func:`heard_factor`, a Platt fit of the SRP-PHA
 data/coh_val's positive, no-event and silence pairs). flow_only's score (1, "no ears") gets
 the array's; a learned model's score is capped where nothing directional is heard. Chosen on
 data/coh_val (128 positives, 18 no-event, 128 silence pairs; docs/RESULTS.md; scores
-ranked with each model's own maps) over the product score x P: flow_only+doa's AP / max-F1 0.088 / 0.161 -> 0.168 / 0.282 with either (silence
-all quiet, FPR@0.5 1.00 -> 0.12); flowgrad_en+doa's AP 0.063 -> 0.066 with the minimum, but
-0.062 and 35% of positives quiet (0% before) with the product. The coherence does not tell
+ranked with each model's own maps) over the product score x P: flow_only+doa's AP / max-F1
+0.088 / 0.161 -> 0.168 / 0.282 with either (silence all quiet, FPR@0.5 1.00 -> 0.12);
+flowgrad_en+doa's AP 0.063 -> 0.066 with the minimum, but 0.062 and 35% of positives quiet
+(0% before) with the product. The coherence does not tell
 an off-screen vehicle from one in the picture (no-event pairs' median 0.30 against the
 positives' 0.23): the factor quiets silence and diffuse noise, not off-screen sound.
 """
