@@ -212,3 +212,19 @@ def test_an_export_made_with_doa_is_fused_without_the_suffix(tmp_path):
     assert loc.doa and loc.label.endswith(" +doa")
     assert export_main(["flow_only", "-o", str(tmp_path / "plain")]) == 0
     assert not open_localiser(str(tmp_path / "plain"), "cpu").doa
+
+
+def test_the_oracle_bench_bounds_what_a_direction_can_do(stereo_set, doa_cache):
+    """bench/doa_oracle.py on the two-mover street: the oracle direction (the sounding box's columns)
+    removes the silent mover at least as well as the heard one, and both beat the plain map, which
+    lights both movers; fusing the box itself is the best of all."""
+    from bench.doa_oracle import ROWS, main, oracle_cious
+
+    cious = oracle_cious("flow_only", stereo_set, FlowCache(doa_cache), progress=False)
+    mean = {row: float(np.mean(c)) for row, c in cious.items()}
+    assert len({len(c) for c in cious.values()}) == 1 and len(cious[ROWS[0]]) > 5
+    none, heard, oracle_region, oracle_pixel, boxes = (mean[row] for row in ROWS)
+    assert max(cious[ROWS[0]]) < 0.7  # both movers light the plain map
+    assert oracle_region >= heard - 1e-6 and heard > none + 0.2
+    assert boxes >= max(oracle_region, oracle_pixel)
+    assert main(["--data", str(stereo_set.parent), "--flow-cache", str(doa_cache), "--model", "flow_only"]) == 2
