@@ -157,6 +157,19 @@ def test_cli_precomputes_every_pair(tmp_path, urbansas, capsys):
     assert (cache.stats.hits, cache.stats.misses) == (1, 0)
 
 
+def test_cli_names_entries_of_an_older_format_left_behind(tmp_path, urbansas, capsys):
+    root = tmp_path / "u"
+    shutil.copytree(urbansas, root)
+    assert main(["--data", str(root)]) == 0
+    assert "older format" not in capsys.readouterr().out
+    old = root / "flowcache" / "ab" / ("ab" + "0" * 62 + ".npy")  # a format-2 entry
+    old.parent.mkdir(parents=True, exist_ok=True)
+    with open(old, "wb") as f:
+        np.save(f, np.zeros((2, 224, 224), np.float16))
+    assert main(["--data", str(root)]) == 0
+    assert "1 entry of an older format" in capsys.readouterr().out and old.exists()  # named, not deleted
+
+
 def test_cli_bad_arguments(tmp_path, capsys):
     assert main(["--data", str(tmp_path / "missing")]) == 2
     assert "not a directory" in capsys.readouterr().err

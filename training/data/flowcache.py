@@ -18,7 +18,8 @@ modification time, t, the flow settings (interval, working size, input size,
 Farneback parameters, stabilisation) and the storage format, so an entry made from an older
 file or other settings is never found, only left behind.
 
-``python -m training.data.flowcache --data DIR`` fills the cache for a dataset.
+``python -m training.data.flowcache --data DIR`` fills the cache for a dataset and names the
+entries of an older format left behind (``.npy``, before format 3), with the command that deletes them.
 """
 from __future__ import annotations
 
@@ -211,6 +212,13 @@ class FlowCache:
         self._entry(self.entry_path(video, t, config), video, t, config, compute)
 
 
+def stale_entries(directory: Path) -> list[Path]:
+    """Entries under ``directory`` that no version of this cache reads any more: the ``.npy``
+    files of formats 1 and 2 (before the camera was kept). Their keys are hashes, so they are
+    never found again, only left behind."""
+    return sorted(Path(directory).glob("??/*.npy")) if Path(directory).is_dir() else []
+
+
 class _Precompute(torch.utils.data.Dataset):
     """Index i -> ensure the cache entry of dataset item i; returns (item ok, stats delta)."""
 
@@ -292,6 +300,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     totals = precompute(datasets, cache, workers=args.workers)
     print(f"flow cache {cache.directory}: " + ", ".join(f"{k} {v}" for k, v in totals.items()))
+    stale = stale_entries(cache.directory)
+    if stale:
+        size_mb = sum(p.stat().st_size for p in stale) / 2**20
+        what = "1 entry" if len(stale) == 1 else f"{len(stale)} entries"
+        print(f"flow cache {cache.directory}: {what} of an older format ({size_mb:.1f} MB of .npy files) "
+              f"no longer read: find {cache.directory} -name '*.npy' -delete frees the space")
     for d in datasets:
         if d.skipped:
             print(f"{type(d).__name__} skipped: {d.skipped}")
