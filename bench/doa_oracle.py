@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from flowgrad.flow.memory import MEMORY_SECONDS
 from flowgrad.spatial.fusion import fuse
 from flowgrad.spatial.with_doa import FUSION_REGION_LEVEL
-from training.data import DataConfig, collate
+from training.data import collate
 from training.data.flowcache import FlowCache
-from training.evaluate import BENCHMARKS, EvaluateError, _Doa, _read, array_geometry, open_localiser, pair_ciou
+from training.evaluate import (BENCHMARKS, EvaluateError, _Doa, _read, array_geometry, data_config, open_localiser,
+                               pair_ciou)
 
 ROWS = ("without direction", "heard direction (+doa)", "oracle direction, by region (the fusion)",
         "oracle direction, pixel by pixel", "the boxes themselves (any reweighting's ceiling)")
@@ -39,9 +39,7 @@ ROWS = ("without direction", "heard direction (+doa)", "oracle direction, by reg
 def oracle_cious(spec: str, root: Path, cache: FlowCache, batch_size: int = 16, progress: bool = True) -> dict:
     """ROWS -> the cIoU (threshold 0.5) of each positive pair of ``root`` under model ``spec``."""
     loc = open_localiser(spec, "cpu")
-    config = DataConfig(audio_rate=loc.audio_rate, audio_seconds=loc.audio_seconds,
-                        motion_memory_s=MEMORY_SECONDS if loc.motion_memory else 0.0)
-    data = BENCHMARKS["urbansas"].dataset(root, config, cache)
+    data = BENCHMARKS["urbansas"].dataset(root, data_config(loc), cache)
     doa = _Doa(array_geometry(root))
     cious = {row: [] for row in ROWS}
     for start in tqdm(range(0, len(data), batch_size), desc=loc.label, unit="batch", disable=not progress):

@@ -264,6 +264,13 @@ def evaluate_one(loc: Localiser, root: Path, cache: FlowCache, batch_size: int, 
     return summary, cious, examples
 
 
+def data_config(loc: Localiser, stabilise: bool = True) -> DataConfig:
+    """The data settings that feed ``loc`` its inputs: its audio rate and window, and its flow
+    input (the 5 s motion memory or one pair), with camera shake removed when ``stabilise``."""
+    return DataConfig(audio_rate=loc.audio_rate, audio_seconds=loc.audio_seconds, stabilise=stabilise,
+                      motion_memory_s=MEMORY_SECONDS if loc.motion_memory else 0.0)
+
+
 def array_geometry(root: Path) -> ArrayGeometry:
     """The microphone geometry of a dataset (ROOT/annotations/array.json, the ``--mics`` file
     format); EvaluateError (one line) when it is missing, GeometryError when it is unusable."""
@@ -337,8 +344,7 @@ def evaluate_pairs(loc: Localiser, root: Path, cache: FlowCache, batch_size: int
         raise EvaluateError(f"{loc.label}: +doa needs clips recorded by a microphone array (urbansas), not "
                             f"{benchmark.title}")
     geometry = array_geometry(root) if loc.doa else None
-    config = DataConfig(audio_rate=loc.audio_rate, audio_seconds=loc.audio_seconds, stabilise=stabilise,
-                        motion_memory_s=MEMORY_SECONDS if loc.motion_memory else 0.0)
+    config = data_config(loc, stabilise)
     data = EvalPairs(root, config, cache, negatives=True) if negatives else benchmark.dataset(root, config, cache)
     if len(data) == 0:
         raise EvaluateError(f"{root}: no {benchmark.title} evaluation pairs "
