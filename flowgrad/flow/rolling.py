@@ -314,17 +314,18 @@ class RollingFlow:
             flow = self._flow(gray, prev_gray)
             np.negative(flow, out=flow)
         seen_on = prev_gray if self.config.anchor == "older" else gray  # the frame the field is sampled on
-        camera = None
         work_h, work_w = gray.shape
+        # Full-frame pixels per working pixel: each axis has its own scale, since the working size
+        # need not keep the camera's aspect ratio.
+        scale_x, scale_y = w / work_w, h / work_h
+        camera = None
         if self.config.stabilise:
             flow, info = compensate(flow, frame=seen_on)
             self.stats.stabilise_fallbacks += not info.compensated
             if info.camera_px is not None:
-                camera = (info.camera_px[0] * w / work_w, info.camera_px[1] * h / work_h)
-        # Each axis has its own scale, since the working size need not keep the
-        # camera's aspect ratio.
-        flow[0] *= np.float32(w / work_w)
-        flow[1] *= np.float32(h / work_h)
+                camera = (info.camera_px[0] * scale_x, info.camera_px[1] * scale_y)
+        flow[0] *= np.float32(scale_x)
+        flow[1] *= np.float32(scale_y)
         self.stats.computed += 1
         result = FlowResult(
             flow=flow,
